@@ -1,0 +1,293 @@
+"""The recipe: every knob of a sigx run, validated by Pydantic v2.
+
+A recipe is one YAML file. Every section forbids unknown keys so that a typo (``trainig.lr``) is an error
+rather than a silently ignored setting; every field carries its default so that the smallest useful recipe is
+a few lines. ``load_recipe`` turns any problem into :class:`RecipeError`, whose lines each name the field path
+and what is allowed, so that the CLI can print them without a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe (or an override) that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------------- model
+class TinyModelConfig(Strict):
+    """Shape and warm start of the built-in ``sigx/tiny`` model (used only when ``model.name == "sigx/tiny"``).
+
+    The SFT warm start is deliberately short and trained on demonstrations of which ``sft_noise`` carry a
+    wrong step, so the starting policy is competent but imperfect and RL has room to improve it.
+    """
+
+    hidden_size: int = Field(128, ge=16)
+    num_layers: int = Field(3, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(384, ge=16)
+    tie_embeddings: bool = False
+    sft_steps: int = Field(400, ge=0)
+    sft_batch_size: int = Field(64, ge=1)
+    sft_lr: float = Field(3e-3, gt=0)
+    sft_noise: float = Field(0.3, ge=0, le=1)
+    sft_seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be divisible by num_kv_heads ({self.num_kv_heads})")
+        return self
+
+
+class ModelConfig(Strict):
+    name: str = Field("sigx/tiny", description="'sigx/tiny' (built locally) or a Hugging Face hub id / local path")
+    tiny: TinyModelConfig = TinyModelConfig()
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+
+
+# --------------------------------------------------------------------------------------------------- tasks
+class ArithmeticTaskConfig(Strict):
+    """Left-to-right chains such as ``7+5-3=``, solved step by step (``7+5=12;12-3=9#9``)."""
+
+    name: Literal["arithmetic"] = "arithmetic"
+    min_ops: int = Field(2, ge=1)
+    max_ops: int = Field(3, ge=1)
+    max_operand: int = Field(9, ge=1, le=99)
+    eval_prompts: int = Field(128, ge=1)
+    seed: int = 1234
+
+    @model_validator(mode="after")
+    def _ops_order(self) -> "ArithmeticTaskConfig":
+        if self.min_ops > self.max_ops:
+            raise ValueError(f"min_ops ({self.min_ops}) must be <= max_ops ({self.max_ops})")
+        return self
+
+
+class SearchTaskConfig(Strict):
+    """Multi-hop questions over a generated knowledge base, answered through ``s[...]`` search actions."""
+
+    name: Literal["search"] = "search"
+    num_people: int = Field(40, ge=4)
+    num_cities: int = Field(8, ge=2)
+    min_hops: int = Field(1, ge=1)
+    max_hops: int = Field(2, ge=1, le=4)
+    max_turns: int = Field(4, ge=1)
+    eval_prompts: int = Field(128, ge=1)
+    seed: int = 1234
+
+    @model_validator(mode="after")
+    def _hops_order(self) -> "SearchTaskConfig":
+        if self.min_hops > self.max_hops:
+            raise ValueError(f"min_hops ({self.min_hops}) must be <= max_hops ({self.max_hops})")
+        return self
+
+
+TaskConfig = Annotated[Union[ArithmeticTaskConfig, SearchTaskConfig], Field(discriminator="name")]
+
+
+# --------------------------------------------------------------------------------------------------- rollout
+class RolloutConfig(Strict):
+    backend: Literal["hf", "vllm"] = "hf"
+    group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
+    max_new_tokens: int = Field(48, ge=1, description="per agent turn")
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vllm only")
+
+
+# --------------------------------------------------------------------------------------------------- training
+class TrainingConfig(Strict):
+    steps: int = Field(60, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    prompts_per_step: int = Field(16, ge=1)
+    inner_epochs: int = Field(1, ge=1, description="passes over each rollout batch (PPO epochs)")
+    mini_batches: int = Field(2, ge=1, description="optimizer steps per pass; >1 makes later updates off-policy")
+    advantage: Literal["grpo", "dr_grpo"] = "grpo"
+    policy_loss: Literal["ppo_clip", "gspo"] = "ppo_clip"
+    clip_eps: float = Field(0.2, gt=0)
+    clip_eps_high: float | None = Field(None, gt=0, description="DAPO clip-higher; defaults to clip_eps")
+    gspo_clip_eps: float = Field(4e-3, gt=0, description="GSPO's sequence-ratio band (paper: 3e-4 to 4e-3)")
+    loss_aggregation: Literal["token-mean", "seq-mean"] = "token-mean"
+    kl_beta: float = Field(0.0, ge=0)
+    eval_every: int = Field(10, ge=1)
+    eval_samples: int = Field(4, ge=1, description="sampled responses per held-out prompt at evaluation")
+
+
+# --------------------------------------------------------------------------------------------------- techniques
+class TechniqueConfig(Strict):
+    enabled: bool = False
+
+
+class TechniquesConfig(Strict):
+    """One section per technique; each technique module owns its own subclass of :class:`TechniqueConfig`."""
+
+    sspo: TechniqueConfig = TechniqueConfig()
+    search_p1: TechniqueConfig = TechniqueConfig()
+    gcrl: TechniqueConfig = TechniqueConfig()
+    sorl: TechniqueConfig = TechniqueConfig()
+
+    def enabled_names(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name).enabled]
+
+
+# --------------------------------------------------------------------------------------------------- logging
+class LoggingConfig(Strict):
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "sigx"
+    output_dir: str = "runs"
+
+
+class Recipe(Strict):
+    name: str = Field("sigx-run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = ArithmeticTaskConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    training: TrainingConfig = TrainingConfig()
+    techniques: TechniquesConfig = TechniquesConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task_name(cls, data: Any) -> Any:
+        # A task section without a name is the default task, as an absent section is.
+        if isinstance(data, dict) and isinstance(data.get("task"), dict) and "name" not in data["task"]:
+            data = {**data, "task": {"name": "arithmetic", **data["task"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> "Recipe":
+        sequences = self.training.prompts_per_step * self.rollout.group_size
+        if self.training.mini_batches > sequences:
+            raise ValueError(
+                f"training.mini_batches ({self.training.mini_batches}) exceeds the sequences per step "
+                f"(training.prompts_per_step x rollout.group_size = {sequences})"
+            )
+        return self
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------------- loading
+def _field_path(loc: tuple) -> str:
+    # Drop the discriminator tag pydantic inserts for unions ("task.search.max_hops" -> "task.max_hops").
+    parts = [str(p) for p in loc]
+    if len(parts) >= 2 and parts[0] == "task" and parts[1] in ("arithmetic", "search"):
+        parts = [parts[0]] + parts[2:]
+    return ".".join(parts) or "(recipe)"
+
+
+def _allowed_keys(loc: tuple, data: dict) -> list[str]:
+    """Names a section accepts, to turn 'extra field' errors into 'allowed: ...' hints."""
+    model: Any = Recipe
+    node: Any = data
+    for part in loc[:-1]:
+        if part in ("arithmetic", "search"):
+            continue
+        if isinstance(node, dict):
+            node = node.get(part, {})
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        if part == "task":
+            name = node.get("name", "arithmetic") if isinstance(node, dict) else "arithmetic"
+            ann = SearchTaskConfig if name == "search" else ArithmeticTaskConfig
+        model = ann
+    return list(getattr(model, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, data: dict, source: str) -> list[str]:
+    lines = []
+    for e in err.errors():
+        path = _field_path(e["loc"])
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(e["loc"], data)
+            msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        elif e["type"] == "union_tag_invalid":
+            msg = "unknown task; allowed: arithmetic, search"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+                msg += f" (got {e['input']!r})"
+        lines.append(f"{source}: {path}: {msg}")
+    return lines
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``training.lr=1e-4`` -> (["training", "lr"], 1e-4); the value is parsed as YAML so types come out right."""
+    if "=" not in text:
+        raise RecipeError([f"--set {text}: expected KEY=VALUE, e.g. training.lr=1e-4"])
+    key, raw = text.split("=", 1)
+    if not key or any(not p for p in key.split(".")):
+        raise RecipeError([f"--set {text}: malformed key {key!r}; use dotted paths like training.lr"])
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise RecipeError([f"--set {text}: {part} is a value, not a section"])
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def recipe_from_data(data: Any, source: str = "recipe", overrides: list[str] | None = None) -> Recipe:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError([f"{source}: the recipe must be a mapping of sections (model, task, training, ...)"])
+    data = apply_overrides(data, overrides or [])
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(format_validation_error(err, data, source)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError([f"{path}: no such recipe file"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RecipeError([f"{path}:{where}: invalid YAML: {problem}"]) from None
+    return recipe_from_data(data, str(path), overrides)
