@@ -1,0 +1,83 @@
+"""The task interface: how sigx asks a task for prompts, demonstrations, environment steps and rewards.
+
+A task is both a data set (``train_problem``/``eval_problems``) and, for multi-turn tasks, an environment
+(``respond``). Everything is text; the rollout engine owns tokenisation, so a task works with any model.
+Add your own task by subclassing :class:`Task` and registering it with :func:`sigx.tasks.register_task`.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt with everything needed to judge an answer to it."""
+
+    prompt: str
+    answer: str
+    reference_path: tuple[str, ...] = ()  # the gold steps (arithmetic steps, search keys): used by path rewards
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class Segment:
+    """A piece of a transcript: ``by_model`` text is trained on, environment text (observations) is not."""
+
+    text: str
+    by_model: bool
+
+
+@dataclass(frozen=True)
+class Score:
+    reward: float
+    correct: bool
+    answer: str | None = None
+
+
+def is_eval_split(prompt: str, fraction: float = 0.2) -> bool:
+    """Deterministic held-out split by prompt text, so train sampling never draws an evaluation prompt."""
+    return zlib.crc32(prompt.encode()) % 1000 < fraction * 1000
+
+
+class Task(ABC):
+    name: str = "task"
+    #: a turn ends when the model emits one of these (besides EOS); the environment then replies
+    turn_stop_strings: tuple[str, ...] = ()
+    max_turns: int = 1
+
+    @abstractmethod
+    def train_problem(self, rng: random.Random) -> Problem:
+        """A training problem, never one from the evaluation split."""
+
+    @abstractmethod
+    def eval_problems(self) -> list[Problem]:
+        """A fixed held-out set."""
+
+    @abstractmethod
+    def demonstration(self, problem: Problem, rng: random.Random, noise: float) -> list[Segment]:
+        """A solved transcript for the SFT warm start; with probability ``noise`` it contains one wrong step."""
+
+    def respond(self, problem: Problem, turns: list[str]) -> str | None:
+        """The environment's reply to the model's latest turn, or None when the episode is over."""
+        return None
+
+    @abstractmethod
+    def score(self, problem: Problem, transcript: list[Segment]) -> Score:
+        """Outcome reward of a finished transcript (the completion only, prompt excluded)."""
+
+    @abstractmethod
+    def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
+        """(planned steps, executed steps) read off a transcript; path-level rewards compare these with
+        ``problem.reference_path``. A task without an explicit plan returns an empty plan."""
+
+    def model_text(self, transcript: list[Segment]) -> str:
+        return "".join(s.text for s in transcript if s.by_model)
+
+    @staticmethod
+    def alphabet() -> str:
+        """Characters the task's text uses (the built-in tokenizer is built from these)."""
+        return ""

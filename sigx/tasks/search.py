@@ -1,0 +1,138 @@
+"""A multi-turn search environment over a generated knowledge base (a miniature Search-R1 setting).
+
+The knowledge base gives each person a ``boss`` and a ``friend`` (people) and a ``city``. A question names a
+start person and a chain of relations, ``q:ann.boss.city``. The agent first writes a plan, then one search
+per hop, then answers; the environment replies to each search with an observation (masked from the loss)::
+
+    q:ann.boss.city            <- prompt
+    p:boss.city                <- plan      \\  turn 0
+    s[ann.boss]                <- search    /
+    o:bob                      <- observation (environment)
+    s[bob.city]                <- turn 1
+    o:rome                     <- observation (environment)
+    a[rome]                    <- turn 2: the answer ends the episode
+
+The gold path (the search keys ``ann.boss``, ``bob.city``) is known to the environment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+
+from sigx.config import SearchTaskConfig
+from sigx.tasks.base import Problem, Score, Segment, Task, is_eval_split
+
+PERSON_RELATIONS = ("boss", "friend")
+RELATIONS = PERSON_RELATIONS + ("city",)
+_ACTION = re.compile(r"([sa])\[([^\]]*)\]\s*$")
+_PLAN = re.compile(r"p:([a-z.]*)")
+_SEARCHES = re.compile(r"s\[([^\]]*)\]")
+
+
+def _names(rng: random.Random, count: int, length: int, taken: set[str]) -> list[str]:
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    out = []
+    while len(out) < count:
+        name = "".join(rng.choice(consonants if i % 2 == 0 else vowels) for i in range(length))
+        if name not in taken:
+            taken.add(name)
+            out.append(name)
+    return out
+
+
+class SearchTask(Task):
+    name = "search"
+    turn_stop_strings = ("]",)
+
+    def __init__(self, config: SearchTaskConfig):
+        self.config = config
+        self.max_turns = config.max_turns
+        rng = random.Random(config.seed)
+        taken: set[str] = set()
+        self.people = _names(rng, config.num_people, 3, taken)
+        self.cities = _names(rng, config.num_cities, 4, taken)
+        self.kb: dict[str, str] = {}
+        for person in self.people:
+            for rel in PERSON_RELATIONS:
+                self.kb[f"{person}.{rel}"] = rng.choice([p for p in self.people if p != person])
+            self.kb[f"{person}.city"] = rng.choice(self.cities)
+        self._all = self._enumerate()
+        self._train = [p for p in self._all if not is_eval_split(p.prompt, 0.25)]
+        held_out = [p for p in self._all if is_eval_split(p.prompt, 0.25)]
+        random.Random(config.seed + 1).shuffle(held_out)
+        self._eval = held_out[: config.eval_prompts]
+
+    def _problem(self, start: str, relations: tuple[str, ...]) -> Problem:
+        entity, keys = start, []
+        for rel in relations:
+            key = f"{entity}.{rel}"
+            keys.append(key)
+            entity = self.kb[key]
+        return Problem(
+            prompt=f"q:{start}.{'.'.join(relations)}\n",
+            answer=entity,
+            reference_path=tuple(keys),
+            meta={"plan": relations, "start": start},
+        )
+
+    def _enumerate(self) -> list[Problem]:
+        out = []
+        for hops in range(self.config.min_hops, self.config.max_hops + 1):
+            for middle in itertools.product(PERSON_RELATIONS, repeat=hops - 1):
+                for last in RELATIONS:
+                    for person in self.people:
+                        out.append(self._problem(person, middle + (last,)))
+        return out
+
+    def train_problem(self, rng: random.Random) -> Problem:
+        return rng.choice(self._train)
+
+    def eval_problems(self) -> list[Problem]:
+        return self._eval
+
+    # ---------------------------------------------------------------- environment
+    def respond(self, problem: Problem, turns: list[str]) -> str | None:
+        match = _ACTION.search(turns[-1])
+        if match is None or match.group(1) == "a" or len(turns) >= self.max_turns:
+            return None
+        return f"\no:{self.kb.get(match.group(2).strip(), 'none')}\n"
+
+    def demonstration(self, problem: Problem, rng: random.Random, noise: float) -> list[Segment]:
+        relations = problem.meta["plan"]
+        # With probability `noise`, one hop searches a wrong entity; the rest follows from what it returned.
+        bad_hop = rng.randrange(len(relations)) if rng.random() < noise else -1
+        entity = problem.meta["start"]
+        segments = [Segment(f"p:{'.'.join(relations)}\n", True)]
+        for hop, rel in enumerate(relations):
+            if hop == bad_hop:
+                entity = rng.choice([p for p in self.people if p != entity])
+            entity_next = self.kb[f"{entity}.{rel}"]
+            segments.append(Segment(f"s[{entity}.{rel}]", True))
+            segments.append(Segment(f"\no:{entity_next}\n", False))
+            entity = entity_next
+        segments.append(Segment(f"a[{entity}]", True))
+        return segments
+
+    # ---------------------------------------------------------------- reward
+    def score(self, problem: Problem, transcript: list[Segment]) -> Score:
+        model_turns = [s.text for s in transcript if s.by_model]
+        if not model_turns:
+            return Score(0.0, False, None)
+        match = _ACTION.search(model_turns[-1])
+        if match is None or match.group(1) != "a":
+            return Score(0.0, False, None)
+        answer = match.group(2).strip()
+        correct = answer == problem.answer
+        return Score(1.0 if correct else 0.0, correct, answer)
+
+    def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
+        text = self.model_text(transcript)
+        plan = _PLAN.search(text)
+        planned = [r for r in plan.group(1).split(".") if r] if plan else []
+        return planned, [k.strip() for k in _SEARCHES.findall(text)]
+
+    @staticmethod
+    def alphabet() -> str:
+        return "abcdefghijklmnopqrstuvwxyz.:[]\n"
