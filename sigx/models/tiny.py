@@ -1,0 +1,131 @@
+"""``sigx/tiny``: a small Qwen2-architecture causal LM that sigx builds and warm-starts itself.
+
+Why: a CPU machine with no hub access still needs a model that can really learn in minutes. The model is a
+transformers ``Qwen2ForCausalLM`` built from a config (so every code path is the one a hub model takes),
+trained briefly with SFT on task demonstrations of which a fraction carry a wrong step. The result is cached
+on disk keyed by everything that determines it, and reused by every run that shares it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from sigx.config import TinyModelConfig
+from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
+from sigx.tasks.base import Segment, Task
+
+FORMAT_VERSION = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SIGX_CACHE", Path.home() / ".cache" / "sigx"))
+
+
+def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
+    blob = json.dumps(
+        {"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": config.model_dump(), "task": task_config.model_dump()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_tiny_model(config: TinyModelConfig, tokenizer) -> Qwen2ForCausalLM:
+    model_config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=config.tie_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return Qwen2ForCausalLM(model_config)
+
+
+def encode_demonstration(tokenizer, task: Task, prompt: str, segments: list[Segment]) -> tuple[list[int], list[int]]:
+    """Token ids and SFT labels of one demonstration: prompt and environment text get label -100."""
+    ids = tokenizer(prompt)["input_ids"]
+    labels = [-100] * len(ids)
+    for seg in segments:
+        seg_ids = tokenizer(seg.text, add_special_tokens=False)["input_ids"]
+        ids += seg_ids
+        labels += seg_ids if seg.by_model else [-100] * len(seg_ids)
+    if not any(segments[-1].text.endswith(s) for s in task.turn_stop_strings):
+        ids.append(tokenizer.eos_token_id)
+        labels.append(tokenizer.eos_token_id)
+    return ids, labels
+
+
+def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=print) -> list[float]:
+    """Short supervised warm start on noisy demonstrations; returns the loss curve."""
+    torch.manual_seed(config.sft_seed)
+    rng = random.Random(config.sft_seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / max(1, config.sft_steps))
+    )
+    model.train()
+    losses = []
+    for step in range(config.sft_steps):
+        examples = []
+        for _ in range(config.sft_batch_size):
+            problem = task.train_problem(rng)
+            examples.append(encode_demonstration(tokenizer, task, problem.prompt, task.demonstration(problem, rng, config.sft_noise)))
+        width = max(len(ids) for ids, _ in examples)
+        input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in examples])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])
+        attention = (torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in examples])[:, None]).long()
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0:
+            log(f"sft step {step + 1}/{config.sft_steps} loss {sum(losses[-100:]) / len(losses[-100:]):.3f}")
+    model.eval()
+    return losses
+
+
+def ensure_tiny_base(config: TinyModelConfig, task: Task, task_config, log=print) -> Path:
+    """Path of the warm-started tiny model for this (model, task) config, building it once if needed.
+
+    Safe under concurrency (a file lock per key) and against crashes (built in a temporary folder, then
+    renamed into place), so parallel ablation workers share one build and a killed build leaves nothing half
+    written.
+    """
+    root = cache_root() / "tiny"
+    root.mkdir(parents=True, exist_ok=True)
+    key = tiny_cache_key(config, task_config)
+    target = root / key
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "sigx_tiny.json").is_file():
+            return target
+        log(f"building sigx/tiny ({key}): SFT warm start, {config.sft_steps} steps")
+        tokenizer = build_char_tokenizer()
+        model = build_tiny_model(config, tokenizer)
+        losses = sft_warm_start(model, tokenizer, task, config, log)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "sigx_tiny.json").write_text(json.dumps({"key": key, "sft_final_loss": losses[-1] if losses else None}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    return target
