@@ -1,0 +1,100 @@
+"""Policy losses (a registry, as in verl's ``core_algos``) and loss aggregation (as in TRL's loss options).
+
+Every policy loss maps :class:`PolicyLossInputs` to a per-token loss [B, T] plus diagnostics; aggregation
+over tokens is a separate, shared step so every loss supports every aggregation mode.
+
+- ``ppo_clip`` (GRPO's token-level PPO clip): r_t = exp(logp_t - logp_old_t),
+  loss_t = -min(r_t A, clip(r_t, 1 - eps, 1 + eps_high) A).
+- ``gspo`` (GSPO, arXiv 2507.18071, Eq. 7-10): one length-normalised sequence ratio
+  s_i = exp(mean_t (logp_t - logp_old_t)), clipped in a narrow band; in its token form
+  s_i,t = sg[s_i] * pi_t / sg[pi_t], whose gradient is s_i * grad log pi_t on every token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from sigx.config import TrainingConfig
+
+
+@dataclass
+class PolicyLossInputs:
+    logprobs: torch.Tensor  # [B, T] current policy, with grad
+    old_logprobs: torch.Tensor  # [B, T] behaviour policy
+    advantages: torch.Tensor  # [B]
+    mask: torch.Tensor  # [B, T] float, 1 on policy-generated tokens
+    turn_ids: torch.Tensor  # [B, T] long, agent turn per token (-1 on environment tokens)
+    config: TrainingConfig
+
+
+PolicyLoss = Callable[[PolicyLossInputs], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+POLICY_LOSSES: dict[str, PolicyLoss] = {}
+
+
+def register_policy_loss(name: str):
+    def wrap(fn: PolicyLoss) -> PolicyLoss:
+        POLICY_LOSSES[name] = fn
+        return fn
+
+    return wrap
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
+    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def sequence_log_ratio(logprobs, old_logprobs, mask) -> torch.Tensor:
+    """mean_t (logp_t - logp_old_t) over each sequence's masked tokens: the log of the geometric-mean ratio."""
+    return masked_mean(logprobs - old_logprobs, mask, dim=-1)
+
+
+@register_policy_loss("ppo_clip")
+def ppo_clip_loss(x: PolicyLossInputs):
+    eps_low = x.config.clip_eps
+    eps_high = x.config.clip_eps_high if x.config.clip_eps_high is not None else eps_low
+    ratio = torch.exp(x.logprobs - x.old_logprobs)
+    adv = x.advantages[:, None]
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
+    loss = torch.maximum(unclipped, clipped)
+    metrics = {
+        "clip_fraction": masked_mean((clipped > unclipped).float(), x.mask),
+        "ratio_mean": masked_mean(ratio.detach(), x.mask),
+    }
+    return loss, metrics
+
+
+@register_policy_loss("gspo")
+def gspo_loss(x: PolicyLossInputs):
+    eps = x.config.gspo_clip_eps
+    seq_log_ratio = sequence_log_ratio(x.logprobs, x.old_logprobs, x.mask)
+    token_ratio = torch.exp(seq_log_ratio.detach()[:, None] + x.logprobs - x.logprobs.detach())
+    adv = x.advantages[:, None]
+    unclipped = -adv * token_ratio
+    clipped = -adv * torch.clamp(token_ratio, 1 - eps, 1 + eps)
+    loss = torch.maximum(unclipped, clipped)
+    metrics = {
+        "clip_fraction": masked_mean((clipped > unclipped).float(), x.mask),
+        "ratio_mean": torch.exp(seq_log_ratio.detach()).mean(),
+    }
+    return loss, metrics
+
+
+def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """``token-mean``: every generated token weighs the same (DAPO); ``seq-mean``: every sequence weighs the
+    same, its tokens averaged first (the original GRPO)."""
+    if mode == "token-mean":
+        return masked_mean(per_token, mask)
+    if mode == "seq-mean":
+        has_tokens = (mask.sum(-1) > 0).float()
+        return masked_mean(masked_mean(per_token, mask, dim=-1), has_tokens)
+    raise ValueError(f"unknown loss aggregation {mode!r}")
+
+
+def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of KL(pi || pi_ref): exp(d) - d - 1 with d = logp_ref - logp; unbiased, >= 0."""
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d - 1

@@ -1,0 +1,56 @@
+"""The shared engine: what is expensive to build is built once and reused by every run that can share it.
+
+Tokenizer, base weights (for ``sigx/tiny``, the SFT warm start) and the rollout backend are loaded once; each
+run starts by resetting the policy to the base weights held in memory, never re-reading or re-building them.
+Runs may differ in seed, techniques and training knobs, not in model, task or rollout backend.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+
+from sigx.config import Recipe
+from sigx.engine.rollout import build_rollout_backend
+from sigx.models.loading import load_base
+from sigx.tasks import build_task
+
+
+class IncompatibleRecipeError(ValueError):
+    pass
+
+
+def engine_key(recipe: Recipe) -> str:
+    return json.dumps({"model": recipe.model.model_dump(), "task": recipe.task.model_dump(),
+                       "backend": recipe.rollout.backend}, sort_keys=True)
+
+
+class SharedEngine:
+    def __init__(self, recipe: Recipe, device: str | None = None, log=print):
+        self.key = engine_key(recipe)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.task = build_task(recipe.task)
+        self.tokenizer, self.model, self.base_path = load_base(recipe.model, self.task, recipe.task, self.device, log)
+        self.base_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.rollout = build_rollout_backend(recipe.rollout.backend, self.model, self.tokenizer, recipe.rollout)
+        self._reference = None
+
+    def check_compatible(self, recipe: Recipe) -> None:
+        if engine_key(recipe) != self.key:
+            raise IncompatibleRecipeError("this engine was built for another model, task or rollout backend")
+
+    def reset_policy(self) -> None:
+        """Back to the base weights, in place (the rollout backend keeps pointing at the same model)."""
+        self.model.load_state_dict(self.base_state)
+        self.model.zero_grad(set_to_none=True)
+        self.rollout.sync_weights(self.model)
+
+    def reference_model(self):
+        """A frozen copy of the base policy for the KL term, built on first use."""
+        if self._reference is None:
+            self._reference = copy.deepcopy(self.model)
+            self._reference.load_state_dict(self.base_state)
+            self._reference.eval().requires_grad_(False)
+        return self._reference

@@ -1,0 +1,236 @@
+"""The GRPO loop: rollout -> reward -> advantage -> policy loss -> optimizer step, with technique hooks.
+
+Kept deliberately plain (nanoGPT-style): one function per stage, all in this file, so that a reader sees the
+whole algorithm at once. Techniques enter only through :mod:`sigx.engine.hooks`.
+
+Off-policy-ness is real: the behaviour log-probs are computed once per rollout batch, before any update, and
+the batch is consumed in ``mini_batches`` optimizer steps for ``inner_epochs`` passes; every mini-batch after
+the first sees a policy that has already moved, so its importance ratios differ from 1.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from sigx.config import Recipe
+from sigx.engine.advantages import ADVANTAGE_ESTIMATORS
+from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss, kl_k3, masked_mean
+from sigx.engine.rollout import SamplingParams
+from sigx.engine.shared import SharedEngine
+from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logprobs
+from sigx.techniques import build_techniques, resolve_policy_loss
+
+EVAL_SEED = 20260224  # every run evaluates with the same sampling noise, whatever its training seed
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class StepResult:
+    metrics: dict
+    trajectories: list[Trajectory] = field(repr=False, default_factory=list)
+
+
+class GRPOTrainer:
+    def __init__(self, recipe: Recipe, engine: SharedEngine):
+        self.recipe = recipe
+        self.engine = engine
+        self.task = engine.task
+        self.tokenizer = engine.tokenizer
+        engine.check_compatible(recipe)
+        engine.reset_policy()
+        self.model = engine.model
+        torch.manual_seed(recipe.seed)
+        self.rng = random.Random(recipe.seed)
+        self.techniques = build_techniques(recipe.techniques, self.task, engine)
+        self.policy_loss_name = resolve_policy_loss(self.techniques, recipe.training.policy_loss)
+        t = recipe.training
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                                           betas=(0.9, 0.99))
+        self.reference = engine.reference_model() if t.kl_beta > 0 else None
+        r = recipe.rollout
+        self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p)
+
+    # ------------------------------------------------------------------------------------------ rollout
+    def rollout(self) -> list[Trajectory]:
+        r, t = self.recipe.rollout, self.recipe.training
+        problems = [self.task.train_problem(self.rng) for _ in range(t.prompts_per_step)]
+        expanded = [p for p in problems for _ in range(r.group_size)]
+        groups = [g for g in range(len(problems)) for _ in range(r.group_size)]
+        self.model.eval()
+        trajectories = self.engine.rollout.rollout(self.task, expanded, groups, self.sampling, self.tokenizer)
+        self.score(trajectories)
+        next_group = len(problems)
+        for tech in self.techniques:
+            extra = tech.expand_rollouts(trajectories, next_group)
+            next_group = max([next_group] + [x.group + 1 for x in extra])
+            trajectories += extra
+        return trajectories
+
+    def score(self, trajectories: list[Trajectory]) -> None:
+        for traj in trajectories:
+            s = self.task.score(traj.problem, traj.segments)
+            traj.reward = traj.outcome_reward = s.reward
+            traj.correct = s.correct
+
+    # ------------------------------------------------------------------------------------------ advantage
+    def advantages(self, trajectories: list[Trajectory]) -> torch.Tensor:
+        for tech in self.techniques:
+            tech.shape_rewards(trajectories)
+        rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
+        groups = torch.tensor([t.group for t in trajectories])
+        adv = ADVANTAGE_ESTIMATORS[self.recipe.training.advantage](rewards, groups)
+        for tech in self.techniques:
+            adv = tech.adjust_advantages(trajectories, adv)
+        return adv
+
+    # ------------------------------------------------------------------------------------------ update
+    @torch.no_grad()
+    def _logprobs(self, model, batch: RolloutBatch) -> torch.Tensor:
+        return token_logprobs(model, batch.input_ids, batch.attention_mask, self.recipe.rollout.temperature)
+
+    def update(self, batch: RolloutBatch) -> dict:
+        t = self.recipe.training
+        self.model.eval()  # no dropout: the ratio must compare the same function
+        batch.old_logprobs = self._logprobs(self.model, batch)
+        if self.reference is not None:
+            batch.ref_logprobs = self._logprobs(self.reference, batch)
+        policy_loss = POLICY_LOSSES[self.policy_loss_name]
+        sums: dict[str, float] = {}
+        n_updates = 0
+        for _ in range(t.inner_epochs):
+            order = torch.randperm(len(batch))
+            for index in torch.chunk(order, t.mini_batches):
+                mb = batch.select(index)
+                logp, entropy = token_logprobs(self.model, mb.input_ids, mb.attention_mask,
+                                               self.recipe.rollout.temperature, with_entropy=True)
+                per_token, diag = policy_loss(PolicyLossInputs(logp, mb.old_logprobs, mb.advantages, mb.loss_mask,
+                                                               mb.turn_ids, t))
+                if self.reference is not None:
+                    kl = kl_k3(logp, mb.ref_logprobs)
+                    per_token = per_token + t.kl_beta * kl
+                    diag["kl"] = masked_mean(kl.detach(), mb.loss_mask)
+                loss = aggregate_loss(per_token, mb.loss_mask, t.loss_aggregation)
+                for tech in self.techniques:
+                    extra = tech.extra_loss(mb, logp)
+                    if extra is not None:
+                        loss = loss + extra
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at update {n_updates}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+                self.optimizer.step()
+                diag.update(loss=loss.detach(), grad_norm=grad_norm, entropy=masked_mean(entropy.detach(), mb.loss_mask))
+                for k, v in diag.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                n_updates += 1
+        return {k: v / n_updates for k, v in sums.items()}
+
+    # ------------------------------------------------------------------------------------------ one step
+    def step(self) -> StepResult:
+        t0 = time.perf_counter()
+        trajectories = self.rollout()
+        t1 = time.perf_counter()
+        advantages = self.advantages(trajectories)
+        batch = collate(trajectories, advantages, self.tokenizer.pad_token_id)
+        update_metrics = self.update(batch)
+        t2 = time.perf_counter()
+        gen = [x for x in trajectories if x.kind == "generation"]
+        rewards = torch.tensor([x.outcome_reward for x in gen])
+        group_std = [torch.tensor([x.outcome_reward for x in gen if x.group == g]).std().item()
+                     for g in sorted({x.group for x in gen})]
+        generated = sum(sum(x.loss_mask) for x in trajectories)
+        metrics = {
+            "reward": rewards.mean().item(),
+            "shaped_reward": sum(x.reward for x in gen) / len(gen),
+            "accuracy": sum(x.correct for x in gen) / len(gen),
+            "zero_variance_groups": sum(s == 0 for s in group_std) / len(group_std),
+            "response_tokens": sum(sum(x.loss_mask) for x in gen) / len(gen),
+            "turns": sum(x.num_turns for x in gen) / len(gen),
+            "truncated": sum(x.truncated for x in gen) / len(gen),
+            "advantage_abs": advantages.abs().mean().item(),
+            **update_metrics,
+            "rollout_s": t1 - t0,
+            "train_s": t2 - t1,
+            "step_s": t2 - t0,
+            "rollout_tokens_per_s": generated / max(t1 - t0, 1e-9),
+            "train_tokens_per_s": generated * self.recipe.training.inner_epochs / max(t2 - t1, 1e-9),
+        }
+        for tech in self.techniques:
+            metrics.update({f"{tech.name}/{k}": v for k, v in tech.metrics(trajectories).items()})
+        return StepResult(metrics, trajectories)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Mean reward on the held-out prompts: sampled (``eval_samples`` per prompt, at the rollout
+        temperature, with fixed noise) and greedy."""
+        problems = self.task.eval_problems()
+        n = self.recipe.training.eval_samples
+        self.model.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            sampled = self.engine.rollout.rollout(self.task, [p for p in problems for _ in range(n)],
+                                                  [0] * (len(problems) * n), self.sampling, self.tokenizer)
+        greedy_params = SamplingParams(self.sampling.max_new_tokens, greedy=True)
+        greedy = self.engine.rollout.rollout(self.task, problems, [0] * len(problems), greedy_params, self.tokenizer)
+        self.score(sampled)
+        self.score(greedy)
+        return {
+            "eval/reward": sum(x.outcome_reward for x in sampled) / len(sampled),
+            "eval/greedy_reward": sum(x.outcome_reward for x in greedy) / len(greedy),
+        }
+
+    # ------------------------------------------------------------------------------------------ the run
+    def train(self, on_step: Callable[[int, dict], None] | None = None) -> dict:
+        t = self.recipe.training
+        start = time.perf_counter()
+        history: list[dict] = []
+        first_eval = self.evaluate()
+        row = {"step": 0, **first_eval}
+        history.append(row)
+        if on_step:
+            on_step(0, row)
+        for step in range(1, t.steps + 1):
+            result = self.step()
+            row = {"step": step, **result.metrics}
+            if step % t.eval_every == 0 or step == t.steps:
+                row.update(self.evaluate())
+            row["elapsed_s"] = time.perf_counter() - start
+            history.append(row)
+            if on_step:
+                on_step(step, row)
+        return summarize(history, time.perf_counter() - start)
+
+
+def summarize(history: list[dict], wall_s: float) -> dict:
+    evals = [(r["step"], r["eval/reward"]) for r in history if "eval/reward" in r]
+    greedy = [r["eval/greedy_reward"] for r in history if "eval/greedy_reward" in r]
+    train_rewards = [r["reward"] for r in history if "reward" in r]
+    steps = [s for s, _ in evals]
+    # Area under the held-out reward curve, normalised by the step span: the mean reward over training.
+    auc = (sum((b - a) * (ra + rb) / 2 for (a, ra), (b, rb) in zip(evals, evals[1:])) / (steps[-1] - steps[0])
+           if len(evals) > 1 else evals[0][1])
+    step_times = sorted(r["step_s"] for r in history if "step_s" in r)
+    return {
+        "status": "completed",
+        "steps": len(train_rewards),
+        "start_reward": evals[0][1],
+        "final_reward": evals[-1][1],
+        "best_reward": max(r for _, r in evals),
+        "reward_auc": auc,
+        "start_greedy_reward": greedy[0],
+        "final_greedy_reward": greedy[-1],
+        "final_train_reward": sum(train_rewards[-5:]) / max(1, len(train_rewards[-5:])),
+        "median_step_s": step_times[len(step_times) // 2] if step_times else math.nan,
+        "wall_s": wall_s,
+    }

@@ -1,0 +1,75 @@
+"""The run directory: ``config.json`` (resolved recipe), ``metrics.jsonl`` (one line per step) and
+``summary.json`` (written last). JSON files are written atomically (temporary file, fsync, rename) so a crash
+never leaves a half-written file; the metrics log is append-only and flushed after every line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "w") as f:
+            json.dump(_clean(data), f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every complete line; a torn last line (a crash mid-write) is ignored."""
+    rows = []
+    path = Path(path)
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+class RunWriter:
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.metrics_path.write_text("")  # a (re)started run starts its log afresh
+        self._metrics = open(self.metrics_path, "a")
+
+    def write_config(self, config: dict) -> None:
+        write_json_atomic(self.dir / "config.json", config)
+
+    def log(self, row: dict) -> None:
+        self._metrics.write(json.dumps(_clean(row)) + "\n")
+        self._metrics.flush()
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic(self.dir / "summary.json", summary)
+
+    def close(self) -> None:
+        self._metrics.close()
