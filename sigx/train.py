@@ -1,0 +1,75 @@
+"""One training run, end to end: engine, trainer, run directory, W&B mirror and a live progress display."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sigx.config import Recipe, RecipeError
+from sigx.runs import RunWriter
+from sigx.tracking import Tracker
+
+
+def cell_name(recipe: Recipe) -> str:
+    """Readable, stable name of a technique combination: ``baseline``, ``sspo``, ``gcrl+sspo`` ..."""
+    return "+".join(recipe.techniques.enabled_names()) or "baseline"
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    return Path(recipe.logging.output_dir) / recipe.name / cell_name(recipe) / f"seed{recipe.seed}"
+
+
+def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console | None = None,
+                 engine=None, group: str | None = None) -> dict:
+    from sigx.engine.shared import SharedEngine
+    from sigx.engine.trainer import GRPOTrainer
+    from sigx.techniques import TechniqueError
+
+    console = console or Console(stderr=True)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
+    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
+    if engine is None:
+        engine = SharedEngine(recipe, log=log)
+    try:
+        trainer = GRPOTrainer(recipe, engine)
+    except TechniqueError as err:
+        raise RecipeError([str(err)]) from None
+    writer = RunWriter(run_dir)
+    config = recipe.model_dump(mode="json")
+    writer.write_config(config)
+    name = f"{cell_name(recipe)}/seed{recipe.seed}"
+    tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
+                      tags=recipe.techniques.enabled_names() or ["baseline"])
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=False)
+    bar = progress.add_task(name, total=recipe.training.steps, stats="")
+    last_eval = {}
+
+    def on_step(step: int, row: dict) -> None:
+        writer.log(row)
+        tracker.log(row, step)
+        if "eval/reward" in row:
+            last_eval["reward"] = row["eval/reward"]
+        stats = f"held-out {last_eval.get('reward', float('nan')):.3f}"
+        if "reward" in row:
+            stats = f"reward {row['reward']:.3f}  loss {row['loss']:+.4f}  " + stats
+        progress.update(bar, completed=step, stats=stats)
+
+    started = time.time()
+    try:
+        with progress:
+            summary = trainer.train(on_step)
+    except BaseException as err:
+        writer.write_summary({"status": "failed", "error": f"{type(err).__name__}: {err}", "wall_s": time.time() - started})
+        tracker.finish(exit_code=1)
+        writer.close()
+        raise
+    summary.update(run_dir=str(run_dir), cell=cell_name(recipe), seed=recipe.seed,
+                   techniques=recipe.techniques.enabled_names(), base=str(engine.base_path))
+    writer.write_summary(summary)
+    tracker.finish(summary)
+    writer.close()
+    return summary
