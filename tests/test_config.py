@@ -1,0 +1,105 @@
+"""Recipe validation: every problem is one line naming the field path and what is allowed."""
+
+import pytest
+from typer.testing import CliRunner
+
+from sigx.cli import app
+from sigx.config import RecipeError, load_recipe, recipe_from_data
+
+runner = CliRunner()
+
+
+def problems(data, overrides=None):
+    with pytest.raises(RecipeError) as err:
+        recipe_from_data(data, "r.yaml", overrides)
+    return err.value.problems
+
+
+def test_defaults_are_a_valid_recipe():
+    r = recipe_from_data({})
+    assert r.model.name == "sigx/tiny" and r.task.name == "arithmetic" and r.techniques.enabled_names() == []
+
+
+def test_unknown_field_lists_the_allowed_ones():
+    [line] = problems({"training": {"lrr": 0.1}})
+    assert line.startswith("r.yaml: training.lrr: unknown field; allowed: steps, lr,")
+
+
+def test_literal_names_the_allowed_values():
+    [line] = problems({"rollout": {"backend": "sglang"}})
+    assert line == "r.yaml: rollout.backend: Input should be 'hf' or 'vllm' (got 'sglang')"
+
+
+def test_task_fields_depend_on_the_task():
+    [line] = problems({"task": {"name": "search", "max_ops": 3}})
+    assert line.startswith("r.yaml: task.max_ops: unknown field; allowed: name, num_people")
+    [line] = problems({"task": {"name": "chess"}})
+    assert line == "r.yaml: task: unknown task; allowed: arithmetic, search"
+
+
+def test_several_problems_each_get_a_line():
+    lines = problems({"training": {"lr": -1, "steps": 0}, "seed": "x"})
+    assert len(lines) == 3
+    assert any(l.startswith("r.yaml: training.lr: Input should be greater than 0") for l in lines)
+    assert any(l.startswith("r.yaml: training.steps: Input should be greater than or equal to 1") for l in lines)
+
+
+def test_cross_field_checks():
+    [line] = problems({"task": {"min_ops": 4, "max_ops": 2}})
+    assert line == "r.yaml: task: min_ops (4) must be <= max_ops (2)"
+    [line] = problems({"training": {"prompts_per_step": 1, "mini_batches": 9}, "rollout": {"group_size": 4}})
+    assert "training.mini_batches (9) exceeds the sequences per step" in line
+
+
+def test_overrides_are_typed_and_validated():
+    r = recipe_from_data({}, overrides=["training.lr=3e-4", "techniques.sspo.enabled=true", "task.name=search"])
+    assert r.training.lr == 3e-4 and r.techniques.sspo.enabled and r.task.name == "search"
+    assert problems({}, ["training.lr=fast"])[0].startswith("r.yaml: training.lr: Input should be a valid number")
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        recipe_from_data({}, overrides=["training.lr"])
+
+
+def test_yaml_errors_name_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("training:\n  lr: [1, 2\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{path}: line 3")
+
+
+def test_cli_validate_prints_one_line_per_problem_and_no_traceback(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("training:\n  lr: -1\n  batch: 3\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and all(l.startswith("error: ") for l in lines)
+    assert "Traceback" not in result.output
+    assert runner.invoke(app, ["validate", str(tmp_path / "missing.yaml")]).output.strip() == (
+        f"error: {tmp_path / 'missing.yaml'}: no such recipe file")
+
+
+def test_cli_validate_ok_and_enable_errors(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: demo\n")
+    result = runner.invoke(app, ["validate", str(path), "--set", "training.steps=5"])
+    assert result.exit_code == 0 and result.output.startswith("ok:")
+    result = runner.invoke(app, ["train", str(path), "--enable", "sspo,ppo"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --enable: unknown technique ppo; allowed: sspo, search_p1, gcrl, sorl"
+
+
+def test_shipped_recipes_validate():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parent.parent.glob("recipes/*.yaml")):
+        load_recipe(path)
+
+
+def test_cli_train_unusable_model_or_backend_is_one_line(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: demo\n")
+    result = runner.invoke(app, ["train", str(path), "--set", f"model.name={tmp_path / 'no-such-model'}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith(f"error: model.name: cannot load '{tmp_path / 'no-such-model'}'")
+    assert len(result.output.strip().splitlines()) == 1

@@ -1,0 +1,63 @@
+"""Policy losses and aggregation against hand-computed examples (values and gradients)."""
+
+import math
+
+import pytest
+import torch
+
+from sigx.config import TrainingConfig
+from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss, kl_k3
+
+
+def _inputs(logp, old, adv, mask, **cfg):
+    logp = torch.tensor(logp, requires_grad=True)
+    return logp, PolicyLossInputs(logp, torch.tensor(old), torch.tensor(adv), torch.tensor(mask),
+                                  torch.zeros_like(torch.tensor(mask), dtype=torch.long), TrainingConfig(**cfg))
+
+
+def test_ppo_clip_values_and_gradient():
+    # Token ratios: e^0.5 = 1.6487 (clipped at 1.2 for A>0), e^-0.5 = 0.6065 (clipped at 0.8 for A<0 -> the
+    # pessimistic max picks the clipped one only when it is larger), 1.0 (no clip).
+    logp, x = _inputs([[0.5, 0.0], [-0.5, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [2.0, -1.0], [[1.0, 1.0], [1.0, 1.0]],
+                      clip_eps=0.2)
+    loss, metrics = POLICY_LOSSES["ppo_clip"](x)
+    r = math.exp(0.5)
+    # row 0, A=2: max(-2*1.6487, -2*1.2) = -2.4 (clipped, no grad); max(-2*1, -2*1) = -2 (grad -2*ratio = -2)
+    # row 1, A=-1: max(1*0.6065, 1*0.8) = 0.8 (clipped, no grad); token 2: 1.0 (grad +1)
+    assert torch.allclose(loss, torch.tensor([[-2.4, -2.0], [0.8, 1.0]]), atol=1e-6)
+    loss.sum().backward()
+    assert torch.allclose(logp.grad, torch.tensor([[0.0, -2.0], [0.0, 1.0]]), atol=1e-6)
+    assert metrics["clip_fraction"].item() == pytest.approx(0.5)
+    assert metrics["ratio_mean"].item() == pytest.approx((r + 1 + math.exp(-0.5) + 1) / 4, rel=1e-6)
+
+
+def test_ppo_clip_higher_is_asymmetric():
+    _, x = _inputs([[0.25]], [[0.0]], [1.0], [[1.0]], clip_eps=0.2, clip_eps_high=0.28)
+    loss, _ = POLICY_LOSSES["ppo_clip"](x)
+    assert loss.item() == pytest.approx(-1.28)
+
+
+def test_gspo_uses_one_length_normalised_ratio_per_sequence():
+    # Sequence log-ratio = mean(0.002, -0.001, [masked 5.0]) = 0.0005 -> s = e^0.0005, inside the 4e-3 band.
+    logp, x = _inputs([[0.002, -0.001, 5.0]], [[0.0, 0.0, 0.0]], [1.0], [[1.0, 1.0, 0.0]])
+    loss, metrics = POLICY_LOSSES["gspo"](x)
+    s = math.exp(0.0005)
+    assert torch.allclose(loss[0, :2], torch.tensor([-s, -s]), atol=1e-7)
+    (loss * x.mask).sum().backward()
+    # token form: d/dlogp_t of -A * sg[s] * pi_t/sg[pi_t] = -A * s on each unmasked token
+    assert torch.allclose(logp.grad, torch.tensor([[-s, -s, 0.0]]), atol=1e-7)
+    assert metrics["ratio_mean"].item() == pytest.approx(s)
+
+
+def test_aggregation_modes():
+    per_token = torch.tensor([[1.0, 3.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    assert aggregate_loss(per_token, mask, "token-mean").item() == pytest.approx(6 / 3)
+    assert aggregate_loss(per_token, mask, "seq-mean").item() == pytest.approx((2 + 2) / 2)
+
+
+def test_kl_k3_hand_computed():
+    logp = torch.tensor([0.0, -1.0])
+    ref = torch.tensor([0.0, -0.5])
+    # d = ref - logp = [0, 0.5] -> e^d - d - 1 = [0, e^0.5 - 1.5]
+    assert torch.allclose(kl_k3(logp, ref), torch.tensor([0.0, math.exp(0.5) - 1.5]))
