@@ -12,18 +12,15 @@ from sigx.tasks.search import SearchTask
 
 
 class ScriptedBackend(RolloutBackend):
-    """Plays fixed model turns (one list per episode), so the test controls exactly what is 'generated'."""
+    """Plays a fixed list of model turns, so the test controls exactly what is 'generated'."""
 
-    def __init__(self, tokenizer, scripts):
-        self.tokenizer, self.scripts, self.turn = tokenizer, scripts, 0
+    def __init__(self, tokenizer, script):
+        self.tokenizer, self.script, self.turn = tokenizer, script, 0
 
     def generate_turn(self, contexts, stop_strings, params):
-        out = []
-        for script in self.scripts[: len(contexts)] if self.turn == 0 else self.active_scripts:
-            out.append((self.tokenizer(script[self.turn], add_special_tokens=False)["input_ids"], True))
-        self.active_scripts = [s for s in (self.scripts if self.turn == 0 else self.active_scripts) if len(s) > self.turn + 1]
+        ids = self.tokenizer(self.script[self.turn], add_special_tokens=False)["input_ids"]
         self.turn += 1
-        return out
+        return [(ids, True) for _ in contexts]
 
 
 def _episode():
@@ -32,7 +29,7 @@ def _episode():
     problem = next(p for p in task.eval_problems() + task._train if p.meta["plan"] == ("boss", "city"))
     k1, k2 = problem.reference_path
     script = [f"p:boss.city\ns[{k1}]", f"s[{k2}]", f"a[{problem.answer}]"]
-    traj = ScriptedBackend(tok, [script]).rollout(task, [problem], [0], SamplingParams(16), tok)[0]
+    traj = ScriptedBackend(tok, script).rollout(task, [problem], [0], SamplingParams(16), tok)[0]
     return tok, task, problem, script, traj
 
 
