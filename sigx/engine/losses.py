@@ -51,20 +51,22 @@ def sequence_log_ratio(logprobs, old_logprobs, mask) -> torch.Tensor:
     return masked_mean(logprobs - old_logprobs, mask, dim=-1)
 
 
+def clipped_surrogate(ratio, advantages, mask, low: float, high: float):
+    """PPO's pessimistic surrogate -min(r A, clip(r, 1 - low, 1 + high) A) per token, and the fraction of
+    masked tokens where the clipped branch is in force (its gradient is zero there)."""
+    adv = advantages[:, None]
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1 - low, 1 + high)
+    return torch.maximum(unclipped, clipped), masked_mean((clipped > unclipped).float(), mask)
+
+
 @register_policy_loss("ppo_clip")
 def ppo_clip_loss(x: PolicyLossInputs):
     eps_low = x.config.clip_eps
     eps_high = x.config.clip_eps_high if x.config.clip_eps_high is not None else eps_low
     ratio = torch.exp(x.logprobs - x.old_logprobs)
-    adv = x.advantages[:, None]
-    unclipped = -adv * ratio
-    clipped = -adv * torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
-    loss = torch.maximum(unclipped, clipped)
-    metrics = {
-        "clip_fraction": masked_mean((clipped > unclipped).float(), x.mask),
-        "ratio_mean": masked_mean(ratio.detach(), x.mask),
-    }
-    return loss, metrics
+    loss, clip_fraction = clipped_surrogate(ratio, x.advantages, x.mask, eps_low, eps_high)
+    return loss, {"clip_fraction": clip_fraction, "ratio_mean": masked_mean(ratio.detach(), x.mask)}
 
 
 @register_policy_loss("gspo")
@@ -72,15 +74,8 @@ def gspo_loss(x: PolicyLossInputs):
     eps = x.config.gspo_clip_eps
     seq_log_ratio = sequence_log_ratio(x.logprobs, x.old_logprobs, x.mask)
     token_ratio = torch.exp(seq_log_ratio.detach()[:, None] + x.logprobs - x.logprobs.detach())
-    adv = x.advantages[:, None]
-    unclipped = -adv * token_ratio
-    clipped = -adv * torch.clamp(token_ratio, 1 - eps, 1 + eps)
-    loss = torch.maximum(unclipped, clipped)
-    metrics = {
-        "clip_fraction": masked_mean((clipped > unclipped).float(), x.mask),
-        "ratio_mean": torch.exp(seq_log_ratio.detach()).mean(),
-    }
-    return loss, metrics
+    loss, clip_fraction = clipped_surrogate(token_ratio, x.advantages, x.mask, eps, eps)
+    return loss, {"clip_fraction": clip_fraction, "ratio_mean": torch.exp(seq_log_ratio.detach()).mean()}
 
 
 def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
