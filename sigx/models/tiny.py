@@ -72,7 +72,6 @@ def encode_demonstration(tokenizer, task: Task, prompt: str, segments: list[Segm
 
 def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=print) -> list[float]:
     """Short supervised warm start on noisy demonstrations; returns the loss curve."""
-    torch.manual_seed(config.sft_seed)
     rng = random.Random(config.sft_seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -119,6 +118,7 @@ def ensure_tiny_base(config: TinyModelConfig, task: Task, task_config, log=print
             return target
         log(f"building sigx/tiny ({key}): SFT warm start, {config.sft_steps} steps")
         tokenizer = build_char_tokenizer()
+        torch.manual_seed(config.sft_seed)  # the weight init too: a cached base must not depend on the process
         model = build_tiny_model(config, tokenizer)
         losses = sft_warm_start(model, tokenizer, task, config, log)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
