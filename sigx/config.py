@@ -43,7 +43,7 @@ class TinyModelConfig(Strict):
     num_kv_heads: int = Field(2, ge=1)
     intermediate_size: int = Field(384, ge=16)
     tie_embeddings: bool = False
-    sft_steps: int = Field(400, ge=0)
+    sft_steps: int = Field(1000, ge=0)
     sft_batch_size: int = Field(64, ge=1)
     sft_lr: float = Field(3e-3, gt=0)
     sft_noise: float = Field(0.3, ge=0, le=1)
