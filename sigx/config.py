@@ -8,7 +8,6 @@ and what is allowed, so that the CLI can print them without a traceback.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -186,9 +185,6 @@ class Recipe(Strict):
                 f"(training.prompts_per_step x rollout.group_size = {sequences})"
             )
         return self
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------------------------------- loading

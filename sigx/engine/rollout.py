@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sigx.config import RecipeError
 from sigx.engine.trajectory import Trajectory
 from sigx.tasks.base import Problem, Task
 
@@ -119,8 +120,6 @@ class HFRolloutBackend(RolloutBackend):
 def build_rollout_backend(name: str, model, tokenizer, rollout_config) -> RolloutBackend:
     if name == "hf":
         return HFRolloutBackend(model, tokenizer)
-    from sigx.config import RecipeError
-
     if name == "vllm":
         raise RecipeError(["rollout.backend: 'vllm' is not available in this version yet; allowed: hf"])
     raise RecipeError([f"rollout.backend: unknown backend {name!r}; allowed: hf, vllm"])
