@@ -24,7 +24,7 @@ from sigx.config import TinyModelConfig
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weight init seeded (bases built by 1 depended on the process RNG state)
 
 
 def cache_root() -> Path:
