@@ -127,7 +127,8 @@ class TrainingConfig(Strict):
     policy_loss: Literal["ppo_clip", "gspo"] = "ppo_clip"
     clip_eps: float = Field(0.2, gt=0)
     clip_eps_high: float | None = Field(None, gt=0, description="DAPO clip-higher; defaults to clip_eps")
-    gspo_clip_eps: float = Field(4e-3, gt=0, description="GSPO's sequence-ratio band (paper: 3e-4 to 4e-3)")
+    gspo_clip_eps: float = Field(3e-4, gt=0, description="GSPO's sequence-ratio band, low side (GSPO v2 sec. 5.1)")
+    gspo_clip_eps_high: float = Field(4e-4, gt=0, description="GSPO's sequence-ratio band, high side (sec. 5.1)")
     loss_aggregation: Literal["token-mean", "seq-mean"] = "token-mean"
     kl_beta: float = Field(0.0, ge=0)
     eval_every: int = Field(10, ge=1)

@@ -38,10 +38,10 @@ def test_ppo_clip_higher_is_asymmetric():
 
 
 def test_gspo_uses_one_length_normalised_ratio_per_sequence():
-    # Sequence log-ratio = mean(0.002, -0.001, [masked 5.0]) = 0.0005 -> s = e^0.0005, inside the 4e-3 band.
-    logp, x = _inputs([[0.002, -0.001, 5.0]], [[0.0, 0.0, 0.0]], [1.0], [[1.0, 1.0, 0.0]])
+    # Sequence log-ratio = mean(0.0008, -0.0002, [masked 5.0]) = 0.0003 -> s = e^0.0003, inside [1-3e-4, 1+4e-4].
+    logp, x = _inputs([[0.0008, -0.0002, 5.0]], [[0.0, 0.0, 0.0]], [1.0], [[1.0, 1.0, 0.0]])
     loss, metrics = POLICY_LOSSES["gspo"](x)
-    s = math.exp(0.0005)
+    s = math.exp(0.0003)
     assert torch.allclose(loss[0, :2], torch.tensor([-s, -s]), atol=1e-7)
     (loss * x.mask).sum().backward()
     # token form: d/dlogp_t of -A * sg[s] * pi_t/sg[pi_t] = -A * s on each unmasked token
@@ -61,3 +61,14 @@ def test_kl_k3_hand_computed():
     ref = torch.tensor([0.0, -0.5])
     # d = ref - logp = [0, 0.5] -> e^d - d - 1 = [0, e^0.5 - 1.5]
     assert torch.allclose(kl_k3(logp, ref), torch.tensor([0.0, math.exp(0.5) - 1.5]))
+
+
+def test_gspo_band_is_the_papers_asymmetric_one():
+    # s = e^0.0005 = 1.0005 > 1 + 4e-4: clipped for A > 0 (loss -1.0004, no gradient) ...
+    logp, x = _inputs([[0.0005]], [[0.0]], [1.0], [[1.0]])
+    loss, metrics = POLICY_LOSSES["gspo"](x)
+    assert loss.item() == pytest.approx(-1.0004) and metrics["clip_fraction"].item() == 1.0
+    # ... while s = e^-0.00035 < 1 - 3e-4 is clipped for A < 0 (loss = -A * 0.9997)
+    _, x = _inputs([[-0.00035]], [[0.0]], [-1.0], [[1.0]])
+    loss, _ = POLICY_LOSSES["gspo"](x)
+    assert loss.item() == pytest.approx(0.9997)

@@ -6,7 +6,8 @@ over tokens is a separate, shared step so every loss supports every aggregation 
 - ``ppo_clip`` (GRPO's token-level PPO clip): r_t = exp(logp_t - logp_old_t),
   loss_t = -min(r_t A, clip(r_t, 1 - eps, 1 + eps_high) A).
 - ``gspo`` (GSPO, arXiv 2507.18071, Eq. 7-10): one length-normalised sequence ratio
-  s_i = exp(mean_t (logp_t - logp_old_t)), clipped in a narrow band; in its token form
+  s_i = exp(mean_t (logp_t - logp_old_t)), clipped to [1 - 3e-4, 1 + 4e-4] by default (the paper's band,
+  sec. 5.1); in its token form
   s_i,t = sg[s_i] * pi_t / sg[pi_t], whose gradient is s_i * grad log pi_t on every token.
 """
 
@@ -71,10 +72,10 @@ def ppo_clip_loss(x: PolicyLossInputs):
 
 @register_policy_loss("gspo")
 def gspo_loss(x: PolicyLossInputs):
-    eps = x.config.gspo_clip_eps
     seq_log_ratio = sequence_log_ratio(x.logprobs, x.old_logprobs, x.mask)
     token_ratio = torch.exp(seq_log_ratio.detach()[:, None] + x.logprobs - x.logprobs.detach())
-    loss, clip_fraction = clipped_surrogate(token_ratio, x.advantages, x.mask, eps, eps)
+    loss, clip_fraction = clipped_surrogate(token_ratio, x.advantages, x.mask, x.config.gspo_clip_eps,
+                                            x.config.gspo_clip_eps_high)
     return loss, {"clip_fraction": clip_fraction, "ratio_mean": torch.exp(seq_log_ratio.detach()).mean()}
 
 
