@@ -5,7 +5,7 @@ over tokens is a separate, shared step so every loss supports every aggregation 
 
 - ``ppo_clip`` (GRPO's token-level PPO clip): r_t = exp(logp_t - logp_old_t),
   loss_t = -min(r_t A, clip(r_t, 1 - eps, 1 + eps_high) A).
-- ``gspo`` (GSPO, arXiv 2507.18071, Eq. 7-10): one length-normalised sequence ratio
+- ``gspo`` (GSPO, arXiv 2507.18071, with its GSPO-token form): one length-normalised sequence ratio
   s_i = exp(mean_t (logp_t - logp_old_t)), clipped to [1 - 3e-4, 1 + 4e-4] by default (the paper's band,
   sec. 5.1); in its token form
   s_i,t = sg[s_i] * pi_t / sg[pi_t], whose gradient is s_i * grad log pi_t on every token.
