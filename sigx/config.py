@@ -101,7 +101,10 @@ class SearchTaskConfig(Strict):
         return self
 
 
-TaskConfig = Annotated[Union[ArithmeticTaskConfig, SearchTaskConfig], Field(discriminator="name")]
+#: every task config by its ``name``: the single source for the union below and for error messages
+TASK_CONFIGS: dict[str, type[Strict]] = {"arithmetic": ArithmeticTaskConfig, "search": SearchTaskConfig}
+DEFAULT_TASK = "arithmetic"
+TaskConfig = Annotated[Union[tuple(TASK_CONFIGS.values())], Field(discriminator="name")]
 
 
 # --------------------------------------------------------------------------------------------------- rollout
@@ -174,7 +177,7 @@ class Recipe(Strict):
     def _default_task_name(cls, data: Any) -> Any:
         # A task section without a name is the default task, as an absent section is.
         if isinstance(data, dict) and isinstance(data.get("task"), dict) and "name" not in data["task"]:
-            data = {**data, "task": {"name": "arithmetic", **data["task"]}}
+            data = {**data, "task": {"name": DEFAULT_TASK, **data["task"]}}
         return data
 
     @model_validator(mode="after")
@@ -192,7 +195,7 @@ class Recipe(Strict):
 def _field_path(loc: tuple) -> str:
     # Drop the discriminator tag pydantic inserts for unions ("task.search.max_hops" -> "task.max_hops").
     parts = [str(p) for p in loc]
-    if len(parts) >= 2 and parts[0] == "task" and parts[1] in ("arithmetic", "search"):
+    if len(parts) >= 2 and parts[0] == "task" and parts[1] in TASK_CONFIGS:
         parts = [parts[0]] + parts[2:]
     return ".".join(parts) or "(recipe)"
 
@@ -202,7 +205,7 @@ def _allowed_keys(loc: tuple, data: dict) -> list[str]:
     model: Any = Recipe
     node: Any = data
     for part in loc[:-1]:
-        if part in ("arithmetic", "search"):
+        if part in TASK_CONFIGS:
             continue
         if isinstance(node, dict):
             node = node.get(part, {})
@@ -211,8 +214,8 @@ def _allowed_keys(loc: tuple, data: dict) -> list[str]:
             return []
         ann = field.annotation
         if part == "task":
-            name = node.get("name", "arithmetic") if isinstance(node, dict) else "arithmetic"
-            ann = SearchTaskConfig if name == "search" else ArithmeticTaskConfig
+            name = node.get("name", DEFAULT_TASK) if isinstance(node, dict) else DEFAULT_TASK
+            ann = TASK_CONFIGS.get(name, TASK_CONFIGS[DEFAULT_TASK])
         model = ann
     return list(getattr(model, "model_fields", {}))
 
@@ -225,7 +228,7 @@ def format_validation_error(err: ValidationError, data: dict, source: str) -> li
             allowed = _allowed_keys(e["loc"], data)
             msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif e["type"] == "union_tag_invalid":
-            msg = "unknown task; allowed: arithmetic, search"
+            msg = f"unknown task; allowed: {', '.join(TASK_CONFIGS)}"
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
