@@ -62,14 +62,14 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     try:
         with progress:
             summary = trainer.train(on_step)
+        summary.update(run_dir=str(run_dir), cell=cell_name(recipe), seed=recipe.seed,
+                       techniques=recipe.techniques.enabled_names(), base=str(engine.base_path))
+        writer.write_summary(summary)
+        tracker.finish(summary)
+        return summary
     except BaseException as err:
         writer.write_summary({"status": "failed", "error": f"{type(err).__name__}: {err}", "wall_s": time.time() - started})
         tracker.finish(exit_code=1)
-        writer.close()
         raise
-    summary.update(run_dir=str(run_dir), cell=cell_name(recipe), seed=recipe.seed,
-                   techniques=recipe.techniques.enabled_names(), base=str(engine.base_path))
-    writer.write_summary(summary)
-    tracker.finish(summary)
-    writer.close()
-    return summary
+    finally:
+        writer.close()

@@ -6,9 +6,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-hf_logging.disable_progress_bar()  # sigx draws its own progress; per-shard bars only add noise
-
 from sigx.config import ModelConfig, RecipeError
+
+hf_logging.disable_progress_bar()  # sigx draws its own progress; per-shard bars only add noise
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
