@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from sigx.config import Recipe
@@ -216,11 +218,11 @@ def summarize(history: list[dict], wall_s: float) -> dict:
     evals = [(r["step"], r["eval/reward"]) for r in history if "eval/reward" in r]
     greedy = [r["eval/greedy_reward"] for r in history if "eval/greedy_reward" in r]
     train_rewards = [r["reward"] for r in history if "reward" in r]
-    steps = [s for s, _ in evals]
-    # Area under the held-out reward curve, normalised by the step span: the mean reward over training.
-    auc = (sum((b - a) * (ra + rb) / 2 for (a, ra), (b, rb) in zip(evals, evals[1:])) / (steps[-1] - steps[0])
-           if len(evals) > 1 else evals[0][1])
-    step_times = sorted(r["step_s"] for r in history if "step_s" in r)
+    steps, rewards = zip(*evals)
+    # Area under the held-out reward curve (trapezoid rule), normalised by the step span: the mean reward
+    # over training.
+    auc = float(np.trapezoid(rewards, steps)) / (steps[-1] - steps[0]) if len(evals) > 1 else rewards[0]
+    step_times = [r["step_s"] for r in history if "step_s" in r]
     return {
         "status": "completed",
         "steps": len(train_rewards),
@@ -231,6 +233,6 @@ def summarize(history: list[dict], wall_s: float) -> dict:
         "start_greedy_reward": greedy[0],
         "final_greedy_reward": greedy[-1],
         "final_train_reward": sum(train_rewards[-5:]) / max(1, len(train_rewards[-5:])),
-        "median_step_s": step_times[len(step_times) // 2] if step_times else math.nan,
+        "median_step_s": statistics.median_high(step_times) if step_times else math.nan,
         "wall_s": wall_s,
     }
