@@ -47,6 +47,10 @@ class TinyModelConfig(Strict):
     sft_lr: float = Field(3e-3, gt=0)
     sft_noise: float = Field(0.3, ge=0, le=1)
     sft_seed: int = 0
+    sft_critique_fraction: float = Field(
+        0.2, ge=0, lt=1, description="share of SFT examples that are critiques (question + response -> verdict), so "
+        "the base can already judge responses, as an instruct model can; every cell shares this base")
+    sft_critique_noise: float = Field(0.2, ge=0, le=0.5, description="share of SFT critique verdicts flipped")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TinyModelConfig":
@@ -139,17 +143,53 @@ class TrainingConfig(Strict):
 
 
 # --------------------------------------------------------------------------------------------------- techniques
+# One section per technique. The formulas live in the technique modules (sigx/techniques/<name>.py); the
+# knobs live here, in the one recipe schema, so that every knob of a run is validated and documented in one place.
 class TechniqueConfig(Strict):
     enabled: bool = False
 
 
-class TechniquesConfig(Strict):
-    """One section per technique; each technique module owns its own subclass of :class:`TechniqueConfig`."""
+class SSPOConfig(TechniqueConfig):
+    """SSPO (arXiv 2602.19327): soft sigmoid gates on token ratios, geometric mean into a sequence weight."""
 
-    sspo: TechniqueConfig = TechniqueConfig()
-    search_p1: TechniqueConfig = TechniqueConfig()
-    gcrl: TechniqueConfig = TechniqueConfig()
-    sorl: TechniqueConfig = TechniqueConfig()
+    tau_pos: float = Field(1.0, gt=0, description="gate temperature for positive advantages (SAPO's tau_pos)")
+    tau_neg: float = Field(1.05, gt=0, description="gate temperature for negative advantages (SAPO's tau_neg)")
+
+
+class SearchP1Config(TechniqueConfig):
+    """Search-P1 (arXiv 2602.22576): path-centric soft reward for failed trajectories."""
+
+    failure_cap: float = Field(0.5, gt=0, lt=1, description="a failed trajectory's reward lies in [0, failure_cap]")
+    self_consistency_weight: float = Field(0.5, ge=0, le=1,
+                                           description="weight of the plan track; the reference track gets the rest")
+
+
+class GCRLConfig(TechniqueConfig):
+    """GC-RL (arXiv 2602.22765): second-order rollout, critiques rewarded by agreement with known correctness."""
+
+    critiques_per_response: int = Field(4, ge=0, description="m: critiques sampled per critiqued response")
+    responses_per_step: int = Field(16, ge=0, description="responses critiqued per step (after label balancing)")
+    balance_labels: bool = Field(True, description="critique as many correct as incorrect responses")
+    critique_weight: float = Field(1.0, ge=0, description="lambda: weight of the critique loss against generation")
+    critique_max_tokens: int = Field(48, ge=1, description="tokens a critique may generate (reasoning + verdict)")
+
+
+class SORLConfig(TechniqueConfig):
+    """SORL (arXiv 2511.20718): turn-level IS ratio, per-turn trust region, clipping-triggered normalisation."""
+
+    clip_eps: float = Field(0.2, gt=0, description="band [1 - eps, 1 + eps_high] on each turn's ratio")
+    clip_eps_high: float | None = Field(None, gt=0, description="defaults to clip_eps")
+    clip_normalization: bool = Field(True, description="downweight samples whose turns were clipped")
+    normalization_strength: float = Field(1.0, ge=0, description="alpha in 1 / (1 + alpha * C_i)")
+
+
+class TechniquesConfig(Strict):
+    """One section per technique, in the order the GRPO loop meets them."""
+
+    search_p1: SearchP1Config = SearchP1Config()
+    gcrl: GCRLConfig = GCRLConfig()
+    sspo: SSPOConfig = SSPOConfig()
+    sorl: SORLConfig = SORLConfig()
 
     def enabled_names(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name).enabled]

@@ -15,6 +15,9 @@ calls the hooks of every enabled technique in the fixed order of ``sigx.techniqu
                      must register a composed loss and say so.
 ``extra_loss``       a term added to the aggregated policy loss.
 ``metrics``          diagnostics logged each step under ``<technique>/``.
+
+A technique's knobs are its section of the recipe (``config_class`` in :mod:`sigx.config`); it may read the
+whole recipe (e.g. the sampling settings GC-RL's critiques reuse) but changes nothing outside its hooks.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ class Technique:
     config_class: ClassVar[type[TechniqueConfig]] = TechniqueConfig
     policy_loss: ClassVar[str | None] = None
 
-    def __init__(self, config: TechniqueConfig, task, engine=None):
+    def __init__(self, config: TechniqueConfig, task, engine=None, recipe=None):
         self.config = config
         self.task = task
         self.engine = engine
+        self.recipe = recipe
 
     def expand_rollouts(self, trajectories: list["Trajectory"], next_group: int) -> list["Trajectory"]:
         return []

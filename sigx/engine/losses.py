@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from sigx.config import TrainingConfig
+from sigx.config import TechniquesConfig, TrainingConfig
 
 
 @dataclass
@@ -29,6 +29,7 @@ class PolicyLossInputs:
     mask: torch.Tensor  # [B, T] float, 1 on policy-generated tokens
     turn_ids: torch.Tensor  # [B, T] long, agent turn per token (-1 on environment tokens)
     config: TrainingConfig
+    techniques: TechniquesConfig | None = None  # knobs of technique losses (SSPO's tau, SORL's band)
 
 
 PolicyLoss = Callable[[PolicyLossInputs], tuple[torch.Tensor, dict[str, torch.Tensor]]]

@@ -52,7 +52,7 @@ class GRPOTrainer:
         self.model = engine.model
         torch.manual_seed(recipe.seed)
         self.rng = random.Random(recipe.seed)
-        self.techniques = build_techniques(recipe.techniques, self.task, engine)
+        self.techniques = build_techniques(recipe, self.task, engine)
         self.policy_loss_name = resolve_policy_loss(self.techniques, recipe.training.policy_loss)
         t = recipe.training
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
@@ -115,7 +115,7 @@ class GRPOTrainer:
                 logp, entropy = token_logprobs(self.model, mb.input_ids, mb.attention_mask,
                                                self.recipe.rollout.temperature, with_entropy=True)
                 per_token, diag = policy_loss(PolicyLossInputs(logp, mb.old_logprobs, mb.advantages, mb.loss_mask,
-                                                               mb.turn_ids, t))
+                                                               mb.turn_ids, t, self.recipe.techniques))
                 if self.reference is not None:
                     kl = kl_k3(logp, mb.ref_logprobs)
                     per_token = per_token + t.kl_beta * kl
@@ -223,6 +223,8 @@ def summarize(history: list[dict], wall_s: float) -> dict:
     # over training.
     auc = float(np.trapezoid(rewards, steps)) / (steps[-1] - steps[0]) if len(evals) > 1 else rewards[0]
     step_times = [r["step_s"] for r in history if "step_s" in r]
+    critique = [r["gcrl/critique_accuracy"] for r in history if "gcrl/critique_accuracy" in r]
+    extra = {"final_critique_accuracy": sum(critique[-5:]) / len(critique[-5:])} if critique else {}
     return {
         "status": "completed",
         "steps": len(train_rewards),
@@ -235,4 +237,5 @@ def summarize(history: list[dict], wall_s: float) -> dict:
         "final_train_reward": sum(train_rewards[-5:]) / max(1, len(train_rewards[-5:])),
         "median_step_s": statistics.median_high(step_times) if step_times else math.nan,
         "wall_s": wall_s,
+        **extra,
     }

@@ -24,7 +24,7 @@ from sigx.config import TinyModelConfig
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
-FORMAT_VERSION = 2  # 2: weight init seeded (bases built by 1 depended on the process RNG state)
+FORMAT_VERSION = 3  # 2: weight init seeded; 3: critique examples in the SFT mix
 
 
 def cache_root() -> Path:
@@ -70,8 +70,19 @@ def encode_demonstration(tokenizer, task: Task, prompt: str, segments: list[Segm
     return ids, labels
 
 
+def critique_example(task: Task, rng: random.Random, config: TinyModelConfig) -> tuple[str, list[Segment]]:
+    """A critique SFT example: a demonstration (correct or not, half and half) and its verdict, flipped with
+    probability ``sft_critique_noise`` so that the base critic is useful but imperfect (room for GC-RL)."""
+    problem = task.train_problem(rng)
+    transcript = task.demonstration(problem, rng, 0.5)
+    correct = task.score(problem, transcript).correct
+    if rng.random() < config.sft_critique_noise:
+        correct = not correct
+    return task.critique_prompt(problem, transcript), task.critique_demonstration(problem, correct)
+
+
 def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=print) -> list[float]:
-    """Short supervised warm start on noisy demonstrations; returns the loss curve."""
+    """Short supervised warm start on noisy demonstrations (and critique examples); returns the loss curve."""
     rng = random.Random(config.sft_seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -82,8 +93,12 @@ def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=pr
     for step in range(config.sft_steps):
         examples = []
         for _ in range(config.sft_batch_size):
-            problem = task.train_problem(rng)
-            examples.append(encode_demonstration(tokenizer, task, problem.prompt, task.demonstration(problem, rng, config.sft_noise)))
+            if rng.random() < config.sft_critique_fraction:
+                prompt, segments = critique_example(task, rng, config)
+            else:
+                problem = task.train_problem(rng)
+                prompt, segments = problem.prompt, task.demonstration(problem, rng, config.sft_noise)
+            examples.append(encode_demonstration(tokenizer, task, prompt, segments))
         width = max(len(ids) for ids, _ in examples)
         input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in examples])
         labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])

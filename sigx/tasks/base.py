@@ -74,6 +74,27 @@ class Task(ABC):
         """(planned steps, executed steps) read off a transcript; path-level rewards compare these with
         ``problem.reference_path``. A task without an explicit plan returns an empty plan."""
 
+    def plan_step(self, executed_step: str) -> str:
+        """An executed step in the vocabulary of the plan (the search task plans relations, executes keys)."""
+        return executed_step
+
+    # ---------------------------------------------------------------- critiques (GC-RL's second-order rollout)
+    #: verdict words; a critique's last word decides (it may reason first)
+    VERDICTS = {"yes": True, "no": False}
+
+    def critique_prompt(self, problem: Problem, transcript: list[Segment]) -> str:
+        """Question + the full transcript (observations included) -> a request for a verdict."""
+        return f"{problem.prompt}{''.join(s.text for s in transcript)}\nverdict:"
+
+    def critique_demonstration(self, problem: Problem, correct: bool) -> list[Segment]:
+        """A critique for the SFT warm start: by default the bare verdict."""
+        return [Segment("yes" if correct else "no", True)]
+
+    def parse_verdict(self, text: str) -> bool | None:
+        """True/False for a verdict of 'correct'/'incorrect', None when the critique ends without a verdict."""
+        words = text.strip().split()
+        return self.VERDICTS.get(words[-1].strip(".,!").lower()) if words else None
+
     def model_text(self, transcript: list[Segment]) -> str:
         return "".join(s.text for s in transcript if s.by_model)
 

@@ -133,6 +133,9 @@ class SearchTask(Task):
         planned = [r for r in plan.group(1).split(".") if r] if plan else []
         return planned, [k.strip() for k in _SEARCHES.findall(text)]
 
+    def plan_step(self, executed_step: str) -> str:
+        return executed_step.rsplit(".", 1)[-1]  # "bob.city" was the plan's "city" hop
+
     @staticmethod
     def alphabet() -> str:
         return "abcdefghijklmnopqrstuvwxyz.:[]\n"
