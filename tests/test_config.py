@@ -86,7 +86,7 @@ def test_cli_validate_ok_and_enable_errors(tmp_path):
     assert result.exit_code == 0 and result.output.startswith("ok:")
     result = runner.invoke(app, ["train", str(path), "--enable", "sspo,ppo"])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: --enable: unknown technique ppo; allowed: sspo, search_p1, gcrl, sorl"
+    assert result.output.strip() == "error: --enable: unknown technique ppo; allowed: search_p1, gcrl, sspo, sorl"
 
 
 def test_shipped_recipes_validate():

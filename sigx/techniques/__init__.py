@@ -22,12 +22,12 @@ def register_technique(cls: type[Technique]) -> type[Technique]:
     return cls
 
 
-def build_techniques(techniques_config, task, engine=None) -> list[Technique]:
+def build_techniques(recipe, task, engine=None) -> list[Technique]:
     built = []
-    for name in techniques_config.enabled_names():
+    for name in recipe.techniques.enabled_names():
         if name not in TECHNIQUES:
             raise TechniqueError(f"techniques.{name}: not implemented yet; implemented: {', '.join(TECHNIQUES) or 'none'}")
-        built.append(TECHNIQUES[name](getattr(techniques_config, name), task, engine))
+        built.append(TECHNIQUES[name](getattr(recipe.techniques, name), task, engine, recipe))
     return sorted(built, key=lambda t: TECHNIQUE_ORDER.index(t.name))
 
 
@@ -44,3 +44,7 @@ def resolve_policy_loss(techniques: list[Technique], default: str) -> str:
     if composed not in POLICY_LOSSES:
         raise TechniqueError(f"techniques {', '.join(claims)} both replace the policy loss and no composition is defined")
     return composed
+
+
+# Importing the modules registers the techniques (and the policy losses they bring).
+from sigx.techniques import gcrl, search_p1, sorl, sspo  # noqa: E402,F401

@@ -1,0 +1,97 @@
+"""SSPO — Soft Sequence Policy Optimization (Glazyrina et al., arXiv 2602.19327, read as v3).
+
+Stage: signal transmission (the policy loss). What it changes: the importance weight and its trust region.
+PPO/GRPO weigh each token by its own ratio and cut the gradient to zero outside a hard band; GSPO moves to one
+length-normalised sequence ratio but keeps the hard cut. SSPO (abstract and title of v1, "Bridging GMPO and
+SAPO") puts SAPO's *soft sigmoid gate* on every token ratio and aggregates the gated ratios by GMPO's
+*geometric mean* into one sequence-level weight:
+
+    r_t   = pi_theta(y_t | ...) / pi_old(y_t | ...)                       token ratio, response tokens only
+    f(r)  = (4 / tau) * sigmoid(tau * (r - 1))                            SAPO's gate; tau = tau_pos if A > 0
+                                                                          else tau_neg
+    W_i   = exp( mean_t log f(r_t) )                                      geometric mean over the response
+    J     = E_i[ W_i * A_i ]            loss_i = -W_i * A_i  on every token of sequence i
+
+Why this shape: d/dr f(r) = 4 sigma (1 - sigma) is 1 at r = 1 and decays smoothly (never to zero) as r leaves 1,
+so a drifted token is attenuated rather than discarded; the geometric mean makes the sequence weight robust to
+one outlier token (GMPO). At the behaviour policy (every r_t = 1) f = 2/tau and f'/f = tau/2, so
+
+    grad loss_i = -W_i * A_i * mean_t (f'(r_t)/f(r_t)) r_t grad log pi_t  =  -A_i * mean_t grad log pi_t,
+
+exactly the plain policy gradient — tested in tests/test_techniques.py.
+
+Sources and defaults. The method section was not readable from this environment (the search tool returns each
+paper's opening only), so the formula above is the abstract's commitment (token-level sigmoid gates aggregated
+by a geometric mean into the sequence-level weight) written with SAPO's gate; tau_pos = 1.0 and
+tau_neg = 1.05 are SAPO's published defaults. The "practical modifications" the abstract mentions are not
+implemented. Observation tokens (multi-turn) are excluded from the mean, as they are from every loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sigx.config import SSPOConfig
+from sigx.engine.hooks import Technique
+from sigx.engine.losses import PolicyLossInputs, masked_mean, register_policy_loss
+from sigx.techniques import register_technique
+
+MAX_LOG_RATIO = 20.0  # exp(20) is far past any gate; the clamp only keeps r * (1 - sigma) finite (no 0 * inf)
+
+
+def gate_temperatures(advantages: torch.Tensor, config: SSPOConfig) -> torch.Tensor:
+    """tau per sequence: tau_pos where A > 0, tau_neg elsewhere (SAPO's asymmetric temperatures)."""
+    return torch.where(advantages > 0, torch.as_tensor(config.tau_pos), torch.as_tensor(config.tau_neg))
+
+
+def log_gate(log_ratio: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """log f(r) = log(4 / tau) + log sigmoid(tau (r - 1)), computed stably from log r. ``tau`` is [B, 1]."""
+    ratio = torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
+    return torch.log(4.0 / tau) + F.logsigmoid(tau * (ratio - 1.0))
+
+
+def gate_gradient_weight(log_ratio: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """f'(r) = 4 sigma (1 - sigma): the gate's gradient weight relative to plain PG (1 at r = 1)."""
+    sig = torch.sigmoid(tau * (torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)) - 1.0))
+    return 4.0 * sig * (1.0 - sig)
+
+
+def soft_gated_weight(logprobs, old_logprobs, advantages, mask, config: SSPOConfig, group_ids=None):
+    """The geometric mean of gated token ratios, W = exp(mean log f(r_t)), over each group of tokens.
+
+    ``group_ids`` [B, T] (>= 0 where masked in) splits a sequence into groups that each get their own weight
+    (SORL's turns, in the SORL+SSPO composition); None means one group per sequence (plain SSPO). Returns the
+    per-token weight [B, T] (with gradient) and the gate's gradient weight per token (for diagnostics).
+    """
+    tau = gate_temperatures(advantages, config)[:, None].to(logprobs.dtype)
+    log_ratio = logprobs - old_logprobs
+    log_f = log_gate(log_ratio, tau)
+    if group_ids is None:
+        per_token = masked_mean(log_f, mask, dim=-1)[:, None].expand_as(log_f)
+    else:
+        from sigx.techniques.sorl import turn_mean  # the shared turn-averaging helper
+
+        per_token = turn_mean(log_f, mask, group_ids)
+    return torch.exp(per_token), gate_gradient_weight(log_ratio.detach(), tau)
+
+
+@register_policy_loss("sspo")
+def sspo_loss(x: PolicyLossInputs):
+    config = x.techniques.sspo if x.techniques is not None else SSPOConfig()
+    weight, gate_grad = soft_gated_weight(x.logprobs, x.old_logprobs, x.advantages, x.mask, config)
+    loss = -x.advantages[:, None] * weight
+    seq_ratio = torch.exp(masked_mean((x.logprobs - x.old_logprobs).detach(), x.mask, dim=-1))
+    return loss, {
+        "ratio_mean": seq_ratio.mean(),
+        "sspo/gate_weight": masked_mean(gate_grad, x.mask),
+        # tokens whose gradient the gate has cut by more than half: SSPO's counterpart of the clip fraction
+        "sspo/gated_fraction": masked_mean((gate_grad < 0.5).float(), x.mask),
+    }
+
+
+@register_technique
+class SSPO(Technique):
+    name = "sspo"
+    config_class = SSPOConfig
+    policy_loss = "sspo"
