@@ -101,7 +101,7 @@ def sorl_loss(x: PolicyLossInputs):
 
 @register_policy_loss("sorl+sspo")
 def sorl_sspo_loss(x: PolicyLossInputs):
-    from sigx.techniques.sspo import soft_gated_weight
+    from sigx.techniques.sspo import gate_diagnostics, soft_gated_weight
 
     sorl = x.techniques.sorl if x.techniques is not None else SORLConfig()
     sspo = x.techniques.sspo if x.techniques is not None else SSPOConfig()
@@ -113,8 +113,7 @@ def sorl_sspo_loss(x: PolicyLossInputs):
     loss = -x.advantages[:, None] * weight * scale
     return loss, {
         "ratio_mean": masked_mean(turn_ratio, x.mask),
-        "sspo/gate_weight": masked_mean(gate_grad, x.mask),
-        "sspo/gated_fraction": masked_mean((gate_grad < 0.5).float(), x.mask),
+        **gate_diagnostics(gate_grad, x.mask),
         **_turn_stats(out_of_band, x, scale),
     }
 

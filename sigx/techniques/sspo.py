@@ -76,18 +76,21 @@ def soft_gated_weight(logprobs, old_logprobs, advantages, mask, config: SSPOConf
     return torch.exp(per_token), gate_gradient_weight(log_ratio.detach(), tau)
 
 
+def gate_diagnostics(gate_grad: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {
+        "sspo/gate_weight": masked_mean(gate_grad, mask),
+        # tokens whose gradient the gate has cut by more than half: SSPO's counterpart of the clip fraction
+        "sspo/gated_fraction": masked_mean((gate_grad < 0.5).float(), mask),
+    }
+
+
 @register_policy_loss("sspo")
 def sspo_loss(x: PolicyLossInputs):
     config = x.techniques.sspo if x.techniques is not None else SSPOConfig()
     weight, gate_grad = soft_gated_weight(x.logprobs, x.old_logprobs, x.advantages, x.mask, config)
     loss = -x.advantages[:, None] * weight
     seq_ratio = torch.exp(masked_mean((x.logprobs - x.old_logprobs).detach(), x.mask, dim=-1))
-    return loss, {
-        "ratio_mean": seq_ratio.mean(),
-        "sspo/gate_weight": masked_mean(gate_grad, x.mask),
-        # tokens whose gradient the gate has cut by more than half: SSPO's counterpart of the clip fraction
-        "sspo/gated_fraction": masked_mean((gate_grad < 0.5).float(), x.mask),
-    }
+    return loss, {"ratio_mean": seq_ratio.mean(), **gate_diagnostics(gate_grad, x.mask)}
 
 
 @register_technique
