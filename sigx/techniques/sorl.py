@@ -18,12 +18,13 @@ weigh in the update.
 Single-turn tasks (the arithmetic demo): one turn per trajectory, so the turn ratio is the sequence's
 geometric-mean ratio (GSPO's ratio) under the PPO band, and SORL reduces to sequence-level clipped IS.
 
-Sources and defaults. Turn-level IS is the paper's (Lemma 4.1 in v1: tokens of a turn share the turn's
-length-normalised ratio). The exact form of the clipping-triggered normalisation could not be read here (the
-search tool returns each paper's opening only); the abstract commits to "adaptively suppress unreliable off-policy
-updates" and v1's abstract to "normalizes gradients by downweighting unreliable, highly off-policy samples"
-using the clipping-bias term C. The 1 / (1 + alpha C_i) form above is sigx's reading of that, switchable with
-``clip_normalization`` and scaled by ``normalization_strength``; eps = 0.2 is the paper's PPO band.
+Sources and defaults. Turn-level IS is the paper's (its v1 Lemma 4.1, as third-party summaries report it: a
+turn's tokens share its length-normalised ratio). The exact form of the clipping-triggered normalisation could
+not be read here (the search tool returns each paper's opening only); the abstract commits to "adaptively
+suppress unreliable off-policy updates" and v1's abstract to "normalizes gradients by downweighting unreliable,
+highly off-policy samples" using the clipping-bias term C. The 1 / (1 + alpha C_i) form above is sigx's reading
+of that, switchable with ``clip_normalization`` and scaled by ``normalization_strength``; eps = 0.2 is the PPO
+band the same summaries report for the paper's runs.
 
 Composition with SSPO (registered as ``sorl+sspo``): SSPO's soft gate replaces the hard per-turn clip and its
 geometric mean is taken per turn instead of per sequence, W_{i,k} = exp(mean_{t in k} log f(r_t)); SORL keeps
