@@ -78,6 +78,39 @@ def train(
     )
 
 
+@app.command()
+def ablate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file; its `ablation` section names factors and seeds.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (with each cell's status) and stop.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="local executor: cells in parallel, one process (and GPU) each.")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local (default) or ray.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="ray: address of an existing cluster (default: a local one).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Re-run the cells recorded as failed.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Run the 2^k on/off matrix of techniques x seeds on shared engines; resumes where a previous run stopped."""
+    cli_overrides = [f"ablation.{k}={v}" for k, v in
+                     (("workers", workers), ("executor", executor), ("address", address)) if v is not None]
+    r = load_or_fail(recipe, (set_ or []) + cli_overrides)
+    from sigx.ablation.runner import run_ablation
+    from sigx.ablation.store import StoreError
+
+    try:
+        outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed)
+    except (RecipeError, StoreError) as err:
+        fail(err.problems if isinstance(err, RecipeError) else str(err))
+    done, failed, pending = outcome.count("done"), outcome.count("failed"), outcome.count("pending")
+    if dry_run:
+        typer.echo(f"{len(outcome.cells)} cells: {done} done, {failed} failed, {pending} pending (dry run: nothing ran)")
+        return
+    typer.echo(f"{done}/{len(outcome.cells)} cells done, {failed} failed, {pending} pending; "
+               f"{len(outcome.results)} run now in {outcome.wall_s / 60:.1f} min; store: {outcome.root}")
+    if failed:
+        typer.echo(f"failed cells keep their error in <cell>/summary.json; rerun with --retry-failed")
+    if failed or pending:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

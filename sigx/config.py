@@ -195,6 +195,38 @@ class TechniquesConfig(Strict):
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
 
 
+# --------------------------------------------------------------------------------------------------- ablation
+TechniqueName = Literal["search_p1", "gcrl", "sspo", "sorl"]
+
+
+class AblationConfig(Strict):
+    """What ``sigx ablate`` runs: the full 2^k factorial over ``factors`` x ``seeds``, and where and how.
+
+    Techniques that are not factors keep the setting of the ``techniques`` section in every cell, so a
+    2-factor ablation can run on top of a fixed third technique. Only ``factors``, ``seeds`` and the rest of the
+    recipe decide *what* is measured; ``executor``, ``workers``, ``address``, ``gpus_per_cell`` and
+    ``cpus_per_cell`` decide only *where*, and may change between a crash and its resume.
+    """
+
+    factors: list[TechniqueName] = Field(default_factory=lambda: ["search_p1", "gcrl", "sspo", "sorl"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    output_dir: str = Field("ablations", description="run store root; the ablation goes to <output_dir>/<name>")
+    executor: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1, description="local: cells run in parallel, one process (and one GPU, if any) each")
+    address: str | None = Field(None, description="ray: address of an existing cluster (default: start a local one)")
+    gpus_per_cell: float | None = Field(None, ge=0, description="ray: num_gpus of a cell's task (default: 1 if "
+                                        "the cluster has GPUs, else 0)")
+    cpus_per_cell: float = Field(1.0, gt=0, description="ray: num_cpus of a cell's task")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "AblationConfig":
+        for name in ("factors", "seeds"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} must not repeat a value (got {values})")
+        return self
+
+
 # --------------------------------------------------------------------------------------------------- logging
 class LoggingConfig(Strict):
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -210,6 +242,7 @@ class Recipe(Strict):
     rollout: RolloutConfig = RolloutConfig()
     training: TrainingConfig = TrainingConfig()
     techniques: TechniquesConfig = TechniquesConfig()
+    ablation: AblationConfig = AblationConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="before")

@@ -23,20 +23,33 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, fsync, rename: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.chmod(tmp, 0o644)
         with os.fdopen(fd, "w") as f:
-            json.dump(_clean(data), f, indent=2, sort_keys=True)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=True))
+
+
+def read_json(path: str | Path) -> Any:
+    """The parsed file, or None when it is absent or unreadable (never written completely by sigx)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,8 +23,26 @@ def default_run_dir(recipe: Recipe) -> Path:
     return Path(recipe.logging.output_dir) / recipe.name / cell_name(recipe) / f"seed{recipe.seed}"
 
 
+def cell_id(recipe: Recipe) -> str:
+    """The run's id inside an ablation, e.g. ``gcrl+sspo/seed1``: also its W&B name and store sub-path."""
+    return f"{cell_name(recipe)}/seed{recipe.seed}"
+
+
+def step_stats(row: dict, last_eval: dict) -> str:
+    """One line of live numbers for a progress display."""
+    if "eval/reward" in row:
+        last_eval["reward"] = row["eval/reward"]
+    stats = f"held-out {last_eval.get('reward', float('nan')):.3f}"
+    if "reward" in row:
+        stats = f"reward {row['reward']:.3f}  loss {row['loss']:+.4f}  " + stats
+    return stats
+
+
 def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console | None = None,
-                 engine=None, group: str | None = None) -> dict:
+                 engine=None, group: str | None = None,
+                 on_progress: Callable[[int, str], None] | None = None) -> dict:
+    """Train one run and write it to ``run_dir``. Progress goes to a display of its own, or, when the caller
+    draws one (an ablation showing many cells), to ``on_progress(step, stats)``."""
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import TechniqueError
@@ -40,23 +59,22 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     writer = RunWriter(run_dir)
     config = recipe.model_dump(mode="json")
     writer.write_config(config)
-    name = f"{cell_name(recipe)}/seed{recipe.seed}"
+    name = cell_id(recipe)
     tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
                       tags=recipe.techniques.enabled_names() or ["baseline"])
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=False)
+                        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=False,
+                        disable=on_progress is not None)
     bar = progress.add_task(name, total=recipe.training.steps, stats="")
-    last_eval = {}
+    last_eval: dict = {}
 
     def on_step(step: int, row: dict) -> None:
         writer.log(row)
         tracker.log(row, step)
-        if "eval/reward" in row:
-            last_eval["reward"] = row["eval/reward"]
-        stats = f"held-out {last_eval.get('reward', float('nan')):.3f}"
-        if "reward" in row:
-            stats = f"reward {row['reward']:.3f}  loss {row['loss']:+.4f}  " + stats
+        stats = step_stats(row, last_eval)
         progress.update(bar, completed=step, stats=stats)
+        if on_progress is not None:
+            on_progress(step, stats)
 
     started = time.time()
     try:

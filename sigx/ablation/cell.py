@@ -1,0 +1,69 @@
+"""Run one ablation cell on the engine this process keeps.
+
+Each process that runs cells (the ``sigx ablate`` process itself, a ``--workers`` process, a Ray worker) builds
+the shared engine once, on its first cell: tokenizer, base weights (the tiny model's SFT warm start is built
+once per machine and cached) and rollout backend. Every later cell only resets the policy to the base weights
+held in memory (:meth:`SharedEngine.reset_policy`).
+
+A cell's own failure (an exception in training, a non-finite loss) is recorded as a failed cell with its
+error and traceback; the ablation goes on. Interrupts (Ctrl-C, ``kill``) are not failures: they propagate and
+leave only a staging directory, which the next invocation discards before re-running the cell.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Callable
+
+from rich.console import Console
+
+from sigx.ablation.store import AblationStore
+from sigx.config import Recipe
+from sigx.runs import read_json, write_json_atomic
+
+_ENGINE = {"key": None, "engine": None, "setup_s": 0.0, "cells": 0}
+
+
+def shared_engine(recipe: Recipe, log: Callable[[str], None]):
+    """This process's engine for ``recipe``, built on first use (one engine per process: building another
+    one, for another model or task, frees the previous)."""
+    from sigx.engine.shared import SharedEngine, engine_key
+
+    key = engine_key(recipe)
+    if _ENGINE["key"] != key:
+        _ENGINE.update(key=None, engine=None)
+        started = time.perf_counter()
+        _ENGINE["engine"] = SharedEngine(recipe, log=log)
+        _ENGINE.update(key=key, setup_s=time.perf_counter() - started, cells=0)
+    _ENGINE["cells"] += 1
+    return _ENGINE["engine"]
+
+
+def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
+             on_progress: Callable[[int, str], None] | None = None, console: Console | None = None) -> dict:
+    """Train one cell in a staging directory, publish it atomically, and return a short result record."""
+    from sigx.train import run_training
+
+    console = console or Console(stderr=True)
+    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
+    store = AblationStore(store_root)
+    recipe = Recipe.model_validate(recipe_data)
+    staging = store.new_staging_dir(cell_id)
+    started = time.perf_counter()
+    try:
+        engine = shared_engine(recipe, log)
+        summary = run_training(recipe, run_dir=staging, console=console, engine=engine, group=group,
+                               on_progress=on_progress or (lambda step, stats: None))
+    except Exception as err:  # the cell's own failure: recorded, and the ablation goes on
+        summary = read_json(staging / "summary.json") or {}
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
+                       traceback=traceback.format_exc(), wall_s=time.perf_counter() - started)
+    summary.update(run_dir=str(store.cell_dir(cell_id)), cell_id=cell_id, pid=os.getpid())
+    write_json_atomic(staging / "summary.json", summary)
+    placed = store.finalize(staging, cell_id)
+    return {"cell": cell_id, "status": "done" if summary["status"] == "completed" else "failed",
+            "error": summary.get("error"), "final_reward": summary.get("final_reward"),
+            "wall_s": time.perf_counter() - started, "placed": placed, "pid": os.getpid(),
+            "engine_setup_s": _ENGINE["setup_s"], "engine_cells": _ENGINE["cells"]}

@@ -1,0 +1,70 @@
+"""What ``sigx ablate`` shows: the plan as a table, then live progress (all cells, plus one bar per running cell)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sigx.ablation.plan import Cell
+from sigx.ablation.store import AblationStore
+
+STATUS_STYLE = {"done": "green", "failed": "red", "pending": "yellow"}
+
+
+def plan_table(title: str, cells: list[Cell], store: AblationStore) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("cell")
+    table.add_column("techniques on")
+    table.add_column("seed", justify="right")
+    table.add_column("status")
+    for i, cell in enumerate(cells, 1):
+        status = store.status(cell.id)
+        note = ""
+        summary = store.summary(cell.id) or {}
+        if status == "done" and summary.get("final_reward") is not None:
+            note = f" (held-out {summary['final_reward']:.3f})"
+        elif status == "failed":
+            note = f" ({summary.get('error', '?')})"
+        table.add_row(str(i), cell.id, ", ".join(cell.techniques) or "none (baseline)", str(cell.seed),
+                      f"[{STATUS_STYLE[status]}]{status}[/]{note}")
+    return table
+
+
+class AblationProgress:
+    """A rich progress display: an overall bar over all cells and a transient bar per running cell."""
+
+    def __init__(self, console: Console, total: int, already_done: int, steps_per_cell: int):
+        self.steps = steps_per_cell
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console)
+        self.overall = self.progress.add_task("cells", total=total, completed=already_done, stats="")
+        self.failed = 0
+        self.bars: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def started(self, cell_id: str) -> None:
+        if cell_id not in self.bars:
+            self.bars[cell_id] = self.progress.add_task(f"  {cell_id}", total=self.steps, stats="")
+
+    def stepped(self, cell_id: str, step: int, stats: str) -> None:
+        self.started(cell_id)
+        self.progress.update(self.bars[cell_id], completed=step, stats=stats)
+
+    def finished(self, result: dict) -> None:
+        bar = self.bars.pop(result["cell"], None)
+        if bar is not None:
+            self.progress.remove_task(bar)
+        if result["status"] == "failed":
+            self.failed += 1
+            self.progress.console.print(f"[red]failed[/red] {result['cell']}: {result['error']}", highlight=False)
+        self.progress.update(self.overall, advance=1,
+                             stats=f"[red]{self.failed} failed[/red]" if self.failed else "")

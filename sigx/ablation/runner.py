@@ -1,0 +1,75 @@
+"""``run_ablation``: plan, lock the store, run what is pending with the chosen executor, record the session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+from sigx.ablation.display import AblationProgress, plan_table
+from sigx.ablation.plan import Cell, expand
+from sigx.ablation.store import AblationStore, store_root
+from sigx.config import Recipe
+
+
+@dataclass
+class AblationOutcome:
+    root: str
+    cells: list[Cell]
+    status: dict[str, str]  # cell id -> done / failed / pending, after this invocation
+    results: list[dict] = field(default_factory=list)  # the cells run by this invocation
+    wall_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(s == status for s in self.status.values())
+
+
+def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool = False,
+                 retry_failed: bool = False) -> AblationOutcome:
+    from sigx.ablation import executors
+
+    console = console or Console(stderr=True)
+    cells = expand(recipe)
+    store = AblationStore(store_root(recipe))
+    a = recipe.ablation
+    title = (f"ablation {recipe.name}: 2^{len(a.factors)} x {len(a.seeds)} seed(s) = {len(cells)} cells "
+             f"-> {store.root}/")
+    console.print(plan_table(title, cells, store))
+    if dry_run:
+        return AblationOutcome(str(store.root), cells, {c.id: store.status(c.id) for c in cells})
+
+    started = time.time()
+    with store.lock():
+        store.prepare(recipe, cells)
+        if retry_failed:
+            for cell in cells:
+                if store.status(cell.id) == "failed":
+                    store.set_aside_failed(cell.id)
+        todo = [c for c in cells if store.status(c.id) == "pending"]
+        skipped_failed = sum(store.status(c.id) == "failed" for c in cells)
+        where = {"local": f"{a.workers} worker process(es)" if a.workers > 1 else "this process",
+                 "ray": f"Ray ({a.address or 'local cluster'})"}[a.executor]
+        console.print(f"{len(cells) - len(todo) - skipped_failed} done, {skipped_failed} failed (kept; "
+                      f"--retry-failed reruns them), {len(todo)} to run on {where}", highlight=False)
+        results: list[dict] = []
+        if todo:
+            with AblationProgress(console, len(cells), len(cells) - len(todo), recipe.training.steps) as ui:
+                if a.executor == "ray":
+                    results = executors.run_ray(todo, store, recipe.name, ui, a, console)
+                elif a.workers > 1:
+                    results = executors.run_processes(todo, store, recipe.name, ui, a.workers, console)
+                else:
+                    results = executors.run_sequential(todo, store, recipe.name, ui, console)
+        wall = time.time() - started
+        engines = {r["pid"]: r["engine_setup_s"] for r in results}
+        store.record_session({
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": wall,
+            "host": socket.gethostname(), "pid": os.getpid(), "executor": a.executor, "workers": a.workers,
+            "cells_run": len(results), "cells_failed": sum(r["status"] == "failed" for r in results),
+            "engines_built": len(engines), "engine_setup_s": sum(engines.values()),
+            "cell_wall_s": sum(r["wall_s"] for r in results), "retry_failed": retry_failed,
+        })
+    return AblationOutcome(str(store.root), cells, {c.id: store.status(c.id) for c in cells}, results, wall)

@@ -1,0 +1,145 @@
+"""The ablation run store ``<ablation.output_dir>/<recipe name>/``.
+
+Layout::
+
+    recipe.yaml                 the resolved recipe (every default filled in)
+    plan.json                   the cells, in order, with their techniques and seed
+    sessions.jsonl              one line per ``sigx ablate`` invocation (executor, cells run, wall time)
+    <combination>/seed<k>/      one finished cell: config.json, metrics.jsonl, summary.json (+ wandb/)
+    .staging/                   cells being run (deleted at the start of the next invocation)
+    .failed/                    earlier attempts of cells re-run by ``--retry-failed`` (kept, never deleted)
+
+Why it cannot lose or duplicate work: a cell runs in its own directory under ``.staging/`` and becomes visible
+only by one atomic ``rename`` into ``<combination>/seed<k>/`` after its summary is written. So a cell
+directory is complete or absent, whatever moment a ``kill -9`` hits; a killed cell's staging directory is
+simply discarded and the cell re-run; and a rename onto an existing cell fails, so a cell is never recorded
+twice (not even by an orphaned worker racing a resumed run). A file lock keeps two invocations apart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from sigx.config import Recipe
+from sigx.runs import read_json, write_json_atomic, write_text_atomic
+
+# Fields that say where and how an ablation runs, not what it measures: they may change between a crash and
+# its resume (e.g. resume a local ablation on Ray, or with more workers), and seeds may be added.
+EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablation", "address"),
+                    ("ablation", "gpus_per_cell"), ("ablation", "cpus_per_cell"), ("ablation", "seeds"),
+                    ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"), ("seed",)}
+
+
+class StoreError(RuntimeError):
+    """A run store that cannot be used as asked; the message is one line for the CLI."""
+
+
+def store_root(recipe: Recipe) -> Path:
+    return Path(recipe.ablation.output_dir) / recipe.name
+
+
+def _differences(old, new, path=()) -> list[str]:
+    if path in EXECUTION_FIELDS:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), path + (k,))]
+    return [".".join(path)] if old != new else []
+
+
+class AblationStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.staging = self.root / ".staging"
+        self.failed_attempts = self.root / ".failed"
+
+    # ------------------------------------------------------------------------------------------ cells
+    def cell_dir(self, cell_id: str) -> Path:
+        return self.root / cell_id
+
+    def summary(self, cell_id: str) -> dict | None:
+        return read_json(self.cell_dir(cell_id) / "summary.json")
+
+    def status(self, cell_id: str) -> str:
+        """``done``, ``failed`` or ``pending`` (never run, or killed before it finished)."""
+        summary = self.summary(cell_id)
+        if summary is None:
+            return "pending"
+        return "done" if summary.get("status") == "completed" else "failed"
+
+    def new_staging_dir(self, cell_id: str) -> Path:
+        path = self.staging / f"{cell_id.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
+
+    def finalize(self, staging_dir: Path, cell_id: str) -> bool:
+        """Publish a finished (or failed) cell by atomic rename. False, and the staging copy discarded, when
+        the cell is already there: the first finished copy wins and nothing is recorded twice."""
+        target = self.cell_dir(cell_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging_dir, target)  # fails if target exists (non-empty directory)
+        except OSError:
+            shutil.rmtree(staging_dir, ignore_errors=True)
+            return False
+        return True
+
+    def set_aside_failed(self, cell_id: str) -> None:
+        """Move a failed cell out of the way before it is re-run, keeping its logs under ``.failed/``."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.failed_attempts / f"{cell_id.replace('/', '__')}.{stamp}.{uuid.uuid4().hex[:6]}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.cell_dir(cell_id), target)
+
+    # ------------------------------------------------------------------------------------------ the ablation
+    @contextmanager
+    def lock(self):
+        """Exclusive use of the store by one ``sigx ablate``; released by the kernel even on ``kill -9``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                raise StoreError(f"{self.root}: another sigx ablate is running on this store (pid {holder}); "
+                                 "wait for it or stop it") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+    def prepare(self, recipe: Recipe, plan: list) -> None:
+        """Check the store holds this same experiment (or nothing yet), save recipe and plan, drop leftovers
+        of killed cells."""
+        resolved = recipe.model_dump(mode="json")
+        stored_path = self.root / "recipe.yaml"
+        if stored_path.exists():
+            stored = yaml.safe_load(stored_path.read_text()) or {}
+            changed = _differences(stored, resolved)
+            if changed:
+                shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
+                raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in {shown}); "
+                                 "rename the recipe, set ablation.output_dir, or remove that directory")
+        write_text_atomic(stored_path, yaml.safe_dump(resolved, sort_keys=False))
+        write_json_atomic(self.root / "plan.json", {
+            "name": recipe.name, "factors": recipe.ablation.factors, "seeds": recipe.ablation.seeds,
+            "cells": [{"id": c.id, "combination": c.combination, "factors_on": list(c.factors_on),
+                       "techniques": list(c.techniques), "seed": c.seed} for c in plan],
+        })
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def record_session(self, record: dict) -> None:
+        with open(self.root / "sessions.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())

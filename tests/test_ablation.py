@@ -1,0 +1,281 @@
+"""`sigx ablate`: the plan, the run store, failures, W&B metadata, the executors, and kill -9 + resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sigx.ablation.plan import expand
+from sigx.ablation.runner import run_ablation
+from sigx.ablation.store import AblationStore, StoreError
+from sigx.cli import app
+from sigx.config import RecipeError, load_recipe, recipe_from_data
+from sigx.runs import read_jsonl
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+# A very small model and very short runs: a cell takes about a second, so the store logic is what is tested.
+SMALL = {
+    "name": "abl-test",
+    "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                       "intermediate_size": 64, "sft_steps": 20}},
+    "task": {"name": "arithmetic", "eval_prompts": 8},
+    "rollout": {"group_size": 2, "max_new_tokens": 24},
+    "training": {"steps": 3, "prompts_per_step": 2, "eval_every": 3, "eval_samples": 1},
+    "ablation": {"factors": ["sspo", "sorl"], "seeds": [0]},
+    "logging": {"wandb": "disabled"},
+}
+
+
+def small_recipe(tmp_path, **ablation):
+    data = json.loads(json.dumps(SMALL))
+    data["ablation"].update(output_dir=str(tmp_path / "ablations"), **ablation)
+    return recipe_from_data(data)
+
+
+def write_recipe(tmp_path, data_overrides=None, **ablation) -> Path:
+    data = json.loads(json.dumps(SMALL))
+    data["ablation"].update(output_dir=str(tmp_path / "ablations"), **ablation)
+    data.update(data_overrides or {})
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def summaries(root: Path) -> dict[str, str]:
+    """cell id -> summary.json text, for every published cell."""
+    return {str(p.parent.relative_to(root)): p.read_text() for p in root.glob("*/seed*/summary.json")}
+
+
+# ------------------------------------------------------------------------------------------------ plan
+def test_demo_recipe_expands_to_sixteen_cells_times_three_seeds():
+    cells = expand(load_recipe(RECIPES / "tiny.yaml"))
+    assert len(cells) == 48 and len({c.id for c in cells}) == 48
+    assert cells[0].id == "baseline/seed0" and cells[-1].id == "search_p1+gcrl+sspo+sorl/seed2"
+    combos = {c.combination for c in cells}
+    assert len(combos) == 16
+    for combo in combos:
+        assert sorted(c.seed for c in cells if c.combination == combo) == [0, 1, 2]
+    gs = next(c for c in cells if c.id == "gcrl+sspo/seed1")
+    assert gs.recipe.seed == 1 and gs.recipe.techniques.enabled_names() == ["gcrl", "sspo"]
+
+
+def test_non_factor_techniques_stay_as_the_recipe_sets_them(tmp_path):
+    data = json.loads(json.dumps(SMALL))
+    data["techniques"] = {"gcrl": {"enabled": True}}
+    cells = expand(recipe_from_data(data))
+    assert [c.id for c in cells] == ["gcrl/seed0", "gcrl+sspo/seed0", "gcrl+sorl/seed0", "gcrl+sspo+sorl/seed0"]
+    assert [c.factors_on for c in cells] == [(), ("sspo",), ("sorl",), ("sspo", "sorl")]
+
+
+def test_bad_ablation_sections_name_the_field():
+    for ablation, field in [({"factors": ["sspo", "dpo"]}, "ablation.factors"),
+                            ({"seeds": [1, 1]}, "ablation: seeds must not repeat"),
+                            ({"executor": "slurm"}, "ablation.executor"), ({"workers": 0}, "ablation.workers")]:
+        with pytest.raises(RecipeError) as err:
+            recipe_from_data({"ablation": ablation})
+        assert field in str(err.value), (ablation, str(err.value))
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    path = write_recipe(tmp_path, seeds=[0, 1])
+    result = CliRunner().invoke(app, ["ablate", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for cell_id in ["baseline/seed0", "sspo+sorl/seed1"]:
+        assert cell_id in result.output
+    assert "8 cells: 0 done, 0 failed, 8 pending" in result.output
+    assert not (tmp_path / "ablations").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    path = write_recipe(tmp_path)
+    result = CliRunner().invoke(app, ["ablate", str(path), "--executor", "slurm"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error:") and "ablation.executor" in result.output
+    assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------------------ store
+def test_runs_every_cell_once_and_a_rerun_runs_nothing(tmp_path):
+    recipe = small_recipe(tmp_path)
+    outcome = run_ablation(recipe)
+    root = Path(outcome.root)
+    assert outcome.count("done") == 4 and len(outcome.results) == 4
+    assert len({r["pid"] for r in outcome.results}) == 1 and outcome.results[-1]["engine_cells"] == 4  # one engine
+    first = summaries(root)
+    assert sorted(first) == sorted(c.id for c in outcome.cells)
+    for cell_id, text in first.items():
+        summary = json.loads(text)
+        assert summary["status"] == "completed" and summary["run_dir"] == str(root / cell_id)
+        assert [r["step"] for r in read_jsonl(root / cell_id / "metrics.jsonl")] == [0, 1, 2, 3]
+    assert yaml.safe_load((root / "recipe.yaml").read_text()) == recipe.model_dump(mode="json")
+    assert [c["id"] for c in json.loads((root / "plan.json").read_text())["cells"]] == [c.id for c in outcome.cells]
+
+    again = run_ablation(recipe)
+    assert again.results == [] and summaries(root) == first
+    sessions = read_jsonl(root / "sessions.jsonl")
+    assert [s["cells_run"] for s in sessions] == [4, 0]
+
+
+def test_store_refuses_a_different_experiment_but_accepts_more_seeds_and_other_executors(tmp_path):
+    run_ablation(small_recipe(tmp_path))
+    changed = small_recipe(tmp_path)
+    changed.training.lr = 3e-4
+    with pytest.raises(StoreError, match=r"differs in training\.lr"):
+        run_ablation(changed)
+    more = run_ablation(small_recipe(tmp_path, seeds=[0, 1], workers=2))  # a resume may widen and parallelise
+    assert more.count("done") == 8 and len(more.results) == 4
+
+
+def test_one_ablation_per_store_at_a_time(tmp_path):
+    store = AblationStore(tmp_path / "store")
+    with store.lock():
+        with pytest.raises(StoreError, match="another sigx ablate is running"):
+            with store.lock():
+                pass
+
+
+# ------------------------------------------------------------------------------------------------ failures
+def test_failed_cells_are_recorded_the_rest_continue_and_retry_reruns_only_them(tmp_path, monkeypatch):
+    import sigx.engine.trainer as trainer
+
+    real_step, real_aggregate = trainer.GRPOTrainer.step, trainer.aggregate_loss
+
+    def step(self):
+        if self.recipe.techniques.sorl.enabled and not self.recipe.techniques.sspo.enabled:
+            raise RuntimeError("planted failure")
+        return real_step(self)
+
+    def aggregate(per_token, mask, how, trainer_self=None):
+        return real_aggregate(per_token, mask, how) * float("nan")
+
+    monkeypatch.setattr(trainer.GRPOTrainer, "step", step)
+    recipe = small_recipe(tmp_path)
+    outcome = run_ablation(recipe)
+    root = Path(outcome.root)
+    assert outcome.status == {"baseline/seed0": "done", "sspo/seed0": "done", "sorl/seed0": "failed",
+                              "sspo+sorl/seed0": "done"}
+    failed = json.loads((root / "sorl/seed0/summary.json").read_text())
+    assert failed["error"] == "RuntimeError: planted failure" and "Traceback" in failed["traceback"]
+
+    # a NaN loss is a failure too (the trainer refuses to step on it)
+    monkeypatch.setattr(trainer.GRPOTrainer, "step", real_step)
+    monkeypatch.setattr(trainer, "aggregate_loss", aggregate)
+    recipe_nan = small_recipe(tmp_path / "nan", factors=["sspo"])
+    nan_outcome = run_ablation(recipe_nan)
+    assert nan_outcome.count("failed") == 2
+    assert "NonFiniteLossError" in json.loads((Path(nan_outcome.root) / "sspo/seed0/summary.json").read_text())["error"]
+    monkeypatch.setattr(trainer, "aggregate_loss", real_aggregate)
+
+    before = summaries(root)
+    assert run_ablation(recipe).results == []  # failed cells are kept, not silently re-run
+    retried = run_ablation(recipe, retry_failed=True)
+    assert [r["cell"] for r in retried.results] == ["sorl/seed0"] and retried.count("done") == 4
+    after = summaries(root)
+    assert {k: v for k, v in after.items() if k != "sorl/seed0"} == {k: v for k, v in before.items() if k != "sorl/seed0"}
+    kept = list((root / ".failed").glob("sorl__seed0.*/summary.json"))
+    assert len(kept) == 1 and "planted failure" in kept[0].read_text()
+
+
+# ------------------------------------------------------------------------------------------------ W&B
+def test_each_cell_is_tracked_with_group_name_tags_and_resolved_config(tmp_path, monkeypatch):
+    import sigx.train
+
+    calls = []
+
+    class FakeTracker:
+        def __init__(self, mode, project, run_dir, name, config, group=None, tags=None, job_type="train"):
+            calls.append(dict(mode=mode, name=name, group=group, tags=tags, job_type=job_type, config=config))
+
+        def log(self, row, step):
+            pass
+
+        def finish(self, summary=None, exit_code=0):
+            pass
+
+    monkeypatch.setattr(sigx.train, "Tracker", FakeTracker)
+    recipe = small_recipe(tmp_path)
+    recipe.logging.wandb = "offline"
+    run_ablation(recipe)
+    by_name = {c["name"]: c for c in calls}
+    assert sorted(by_name) == ["baseline/seed0", "sorl/seed0", "sspo+sorl/seed0", "sspo/seed0"]
+    call = by_name["sspo+sorl/seed0"]
+    assert call["group"] == "abl-test" and call["tags"] == ["sspo", "sorl"] and call["job_type"] == "train"
+    assert call["mode"] == "offline" and call["config"]["techniques"]["sorl"]["enabled"] is True
+    assert by_name["baseline/seed0"]["tags"] == ["baseline"]
+
+
+# ------------------------------------------------------------------------------------------------ executors
+def test_ray_executor_runs_cells_as_tasks_reusing_engines(tmp_path):
+    pytest.importorskip("ray")
+    outcome = run_ablation(small_recipe(tmp_path, seeds=[0, 1], executor="ray", cpus_per_cell=1))
+    assert outcome.count("done") == 8
+    pids = [r["pid"] for r in outcome.results]
+    assert len(set(pids)) < len(pids)  # Ray worker processes are reused, each with its shared engine
+    assert max(r["engine_cells"] for r in outcome.results) >= 2
+
+
+def _cli(path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sigx.cli", "ablate", str(path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"sigx ablate ended before the kill point:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    pytest.fail("kill point not reached")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_minus_nine_then_same_command_resumes_with_no_duplicate_and_no_missing_cell(tmp_path, workers):
+    path = write_recipe(tmp_path, {"training": {**SMALL["training"], "steps": 6, "eval_every": 2}},
+                        seeds=[0, 1], workers=workers)
+    root = tmp_path / "ablations" / "abl-test"
+    staging = root / ".staging"
+
+    def running_cell() -> bool:  # a cell in the middle of training: its metrics log has rows
+        return any(p.stat().st_size > 0 for p in staging.glob("*/metrics.jsonl"))
+
+    # kill 1: early, while the first cell trains; kill 2: later, with cells done and another mid-run
+    for kill_point in [running_cell, lambda: len(summaries(root)) >= 3 and running_cell()]:
+        proc = _cli(path)
+        _wait_for(kill_point, 120, proc)
+        os.kill(proc.pid, signal.SIGKILL)  # the main process only, as `kill -9 <pid>` does
+        proc.wait()
+        deadline = time.time() + 10  # its worker processes die with it
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("worker processes outlived the killed sigx ablate")
+    done_before = summaries(root)
+    assert 3 <= len(done_before) < 8
+
+    proc = _cli(path)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "8/8 cells done" in output
+    after = summaries(root)
+    assert sorted(after) == sorted(c.id for c in expand(load_recipe(path)))  # none missing, none extra
+    assert {k: after[k] for k in done_before} == done_before  # finished cells were not re-run
+    for cell_id in after:
+        steps = [r["step"] for r in read_jsonl(root / cell_id / "metrics.jsonl")]
+        assert steps == list(range(7)), (cell_id, steps)  # each step logged exactly once
+    assert list(staging.iterdir()) == []
+    resumed = read_jsonl(root / "sessions.jsonl")[-1]
+    assert resumed["cells_run"] == 8 - len(done_before)
