@@ -111,6 +111,37 @@ def ablate(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/).", show_default=False)] = None,
+    metric: Annotated[str, typer.Option(help="Metric of the effects and additivity tables: final_reward, reward_auc, final_critique_accuracy, tokens_per_s.")] = "final_reward",
+    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md).")] = None,
+    margin: Annotated[float, typer.Option(help="Additivity margin: a gap whose 95% CI lies within +-margin is 'additive'.")] = 0.02,
+    out: Annotated[Path, typer.Option(help="Reports go to OUT/<ablation name>/.")] = Path("results"),
+) -> None:
+    """Compare an ablation's cells and test whether the techniques' gains add up (effects, interactions, gaps)."""
+    from sigx.report.generate import FORMATS, generate_report
+    from sigx.report.load import METRICS, ReportError, find_ablations
+
+    formats = tuple(format_ or ["md"])
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        fail(f"--format: unknown format {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
+    if metric not in METRICS:
+        fail(f"--metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    if not margin > 0:
+        fail(f"--margin: must be > 0 (got {margin})")
+    stores = stores or find_ablations()
+    if not stores:
+        fail("no ablation run store under ablations/; run `sigx ablate RECIPE` first or name a store directory")
+    for store in stores:
+        try:
+            _, written = generate_report(store, out, metric, margin, formats, console)
+        except ReportError as err:
+            fail(str(err))
+        typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

@@ -1,0 +1,195 @@
+"""`sigx report`: hand-computed statistics, synthetic run stores with known effects (additive, planted
+interactions, incomplete), and a real smoke ablation end to end."""
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from sigx.cli import app
+from sigx.config import recipe_from_data
+from sigx.report.load import load_ablation
+from sigx.report.stats import build_report, seeds_to_resolve
+from sigx.runs import write_json_atomic
+
+FOUR = ["search_p1", "gcrl", "sspo", "sorl"]
+
+
+def make_store(root: Path, factors, seeds, value, missing=(), failed=()) -> Path:
+    """A run store as `sigx ablate` writes it, with final_reward = value(on: dict factor -> 0/1, seed)."""
+    cells = []
+    for k in range(len(factors) + 1):
+        for on in itertools.combinations(factors, k):
+            combination = "+".join(on) or "baseline"
+            for seed in seeds:
+                cell_id = f"{combination}/seed{seed}"
+                cells.append({"id": cell_id, "combination": combination, "factors_on": list(on),
+                              "techniques": list(on), "seed": seed})
+                if cell_id in missing:
+                    continue
+                run = root / cell_id
+                run.mkdir(parents=True)
+                if cell_id in failed:
+                    write_json_atomic(run / "summary.json", {"status": "failed", "error": "NonFiniteLossError: nan"})
+                    continue
+                final = value({f: int(f in on) for f in factors}, seed)
+                curve = [0.4 + (final - 0.4) * s / 10 for s in range(0, 11, 5)]
+                rows = [{"step": s, "eval/reward": r} for s, r in zip([0, 5, 10], curve)]
+                rows[1].update(rollout_tokens_per_s=1000.0, rollout_s=1.0, step_s=2.0)
+                (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+                write_json_atomic(run / "summary.json", {"status": "completed", "final_reward": final,
+                                                         "reward_auc": float(np.mean(curve))})
+    write_json_atomic(root / "plan.json", {"name": root.name, "factors": list(factors), "seeds": list(seeds),
+                                           "cells": cells})
+    return root
+
+
+def noise(seed: int, on: dict, sd: float) -> float:
+    key = sum(v << i for i, v in enumerate(on.values()))
+    return float(np.random.default_rng(1000 * seed + key).normal(0, sd))
+
+
+# ------------------------------------------------------------------------------------------------ by hand
+HAND = {(0, 0): [0.50, 0.52], (1, 0): [0.60, 0.62], (0, 1): [0.55, 0.57], (1, 1): [0.70, 0.74]}
+
+
+def test_two_by_two_matches_hand_computation(tmp_path):
+    root = make_store(tmp_path / "hand", ["sspo", "sorl"], [0, 1],
+                      lambda on, seed: HAND[(on["sspo"], on["sorl"])][seed])
+    report = build_report(load_ablation(root))
+    effects = report.effects.table.set_index("term")
+    # cell means 0.51, 0.61 (sspo), 0.56 (sorl), 0.72 (both)
+    assert effects.loc["sspo", "effect"] == pytest.approx((0.61 + 0.72) / 2 - (0.51 + 0.56) / 2)  # 0.13
+    assert effects.loc["sorl", "effect"] == pytest.approx((0.56 + 0.72) / 2 - (0.51 + 0.61) / 2)  # 0.08
+    assert effects.loc["sspo x sorl", "effect"] == pytest.approx(((0.72 - 0.56) - (0.61 - 0.51)) / 2)  # 0.03
+    pooled = (3 * 0.0002 + 0.0008) / 4  # within-cell variances, one degree of freedom each
+    se = 2 * math.sqrt(pooled / 8)
+    assert report.effects.residual_df == 4 and report.effects.residual_sd == pytest.approx(math.sqrt(pooled))
+    assert effects.loc["sspo", "se"] == pytest.approx(se)
+    t = stats.t.ppf(0.975, 4)
+    assert effects.loc["sspo", "ci_low"] == pytest.approx(0.13 - t * se)
+    assert effects.loc["sspo", "p"] == pytest.approx(2 * stats.t.sf(0.13 / se, 4))
+    cells = report.cells.set_index("combination")
+    assert cells.loc["baseline", "final_reward"] == pytest.approx(0.51)
+    assert cells.loc["baseline", "final_reward_low"] == pytest.approx(0.51 - stats.t.ppf(0.975, 1) * 0.01)
+    assert cells.loc["sspo+sorl", "mark"] == "all on" and cells.loc["baseline", "mark"] == "baseline"
+    assert list(report.cells.combination) == ["sspo+sorl", "sspo", "sorl", "baseline"]  # best first
+    gap = report.additivity.iloc[0]
+    assert gap.observed_gain == pytest.approx(0.21) and gap.sum_of_gains == pytest.approx(0.15)
+    assert gap.gap == pytest.approx(0.06)  # = 2 x the Yates interaction
+    assert cells.loc["sspo", "tokens_per_s"] == pytest.approx(500.0)  # 1000 tokens in 1 s of a 2 s step
+
+
+def test_seeds_to_resolve_by_hand():
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    # a pair: var(gap) = (1 + 2 + 1) sd^2 / n; the gap exceeds the margin, so only detection can resolve it
+    assert seeds_to_resolve(0.03, 0.05, 2, 0.02) == math.ceil(4 * 0.05**2 * z**2 / 0.03**2)  # 88
+    # a small gap: bounding it within the margin is cheaper than detecting it
+    assert seeds_to_resolve(0.005, 0.05, 2, 0.02) == math.ceil(4 * 0.05**2 * stats.norm.ppf(0.975) ** 2 / 0.015**2)
+
+
+# ------------------------------------------------------------------------------------------------ synthetic
+def additive(on, seed):
+    return 0.4 + 0.10 * on["search_p1"] + 0.06 * on["gcrl"] + 0.03 * on["sspo"] + noise(seed, on, 0.002)
+
+
+def test_additive_effects_are_recovered_and_called_additive(tmp_path):
+    report = build_report(load_ablation(make_store(tmp_path / "add", FOUR, [0, 1, 2, 3], additive)))
+    effects = report.effects.table.set_index("term")
+    for term, truth in [("search_p1", 0.10), ("gcrl", 0.06), ("sspo", 0.03), ("sorl", 0.0)]:
+        assert effects.loc[term, "ci_low"] <= truth <= effects.loc[term, "ci_high"], term
+        assert (effects.loc[term, "p_holm"] < 0.05) == (truth != 0), term
+    interactions = effects[effects.order > 1]
+    assert len(interactions) == 11 and (interactions.p_holm > 0.05).all()
+    assert len(report.additivity) == 11  # 6 pairs, 4 triples, the full stack
+    assert (report.additivity.verdict == "additive").all(), report.additivity[["techniques", "gap", "verdict"]]
+    full = report.additivity.set_index("techniques").loc["search_p1 + gcrl + sspo + sorl"]
+    assert full.observed_gain == pytest.approx(0.19, abs=0.01) and full.sum_of_gains == pytest.approx(0.19, abs=0.01)
+
+
+def planted(on, seed):
+    return additive(on, seed) + 0.08 * on["search_p1"] * on["gcrl"] - 0.06 * on["sspo"] * on["sorl"]
+
+
+def test_planted_interactions_are_recovered(tmp_path):
+    report = build_report(load_ablation(make_store(tmp_path / "planted", FOUR, [0, 1, 2, 3], planted)))
+    effects = report.effects.table.set_index("term")
+    for term, truth in [("search_p1 x gcrl", 0.04), ("sspo x sorl", -0.03)]:  # Yates: half the planted term
+        assert effects.loc[term, "ci_low"] <= truth <= effects.loc[term, "ci_high"], term
+        assert effects.loc[term, "p_holm"] < 0.05, term
+    others = effects[(effects.order > 1) & ~effects.index.isin(["search_p1 x gcrl", "sspo x sorl"])]
+    assert (others.p_holm > 0.05).all(), others
+    gaps = report.additivity.set_index("techniques")
+    assert gaps.loc["search_p1 + gcrl", "verdict"] == "synergistic"
+    assert gaps.loc["search_p1 + gcrl", "gap_low"] <= 0.08 <= gaps.loc["search_p1 + gcrl", "gap_high"]
+    assert gaps.loc["sspo + sorl", "verdict"] == "redundant"
+    assert gaps.loc["sspo + sorl", "gap_low"] <= -0.06 <= gaps.loc["sspo + sorl", "gap_high"]
+    assert gaps.loc["search_p1 + sspo", "verdict"] == "additive"
+    assert gaps.loc["search_p1 + gcrl + sspo", "verdict"] == "synergistic"  # carries the planted pair
+    assert gaps.loc["search_p1 + gcrl + sspo + sorl", "gap"] == pytest.approx(0.08 - 0.06, abs=0.01)
+
+
+def test_noisy_gap_is_inconclusive_with_seeds_to_resolve(tmp_path):
+    root = make_store(tmp_path / "noisy", ["sspo", "sorl"], [0, 1, 2],
+                      lambda on, seed: 0.5 + 0.03 * on["sspo"] * on["sorl"] + noise(seed, on, 0.05))
+    row = build_report(load_ablation(root)).additivity.iloc[0]
+    assert row.verdict == "inconclusive" and row.seeds_to_resolve > 3
+
+
+def test_incomplete_matrix_is_reported_not_averaged_away(tmp_path):
+    factors = ["gcrl", "sspo", "sorl"]
+    root = make_store(tmp_path / "partial", factors, [0, 1], lambda on, seed: 0.5 + 0.1 * on["sspo"] + 0.01 * seed,
+                      missing={"gcrl+sspo+sorl/seed0", "gcrl+sspo+sorl/seed1"}, failed={"sspo/seed1"})
+    report = build_report(load_ablation(root))
+    text = " ".join(report.notes)
+    assert "2 of 16 planned runs have not finished" in text and "gcrl+sspo+sorl/seed0" in text
+    assert "sspo/seed1 (NonFiniteLossError: nan)" in text
+    assert "interactions above order 2 are not estimable" in text
+    cells = report.cells.set_index("combination")
+    assert cells.loc["gcrl+sspo+sorl", "runs"] == 0 and cells.loc["gcrl+sspo+sorl", "missing"] == 2
+    assert cells.loc["sspo", "runs"] == 1 and cells.loc["sspo", "failed"] == 1
+    assert math.isnan(cells.loc["gcrl+sspo+sorl", "final_reward"])
+    assert "gcrl x sspo x sorl" not in set(report.effects.table.term)
+    full = report.additivity.set_index("techniques").loc["gcrl + sspo + sorl"]
+    assert full.verdict == "missing cell: gcrl+sspo+sorl"
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+def test_report_of_a_real_smoke_ablation(tmp_path):
+    from sigx.ablation.runner import run_ablation
+
+    recipe = recipe_from_data({
+        "name": "smoke", "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                                            "intermediate_size": 64, "sft_steps": 20}},
+        "task": {"name": "arithmetic", "eval_prompts": 8}, "rollout": {"group_size": 2, "max_new_tokens": 24},
+        "training": {"steps": 2, "prompts_per_step": 2, "eval_every": 1, "eval_samples": 1},
+        "ablation": {"factors": ["sspo", "sorl"], "seeds": [0, 1], "output_dir": str(tmp_path / "ablations")},
+        "logging": {"wandb": "disabled"}})
+    run_ablation(recipe)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "ablations" / "smoke"), "--out", str(tmp_path / "results"),
+                                      "--format", "md", "--format", "csv", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "results" / "smoke"
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["runs"]) == 8 and {r["status"] for r in report["runs"]} == {"done"}
+    assert len(report["cells"]) == 4 and [e["term"] for e in report["effects"]] == ["sspo", "sorl", "sspo x sorl"]
+    md = (out / "report.md").read_text()
+    for heading in ["## Cells", "## Effects", "## Additivity", "![reward_curves](reward_curves.png)"]:
+        assert heading in md
+    for name in ["reward_curves", "effects", "interactions_heatmap", "interaction_plots"]:
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "cells.csv").read_text().startswith("combination,")
+    assert "additivity of final_reward gains" in result.output
+
+
+def test_report_cli_errors_are_one_line(tmp_path):
+    for args, expected in [(["report", str(tmp_path)], "not an ablation run store"),
+                           (["report", str(tmp_path), "--metric", "loss"], "--metric: unknown metric 'loss'"),
+                           (["report", str(tmp_path), "--format", "pdf"], "--format: unknown format pdf")]:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
