@@ -23,6 +23,9 @@ class RecipeError(ValueError):
         self.problems = problems
         super().__init__("\n".join(problems))
 
+    def __reduce__(self):  # survives pickling intact (raised in a worker process, re-raised in the parent)
+        return type(self), (self.problems,)
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

@@ -279,3 +279,17 @@ def test_kill_minus_nine_then_same_command_resumes_with_no_duplicate_and_no_miss
     assert list(staging.iterdir()) == []
     resumed = read_jsonl(root / "sessions.jsonl")[-1]
     assert resumed["cells_run"] == 8 - len(done_before)
+
+
+@pytest.mark.parametrize("executor", [{"workers": 1}, {"workers": 2}, {"executor": "ray"}])
+def test_a_model_that_cannot_load_stops_the_ablation_with_one_line(tmp_path, executor):
+    if executor.get("executor") == "ray":
+        pytest.importorskip("ray")
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    path = write_recipe(tmp_path, {"model": {"name": str(empty)}}, **executor)
+    result = CliRunner().invoke(app, ["ablate", str(path)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"model.name: cannot load '{empty}'" in errors[0], result.output
+    assert "Traceback" not in result.output

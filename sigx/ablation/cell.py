@@ -6,7 +6,8 @@ once per machine and cached) and rollout backend. Every later cell only resets t
 held in memory (:meth:`SharedEngine.reset_policy`).
 
 A cell's own failure (an exception in training, a non-finite loss) is recorded as a failed cell with its
-error and traceback; the ablation goes on. Interrupts (Ctrl-C, ``kill``) are not failures: they propagate and
+error and traceback; the ablation goes on. A recipe the engine cannot use at all (a model that cannot be
+loaded) is not a cell's failure: it stops the ablation with its one-line error. Interrupts (Ctrl-C, ``kill``) are not failures: they propagate and
 leave only a staging directory, which the next invocation discards before re-running the cell.
 """
 
@@ -20,7 +21,7 @@ from typing import Callable
 from rich.console import Console
 
 from sigx.ablation.store import AblationStore
-from sigx.config import Recipe
+from sigx.config import Recipe, RecipeError
 from sigx.runs import read_json, write_json_atomic
 
 _ENGINE = {"key": None, "engine": None, "setup_s": 0.0, "cells": 0}
@@ -56,6 +57,8 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
         engine = shared_engine(recipe, log)
         summary = run_training(recipe, run_dir=staging, console=console, engine=engine, group=group,
                                on_progress=on_progress or (lambda step, stats: None))
+    except RecipeError:
+        raise  # a recipe the engine cannot use (model not found, technique unknown) fails every cell: stop
     except Exception as err:  # the cell's own failure: recorded, and the ablation goes on
         summary = read_json(staging / "summary.json") or {}
         summary.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],

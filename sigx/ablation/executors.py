@@ -24,7 +24,7 @@ from sigx.ablation.cell import run_cell
 from sigx.ablation.display import AblationProgress
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import AblationStore, StoreError
-from sigx.config import AblationConfig
+from sigx.config import AblationConfig, RecipeError
 
 
 def _payload(cell: Cell) -> dict:
@@ -118,6 +118,10 @@ def run_processes(cells: list[Cell], store: AblationStore, group: str, ui: Ablat
                 except BrokenProcessPool:
                     lost += 1  # a worker died (out of memory, a signal): the cell stays pending
                     continue
+                except RecipeError:  # raised in a worker: a recipe no cell can run with
+                    for other in pending:
+                        other.cancel()
+                    raise
                 ui.finished(result)
                 results.append(result)
         drain()
@@ -160,6 +164,8 @@ def run_ray(cells: list[Cell], store: AblationStore, group: str, ui: AblationPro
                 cell = refs.pop(ref)
                 try:
                     result = ray.get(ref)
+                except RecipeError as err:  # Ray re-raises the task's RecipeError (wrapped): stop, as locally
+                    raise RecipeError(getattr(err, "cause", err).problems) from None
                 except ray.exceptions.RayError as err:  # the worker died, or the node: the cell stays pending
                     console.print(f"[red]{cell.id}: lost ({type(err).__name__}); it stays pending[/red]")
                     continue

@@ -52,8 +52,9 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         skipped_failed = sum(store.status(c.id) == "failed" for c in cells)
         where = {"local": f"{a.workers} worker process(es)" if a.workers > 1 else "this process",
                  "ray": f"Ray ({a.address or 'local cluster'})"}[a.executor]
-        console.print(f"{len(cells) - len(todo) - skipped_failed} done, {skipped_failed} failed (kept; "
-                      f"--retry-failed reruns them), {len(todo)} to run on {where}", highlight=False)
+        kept = f"{skipped_failed} failed (kept; --retry-failed reruns them), " if skipped_failed else ""
+        console.print(f"{len(cells) - len(todo) - skipped_failed} done, {kept}{len(todo)} to run on {where}",
+                      highlight=False)
         results: list[dict] = []
         if todo:
             with AblationProgress(console, len(cells), len(cells) - len(todo), recipe.training.steps) as ui:
