@@ -1,0 +1,167 @@
+"""sigx's GRPO step against TRL's ``GRPOTrainer``: same model, batch, group size, completion length, inner updates.
+
+    pip install -e '.[bench]'          # TRL
+    python bench/trl_step.py recipes/tiny.yaml --steps 8 --warmup 2
+
+One GRPO step = one rollout of ``prompts_per_step`` x ``group_size`` completions (at most ``max_new_tokens``
+each, temperature as the recipe says) + ``mini_batches`` optimizer steps on them (TRL: ``steps_per_generation``
+= mini_batches, ``per_device_train_batch_size`` = completions / mini_batches), no KL term (beta 0), the same
+learning rate, the recipe's reward. Both start from the same base weights (the recipe's model; for
+``sigx/tiny`` the cached warm start). Each side runs in its own fresh subprocess, one after the other, so that
+its peak memory (max RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU) is its own; the step time is the
+median over the steps after ``--warmup``. Prints a markdown table and sigx/TRL ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sigx.config import load_recipe
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_sigx(recipe) -> dict:
+    from sigx.engine.shared import SharedEngine
+    from sigx.engine.trainer import GRPOTrainer
+
+    trainer = GRPOTrainer(recipe, SharedEngine(recipe, log=lambda m: None))
+    rows = [trainer.step().metrics for _ in range(recipe.training.steps)]
+    return {"steps": [{"step_s": r["step_s"], "rollout_s": r["rollout_s"], "train_s": r["train_s"],
+                       "tokens": r["rollout_tokens_per_s"] * r["rollout_s"], "reward": r["reward"]} for r in rows]}
+
+
+def run_trl(recipe) -> dict:
+    import random
+
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from sigx.models.loading import resolve_base
+    from sigx.tasks import build_task
+    from sigx.tasks.base import Segment
+
+    task = build_task(recipe.task)
+    path = resolve_base(recipe.model, task, recipe.task, log=lambda m: None)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path)
+    t, r = recipe.training, recipe.rollout
+    rng = random.Random(recipe.seed)
+    problems = {}
+    rows = []
+    for i in range(t.prompts_per_step * t.steps):
+        problem = task.train_problem(rng)
+        problems[i] = problem
+        rows.append({"prompt": problem.prompt, "idx": i})
+
+    def reward(prompts, completions, idx, **_):
+        return [task.score(problems[i], [Segment(c, True)]).reward for c, i in zip(completions, idx)]
+
+    completions = t.prompts_per_step * r.group_size
+    config = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="sigx-bench-trl-"), per_device_train_batch_size=completions // t.mini_batches,
+        steps_per_generation=t.mini_batches, num_generations=r.group_size, max_completion_length=r.max_new_tokens,
+        temperature=r.temperature, top_p=r.top_p, learning_rate=t.lr, beta=0.0, num_iterations=t.inner_epochs,
+        epsilon=t.clip_eps, max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay,
+        max_steps=t.steps * t.mini_batches, logging_steps=1, report_to=[], save_strategy="no", seed=recipe.seed,
+        use_cpu=not torch.cuda.is_available(), bf16=False, disable_dropout=True, shuffle_dataset=False,
+        dataloader_num_workers=0,
+    )
+    marks: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            marks.append(time.perf_counter())
+
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=Dataset.from_list(rows),
+                          processing_class=tokenizer, callbacks=[StepClock()])
+    start = time.perf_counter()
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    ends = marks[t.mini_batches - 1:: t.mini_batches]  # one GRPO step = mini_batches optimizer steps
+    starts = [start] + ends[:-1]
+    steps = []
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        per = t.mini_batches if len(logs) >= len(ends) * t.mini_batches else 1  # TRL logs per optimizer step
+        log = logs[k * per] if k * per < len(logs) else {}  # or per generation, depending on its version
+        length = log.get("completions/mean_length", float("nan"))
+        steps.append({"step_s": b - a, "tokens": length * completions, "reward": log.get("reward", float("nan"))})
+    return {"steps": steps}
+
+
+def child(side: str, recipe_path: str, overrides: list[str]) -> None:
+    torch.manual_seed(0)
+    recipe = load_recipe(recipe_path, overrides)
+    result = run_sigx(recipe) if side == "sigx" else run_trl(recipe)
+    result["peak_memory_mb"] = peak_memory_mb()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def summarize(result: dict, warmup: int) -> dict:
+    steps = result["steps"][warmup:]
+    out = {"step_s": statistics.median(s["step_s"] for s in steps),
+           "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["step_s"] for s in steps),
+           "peak_memory_mb": result["peak_memory_mb"], "steps": len(steps),
+           "reward": statistics.mean(s["reward"] for s in result["steps"])}
+    if "rollout_s" in steps[0]:
+        out["rollout_tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(s["rollout_s"] for s in steps)
+        out["train_tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(s["train_s"] for s in steps)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("recipe")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--side", choices=["sigx", "trl"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        child(args.side, args.recipe, args.overrides)
+        return
+    overrides = args.overrides + [f"training.steps={args.steps}", "logging.wandb=disabled"]
+    results = {}
+    for side in ["sigx", "trl"]:
+        cmd = [sys.executable, __file__, args.recipe, "--side", side, *sum((["--set", o] for o in overrides), [])]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+        if out.returncode or not line:
+            sys.exit(f"{side} side failed:\n{out.stderr[-3000:]}")
+        results[side] = summarize(json.loads(line[0][len("RESULT "):]), args.warmup)
+    recipe = load_recipe(args.recipe, overrides)
+    r, t = recipe.rollout, recipe.training
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"\n{recipe.model.name} on {recipe.task.name}, {device}: {t.prompts_per_step} prompts x {r.group_size} "
+          f"samples, <= {r.max_new_tokens} new tokens, {t.mini_batches} optimizer steps per rollout; median of "
+          f"{results['sigx']['steps']} steps after {args.warmup} warm-up\n")
+    print("| | step time (median) | generated tokens/s (whole step) | rollout tokens/s | train tokens/s | peak memory |")
+    print("|---|---|---|---|---|---|")
+    for side, name in [("sigx", "sigx"), ("trl", "TRL GRPOTrainer")]:
+        x = results[side]
+        print(f"| {name} | {x['step_s']:.2f} s | {x['tokens_per_s']:.0f} | {x.get('rollout_tokens_per_s', float('nan')):.0f} | "
+              f"{x.get('train_tokens_per_s', float('nan')):.0f} | {x['peak_memory_mb']:.0f} MB |")
+    ratio = results["sigx"]["step_s"] / results["trl"]["step_s"]
+    print(f"\nsigx / TRL step time: {ratio:.2f}x (goal <= 0.5x)")
+
+
+if __name__ == "__main__":
+    main()
