@@ -106,7 +106,7 @@ def ablate(
     typer.echo(f"{done}/{len(outcome.cells)} cells done, {failed} failed, {pending} pending; "
                f"{len(outcome.results)} run now in {outcome.wall_s / 60:.1f} min; store: {outcome.root}")
     if failed:
-        typer.echo(f"failed cells keep their error in <cell>/summary.json; rerun with --retry-failed")
+        typer.echo("failed cells keep their error in <cell>/summary.json; rerun with --retry-failed")
     if failed or pending:
         raise typer.Exit(1)
 

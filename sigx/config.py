@@ -206,9 +206,10 @@ class AblationConfig(Strict):
     """What ``sigx ablate`` runs: the full 2^k factorial over ``factors`` x ``seeds``, and where and how.
 
     Techniques that are not factors keep the setting of the ``techniques`` section in every cell, so a
-    2-factor ablation can run on top of a fixed third technique. Only ``factors``, ``seeds`` and the rest of the
-    recipe decide *what* is measured; ``executor``, ``workers``, ``address``, ``gpus_per_cell`` and
-    ``cpus_per_cell`` decide only *where*, and may change between a crash and its resume.
+    2-factor ablation can run on top of a fixed third technique. ``factors`` and the rest of the recipe decide
+    *what* is measured and must not change once a run store holds cells; ``seeds`` may grow (more seeds for an
+    inconclusive gap); ``executor``, ``workers``, ``address``, ``gpus_per_cell`` and ``cpus_per_cell`` decide
+    only *where*, and may change between a crash and its resume.
     """
 
     factors: list[TechniqueName] = Field(default_factory=lambda: ["search_p1", "gcrl", "sspo", "sorl"], min_length=1)
