@@ -20,7 +20,7 @@ from typing import Callable
 
 from rich.console import Console
 
-from sigx.ablation.store import AblationStore
+from sigx.ablation.store import AblationStore, cell_status
 from sigx.config import Recipe, RecipeError
 from sigx.runs import read_json, write_json_atomic
 
@@ -66,7 +66,7 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     summary.update(run_dir=str(store.cell_dir(cell_id)), cell_id=cell_id, pid=os.getpid())
     write_json_atomic(staging / "summary.json", summary)
     placed = store.finalize(staging, cell_id)
-    return {"cell": cell_id, "status": "done" if summary["status"] == "completed" else "failed",
+    return {"cell": cell_id, "status": cell_status(summary),
             "error": summary.get("error"), "final_reward": summary.get("final_reward"),
             "wall_s": time.perf_counter() - started, "placed": placed, "pid": os.getpid(),
             "engine_setup_s": _ENGINE["setup_s"], "engine_cells": _ENGINE["cells"]}

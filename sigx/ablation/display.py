@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sigx.ablation.plan import Cell
-from sigx.ablation.store import AblationStore
+from sigx.ablation.store import AblationStore, cell_status
 
 STATUS_STYLE = {"done": "green", "failed": "red", "pending": "yellow"}
 
@@ -20,9 +20,10 @@ def plan_table(title: str, cells: list[Cell], store: AblationStore) -> Table:
     table.add_column("seed", justify="right")
     table.add_column("status")
     for i, cell in enumerate(cells, 1):
-        status = store.status(cell.id)
+        summary = store.summary(cell.id)
+        status = cell_status(summary)
+        summary = summary or {}
         note = ""
-        summary = store.summary(cell.id) or {}
         if status == "done" and summary.get("final_reward") is not None:
             note = f" (held-out {summary['final_reward']:.3f})"
         elif status == "failed":

@@ -48,8 +48,9 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
             for cell in cells:
                 if store.status(cell.id) == "failed":
                     store.set_aside_failed(cell.id)
-        todo = [c for c in cells if store.status(c.id) == "pending"]
-        skipped_failed = sum(store.status(c.id) == "failed" for c in cells)
+        status = {c.id: store.status(c.id) for c in cells}
+        todo = [c for c in cells if status[c.id] == "pending"]
+        skipped_failed = sum(s == "failed" for s in status.values())
         where = {"local": f"{a.workers} worker process(es)" if a.workers > 1 else "this process",
                  "ray": f"Ray ({a.address or 'local cluster'})"}[a.executor]
         kept = f"{skipped_failed} failed (kept; --retry-failed reruns them), " if skipped_failed else ""

@@ -43,6 +43,13 @@ class StoreError(RuntimeError):
     """A run store that cannot be used as asked; the message is one line for the CLI."""
 
 
+def cell_status(summary: dict | None) -> str:
+    """``done``, ``failed`` or ``pending`` (never run, or killed before it finished), from a cell's summary."""
+    if summary is None:
+        return "pending"
+    return "done" if summary.get("status") == "completed" else "failed"
+
+
 def store_root(recipe: Recipe) -> Path:
     return Path(recipe.ablation.output_dir) / recipe.name
 
@@ -69,11 +76,7 @@ class AblationStore:
         return read_json(self.cell_dir(cell_id) / "summary.json")
 
     def status(self, cell_id: str) -> str:
-        """``done``, ``failed`` or ``pending`` (never run, or killed before it finished)."""
-        summary = self.summary(cell_id)
-        if summary is None:
-            return "pending"
-        return "done" if summary.get("status") == "completed" else "failed"
+        return cell_status(self.summary(cell_id))
 
     def new_staging_dir(self, cell_id: str) -> Path:
         path = self.staging / f"{cell_id.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sigx.ablation.store import cell_status
 from sigx.runs import read_json, read_jsonl
 
 # Metrics of the cell table: summary.json key (or a value derived from metrics.jsonl) -> what it is.
@@ -58,9 +59,10 @@ def load_ablation(root: str | Path) -> Ablation:
         row = {"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                **{f: int(f in cell["factors_on"]) for f in factors}}
         summary = read_json(root / cell["id"] / "summary.json")
-        if summary is None:
+        status = cell_status(summary)
+        if status == "pending":
             row["status"] = "missing"
-        elif summary.get("status") != "completed":
+        elif status == "failed":
             row.update(status="failed", error=summary.get("error", "unknown error"))
         else:
             metrics = read_jsonl(root / cell["id"] / "metrics.jsonl")
