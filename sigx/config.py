@@ -100,6 +100,9 @@ class SearchTaskConfig(Strict):
     max_turns: int = Field(4, ge=1)
     eval_prompts: int = Field(128, ge=1)
     seed: int = 1234
+    interface: Literal["compact", "natural"] = Field(
+        "compact", description="compact: the tiny model's q:/p:/s[...] format; natural: a plain-language "
+        "instruction and Search-R1-style <search>/<answer> tags, for hub instruct models")
 
     @model_validator(mode="after")
     def _hops_order(self) -> "SearchTaskConfig":
@@ -108,20 +111,53 @@ class SearchTaskConfig(Strict):
         return self
 
 
+class GSM8KTaskConfig(Strict):
+    """GSM8K-style word problems from a dataset (rows: ``question``, ``answer`` ending in ``#### <number>``),
+    for hub models: from a local copy (``path``) or the hub (``dataset``)."""
+
+    name: Literal["gsm8k"] = "gsm8k"
+    path: str | None = Field(None, description="local directory with train.jsonl/test.jsonl (or .parquet), or "
+                             "one such file; wins over dataset")
+    dataset: str = Field("openai/gsm8k", description="hub dataset id (needs the datasets package and a network)")
+    subset: str = "main"
+    train_split: str = "train"
+    eval_split: str = "test"
+    eval_prompts: int = Field(256, ge=1)
+    answer_format: Literal["strict", "flexible"] = Field(
+        "flexible", description="strict: only a '#### <number>' line counts; flexible: else the last number")
+    instruction: str = ("Solve the problem step by step. Then write the final answer as a number on its own "
+                        "line in the form '#### <number>'.")
+    seed: int = 1234
+
+
 #: every task config by its ``name``: the single source for the union below and for error messages
-TASK_CONFIGS: dict[str, type[Strict]] = {"arithmetic": ArithmeticTaskConfig, "search": SearchTaskConfig}
+TASK_CONFIGS: dict[str, type[Strict]] = {"arithmetic": ArithmeticTaskConfig, "search": SearchTaskConfig,
+                                         "gsm8k": GSM8KTaskConfig}
 DEFAULT_TASK = "arithmetic"
 TaskConfig = Annotated[Union[tuple(TASK_CONFIGS.values())], Field(discriminator="name")]
 
 
 # --------------------------------------------------------------------------------------------------- rollout
 class RolloutConfig(Strict):
-    backend: Literal["hf", "vllm"] = "hf"
+    """How trajectories are sampled. ``hf`` samples from the training model itself (CPU default); ``vllm`` is
+    the GPU engine, colocated with training, whose weights are pushed in place after every update;
+    ``hf_synced`` samples from a separate transformers copy kept current by the same push (vLLM's situation
+    on CPU: what the weight-sync tests use)."""
+
+    backend: Literal["hf", "hf_synced", "vllm"] = "hf"
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, description="per agent turn")
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vllm only")
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has none)")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="weights of a separate rollout engine (vllm, hf_synced); pushed weights are cast to it")
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vllm: its share of GPU memory "
+                                          "(weights + KV cache); the rest is left to training")
+    max_model_len: int = Field(4096, ge=16, description="vllm: longest prompt + completion it must hold")
+    vllm_sleep: bool = Field(True, description="vllm: sleep (weights to CPU, KV cache freed) while training runs")
+    vllm_enforce_eager: bool = Field(False, description="vllm: no CUDA graphs (slower, starts faster)")
 
 
 # --------------------------------------------------------------------------------------------------- training
@@ -143,6 +179,12 @@ class TrainingConfig(Strict):
     kl_beta: float = Field(0.0, ge=0)
     eval_every: int = Field(10, ge=1)
     eval_samples: int = Field(4, ge=1, description="sampled responses per held-out prompt at evaluation")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="sequences per forward/backward; gradients accumulate over a mini-batch's "
+        "micro-batches (same update, bounded memory). None: the whole mini-batch at once")
+    autocast: Literal["off", "bfloat16"] = Field(
+        "off", description="mixed precision on CUDA: forward/backward in this dtype, weights and optimizer in "
+        "the model's dtype (keep model.dtype float32 for fp32 master weights)")
 
 
 # --------------------------------------------------------------------------------------------------- techniques

@@ -27,14 +27,14 @@ def test_unknown_field_lists_the_allowed_ones():
 
 def test_literal_names_the_allowed_values():
     [line] = problems({"rollout": {"backend": "sglang"}})
-    assert line == "r.yaml: rollout.backend: Input should be 'hf' or 'vllm' (got 'sglang')"
+    assert line == "r.yaml: rollout.backend: Input should be 'hf', 'hf_synced' or 'vllm' (got 'sglang')"
 
 
 def test_task_fields_depend_on_the_task():
     [line] = problems({"task": {"name": "search", "max_ops": 3}})
     assert line.startswith("r.yaml: task.max_ops: unknown field; allowed: name, num_people")
     [line] = problems({"task": {"name": "chess"}})
-    assert line == "r.yaml: task: unknown task; allowed: arithmetic, search"
+    assert line == "r.yaml: task: unknown task; allowed: arithmetic, search, gsm8k"
 
 
 def test_several_problems_each_get_a_line():

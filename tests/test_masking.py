@@ -4,7 +4,7 @@ import torch
 
 from sigx.config import SearchTaskConfig, TrainingConfig
 from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss
-from sigx.engine.rollout import RolloutBackend, SamplingParams
+from sigx.engine.rollout import RolloutBackend, SamplingParams, TurnOutput
 from sigx.engine.trajectory import collate
 from sigx.models.tiny import encode_demonstration
 from sigx.models.tokenizer import build_char_tokenizer
@@ -20,7 +20,7 @@ class ScriptedBackend(RolloutBackend):
     def generate_turn(self, contexts, stop_strings, params):
         ids = self.tokenizer(self.script[self.turn], add_special_tokens=False)["input_ids"]
         self.turn += 1
-        return [(ids, True) for _ in contexts]
+        return [TurnOutput(ids, True) for _ in contexts]
 
 
 def _episode():

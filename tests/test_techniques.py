@@ -10,7 +10,7 @@ import torch
 from sigx.config import GCRLConfig, SearchP1Config, SearchTaskConfig, SORLConfig, SSPOConfig, TechniquesConfig
 from sigx.config import ArithmeticTaskConfig, TrainingConfig
 from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss
-from sigx.engine.rollout import RolloutBackend
+from sigx.engine.rollout import RolloutBackend, TurnOutput
 from sigx.engine.trajectory import Trajectory, collate
 from sigx.models.tokenizer import build_char_tokenizer
 from sigx.tasks.arithmetic import ArithmeticTask
@@ -230,7 +230,7 @@ class VerdictBackend(RolloutBackend):
     def generate_turn(self, contexts, stop_strings, params):
         self.contexts += contexts
         ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        return [(ids, True) for _ in contexts]
+        return [TurnOutput(ids, True) for _ in contexts]
 
 
 class FakeEngine:

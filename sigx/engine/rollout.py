@@ -9,12 +9,16 @@ masked tokens, and the episodes still running continue.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from sigx.config import RecipeError
 from sigx.engine.trajectory import Trajectory
+
+#: ``rollout.dtype`` -> torch dtype ("auto", absent here, keeps the checkpoint's / training model's dtype)
+ROLLOUT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 from sigx.tasks.base import Problem, Task
 
 
@@ -26,20 +30,60 @@ class SamplingParams:
     greedy: bool = False
 
 
+@dataclass
+class TurnOutput:
+    """One generated turn: the ids (stop string or EOS included), whether generation stopped by itself (False
+    when cut by ``max_new_tokens``) and, when the backend reports them, the sampler's log-prob of each id."""
+
+    ids: list[int]
+    stopped: bool
+    logprobs: list[float] | None = None
+
+
+def prompt_ids(tokenizer, prompt: str, chat_template: bool) -> list[int]:
+    """The prompt as token ids; with ``chat_template`` it is wrapped as one user message of the tokenizer's
+    chat template with the assistant's turn opened (what an instruct model was tuned on)."""
+    if not chat_template:
+        return tokenizer(prompt)["input_ids"]
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def use_chat_template(setting: str, tokenizer) -> bool:
+    """``rollout.chat_template``: "auto" uses the template when the tokenizer has one."""
+    if setting == "auto":
+        return bool(getattr(tokenizer, "chat_template", None))
+    if setting == "on" and not getattr(tokenizer, "chat_template", None):
+        raise RecipeError(["rollout.chat_template: 'on' but the tokenizer has no chat template; use auto or off"])
+    return setting == "on"
+
+
 class RolloutBackend(ABC):
+    #: whether prompts are wrapped in the tokenizer's chat template (set by the shared engine from the recipe)
+    chat_template: bool = False
+
     @abstractmethod
     def generate_turn(self, contexts: list[list[int]], stop_strings: tuple[str, ...],
-                      params: SamplingParams) -> list[tuple[list[int], bool]]:
-        """For each context, the generated ids (stop string or EOS included) and whether generation stopped
-        by itself (False when cut by ``max_new_tokens``)."""
+                      params: SamplingParams) -> list[TurnOutput]:
+        """For each context, the generated turn."""
 
     def sync_weights(self, model) -> None:
         """Make the backend sample from ``model``'s current weights (a no-op when it samples from ``model``)."""
 
+    def generating(self):
+        """A context held around a whole rollout phase (all turns): a colocated engine wakes up for it once."""
+        return nullcontext()
+
     def rollout(self, task: Task, problems: list[Problem], groups: list[int], params: SamplingParams,
                 tokenizer) -> list[Trajectory]:
+        with self.generating():
+            return self._rollout(task, problems, groups, params, tokenizer)
+
+    def _rollout(self, task, problems, groups, params, tokenizer) -> list[Trajectory]:
         trajectories = [
-            Trajectory(problem=p, group=g, prompt_ids=tokenizer(p.prompt)["input_ids"]) for p, g in zip(problems, groups)
+            Trajectory(problem=p, group=g, prompt_ids=prompt_ids(tokenizer, p.prompt, self.chat_template))
+            for p, g in zip(problems, groups)
         ]
         active = list(range(len(trajectories)))
         for turn in range(task.max_turns):
@@ -48,10 +92,11 @@ class RolloutBackend(ABC):
             contexts = [trajectories[i].prompt_ids + trajectories[i].completion_ids for i in active]
             outputs = self.generate_turn(contexts, task.turn_stop_strings, params)
             still_active = []
-            for i, (ids, stopped) in zip(active, outputs):
+            for i, out in zip(active, outputs):
                 traj = trajectories[i]
+                ids, stopped = out.ids, out.stopped
                 text = tokenizer.decode(ids, skip_special_tokens=True)
-                traj.add(ids, by_model=True, turn=turn, text=text)
+                traj.add(ids, by_model=True, turn=turn, text=text, sampling_logprobs=out.logprobs)
                 if not stopped:
                     traj.truncated = True
                     continue
@@ -113,13 +158,53 @@ class HFRolloutBackend(RolloutBackend):
                 ids.append(t)
             if not stopped and stop_strings and stop_ids is None:
                 stopped = any(tok.decode(ids).endswith(s) for s in stop_strings)
-            results.append((ids, stopped))
+            results.append(TurnOutput(ids, stopped))
         return results
 
 
-def build_rollout_backend(name: str, model, tokenizer, rollout_config) -> RolloutBackend:
+class SyncedHFRolloutBackend(HFRolloutBackend):
+    """Transformers generation on a *separate copy* of the policy, kept current by the in-place weight push.
+
+    This is vLLM's situation (an engine that owns its own weights) with every other variable removed, so a CPU
+    test can check the push path of :mod:`sigx.engine.weight_sync`: after any update this backend must
+    sample exactly what ``hf`` would. Also usable to roll out in another dtype than training
+    (``rollout.backend: hf_synced``, weights cast on push).
+    """
+
+    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None):
+        import copy
+
+        from sigx.engine.weight_sync import StateDictReceiver
+
+        rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if dtype is not None:
+            rollout_model.to(dtype)
+        super().__init__(rollout_model, tokenizer)
+        self.receiver = StateDictReceiver(rollout_model)
+        self.dtype = dtype
+        self.pushes = 0
+
+    def sync_weights(self, model) -> None:
+        from sigx.engine.weight_sync import push_weights
+
+        push_weights(model, self.receiver, dtype=self.dtype)
+        self.pushes += 1
+
+
+ROLLOUT_BACKENDS = ("hf", "hf_synced", "vllm")
+
+
+def build_rollout_backend(name: str, model, tokenizer, rollout_config, model_path: str | None = None,
+                          seed: int = 0) -> RolloutBackend:
     if name == "hf":
-        return HFRolloutBackend(model, tokenizer)
-    if name == "vllm":
-        raise RecipeError(["rollout.backend: 'vllm' is not available in this version yet; allowed: hf"])
-    raise RecipeError([f"rollout.backend: unknown backend {name!r}; allowed: hf, vllm"])
+        backend = HFRolloutBackend(model, tokenizer)
+    elif name == "hf_synced":
+        backend = SyncedHFRolloutBackend(model, tokenizer, ROLLOUT_DTYPES.get(rollout_config.dtype))
+    elif name == "vllm":
+        from sigx.engine.vllm_backend import VLLMRolloutBackend
+
+        backend = VLLMRolloutBackend(model_path, tokenizer, rollout_config, seed=seed)
+    else:
+        raise RecipeError([f"rollout.backend: unknown backend {name!r}; allowed: {', '.join(ROLLOUT_BACKENDS)}"])
+    backend.chat_template = use_chat_template(rollout_config.chat_template, tokenizer)
+    return backend

@@ -1,8 +1,9 @@
 """The shared engine: what is expensive to build is built once and reused by every run that can share it.
 
-Tokenizer, base weights (for ``sigx/tiny``, the SFT warm start) and the rollout backend are loaded once; each
-run starts by resetting the policy to the base weights held in memory, never re-reading or re-building them.
-Runs may differ in seed, techniques and training knobs, not in model, task or rollout backend.
+Tokenizer, base weights (for ``sigx/tiny``, the SFT warm start) and the rollout backend (on GPU, the vLLM
+engine) are loaded once; each run starts by resetting the policy to the base weights held in memory, never
+re-reading or re-building them, and pushing them into the rollout engine in place.
+Runs may differ in seed, techniques and training knobs, not in model, task or rollout engine settings.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ class IncompatibleRecipeError(ValueError):
     pass
 
 
+#: rollout settings fixed when the rollout engine is built; the rest (group size, temperature, ...) vary per run
+ENGINE_ROLLOUT_FIELDS = ("backend", "chat_template", "dtype", "gpu_memory_utilization", "max_model_len",
+                         "vllm_sleep", "vllm_enforce_eager")
+
+
 def engine_key(recipe: Recipe) -> str:
-    return json.dumps({"model": recipe.model.model_dump(), "task": recipe.task.model_dump(),
-                       "backend": recipe.rollout.backend}, sort_keys=True)
+    rollout = {k: getattr(recipe.rollout, k) for k in ENGINE_ROLLOUT_FIELDS}
+    return json.dumps({"model": recipe.model.model_dump(), "task": recipe.task.model_dump(), "rollout": rollout},
+                      sort_keys=True)
 
 
 class SharedEngine:
@@ -34,7 +41,8 @@ class SharedEngine:
         self.task = build_task(recipe.task)
         self.tokenizer, self.model, self.base_path = load_base(recipe.model, self.task, recipe.task, self.device, log)
         self.base_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.rollout = build_rollout_backend(recipe.rollout.backend, self.model, self.tokenizer, recipe.rollout)
+        self.rollout = build_rollout_backend(recipe.rollout.backend, self.model, self.tokenizer, recipe.rollout,
+                                             model_path=self.base_path, seed=recipe.seed)
         self._reference = None
 
     def check_compatible(self, recipe: Recipe) -> None:

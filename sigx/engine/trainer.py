@@ -14,6 +14,7 @@ import math
 import random
 import statistics
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,6 +55,7 @@ class GRPOTrainer:
         self.rng = random.Random(recipe.seed)
         self.techniques = build_techniques(recipe, self.task, engine)
         self.policy_loss_name = resolve_policy_loss(self.techniques, recipe.training.policy_loss)
+        self.policy_loss = POLICY_LOSSES[self.policy_loss_name]
         t = recipe.training
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                            betas=(0.9, 0.99))
@@ -95,9 +97,54 @@ class GRPOTrainer:
         return adv
 
     # ------------------------------------------------------------------------------------------ update
+    def _micro_batches(self, batch: RolloutBatch) -> list[RolloutBatch]:
+        size = self.recipe.training.micro_batch_size or len(batch)
+        return [batch.select(torch.arange(i, min(i + size, len(batch)))) for i in range(0, len(batch), size)]
+
+    def _autocast(self):
+        dtype = self.recipe.training.autocast
+        if dtype == "off" or self.model.device.type != "cuda":
+            return nullcontext()
+        return torch.autocast("cuda", dtype=getattr(torch, dtype))
+
     @torch.no_grad()
     def _logprobs(self, model, batch: RolloutBatch) -> torch.Tensor:
-        return token_logprobs(model, batch.input_ids, batch.attention_mask, self.recipe.rollout.temperature)
+        with self._autocast():
+            return torch.cat([token_logprobs(model, mb.input_ids.to(model.device), mb.attention_mask.to(model.device),
+                                             self.recipe.rollout.temperature).cpu()
+                              for mb in self._micro_batches(batch)])
+
+    def _share(self, micro: RolloutBatch, mini: RolloutBatch) -> float:
+        """The micro-batch's share of the mini-batch's loss normaliser, so that the accumulated gradient is
+        the mini-batch's exactly: its share of generated tokens (token-mean) or of non-empty sequences."""
+        if self.recipe.training.loss_aggregation == "token-mean":
+            return float(micro.loss_mask.sum() / mini.loss_mask.sum().clamp_min(1))
+        has_tokens = lambda b: float((b.loss_mask.sum(-1) > 0).sum())  # noqa: E731
+        return has_tokens(micro) / max(has_tokens(mini), 1.0)
+
+    def _micro_step(self, micro: RolloutBatch, share: float, diag_sums: dict, n_updates: int) -> None:
+        t = self.recipe.training
+        micro = micro.to(self.model.device)
+        with self._autocast():
+            logp, entropy = token_logprobs(self.model, micro.input_ids, micro.attention_mask,
+                                           self.recipe.rollout.temperature, with_entropy=True)
+        per_token, diag = self.policy_loss(PolicyLossInputs(logp, micro.old_logprobs, micro.advantages,
+                                                            micro.loss_mask, micro.turn_ids, t, self.recipe.techniques))
+        if self.reference is not None:
+            kl = kl_k3(logp, micro.ref_logprobs)
+            per_token = per_token + t.kl_beta * kl
+            diag["kl"] = masked_mean(kl.detach(), micro.loss_mask)
+        loss = aggregate_loss(per_token, micro.loss_mask, t.loss_aggregation)
+        for tech in self.techniques:
+            extra = tech.extra_loss(micro, logp)
+            if extra is not None:
+                loss = loss + extra
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at update {n_updates}")
+        (loss * share).backward()
+        diag.update(loss=loss.detach(), entropy=masked_mean(entropy.detach(), micro.loss_mask))
+        for k, v in diag.items():
+            diag_sums[k] = diag_sums.get(k, 0.0) + share * float(v)
 
     def update(self, batch: RolloutBatch) -> dict:
         t = self.recipe.training
@@ -105,37 +152,29 @@ class GRPOTrainer:
         batch.old_logprobs = self._logprobs(self.model, batch)
         if self.reference is not None:
             batch.ref_logprobs = self._logprobs(self.reference, batch)
-        policy_loss = POLICY_LOSSES[self.policy_loss_name]
-        sums: dict[str, float] = {}
+        sums: dict[str, float] = {"rollout/logprob_gap": logprob_gap(batch)}
         n_updates = 0
         for _ in range(t.inner_epochs):
             order = torch.randperm(len(batch))
             for index in torch.chunk(order, t.mini_batches):
-                mb = batch.select(index)
-                logp, entropy = token_logprobs(self.model, mb.input_ids, mb.attention_mask,
-                                               self.recipe.rollout.temperature, with_entropy=True)
-                per_token, diag = policy_loss(PolicyLossInputs(logp, mb.old_logprobs, mb.advantages, mb.loss_mask,
-                                                               mb.turn_ids, t, self.recipe.techniques))
-                if self.reference is not None:
-                    kl = kl_k3(logp, mb.ref_logprobs)
-                    per_token = per_token + t.kl_beta * kl
-                    diag["kl"] = masked_mean(kl.detach(), mb.loss_mask)
-                loss = aggregate_loss(per_token, mb.loss_mask, t.loss_aggregation)
-                for tech in self.techniques:
-                    extra = tech.extra_loss(mb, logp)
-                    if extra is not None:
-                        loss = loss + extra
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at update {n_updates}")
+                mini = batch.select(index)
+                diag: dict[str, float] = {}
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                for micro in self._micro_batches(mini):
+                    self._micro_step(micro, self._share(micro, mini), diag, n_updates)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
                 self.optimizer.step()
-                diag.update(loss=loss.detach(), grad_norm=grad_norm, entropy=masked_mean(entropy.detach(), mb.loss_mask))
+                diag["grad_norm"] = float(grad_norm)
                 for k, v in diag.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                    sums[k] = sums.get(k, 0.0) + v
                 n_updates += 1
-        return {k: v / n_updates for k, v in sums.items()}
+        # The rollout engine samples the next batch from the weights just trained: push them (in place).
+        self.engine.rollout.sync_weights(self.model)
+        gap = sums.pop("rollout/logprob_gap")
+        out = {k: v / n_updates for k, v in sums.items()}
+        if not math.isnan(gap):
+            out["rollout/logprob_gap"] = gap
+        return out
 
     # ------------------------------------------------------------------------------------------ one step
     def step(self) -> StepResult:
@@ -212,6 +251,19 @@ class GRPOTrainer:
             if on_step:
                 on_step(step, row)
         return summarize(history, time.perf_counter() - start)
+
+
+def logprob_gap(batch: RolloutBatch) -> float:
+    """Mean |log-prob the rollout engine reported - log-prob the trainer computes| over generated tokens before
+    any update: 0 up to numerics when the engine samples the trained weights (NaN when it reports none). A gap
+    that grows means the engine is stale or numerically different; the importance ratio never uses it."""
+    reported = batch.sampling_logprobs
+    if reported is None:
+        return math.nan
+    mask = (batch.loss_mask > 0) & ~torch.isnan(reported)
+    if not mask.any():
+        return math.nan
+    return float((reported[mask] - batch.old_logprobs[mask]).abs().mean())
 
 
 def summarize(history: list[dict], wall_s: float) -> dict:

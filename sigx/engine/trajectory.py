@@ -30,11 +30,16 @@ class Trajectory:
     correct: bool = False
     truncated: bool = False
     info: dict = field(default_factory=dict)
+    #: the rollout engine's log-prob of each completion token (NaN for environment tokens, or everywhere when
+    #: the engine does not report them); only compared with the trainer's own log-probs, never trained on
+    sampling_logprobs: list[float] = field(default_factory=list)
 
-    def add(self, ids: list[int], by_model: bool, turn: int, text: str) -> None:
+    def add(self, ids: list[int], by_model: bool, turn: int, text: str,
+            sampling_logprobs: list[float] | None = None) -> None:
         self.completion_ids += ids
         self.loss_mask += [1 if by_model else 0] * len(ids)
         self.turn_ids += [turn if by_model else -1] * len(ids)
+        self.sampling_logprobs += list(sampling_logprobs) if sampling_logprobs else [float("nan")] * len(ids)
         self.segments.append(Segment(text, by_model))
 
     @property
@@ -54,6 +59,7 @@ class RolloutBatch:
     advantages: torch.Tensor  # [B]
     old_logprobs: torch.Tensor | None = None  # [B, T-1]
     ref_logprobs: torch.Tensor | None = None  # [B, T-1]
+    sampling_logprobs: torch.Tensor | None = None  # [B, T-1] the rollout engine's, NaN where not reported
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -61,6 +67,10 @@ class RolloutBatch:
     def select(self, index: torch.Tensor) -> "RolloutBatch":
         pick = lambda t: None if t is None else t[index]  # noqa: E731
         return RolloutBatch(*(pick(getattr(self, f)) for f in self.__dataclass_fields__))
+
+    def to(self, device) -> "RolloutBatch":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return RolloutBatch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
 
 
 def collate(trajectories: list[Trajectory], advantages: torch.Tensor, pad_id: int) -> RolloutBatch:
@@ -70,13 +80,17 @@ def collate(trajectories: list[Trajectory], advantages: torch.Tensor, pad_id: in
     attention = torch.zeros((n, width), dtype=torch.long)
     loss_mask = torch.zeros((n, width), dtype=torch.float32)
     turn_ids = torch.full((n, width), -1, dtype=torch.long)
+    sampling = torch.full((n, width), float("nan"), dtype=torch.float32)
     for i, t in enumerate(trajectories):
         p, c = len(t.prompt_ids), len(t.completion_ids)
         input_ids[i, : p + c] = torch.tensor(t.prompt_ids + t.completion_ids)
         attention[i, : p + c] = 1
         loss_mask[i, p : p + c] = torch.tensor(t.loss_mask, dtype=torch.float32)
         turn_ids[i, p : p + c] = torch.tensor(t.turn_ids)
-    return RolloutBatch(input_ids, attention, loss_mask[:, 1:], turn_ids[:, 1:], advantages)
+        if len(t.sampling_logprobs) == c:
+            sampling[i, p : p + c] = torch.tensor(t.sampling_logprobs, dtype=torch.float32)
+    return RolloutBatch(input_ids, attention, loss_mask[:, 1:], turn_ids[:, 1:], advantages,
+                        sampling_logprobs=sampling[:, 1:])
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
