@@ -18,10 +18,19 @@ def build_task(config) -> Task:
     return TASKS[config.name](config)
 
 
-def _register_builtins() -> None:
+def _search_task(config) -> Task:
+    """The search environment in the surface its model reads: compact (sigx/tiny) or natural (instruct)."""
     from sigx.tasks.search import SearchTask
+    from sigx.tasks.search_natural import NaturalSearchTask
 
-    register_task("search", SearchTask)
+    return NaturalSearchTask(config) if config.interface == "natural" else SearchTask(config)
+
+
+def _register_builtins() -> None:
+    from sigx.tasks.gsm8k import GSM8KTask
+
+    register_task("search", _search_task)
+    register_task("gsm8k", GSM8KTask)
 
 
 _register_builtins()

@@ -1,0 +1,92 @@
+"""The search task in plain language, for hub instruct models (``task: {name: search, interface: natural}``).
+
+Same knowledge base, questions, gold paths and environment as :mod:`sigx.tasks.search`; only the surface
+changes, to the tag style of Search-R1 that instruct models follow from an instruction alone::
+
+    user:       Answer the question by looking facts up ... Question: Which city does the boss of ann live in?
+    assistant:  <plan>boss, city</plan> <search>ann.boss</search>
+    environment:<result>bob</result>
+    assistant:  <search>bob.city</search>
+    environment:<result>rome</result>
+    assistant:  <answer>rome</answer>
+
+Observations (``<result>``) are environment tokens, masked from the loss. The names are made up, so the answer
+cannot be recalled: the model must search. Critiques are asked in plain language (:mod:`sigx.tasks.natural`).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from sigx.tasks.base import Problem, Score, Segment
+from sigx.tasks.natural import NaturalCritique
+from sigx.tasks.search import SearchTask
+
+INSTRUCTION = (
+    "Answer the question by looking facts up in a knowledge base. Every fact has a key made of a person's name "
+    "and a relation: 'NAME.boss' (their boss), 'NAME.friend' (their friend) or 'NAME.city' (the city they live "
+    "in). First write your plan, the relations you will follow, as <plan>relation, relation</plan>. Then look "
+    "up one key at a time with <search>NAME.relation</search>; the result comes back as <result>value</result>. "
+    "When you know the answer, write it as <answer>value</answer>."
+)
+_ACTION = re.compile(r"<(search|answer)>\s*([^<]*?)\s*</\1>\s*$")
+_ANSWER = re.compile(r"<answer>\s*([^<]*?)\s*</answer>")
+_PLAN = re.compile(r"<plan>([^<]*)</plan>")
+_SEARCHES = re.compile(r"<search>\s*([^<]*?)\s*</search>")
+_PHRASES = {"boss": "the boss of {}", "friend": "the friend of {}", "city": "the city where {} lives"}
+
+
+def question(start: str, relations: tuple[str, ...]) -> str:
+    """``ann``, (boss, city) -> 'What is the city where the boss of ann lives?'"""
+    subject = start
+    for rel in relations:
+        subject = _PHRASES[rel].format(subject)
+    return f"What is {subject}?"
+
+
+class NaturalSearchTask(NaturalCritique, SearchTask):
+    name = "search"
+    turn_stop_strings = ("</search>", "</answer>")
+
+    def _problem(self, start: str, relations: tuple[str, ...]) -> Problem:
+        compact = super()._problem(start, relations)
+        text = question(start, relations)
+        return Problem(prompt=f"{INSTRUCTION}\n\nQuestion: {text}", answer=compact.answer,
+                       reference_path=compact.reference_path, meta={**compact.meta, "question": text})
+
+    def respond(self, problem: Problem, turns: list[str]) -> str | None:
+        match = _ACTION.search(turns[-1])
+        if match is None or match.group(1) == "answer" or len(turns) >= self.max_turns:
+            return None
+        return f"\n<result>{self.kb.get(match.group(2).strip().lower(), 'none')}</result>\n"
+
+    def demonstration(self, problem: Problem, rng: random.Random, noise: float) -> list[Segment]:
+        relations = problem.meta["plan"]
+        bad_hop = rng.randrange(len(relations)) if rng.random() < noise else -1
+        entity = problem.meta["start"]
+        segments = []
+        for hop, rel in enumerate(relations):
+            if hop == bad_hop:
+                entity = rng.choice([p for p in self.people if p != entity])
+            plan = f"<plan>{', '.join(relations)}</plan> " if hop == 0 else ""
+            segments.append(Segment(f"{plan}<search>{entity}.{rel}</search>", True))
+            entity = self.kb[f"{entity}.{rel}"]
+            segments.append(Segment(f"\n<result>{entity}</result>\n", False))
+        segments.append(Segment(f"<answer>{entity}</answer>", True))
+        return segments
+
+    def score(self, problem: Problem, transcript: list[Segment]) -> Score:
+        model_turns = [s.text for s in transcript if s.by_model]
+        found = _ANSWER.findall(model_turns[-1]) if model_turns else []
+        if not found:
+            return Score(0.0, False, None)
+        answer = found[-1].strip().lower()
+        correct = answer == problem.answer
+        return Score(1.0 if correct else 0.0, correct, answer)
+
+    def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
+        text = self.model_text(transcript)
+        plan = _PLAN.search(text)
+        planned = [r.strip().lower() for r in re.split(r"[,.\s]+", plan.group(1)) if r.strip()] if plan else []
+        return planned, [k.strip().lower() for k in _SEARCHES.findall(text)]
