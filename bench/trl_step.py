@@ -2,11 +2,16 @@
 
     pip install -e '.[bench]'          # TRL
     python bench/trl_step.py recipes/tiny.yaml --steps 8 --warmup 2
+    # GPU (pip install -e '.[gpu,bench]'): both sides roll out on colocated vLLM, bf16 autocast
+    python bench/trl_step.py recipes/tiny.yaml --set rollout.backend=vllm --set training.autocast=bfloat16
+    python bench/trl_step.py recipes/full.yaml --steps 6 --warmup 1 --set training.prompts_per_step=8
 
 One GRPO step = one rollout of ``prompts_per_step`` x ``group_size`` completions (at most ``max_new_tokens``
 each, temperature as the recipe says) + ``mini_batches`` optimizer steps on them (TRL: ``steps_per_generation``
 = mini_batches, ``per_device_train_batch_size`` = completions / mini_batches), no KL term (beta 0), the same
-learning rate, the recipe's reward. Both start from the same base weights (the recipe's model; for
+learning rate, the recipe's reward; on GPU the same rollout engine (TRL's ``use_vllm`` in colocate mode, with
+the recipe's memory share and sleep mode), bf16 autocast, gradient checkpointing and micro-batch size (TRL:
+``gradient_accumulation_steps``). Both start from the same base weights (the recipe's model; for
 ``sigx/tiny`` the cached warm start). Each side runs in its own fresh subprocess, one after the other, so that
 its peak memory (max RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU) is its own; the step time is the
 median over the steps after ``--warmup``. Prints a markdown table and sigx/TRL ratios.
@@ -52,6 +57,7 @@ def run_trl(recipe) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from sigx.engine.rollout import use_chat_template
     from sigx.models.loading import resolve_base
     from sigx.tasks import build_task
     from sigx.tasks.base import Segment
@@ -67,23 +73,34 @@ def run_trl(recipe) -> dict:
     rng = random.Random(recipe.seed)
     problems = {}
     rows = []
+    chat = use_chat_template(recipe.rollout.chat_template, tokenizer)  # as sigx wraps prompts, so does TRL
     for i in range(t.prompts_per_step * t.steps):
         problem = task.train_problem(rng)
         problems[i] = problem
-        rows.append({"prompt": problem.prompt, "idx": i})
+        rows.append({"prompt": [{"role": "user", "content": problem.prompt}] if chat else problem.prompt, "idx": i})
 
     def reward(prompts, completions, idx, **_):
-        return [task.score(problems[i], [Segment(c, True)]).reward for c, i in zip(completions, idx)]
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]  # conversational: messages
+        return [task.score(problems[i], [Segment(c, True)]).reward for c, i in zip(texts, idx)]
 
     completions = t.prompts_per_step * r.group_size
+    per_optimizer_step = completions // t.mini_batches
+    micro = min(t.micro_batch_size or per_optimizer_step, per_optimizer_step)
+    accumulation = per_optimizer_step // micro
+    gpu = {}
+    if r.backend == "vllm":  # TRL's colocated vLLM: the same engine, share of memory and sleep mode as sigx's
+        gpu = dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=r.gpu_memory_utilization,
+                   vllm_enable_sleep_mode=r.vllm_sleep, vllm_max_model_length=r.max_model_len)
     config = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="sigx-bench-trl-"), per_device_train_batch_size=completions // t.mini_batches,
-        steps_per_generation=t.mini_batches, num_generations=r.group_size, max_completion_length=r.max_new_tokens,
+        output_dir=tempfile.mkdtemp(prefix="sigx-bench-trl-"), per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation, steps_per_generation=t.mini_batches * accumulation,
+        num_generations=r.group_size, max_completion_length=r.max_new_tokens,
         temperature=r.temperature, top_p=r.top_p, learning_rate=t.lr, beta=0.0, num_iterations=t.inner_epochs,
         epsilon=t.clip_eps, max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay,
         max_steps=t.steps * t.mini_batches, logging_steps=1, report_to=[], save_strategy="no", seed=recipe.seed,
-        use_cpu=not torch.cuda.is_available(), bf16=False, disable_dropout=True, shuffle_dataset=False,
-        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(), bf16=t.autocast == "bfloat16" and torch.cuda.is_available(),
+        gradient_checkpointing=recipe.model.gradient_checkpointing, disable_dropout=True, shuffle_dataset=False,
+        dataloader_num_workers=0, **gpu,
     )
     marks: list[float] = []
 
