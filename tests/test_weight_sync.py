@@ -2,6 +2,9 @@
 CPU: a transformers copy fed by the same push must give exactly the policy's log-probs and samples after
 updates; micro-batching must not change the update; the vLLM backend's pure parts and its errors."""
 
+import copy
+import sys
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,13 +12,13 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sigx.config import RecipeError, load_recipe
-from sigx.engine.rollout import SyncedHFRolloutBackend
+from sigx.config import RecipeError, RolloutConfig, load_recipe
+from sigx.engine.rollout import SamplingParams, SyncedHFRolloutBackend
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trainer import GRPOTrainer
 from sigx.engine.trajectory import collate, token_logprobs
 from sigx.engine.weight_sync import StateDictReceiver, buckets, checkpoint_name, iter_checkpoint_weights, push_weights
-from sigx.engine.vllm_backend import turn_output
+from sigx.engine.vllm_backend import VLLMRolloutBackend, turn_output
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 SHORT = ["training.steps=2", "training.eval_every=2", "training.prompts_per_step=4", "training.eval_samples=1",
@@ -171,3 +174,95 @@ def test_vllm_backend_without_a_gpu_is_a_one_line_recipe_error():
         pytest.skip("a GPU is present: tests/test_gpu.py covers the vLLM backend")
     with pytest.raises(RecipeError, match=r"^rollout.backend: 'vllm' needs a CUDA GPU and none is visible"):
         _engine("vllm")
+
+
+class FakeLLM:
+    """Records what the backend asks of ``vllm.LLM``; its "model" is a transformers copy with ``load_weights``."""
+
+    def __init__(self, engine_model, kwargs):
+        self.engine_model, self.kwargs, self.calls = engine_model, kwargs, []
+
+    def sleep(self, level):
+        self.calls.append(("sleep", level))
+
+    def wake_up(self, tags=None):
+        self.calls.append(("wake_up", tuple(tags) if tags else None))
+
+    def apply_model(self, fn):
+        self.calls.append(("apply_model",))
+        return [fn(self.engine_model)]
+
+    def reset_prefix_cache(self):
+        self.calls.append(("reset_prefix_cache",))
+
+    def generate(self, prompts, sampling, use_tqdm):
+        self.calls.append(("generate", len(prompts)))
+        step = lambda token: {token: SimpleNamespace(logprob=-0.25)}  # noqa: E731
+        return [SimpleNamespace(outputs=[SimpleNamespace(token_ids=[7, 2], finish_reason="stop",
+                                                         logprobs=[step(7), step(2)])]) for _ in prompts]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, tmp_path):
+    """vllm replaced by a recorder, CUDA reported present: the backend's orchestration runs on CPU."""
+    policy = _small_qwen(tie=True)
+    engine_copy = copy.deepcopy(policy)
+    llms = []
+    vllm = types.ModuleType("vllm")
+    vllm.LLM = lambda **kwargs: llms.append(FakeLLM(StateDictReceiver(engine_copy), kwargs)) or llms[-1]
+    vllm.SamplingParams = lambda **kwargs: SimpleNamespace(**kwargs)
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = dict
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    policy.config.save_pretrained(tmp_path)
+    return policy, engine_copy, llms, str(tmp_path)
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_vllm_backend_pushes_on_waking_and_sleeps_through_training(fake_vllm):
+    policy, engine_copy, llms, path = fake_vllm
+    config = RolloutConfig(backend="vllm", vllm_sleep=True, max_model_len=1 << 20, temperature=0.7)
+    backend = VLLMRolloutBackend(path, SimpleNamespace(eos_token_id=2), config, seed=0)
+    llm = llms[0]
+    assert llm.kwargs["enable_sleep_mode"] and llm.kwargs["logprobs_mode"] == "processed_logprobs"
+    assert llm.kwargs["max_model_len"] == policy.config.max_position_embeddings  # capped at the model's own
+    assert llm.calls == [("sleep", 1)]  # built, then asleep until the first rollout
+
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)
+    backend.sync_weights(policy)  # an update while asleep: deferred (its weights are on the CPU)
+    assert llm.calls == [("sleep", 1)] and not _same(policy, engine_copy)
+
+    outputs = backend.generate_turn([[1, 5], [1]], ("]",), SamplingParams(8, temperature=0.7))
+    assert llm.calls[1:] == [("wake_up", ("weights",)), ("apply_model",), ("wake_up", None),
+                             ("reset_prefix_cache",), ("generate", 2), ("sleep", 1)]
+    assert _same(policy, engine_copy)  # the push landed before any token was generated
+    assert outputs[0].ids == [7, 2] and outputs[0].stopped and outputs[0].logprobs == [-0.25, -0.25]
+
+    llm.calls.clear()
+    with backend.generating():  # a multi-turn rollout: one wake, one sleep around all its turns
+        backend.generate_turn([[1]], ("]",), SamplingParams(8))
+        backend.generate_turn([[1]], ("]",), SamplingParams(8))
+        with torch.no_grad():
+            next(policy.parameters()).add_(1.0)
+        backend.sync_weights(policy)  # awake: pushed at once
+    assert llm.calls == [("wake_up", ("weights",)), ("wake_up", None), ("generate", 1), ("generate", 1),
+                         ("apply_model",), ("reset_prefix_cache",), ("sleep", 1)]
+    assert _same(policy, engine_copy)
+
+
+def test_vllm_sampling_params_keep_stops_special_tokens_and_logprobs(fake_vllm):
+    from sigx.engine.vllm_backend import vllm_sampling_params
+
+    sampled = vllm_sampling_params(SamplingParams(16, temperature=0.7, top_p=0.9), ("</search>",), [2], seed=5)
+    assert (sampled.temperature, sampled.top_p, sampled.max_tokens, sampled.seed) == (0.7, 0.9, 16, 5)
+    assert sampled.stop == ["</search>"] and sampled.include_stop_str_in_output and sampled.stop_token_ids == [2]
+    assert sampled.logprobs == 0 and not sampled.skip_special_tokens
+    greedy = vllm_sampling_params(SamplingParams(16, greedy=True), (), [2], seed=5)
+    assert greedy.temperature == 0.0 and greedy.stop is None

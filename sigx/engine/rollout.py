@@ -16,10 +16,10 @@ import torch
 
 from sigx.config import RecipeError
 from sigx.engine.trajectory import Trajectory
+from sigx.tasks.base import Problem, Task
 
 #: ``rollout.dtype`` -> torch dtype ("auto", absent here, keeps the checkpoint's / training model's dtype)
 ROLLOUT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-from sigx.tasks.base import Problem, Task
 
 
 @dataclass(frozen=True)

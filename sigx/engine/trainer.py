@@ -123,6 +123,8 @@ class GRPOTrainer:
         return has_tokens(micro) / max(has_tokens(mini), 1.0)
 
     def _micro_step(self, micro: RolloutBatch, share: float, diag_sums: dict, n_updates: int) -> None:
+        """Forward, loss and backward of one micro-batch; gradients accumulate until the optimizer step, and
+        diagnostics are summed with the same shares so they read as the whole mini-batch's."""
         t = self.recipe.training
         micro = micro.to(self.model.device)
         with self._autocast():
@@ -152,7 +154,8 @@ class GRPOTrainer:
         batch.old_logprobs = self._logprobs(self.model, batch)
         if self.reference is not None:
             batch.ref_logprobs = self._logprobs(self.reference, batch)
-        sums: dict[str, float] = {"rollout/logprob_gap": logprob_gap(batch)}
+        gap = logprob_gap(batch)  # before any update: the engine sampled these very weights
+        sums: dict[str, float] = {}
         n_updates = 0
         for _ in range(t.inner_epochs):
             order = torch.randperm(len(batch))
@@ -170,7 +173,6 @@ class GRPOTrainer:
                 n_updates += 1
         # The rollout engine samples the next batch from the weights just trained: push them (in place).
         self.engine.rollout.sync_weights(self.model)
-        gap = sums.pop("rollout/logprob_gap")
         out = {k: v / n_updates for k, v in sums.items()}
         if not math.isnan(gap):
             out["rollout/logprob_gap"] = gap
@@ -256,7 +258,8 @@ class GRPOTrainer:
 def logprob_gap(batch: RolloutBatch) -> float:
     """Mean |log-prob the rollout engine reported - log-prob the trainer computes| over generated tokens before
     any update: 0 up to numerics when the engine samples the trained weights (NaN when it reports none). A gap
-    that grows means the engine is stale or numerically different; the importance ratio never uses it."""
+    that grows means the engine is stale or numerically different (or ``top_p`` < 1: the engine's log-probs are
+    renormalised over the nucleus, the trainer's are not); the importance ratio never uses it."""
     reported = batch.sampling_logprobs
     if reported is None:
         return math.nan

@@ -114,24 +114,28 @@ class VLLMRolloutBackend(RolloutBackend):
             self.llm.sleep(level=1)
 
     # ---------------------------------------------------------------- weights
-    def _push(self, model) -> None:
-        self.llm.apply_model(lambda engine_model: push_weights(model, engine_model, dtype=self.dtype, device="cuda"))
-        self.llm.reset_prefix_cache()
+    def _load(self, model) -> None:
+        # Colocated: the policy is on the engine's GPU, so its tensors go GPU to GPU (the loader copies in place).
+        self.llm.apply_model(lambda engine_model: push_weights(model, engine_model, dtype=self.dtype))
 
     def sync_weights(self, model) -> None:
         if self.sleep_enabled and self._awake_depth == 0:
             self._pending_model = model  # applied on waking: the asleep engine's weights live on the CPU
         else:
-            self._push(model)
+            self._load(model)
+            self.llm.reset_prefix_cache()  # its KV entries were computed with the old weights
 
     @contextmanager
     def generating(self):
         if self._awake_depth == 0 and self.sleep_enabled:
-            self.llm.wake_up(tags=["weights"])
-            if self._pending_model is not None:
-                self._push(self._pending_model)
+            self.llm.wake_up(tags=["weights"])  # weights back on the GPU first, so the push lands there
+            pushed = self._pending_model is not None
+            if pushed:
+                self._load(self._pending_model)
                 self._pending_model = None
             self.llm.wake_up()  # the KV cache and the rest
+            if pushed:
+                self.llm.reset_prefix_cache()
         self._awake_depth += 1
         try:
             yield
