@@ -70,13 +70,14 @@ class GRPOTrainer:
         expanded = [p for p in problems for _ in range(r.group_size)]
         groups = [g for g in range(len(problems)) for _ in range(r.group_size)]
         self.model.eval()
-        trajectories = self.engine.rollout.rollout(self.task, expanded, groups, self.sampling, self.tokenizer)
-        self.score(trajectories)
-        next_group = len(problems)
-        for tech in self.techniques:
-            extra = tech.expand_rollouts(trajectories, next_group)
-            next_group = max([next_group] + [x.group + 1 for x in extra])
-            trajectories += extra
+        with self.engine.rollout.generating():  # one wake-up of a sleeping engine for responses and critiques
+            trajectories = self.engine.rollout.rollout(self.task, expanded, groups, self.sampling, self.tokenizer)
+            self.score(trajectories)
+            next_group = len(problems)
+            for tech in self.techniques:
+                extra = tech.expand_rollouts(trajectories, next_group)
+                next_group = max([next_group] + [x.group + 1 for x in extra])
+                trajectories += extra
         return trajectories
 
     def score(self, trajectories: list[Trajectory]) -> None:
@@ -220,12 +221,14 @@ class GRPOTrainer:
         problems = self.task.eval_problems()
         n = self.recipe.training.eval_samples
         self.model.eval()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(EVAL_SEED)
-            sampled = self.engine.rollout.rollout(self.task, [p for p in problems for _ in range(n)],
-                                                  [0] * (len(problems) * n), self.sampling, self.tokenizer)
         greedy_params = SamplingParams(self.sampling.max_new_tokens, greedy=True)
-        greedy = self.engine.rollout.rollout(self.task, problems, [0] * len(problems), greedy_params, self.tokenizer)
+        with self.engine.rollout.generating():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(EVAL_SEED)
+                sampled = self.engine.rollout.rollout(self.task, [p for p in problems for _ in range(n)],
+                                                      [0] * (len(problems) * n), self.sampling, self.tokenizer)
+            greedy = self.engine.rollout.rollout(self.task, problems, [0] * len(problems), greedy_params,
+                                                 self.tokenizer)
         self.score(sampled)
         self.score(greedy)
         return {
