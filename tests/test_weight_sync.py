@@ -160,6 +160,39 @@ def test_micro_batching_accumulates_to_the_same_update(synced_engine, aggregatio
     assert m_whole["grad_norm"] == pytest.approx(m_micro["grad_norm"], rel=1e-4)
 
 
+def test_dropout_is_switched_off_at_load_so_train_mode_is_deterministic():
+    from sigx.models.loading import disable_dropout
+
+    model = _small_qwen(tie=False)
+    model.config.attention_dropout = 0.5
+    model.model.layers[0].self_attn.attention_dropout = 0.5
+    model.lm_head = torch.nn.Sequential(torch.nn.Dropout(0.5), model.lm_head)
+    disable_dropout(model)
+    assert model.lm_head[0].p == 0.0 and model.model.layers[0].self_attn.attention_dropout == 0.0
+    model.train()
+    ids = torch.randint(0, 32, (2, 6))
+    assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_gradient_checkpointing_is_really_on_during_updates_and_changes_nothing():
+    """transformers checkpoints only in train mode: an update run in eval mode silently keeps every activation.
+    Counted directly: the tensors autograd saves for backward during an update, with and without it."""
+    results = []
+    for checkpointing in ("false", "true"):
+        recipe = load_recipe(RECIPES / "tiny.yaml", SHORT + SMALL + [f"model.gradient_checkpointing={checkpointing}"])
+        engine = SharedEngine(recipe)
+        trainer = GRPOTrainer(recipe, engine)
+        trajectories = trainer.rollout()
+        batch = collate(trajectories, torch.linspace(-1, 1, len(trajectories)), engine.tokenizer.pad_token_id)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            trainer.update(batch)
+        results.append((sum(saved), {k: v.clone() for k, v in engine.model.state_dict().items()}))
+    (plain_saved, plain), (ckpt_saved, ckpt) = results
+    assert ckpt_saved < plain_saved / 3  # only each layer's input is kept; its insides are recomputed
+    assert all(torch.allclose(plain[k], ckpt[k], atol=1e-6) for k in plain)
+
+
 def test_vllm_turn_output_keeps_ids_stop_reason_and_sampled_logprobs():
     step = lambda token, lp: {token: SimpleNamespace(logprob=lp)}  # noqa: E731 (vLLM: id -> Logprob per step)
     done = SimpleNamespace(token_ids=[5, 7], finish_reason="stop", logprobs=[step(5, -0.5), step(7, -1.25)])

@@ -151,7 +151,8 @@ class GRPOTrainer:
 
     def update(self, batch: RolloutBatch) -> dict:
         t = self.recipe.training
-        self.model.eval()  # no dropout: the ratio must compare the same function
+        self.model.train()  # dropout is disabled at load (the ratio compares one function); train mode keeps
+        # gradient checkpointing on, which transformers applies only in train mode
         batch.old_logprobs = self._logprobs(self.model, batch)
         if self.reference is not None:
             batch.ref_logprobs = self._logprobs(self.reference, batch)

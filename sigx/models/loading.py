@@ -33,6 +33,22 @@ def load_base(model_config: ModelConfig, task, task_config, device: str = "cpu",
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if model_config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    disable_dropout(model)
+    if model_config.gradient_checkpointing:  # transformers >= 5.x renamed it; older versions have only the old name
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
     return tokenizer, model, path
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off for good, as TRL's ``disable_dropout``: the importance ratio must compare the same function
+    twice, and the policy must still be trained in train mode, because transformers only checkpoints
+    activations (``gradient_checkpointing``) in train mode; eval mode would silently turn checkpointing off."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+    for key in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if isinstance(getattr(model.config, key, None), float):
+            setattr(model.config, key, 0.0)
