@@ -97,23 +97,36 @@ class SearchTask(Task):
         match = _ACTION.search(turns[-1])
         if match is None or match.group(1) == "a" or len(turns) >= self.max_turns:
             return None
-        return f"\no:{self.kb.get(match.group(2).strip(), 'none')}\n"
+        return self.observation_text(self.kb.get(match.group(2).strip(), "none"))
 
     def demonstration(self, problem: Problem, rng: random.Random, noise: float) -> list[Segment]:
         relations = problem.meta["plan"]
         # With probability `noise`, one hop searches a wrong entity; the rest follows from what it returned.
         bad_hop = rng.randrange(len(relations)) if rng.random() < noise else -1
         entity = problem.meta["start"]
-        segments = [Segment(f"p:{'.'.join(relations)}\n", True)]
+        segments = [Segment(self.plan_text(relations), True)]
         for hop, rel in enumerate(relations):
             if hop == bad_hop:
                 entity = rng.choice([p for p in self.people if p != entity])
             entity_next = self.kb[f"{entity}.{rel}"]
-            segments.append(Segment(f"s[{entity}.{rel}]", True))
-            segments.append(Segment(f"\no:{entity_next}\n", False))
+            segments.append(Segment(self.search_text(f"{entity}.{rel}"), True))
+            segments.append(Segment(self.observation_text(entity_next), False))
             entity = entity_next
-        segments.append(Segment(f"a[{entity}]", True))
+        segments.append(Segment(self.answer_text(entity), True))
         return segments
+
+    # The surface of the four moves; the natural-language interface overrides only these and the parsers.
+    def plan_text(self, relations: tuple[str, ...]) -> str:
+        return f"p:{'.'.join(relations)}\n"
+
+    def search_text(self, key: str) -> str:
+        return f"s[{key}]"
+
+    def observation_text(self, value: str) -> str:
+        return f"\no:{value}\n"
+
+    def answer_text(self, value: str) -> str:
+        return f"a[{value}]"
 
     # ---------------------------------------------------------------- reward
     def score(self, problem: Problem, transcript: list[Segment]) -> Score:

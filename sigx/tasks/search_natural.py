@@ -16,7 +16,6 @@ cannot be recalled: the model must search. Critiques are asked in plain language
 
 from __future__ import annotations
 
-import random
 import re
 
 from sigx.tasks.base import Problem, Score, Segment
@@ -59,22 +58,19 @@ class NaturalSearchTask(NaturalCritique, SearchTask):
         match = _ACTION.search(turns[-1])
         if match is None or match.group(1) == "answer" or len(turns) >= self.max_turns:
             return None
-        return f"\n<result>{self.kb.get(match.group(2).strip().lower(), 'none')}</result>\n"
+        return self.observation_text(self.kb.get(match.group(2).strip().lower(), "none"))
 
-    def demonstration(self, problem: Problem, rng: random.Random, noise: float) -> list[Segment]:
-        relations = problem.meta["plan"]
-        bad_hop = rng.randrange(len(relations)) if rng.random() < noise else -1
-        entity = problem.meta["start"]
-        segments = []
-        for hop, rel in enumerate(relations):
-            if hop == bad_hop:
-                entity = rng.choice([p for p in self.people if p != entity])
-            plan = f"<plan>{', '.join(relations)}</plan> " if hop == 0 else ""
-            segments.append(Segment(f"{plan}<search>{entity}.{rel}</search>", True))
-            entity = self.kb[f"{entity}.{rel}"]
-            segments.append(Segment(f"\n<result>{entity}</result>\n", False))
-        segments.append(Segment(f"<answer>{entity}</answer>", True))
-        return segments
+    def plan_text(self, relations: tuple[str, ...]) -> str:
+        return f"<plan>{', '.join(relations)}</plan> "
+
+    def search_text(self, key: str) -> str:
+        return f"<search>{key}</search>"
+
+    def observation_text(self, value: str) -> str:
+        return f"\n<result>{value}</result>\n"
+
+    def answer_text(self, value: str) -> str:
+        return f"<answer>{value}</answer>"
 
     def score(self, problem: Problem, transcript: list[Segment]) -> Score:
         model_turns = [s.text for s in transcript if s.by_model]
