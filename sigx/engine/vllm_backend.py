@@ -37,6 +37,7 @@ from sigx.engine.weight_sync import push_weights
 # The engine core must live in this process for apply_model to reach its model without serialising tensors.
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
+
 def require_vllm():
     """The vllm module, or a one-line error saying what is missing."""
     if not torch.cuda.is_available():
