@@ -65,8 +65,7 @@ def test_reference_path_is_the_calculator_results():
 
 def test_gsm8k_from_a_local_copy_scores_and_paths(gsm8k_dir):
     task = build_task(_gsm8k(gsm8k_dir).task)
-    problem = task.eval_problems()[0] if task.eval_problems()[0].answer == "72" else \
-        next(p for p in task.eval_problems() if p.answer == "72")
+    problem = next(p for p in task.eval_problems() if p.answer == "72")
     assert problem.prompt.startswith("Natalia sold clips") and "####" in problem.prompt  # the instruction
     right = [Segment("In May: 48/2 = 24. Total: 48 + 24 = 72.\n#### 72", True)]
     half = [Segment("In May: 48/2 = 24. Total: 24 + 24 = 48.\n#### 48", True)]
