@@ -290,6 +290,21 @@ def test_vllm_backend_pushes_on_waking_and_sleeps_through_training(fake_vllm):
     assert _same(policy, engine_copy)
 
 
+def test_vllm_contexts_at_the_length_limit_end_truncated_instead_of_failing(fake_vllm):
+    policy, _, llms, path = fake_vllm
+    config = RolloutConfig(backend="vllm", vllm_sleep=False, max_model_len=64)
+    backend = VLLMRolloutBackend(path, SimpleNamespace(eos_token_id=2), config, seed=0)
+    generated = []
+    llms[0].generate = lambda prompts, sampling, use_tqdm: generated.append(
+        [(len(p["prompt_token_ids"]), s.max_tokens) for p, s in zip(prompts, sampling)]) or [
+        SimpleNamespace(outputs=[SimpleNamespace(token_ids=[7], finish_reason="length", logprobs=None)])
+        for _ in prompts]
+    outputs = backend.generate_turn([[1] * 10, [1] * 64, [1] * 60], (), SamplingParams(8))
+    assert generated == [[(10, 8), (60, 4)]]  # the full context is skipped; the other is capped to fit
+    assert outputs[1].ids == [] and not outputs[1].stopped  # ends truncated
+    assert outputs[0].ids == [7] and outputs[2].ids == [7]
+
+
 def test_vllm_sampling_params_keep_stops_special_tokens_and_logprobs(fake_vllm):
     from sigx.engine.vllm_backend import vllm_sampling_params
 

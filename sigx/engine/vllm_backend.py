@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 
@@ -96,12 +97,13 @@ class VLLMRolloutBackend(RolloutBackend):
         self.tokenizer = tokenizer
         self.sleep_enabled = config.vllm_sleep
         self.dtype = ROLLOUT_DTYPES.get(config.dtype)  # None ("auto"): the engine's loader casts on copy
+        self.max_model_len = min(config.max_model_len, model_context_length(model_path))
         self.llm = vllm.LLM(
             model=model_path,
             tokenizer=model_path,
             dtype=config.dtype,
             gpu_memory_utilization=config.gpu_memory_utilization,
-            max_model_len=min(config.max_model_len, model_context_length(model_path)),
+            max_model_len=self.max_model_len,
             enable_sleep_mode=config.vllm_sleep,
             enable_prefix_caching=True,
             enforce_eager=config.vllm_enforce_eager,
@@ -150,8 +152,17 @@ class VLLMRolloutBackend(RolloutBackend):
         from vllm.inputs import TokensPrompt
 
         seeds = torch.randint(0, 2**31 - 1, (len(contexts),)).tolist()
-        sampling = [vllm_sampling_params(params, stop_strings, self.stop_token_ids, s) for s in seeds]
-        with self.generating():
-            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=c) for c in contexts], sampling,
-                                        use_tqdm=False)
-        return [turn_output(out.outputs[0]) for out in outputs]
+        # A context that has grown to the engine's length limit (a long multi-turn episode) gets no more tokens
+        # and ends truncated, as a length cut does, instead of failing the whole batch in vLLM.
+        room = [self.max_model_len - len(c) for c in contexts]
+        runnable = [i for i, r in enumerate(room) if r > 0]
+        sampling = [vllm_sampling_params(replace(params, max_new_tokens=min(params.max_new_tokens, room[i])),
+                                         stop_strings, self.stop_token_ids, seeds[i]) for i in runnable]
+        results = [TurnOutput([], stopped=False) for _ in contexts]
+        if runnable:
+            with self.generating():
+                outputs = self.llm.generate([TokensPrompt(prompt_token_ids=contexts[i]) for i in runnable], sampling,
+                                            use_tqdm=False)
+            for i, out in zip(runnable, outputs):
+                results[i] = turn_output(out.outputs[0])
+        return results
