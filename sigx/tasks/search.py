@@ -45,6 +45,9 @@ def _names(rng: random.Random, count: int, length: int, taken: set[str]) -> list
 class SearchTask(Task):
     name = "search"
     turn_stop_strings = ("]",)
+    #: a turn's closing action, (kind, argument); the kind that answers (the others search)
+    action_pattern = _ACTION
+    answer_kind = "a"
 
     def __init__(self, config: SearchTaskConfig):
         self.config = config
@@ -94,10 +97,10 @@ class SearchTask(Task):
 
     # ---------------------------------------------------------------- environment
     def respond(self, problem: Problem, turns: list[str]) -> str | None:
-        match = _ACTION.search(turns[-1])
-        if match is None or match.group(1) == "a" or len(turns) >= self.max_turns:
+        match = self.action_pattern.search(turns[-1])
+        if match is None or match.group(1) == self.answer_kind or len(turns) >= self.max_turns:
             return None
-        return self.observation_text(self.kb.get(match.group(2).strip(), "none"))
+        return self.observation_text(self.kb.get(match.group(2).strip().lower(), "none"))
 
     def demonstration(self, problem: Problem, rng: random.Random, noise: float) -> list[Segment]:
         relations = problem.meta["plan"]
@@ -133,10 +136,10 @@ class SearchTask(Task):
         model_turns = [s.text for s in transcript if s.by_model]
         if not model_turns:
             return Score(0.0, False, None)
-        match = _ACTION.search(model_turns[-1])
-        if match is None or match.group(1) != "a":
+        match = self.action_pattern.search(model_turns[-1])
+        if match is None or match.group(1) != self.answer_kind:
             return Score(0.0, False, None)
-        answer = match.group(2).strip()
+        answer = match.group(2).strip().lower()
         correct = answer == problem.answer
         return Score(1.0 if correct else 0.0, correct, answer)
 

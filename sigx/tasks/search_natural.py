@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from sigx.tasks.base import Problem, Score, Segment
+from sigx.tasks.base import Problem, Segment
 from sigx.tasks.natural import NaturalCritique
 from sigx.tasks.search import SearchTask
 
@@ -30,7 +30,6 @@ INSTRUCTION = (
     "When you know the answer, write it as <answer>value</answer>."
 )
 _ACTION = re.compile(r"<(search|answer)>\s*([^<]*?)\s*</\1>\s*$")
-_ANSWER = re.compile(r"<answer>\s*([^<]*?)\s*</answer>")
 _PLAN = re.compile(r"<plan>([^<]*)</plan>")
 _SEARCHES = re.compile(r"<search>\s*([^<]*?)\s*</search>")
 _PHRASES = {"boss": "the boss of {}", "friend": "the friend of {}", "city": "the city where {} lives"}
@@ -47,18 +46,14 @@ def question(start: str, relations: tuple[str, ...]) -> str:
 class NaturalSearchTask(NaturalCritique, SearchTask):
     name = "search"
     turn_stop_strings = ("</search>", "</answer>")
+    action_pattern = _ACTION
+    answer_kind = "answer"
 
     def _problem(self, start: str, relations: tuple[str, ...]) -> Problem:
         compact = super()._problem(start, relations)
         text = question(start, relations)
         return Problem(prompt=f"{INSTRUCTION}\n\nQuestion: {text}", answer=compact.answer,
                        reference_path=compact.reference_path, meta={**compact.meta, "question": text})
-
-    def respond(self, problem: Problem, turns: list[str]) -> str | None:
-        match = _ACTION.search(turns[-1])
-        if match is None or match.group(1) == "answer" or len(turns) >= self.max_turns:
-            return None
-        return self.observation_text(self.kb.get(match.group(2).strip().lower(), "none"))
 
     def plan_text(self, relations: tuple[str, ...]) -> str:
         return f"<plan>{', '.join(relations)}</plan> "
@@ -71,15 +66,6 @@ class NaturalSearchTask(NaturalCritique, SearchTask):
 
     def answer_text(self, value: str) -> str:
         return f"<answer>{value}</answer>"
-
-    def score(self, problem: Problem, transcript: list[Segment]) -> Score:
-        model_turns = [s.text for s in transcript if s.by_model]
-        found = _ANSWER.findall(model_turns[-1]) if model_turns else []
-        if not found:
-            return Score(0.0, False, None)
-        answer = found[-1].strip().lower()
-        correct = answer == problem.answer
-        return Score(1.0 if correct else 0.0, correct, answer)
 
     def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
         text = self.model_text(transcript)
