@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 
 class RecipeError(ValueError):
@@ -25,6 +25,16 @@ class RecipeError(ValueError):
 
     def __reduce__(self):  # survives pickling intact (raised in a worker process, re-raised in the parent)
         return type(self), (self.problems,)
+
+
+def _yaml_switch(value: Any) -> Any:
+    """YAML 1.1 (PyYAML) reads an unquoted on/off/yes/no as a boolean; a switch field takes it back as the word,
+    so that ``chat_template: off`` means what it says."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+#: a field whose values include the words "on"/"off"
+Switch = BeforeValidator(_yaml_switch)
 
 
 class Strict(BaseModel):
@@ -149,7 +159,7 @@ class RolloutConfig(Strict):
     max_new_tokens: int = Field(48, ge=1, description="per agent turn")
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    chat_template: Literal["auto", "on", "off"] = Field(
+    chat_template: Annotated[Literal["auto", "on", "off"], Switch] = Field(
         "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has none)")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="weights of a separate rollout engine (vllm, hf_synced); pushed weights are cast to it")
@@ -182,7 +192,7 @@ class TrainingConfig(Strict):
     micro_batch_size: int | None = Field(
         None, ge=1, description="sequences per forward/backward; gradients accumulate over a mini-batch's "
         "micro-batches (same update, bounded memory). None: the whole mini-batch at once")
-    autocast: Literal["off", "bfloat16"] = Field(
+    autocast: Annotated[Literal["off", "bfloat16"], Switch] = Field(
         "off", description="mixed precision on CUDA: forward/backward in this dtype, weights and optimizer in "
         "the model's dtype (keep model.dtype float32 for fp32 master weights)")
 

@@ -59,6 +59,18 @@ def test_overrides_are_typed_and_validated():
         recipe_from_data({}, overrides=["training.lr"])
 
 
+def test_on_off_switches_survive_yaml_booleans(tmp_path):
+    """PyYAML reads unquoted on/off as True/False; switch fields take them back as the words."""
+    path = tmp_path / "r.yaml"
+    path.write_text("rollout:\n  chat_template: off\ntraining:\n  autocast: off\n")
+    r = load_recipe(path)
+    assert r.rollout.chat_template == "off" and r.training.autocast == "off"
+    r = recipe_from_data({}, overrides=["rollout.chat_template=on", "training.autocast=off"])
+    assert r.rollout.chat_template == "on" and r.training.autocast == "off"
+    assert problems({}, ["training.autocast=on"]) == [
+        "r.yaml: training.autocast: Input should be 'off' or 'bfloat16' (got 'on')"]
+
+
 def test_yaml_errors_name_the_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("training:\n  lr: [1, 2\n")
