@@ -30,7 +30,9 @@ class RecipeError(ValueError):
 def _yaml_switch(value: Any) -> Any:
     """YAML 1.1 (PyYAML) reads an unquoted on/off/yes/no as a boolean; a switch field takes it back as the word,
     so that ``chat_template: off`` means what it says."""
-    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
 
 #: a field whose values include the words "on"/"off"

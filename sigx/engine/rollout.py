@@ -182,13 +182,11 @@ class SyncedHFRolloutBackend(HFRolloutBackend):
         super().__init__(rollout_model, tokenizer)
         self.receiver = StateDictReceiver(rollout_model)
         self.dtype = dtype
-        self.pushes = 0
 
     def sync_weights(self, model) -> None:
         from sigx.engine.weight_sync import push_weights
 
         push_weights(model, self.receiver, dtype=self.dtype)
-        self.pushes += 1
 
 
 ROLLOUT_BACKENDS = ("hf", "hf_synced", "vllm")

@@ -94,7 +94,6 @@ def turn_output(completion) -> TurnOutput:
 class VLLMRolloutBackend(RolloutBackend):
     def __init__(self, model_path: str, tokenizer, config, seed: int = 0):
         vllm = require_vllm()
-        self.tokenizer = tokenizer
         self.sleep_enabled = config.vllm_sleep
         self.dtype = ROLLOUT_DTYPES.get(config.dtype)  # None ("auto"): the engine's loader casts on copy
         self.max_model_len = min(config.max_model_len, model_context_length(model_path))

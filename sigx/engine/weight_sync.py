@@ -43,10 +43,10 @@ def checkpoint_name(name: str) -> str:
     return name
 
 
-def iter_checkpoint_weights(model: torch.nn.Module, dtype: torch.dtype | None = None,
-                            device: torch.device | str | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every parameter and persistent buffer once, under its checkpoint name, detached (and cast/moved only if
-    asked: the common case, same dtype and device, yields views without copying)."""
+def iter_checkpoint_weights(model: torch.nn.Module,
+                            dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every parameter and persistent buffer once, under its checkpoint name, detached (and cast only if asked:
+    the common case, same dtype, yields views without copying; the receiver copies across devices)."""
     seen: set[int] = set()  # tied weights (input embedding = output head) are one tensor: push it once
     for name, tensor in model.state_dict(keep_vars=False).items():
         key = tensor.data_ptr() if tensor.numel() else id(tensor)
@@ -56,8 +56,6 @@ def iter_checkpoint_weights(model: torch.nn.Module, dtype: torch.dtype | None = 
         out = tensor.detach()
         if dtype is not None and out.is_floating_point() and out.dtype != dtype:
             out = out.to(dtype)
-        if device is not None:
-            out = out.to(device)
         yield checkpoint_name(name), out
 
 
@@ -77,10 +75,10 @@ def buckets(weights: Iterable[tuple[str, torch.Tensor]], max_bytes: int) -> Iter
 
 
 def push_weights(model: torch.nn.Module, receiver: WeightReceiver, dtype: torch.dtype | None = None,
-                 device=None, bucket_bytes: int = 1 << 30) -> int:
+                 bucket_bytes: int = 1 << 30) -> int:
     """Load ``model``'s current weights into ``receiver``; returns the number of tensors pushed."""
     pushed = 0
-    for bucket in buckets(iter_checkpoint_weights(model, dtype, device), bucket_bytes):
+    for bucket in buckets(iter_checkpoint_weights(model, dtype), bucket_bytes):
         receiver.load_weights(bucket)
         pushed += len(bucket)
     return pushed
@@ -92,7 +90,6 @@ class StateDictReceiver:
 
     def __init__(self, model: torch.nn.Module):
         self.targets = {checkpoint_name(k): v for k, v in model.state_dict(keep_vars=True).items()}
-        self.loaded: set[str] = set()
 
     @torch.no_grad()
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
@@ -103,5 +100,4 @@ class StateDictReceiver:
             target = self.targets[name]
             target.data.copy_(tensor.to(device=target.device, dtype=target.dtype))
             names.add(name)
-        self.loaded |= names
         return names
