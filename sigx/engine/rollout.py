@@ -1,7 +1,7 @@
 """Rollout backends: sample trajectories (single- or multi-turn) from the current policy.
 
-The backend is an interface so that the GPU backend (vLLM) drops in beside the CPU default (transformers
-``generate`` with its KV cache, batched). A multi-turn episode runs turn by turn: every active episode
+The backend is an interface so that the GPU backend (vLLM) drops in beside the CPU default (batched,
+KV-cached sampling on the transformers model, :mod:`sigx.engine.sampler`). A multi-turn episode runs turn by turn: every active episode
 generates until a turn stop string (or EOS), the task's environment replies, its reply is appended as
 masked tokens, and the episodes still running continue.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from sigx.config import RecipeError
+from sigx.engine.sampler import sample
 from sigx.engine.trajectory import Trajectory
 from sigx.tasks.base import Problem, Task
 
@@ -112,7 +113,8 @@ class RolloutBackend(ABC):
 
 
 class HFRolloutBackend(RolloutBackend):
-    """Batched ``model.generate`` on the training model itself: no weight sync is needed."""
+    """Batched KV-cached sampling (:mod:`sigx.engine.sampler`) on the training model itself: no weight sync is
+    needed."""
 
     def __init__(self, model, tokenizer):
         self.model = model
@@ -124,42 +126,19 @@ class HFRolloutBackend(RolloutBackend):
         ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in stop_strings]
         return [i[0] for i in ids] if all(len(i) == 1 for i in ids) else None
 
-    @torch.no_grad()
     def generate_turn(self, contexts, stop_strings, params):
         tok = self.tokenizer
-        width = max(len(c) for c in contexts)
-        device = self.model.device
-        input_ids = torch.tensor([[tok.pad_token_id] * (width - len(c)) + c for c in contexts], device=device)
-        attention = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=device)
         stop_ids = self._stop_ids(stop_strings)
-        eos = [tok.eos_token_id] + (stop_ids or [])
-        kwargs = dict(max_new_tokens=params.max_new_tokens, eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                      suppress_tokens=self._suppress or None)
-        if stop_strings and stop_ids is None:
-            kwargs.update(stop_strings=list(stop_strings), tokenizer=tok)
-        if params.greedy:
-            kwargs.update(do_sample=False)
-        else:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         was_training = self.model.training
         self.model.eval()
-        out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)[:, width:].tolist()
-        self.model.train(was_training)
-        results = []
-        for row in out:
-            ids, stopped = [], False
-            for t in row:
-                if t in eos:  # checked first: some hub tokenizers pad with EOS
-                    ids.append(t)
-                    stopped = True
-                    break
-                if t == tok.pad_token_id:
-                    break
-                ids.append(t)
-            if not stopped and stop_strings and stop_ids is None:
-                stopped = any(tok.decode(ids).endswith(s) for s in stop_strings)
-            results.append(TurnOutput(ids, stopped))
-        return results
+        try:
+            sampled = sample(self.model, contexts, max_new_tokens=params.max_new_tokens, pad_id=tok.pad_token_id,
+                             stop_ids=[tok.eos_token_id] + (stop_ids or []), temperature=params.temperature,
+                             top_p=params.top_p, greedy=params.greedy, suppress_ids=self._suppress,
+                             stop_strings=tuple(stop_strings) if stop_ids is None else (), decode=tok.decode)
+        finally:
+            self.model.train(was_training)
+        return [TurnOutput(s.ids, s.stopped, s.logprobs) for s in sampled]
 
 
 class SyncedHFRolloutBackend(HFRolloutBackend):

@@ -1,0 +1,112 @@
+"""The CPU rollout's decoding loop (:mod:`sigx.engine.sampler`): it must draw from exactly the distribution the
+trainer scores (hand-computed scores, log-probs against a full forward, empirical frequencies), decode greedily
+as transformers' ``generate`` does, prefill a shared prompt once, let stopped rows leave the batch, and stop
+on ids, multi-token strings and the length limit."""
+
+import pytest
+import torch
+from scipy.stats import chisquare
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from sigx.engine.sampler import sample, sampling_scores
+from sigx.engine.trajectory import token_logprobs
+
+VOCAB, PAD = 24, 0
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = Qwen2ForCausalLM(Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False))
+    with torch.no_grad():
+        m.lm_head.weight.mul_(20)  # peaked next-token distributions, as a trained model has: greedy has no near-ties
+    return m.eval()
+
+
+CONTEXTS = [[5, 6, 7], [5, 6, 7], [9, 3], [4, 8, 2, 11, 13], [9, 3], [5, 6, 7]]
+
+
+def test_scores_suppress_then_temper_then_keep_the_nucleus():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    # top_p 0.8: the smallest set whose mass reaches 0.8 is {0.5, 0.3}; renormalised 0.625 / 0.375
+    kept = torch.softmax(sampling_scores(logits, 1.0, 0.8, [], greedy=False), -1)
+    assert torch.allclose(kept, torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    # suppressing id 0 renormalises over the rest: 0.6 / 0.3 / 0.1
+    suppressed = torch.softmax(sampling_scores(logits, 1.0, 1.0, [0], greedy=False), -1)
+    assert torch.allclose(suppressed, torch.tensor([[0.0, 0.6, 0.3, 0.1]]))
+    # temperature 0.5 squares the probabilities before renormalising: 0.25/0.09/0.0225/0.0025 over 0.365
+    tempered = torch.softmax(sampling_scores(logits, 0.5, 1.0, [], greedy=False), -1)
+    assert torch.allclose(tempered, torch.tensor([[0.25, 0.09, 0.0225, 0.0025]]) / 0.365)
+    # greedy ignores temperature (argmax is unchanged by it) but still never picks a suppressed id
+    assert sampling_scores(logits, 0.5, 0.8, [0], greedy=True).argmax().item() == 1
+
+
+def test_greedy_decoding_is_transformers_generate(model):
+    ours = sample(model, CONTEXTS, max_new_tokens=6, pad_id=PAD, stop_ids=[], greedy=True)
+    width = max(map(len, CONTEXTS))
+    ids = torch.tensor([[PAD] * (width - len(c)) + c for c in CONTEXTS])
+    mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in CONTEXTS])
+    theirs = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                            pad_token_id=PAD, eos_token_id=None)[:, width:].tolist()
+    assert [s.ids for s in ours] == theirs
+    assert not any(s.stopped for s in ours)  # cut by the length limit
+
+
+def test_reported_logprobs_are_the_trainers_full_forward_at_the_same_temperature(model):
+    torch.manual_seed(1)
+    out = sample(model, CONTEXTS, max_new_tokens=8, pad_id=PAD, stop_ids=[], temperature=0.7)
+    for context, s in zip(CONTEXTS, out):
+        sequence = torch.tensor([context + s.ids])
+        full = token_logprobs(model, sequence, torch.ones_like(sequence), temperature=0.7)[0, len(context) - 1:]
+        assert torch.allclose(full, torch.tensor(s.logprobs), atol=1e-5)
+
+
+def test_empirical_frequencies_follow_the_distribution(model):
+    torch.manual_seed(2)
+    context = [3, 14, 15]
+    out = sample(model, [context] * 3000, max_new_tokens=1, pad_id=PAD, stop_ids=[], temperature=2.0)
+    probs = torch.softmax(model(torch.tensor([context])).logits[0, -1] / 2.0, -1).detach()
+    counts = torch.bincount(torch.tensor([s.ids[0] for s in out]), minlength=VOCAB)
+    seen = probs * 3000 >= 5  # chi-square needs expected counts of 5 or more; the rest pooled into one bin
+    observed, expected = counts[seen].tolist(), (probs[seen] * 3000).tolist()
+    if not seen.all():
+        observed.append(int(counts[~seen].sum()))
+        expected.append(float(probs[~seen].sum() * 3000))
+    assert len(observed) > 5  # a real test of the shape, not one dominant token
+    assert chisquare(observed, expected, sum_check=False).pvalue > 1e-3
+
+
+def test_shared_prompt_prefilled_once_and_stopped_rows_leave_the_batch(model):
+    batch_sizes = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: batch_sizes.append(kw["input_ids"].shape),
+                                           with_kwargs=True)
+    try:
+        torch.manual_seed(3)
+        out = sample(model, CONTEXTS, max_new_tokens=10, pad_id=PAD, stop_ids=list(range(0, VOCAB, 2)))
+    finally:
+        hook.remove()
+    assert batch_sizes[0] == (3, 5)  # three distinct contexts, padded to the longest
+    # after the prefill, step k decodes exactly the rows whose continuation is longer than k tokens
+    for step, shape in enumerate(batch_sizes[1:], start=1):
+        assert shape == (sum(len(s.ids) > step for s in out), 1)
+    for s in out:
+        assert s.stopped == (s.ids[-1] % 2 == 0)  # an even id stops a row, and nothing but a stop ends it early
+        assert all(t % 2 for t in s.ids[:-1])
+        assert s.stopped or len(s.ids) == 10
+
+
+def test_multi_token_stop_strings_end_a_row_where_they_complete(model):
+    letters = "abcdefghijklmnopqrstuvwx"
+    decode = lambda ids: "".join(letters[i] for i in ids)  # noqa: E731
+    torch.manual_seed(4)
+    out = sample(model, CONTEXTS * 4, max_new_tokens=30, pad_id=PAD, stop_ids=[], temperature=3.0,
+                 stop_strings=("ab", "qq"), decode=decode)
+    for s in out:
+        text = decode(s.ids)
+        first = min((text.find(x) + 2 for x in ("ab", "qq") if x in text), default=None)
+        if s.stopped:
+            assert first == len(text)  # stopped right where a stop string first completes
+        else:
+            assert first is None and len(text) == 30
+    assert any(s.stopped for s in out)
