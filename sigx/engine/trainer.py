@@ -123,15 +123,18 @@ class GRPOTrainer:
         has_tokens = lambda b: float((b.loss_mask.sum(-1) > 0).sum())  # noqa: E731
         return has_tokens(micro) / max(has_tokens(mini), 1.0)
 
-    def _micro_step(self, micro: RolloutBatch, share: float, diag_sums: dict, n_updates: int) -> None:
+    def _micro_step(self, micro: RolloutBatch, share: float, diag_sums: dict, n_updates: int) -> torch.Tensor:
         """Forward, loss and backward of one micro-batch; gradients accumulate until the optimizer step, and
-        diagnostics are summed with the same shares so they read as the whole mini-batch's."""
+        diagnostics are summed with the same shares so they read as the whole mini-batch's. A micro-batch
+        without ``old_logprobs`` is on-policy (nothing has been updated yet): this forward's own log-probs,
+        detached, are its behaviour log-probs. Returns the behaviour log-probs used."""
         t = self.recipe.training
         micro = micro.to(self.model.device)
         with self._autocast():
             logp, entropy = token_logprobs(self.model, micro.input_ids, micro.attention_mask,
                                            self.recipe.rollout.temperature, with_entropy=True)
-        per_token, diag = self.policy_loss(PolicyLossInputs(logp, micro.old_logprobs, micro.advantages,
+        old = logp.detach() if micro.old_logprobs is None else micro.old_logprobs
+        per_token, diag = self.policy_loss(PolicyLossInputs(logp, old, micro.advantages,
                                                             micro.loss_mask, micro.turn_ids, t, self.recipe.techniques))
         if self.reference is not None:
             kl = kl_k3(logp, micro.ref_logprobs)
@@ -148,25 +151,39 @@ class GRPOTrainer:
         diag.update(loss=loss.detach(), entropy=masked_mean(entropy.detach(), micro.loss_mask))
         for k, v in diag.items():
             diag_sums[k] = diag_sums.get(k, 0.0) + share * float(v)
+        return old
 
     def update(self, batch: RolloutBatch) -> dict:
+        """``inner_epochs`` passes over the batch in ``mini_batches`` optimizer steps.
+
+        The behaviour log-probs are the pre-update policy's. The first mini-batch runs before any step, so its
+        training forward *is* the behaviour pass (its ratios are exactly 1, as on-policy ratios should be); only
+        the other rows need a separate no-grad pass, made before the first step. This saves one forward over
+        a mini-batch per rollout (verl takes the same shortcut when a batch is consumed on-policy)."""
         t = self.recipe.training
         self.model.train()  # dropout is disabled at load (the ratio compares one function); train mode keeps
         # gradient checkpointing on, which transformers applies only in train mode
-        batch.old_logprobs = self._logprobs(self.model, batch)
+        epochs = [torch.chunk(torch.randperm(len(batch)), t.mini_batches) for _ in range(t.inner_epochs)]
+        batch.old_logprobs = torch.full_like(batch.loss_mask, float("nan"))  # the first mini-batch fills its rows
+        if len(epochs[0]) > 1:
+            rest = torch.cat(epochs[0][1:])
+            batch.old_logprobs[rest] = self._logprobs(self.model, batch.select(rest))
         if self.reference is not None:
             batch.ref_logprobs = self._logprobs(self.reference, batch)
-        gap = logprob_gap(batch)  # before any update: the engine sampled these very weights
         sums: dict[str, float] = {}
         n_updates = 0
-        for _ in range(t.inner_epochs):
-            order = torch.randperm(len(batch))
-            for index in torch.chunk(order, t.mini_batches):
+        for mini_batches in epochs:
+            for index in mini_batches:
                 mini = batch.select(index)
+                on_policy = n_updates == 0
+                if on_policy:
+                    mini.old_logprobs = None
                 diag: dict[str, float] = {}
                 self.optimizer.zero_grad(set_to_none=True)
-                for micro in self._micro_batches(mini):
-                    self._micro_step(micro, self._share(micro, mini), diag, n_updates)
+                used = [self._micro_step(micro, self._share(micro, mini), diag, n_updates)
+                        for micro in self._micro_batches(mini)]
+                if on_policy:
+                    batch.old_logprobs[index] = torch.cat(used).cpu()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
                 self.optimizer.step()
                 diag["grad_norm"] = float(grad_norm)
@@ -176,6 +193,7 @@ class GRPOTrainer:
         # The rollout engine samples the next batch from the weights just trained: push them (in place).
         self.engine.rollout.sync_weights(self.model)
         out = {k: v / n_updates for k, v in sums.items()}
+        gap = logprob_gap(batch)  # the behaviour log-probs are the pre-update ones: the weights the engine sampled
         if not math.isnan(gap):
             out["rollout/logprob_gap"] = gap
         return out
