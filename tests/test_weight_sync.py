@@ -160,6 +160,31 @@ def test_micro_batching_accumulates_to_the_same_update(synced_engine, aggregatio
     assert m_whole["grad_norm"] == pytest.approx(m_micro["grad_norm"], rel=1e-4)
 
 
+def test_behaviour_logprobs_are_the_pre_update_policys_on_every_row(synced_engine):
+    """The first mini-batch's training forward doubles as its behaviour pass: every row must still end up with
+    the log-probs of the weights that sampled it, and the sampler's own log-probs must agree with them."""
+    recipe = load_recipe(RECIPES / "tiny.yaml", SHORT + SMALL + ["rollout.backend=hf_synced"])
+    trainer = GRPOTrainer(recipe, synced_engine)
+    # The sampler renormalises over the non-special tokens, which this barely warmed-up model still gives
+    # some mass; without that suppression its log-probs must be the trainer's.
+    suppressed, synced_engine.rollout._suppress = synced_engine.rollout._suppress, []
+    try:
+        trajectories = trainer.rollout()
+    finally:
+        synced_engine.rollout._suppress = suppressed
+    batch = collate(trajectories, torch.linspace(-1, 1, len(trajectories)), synced_engine.tokenizer.pad_token_id)
+    with torch.no_grad():
+        before = token_logprobs(synced_engine.model, batch.input_ids, batch.attention_mask)
+    metrics = trainer.update(batch)
+    with torch.no_grad():
+        after = token_logprobs(synced_engine.model, batch.input_ids, batch.attention_mask)
+    mask = batch.loss_mask > 0
+    assert recipe.training.mini_batches == 2 and not torch.isnan(batch.old_logprobs[mask]).any()
+    assert torch.allclose(batch.old_logprobs[mask], before[mask], atol=1e-5)
+    assert not torch.allclose(after[mask], before[mask], atol=1e-3)  # the policy moved in between
+    assert metrics["rollout/logprob_gap"] < 1e-4  # KV-cached decoding = the training forward
+
+
 def test_dropout_is_switched_off_at_load_so_train_mode_is_deterministic():
     from sigx.models.loading import disable_dropout
 
