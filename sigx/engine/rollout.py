@@ -82,10 +82,12 @@ class RolloutBackend(ABC):
             return self._rollout(task, problems, groups, params, tokenizer)
 
     def _rollout(self, task, problems, groups, params, tokenizer) -> list[Trajectory]:
-        trajectories = [
-            Trajectory(problem=p, group=g, prompt_ids=prompt_ids(tokenizer, p.prompt, self.chat_template))
-            for p, g in zip(problems, groups)
-        ]
+        encoded: dict[str, list[int]] = {}  # a group's samples share their prompt: tokenize it once
+        for p in problems:
+            if p.prompt not in encoded:
+                encoded[p.prompt] = prompt_ids(tokenizer, p.prompt, self.chat_template)
+        trajectories = [Trajectory(problem=p, group=g, prompt_ids=list(encoded[p.prompt]))
+                        for p, g in zip(problems, groups)]
         active = list(range(len(trajectories)))
         for turn in range(task.max_turns):
             if not active:
