@@ -109,6 +109,16 @@ def run_trl(recipe) -> dict:
 
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, callbacks=[StepClock()])
+    generation_s: list[float] = []  # TRL's sampling call, once per rollout: the rest of its step is the update
+    sample = trainer._generate_single_turn
+
+    def timed_sample(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = sample(*args, **kwargs)
+        generation_s.append(time.perf_counter() - t0)
+        return out
+
+    trainer._generate_single_turn = timed_sample
     start = time.perf_counter()
     trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]
@@ -119,7 +129,9 @@ def run_trl(recipe) -> dict:
         per = t.mini_batches if len(logs) >= len(ends) * t.mini_batches else 1  # TRL logs per optimizer step
         log = logs[k * per] if k * per < len(logs) else {}  # or per generation, depending on its version
         length = log.get("completions/mean_length", float("nan"))
-        steps.append({"step_s": b - a, "tokens": length * completions, "reward": log.get("reward", float("nan"))})
+        rollout_s = generation_s[k] if k < len(generation_s) else float("nan")
+        steps.append({"step_s": b - a, "rollout_s": rollout_s, "train_s": b - a - rollout_s,
+                      "tokens": length * completions, "reward": log.get("reward", float("nan"))})
     return {"steps": steps}
 
 
@@ -138,6 +150,8 @@ def summarize(result: dict, warmup: int) -> dict:
            "peak_memory_mb": result["peak_memory_mb"], "steps": len(steps),
            "reward": statistics.mean(s["reward"] for s in result["steps"])}
     if "rollout_s" in steps[0]:
+        out["rollout_s"] = statistics.median(s["rollout_s"] for s in steps)
+        out["train_s"] = statistics.median(s["train_s"] for s in steps)
         out["rollout_tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(s["rollout_s"] for s in steps)
         out["train_tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(s["train_s"] for s in steps)
     return out
@@ -169,11 +183,13 @@ def main() -> None:
     print(f"\n{recipe.model.name} on {recipe.task.name}, {device}: {t.prompts_per_step} prompts x {r.group_size} "
           f"samples, <= {r.max_new_tokens} new tokens, {t.mini_batches} optimizer steps per rollout; median of "
           f"{results['sigx']['steps']} steps after {args.warmup} warm-up\n")
-    print("| | step time (median) | generated tokens/s (whole step) | rollout tokens/s | train tokens/s | peak memory |")
-    print("|---|---|---|---|---|---|")
+    print("| | step time (median) | rollout / update (median) | generated tokens/s (whole step) | rollout tokens/s "
+          "| train tokens/s | peak memory |")
+    print("|---|---|---|---|---|---|---|")
     for side, name in [("sigx", "sigx"), ("trl", "TRL GRPOTrainer")]:
         x = results[side]
-        print(f"| {name} | {x['step_s']:.2f} s | {x['tokens_per_s']:.0f} | {x.get('rollout_tokens_per_s', float('nan')):.0f} | "
+        print(f"| {name} | {x['step_s']:.2f} s | {x.get('rollout_s', float('nan')):.2f} s / {x.get('train_s', float('nan')):.2f} s "
+              f"| {x['tokens_per_s']:.0f} | {x.get('rollout_tokens_per_s', float('nan')):.0f} | "
               f"{x.get('train_tokens_per_s', float('nan')):.0f} | {x['peak_memory_mb']:.0f} MB |")
     ratio = results["sigx"]["step_s"] / results["trl"]["step_s"]
     print(f"\nsigx / TRL step time: {ratio:.2f}x (goal <= 0.5x)")
