@@ -70,6 +70,8 @@ def sample(model, contexts: list[list[int]], *, max_new_tokens: int, pad_id: int
     """Continue every context until a stop id (EOS, a one-token stop string), a multi-token ``stop_strings``
     match (checked on ``decode`` of the row's newest tokens) or ``max_new_tokens``. Draws use torch's global
     RNG, so a seeded caller gets the same samples."""
+    if not contexts:
+        return []
     device = model.device
     unique: dict[tuple[int, ...], int] = {}
     source = [unique.setdefault(tuple(c), len(unique)) for c in contexts]
@@ -87,7 +89,7 @@ def sample(model, contexts: list[list[int]], *, max_new_tokens: int, pad_id: int
 
     results = [Sampled([], [], False) for _ in contexts]
     rows = list(range(len(contexts)))  # the batch row -> its context
-    stop_tensor = torch.tensor(stop_ids, device=device)
+    stop_tensor = torch.tensor(stop_ids, dtype=torch.long, device=device)
     tail = max((len(s) for s in stop_strings), default=0)  # a token is at least one character
     for step in range(max_new_tokens):
         scores = sampling_scores(logits, temperature, top_p, list(suppress_ids), greedy)
