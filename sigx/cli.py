@@ -62,13 +62,17 @@ def train(
     enable: Annotated[Optional[str], typer.Option(help="Comma-separated techniques to switch on: sspo,search_p1,gcrl,sorl.")] = None,
     set_: SetOption = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: <logging.output_dir>/<recipe name>/<cell>/seed<seed>).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the run directory holds the checkpoint of an interrupted run (which is otherwise resumed).")] = False,
 ) -> None:
-    """Run one GRPO training run with the chosen techniques on the shared engine."""
+    """Run one GRPO training run with the chosen techniques on the shared engine.
+
+    An interrupted run (Ctrl-C, kill, crash) resumes from its last checkpoint when the same command is run
+    again (training.checkpoint_every steps apart), and continues exactly as if it had not stopped."""
     r = load_or_fail(recipe, (set_ or []) + enable_overrides(enable))
     from sigx.train import run_training
 
     try:
-        summary = run_training(r, run_dir=run_dir, console=console)
+        summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh)
     except RecipeError as err:
         fail(err.problems)
     typer.echo(

@@ -191,6 +191,9 @@ class TrainingConfig(Strict):
     kl_beta: float = Field(0.0, ge=0)
     eval_every: int = Field(10, ge=1)
     eval_samples: int = Field(4, ge=1, description="sampled responses per held-out prompt at evaluation")
+    checkpoint_every: int = Field(
+        25, ge=0, description="steps between checkpoints (weights, optimizer, RNG streams) from which an "
+        "interrupted run resumes exactly; 0: none. Deleted when the run completes")
     micro_batch_size: int | None = Field(
         None, ge=1, description="sequences per forward/backward; gradients accumulate over a mini-batch's "
         "micro-batches (same update, bounded memory). None: the whole mini-batch at once")

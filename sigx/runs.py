@@ -44,6 +44,17 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=True))
 
 
+def config_differences(old, new, ignore: set[tuple[str, ...]] = frozenset(), path=()) -> list[str]:
+    """Dotted paths of the fields in which two resolved recipes differ, skipping the ``ignore`` paths (and
+    everything under them)."""
+    if path in ignore:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new))
+                for d in config_differences(old.get(k), new.get(k), ignore, path + (k,))]
+    return [".".join(path)] if old != new else []
+
+
 def read_json(path: str | Path) -> Any:
     """The parsed file, or None when it is absent or unreadable (never written completely by sigx)."""
     try:
@@ -67,11 +78,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 class RunWriter:
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, resumed_rows: list[dict] | None = None):
+        """A fresh run starts its metrics log empty; a resumed one starts it with the rows up to its checkpoint
+        (rows logged after the checkpoint by the stopped process are dropped: those steps run again)."""
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
-        self.metrics_path.write_text("")  # a (re)started run starts its log afresh
+        write_text_atomic(self.metrics_path, "".join(json.dumps(_clean(r)) + "\n" for r in resumed_rows or []))
         self._metrics = open(self.metrics_path, "a")
 
     def write_config(self, config: dict) -> None:

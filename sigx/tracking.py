@@ -11,7 +11,10 @@ from pathlib import Path
 
 class Tracker:
     def __init__(self, mode: str, project: str, run_dir: Path, name: str, config: dict,
-                 group: str | None = None, tags: list[str] | None = None, job_type: str = "train"):
+                 group: str | None = None, tags: list[str] | None = None, job_type: str = "train",
+                 run_id: str | None = None):
+        """``run_id``: the W&B run's id; a run resumed from its checkpoint passes the id it had, so that W&B
+        continues that run instead of starting another."""
         self.run = None
         if mode == "disabled":
             return
@@ -19,7 +22,7 @@ class Tracker:
 
         self.run = wandb.init(
             mode=mode, project=project, dir=str(run_dir), name=name, group=group, tags=tags or [],
-            job_type=job_type, config=config, reinit="finish_previous",
+            job_type=job_type, config=config, reinit="finish_previous", id=run_id, resume="allow" if run_id else None,
             settings=wandb.Settings(silent=True, console="off"),
         )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sigx.checkpoint import Checkpoints
 from sigx.config import Recipe, RecipeError
 from sigx.runs import RunWriter
 from sigx.tracking import Tracker
@@ -40,9 +42,12 @@ def step_stats(row: dict, last_eval: dict) -> str:
 
 def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console | None = None,
                  engine=None, group: str | None = None,
-                 on_progress: Callable[[int, str], None] | None = None) -> dict:
+                 on_progress: Callable[[int, str], None] | None = None, fresh: bool = False) -> dict:
     """Train one run and write it to ``run_dir``. Progress goes to a display of its own, or, when the caller
-    draws one (an ablation showing many cells), to ``on_progress(step, stats)``."""
+    draws one (an ablation showing many cells), to ``on_progress(step, stats)``.
+
+    A ``run_dir`` holding the checkpoint of an interrupted run of the same recipe is resumed from it (exactly:
+    see :mod:`sigx.checkpoint`); ``fresh`` discards such a checkpoint and starts over."""
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import TechniqueError
@@ -56,16 +61,23 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
         trainer = GRPOTrainer(recipe, engine)
     except TechniqueError as err:
         raise RecipeError([str(err)]) from None
-    writer = RunWriter(run_dir)
     config = recipe.model_dump(mode="json")
+    checkpoints = Checkpoints(run_dir, recipe.training.checkpoint_every, config)
+    if fresh:
+        checkpoints.remove()
+    resume = checkpoints.load()
+    if resume is not None:
+        log(f"resuming {run_dir} from its checkpoint at step {resume['step']}")
+    checkpoints.meta = {"wandb_id": resume["meta"]["wandb_id"] if resume else uuid.uuid4().hex[:12]}
+    writer = RunWriter(run_dir, resumed_rows=resume["history"] if resume else None)
     writer.write_config(config)
     name = cell_id(recipe)
     tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
-                      tags=recipe.techniques.enabled_names() or ["baseline"])
+                      tags=recipe.techniques.enabled_names() or ["baseline"], run_id=checkpoints.meta["wandb_id"])
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=False,
                         disable=on_progress is not None)
-    bar = progress.add_task(name, total=recipe.training.steps, stats="")
+    bar = progress.add_task(name, total=recipe.training.steps, completed=resume["step"] if resume else 0, stats="")
     last_eval: dict = {}
 
     def on_step(step: int, row: dict) -> None:
@@ -79,10 +91,12 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     started = time.time()
     try:
         with progress:
-            summary = trainer.train(on_step)
+            summary = trainer.train(on_step, checkpoints=checkpoints, resume=resume)
         summary.update(run_dir=str(run_dir), cell=cell_name(recipe), seed=recipe.seed,
-                       techniques=recipe.techniques.enabled_names(), base=str(engine.base_path))
+                       techniques=recipe.techniques.enabled_names(), base=str(engine.base_path),
+                       resumed_from_step=resume["step"] if resume else None)
         writer.write_summary(summary)
+        checkpoints.remove()
         tracker.finish(summary)
         return summary
     except BaseException as err:

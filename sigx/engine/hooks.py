@@ -15,6 +15,9 @@ calls the hooks of every enabled technique in the fixed order of ``sigx.techniqu
                      must register a composed loss and say so.
 ``extra_loss``       a term added to the aggregated policy loss.
 ``metrics``          diagnostics logged each step under ``<technique>/``.
+``state_dict`` / ``load_state_dict``
+                     whatever the technique carries from one step to the next (GC-RL's sampling RNG), saved
+                     in the run's checkpoint so that a resumed run continues exactly as an uninterrupted one.
 
 A technique's knobs are its section of the recipe (``config_class`` in :mod:`sigx.config`); it may read the
 whole recipe (e.g. the sampling settings GC-RL's critiques reuse) but changes nothing outside its hooks.
@@ -57,3 +60,9 @@ class Technique:
 
     def metrics(self, trajectories: list["Trajectory"]) -> dict[str, float]:
         return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None

@@ -255,26 +255,57 @@ class GRPOTrainer:
             "eval/greedy_reward": sum(x.outcome_reward for x in greedy) / len(greedy),
         }
 
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything the next step depends on besides the recipe (see :mod:`sigx.checkpoint`)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "problem_rng": self.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "techniques": {tech.name: tech.state_dict() for tech in self.techniques},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.setstate(state["problem_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for tech in self.techniques:
+            tech.load_state_dict(state["techniques"].get(tech.name, {}))
+        self.engine.rollout.sync_weights(self.model)  # the rollout engine samples the restored weights
+
     # ------------------------------------------------------------------------------------------ the run
-    def train(self, on_step: Callable[[int, dict], None] | None = None) -> dict:
+    def train(self, on_step: Callable[[int, dict], None] | None = None, checkpoints=None,
+              resume: dict | None = None) -> dict:
+        """Evaluate, then ``steps`` GRPO steps with a held-out evaluation every ``eval_every``. With
+        ``checkpoints`` (a :class:`sigx.checkpoint.Checkpoints`) the state is saved on its schedule; with
+        ``resume`` (a loaded checkpoint) the run continues from it: history, clock and all."""
         t = self.recipe.training
         start = time.perf_counter()
-        history: list[dict] = []
-        first_eval = self.evaluate()
-        row = {"step": 0, **first_eval}
-        history.append(row)
-        if on_step:
-            on_step(0, row)
-        for step in range(1, t.steps + 1):
+        if resume is not None:
+            self.load_state_dict(resume["trainer"])
+            history, first_step, spent = list(resume["history"]), resume["step"] + 1, resume["elapsed_s"]
+        else:
+            row = {"step": 0, **self.evaluate()}
+            history, first_step, spent = [row], 1, 0.0
+            if on_step:
+                on_step(0, row)
+        for step in range(first_step, t.steps + 1):
             result = self.step()
             row = {"step": step, **result.metrics}
             if step % t.eval_every == 0 or step == t.steps:
                 row.update(self.evaluate())
-            row["elapsed_s"] = time.perf_counter() - start
+            row["elapsed_s"] = spent + time.perf_counter() - start
             history.append(row)
             if on_step:
                 on_step(step, row)
-        return summarize(history, time.perf_counter() - start)
+            if checkpoints is not None and checkpoints.due(step, t.steps):
+                checkpoints.save(step, self.state_dict(), history, row["elapsed_s"])
+        return summarize(history, spent + time.perf_counter() - start)
 
 
 def logprob_gap(batch: RolloutBatch) -> float:

@@ -66,6 +66,12 @@ class GCRL(Technique):
         super().__init__(config, task, engine, recipe)
         self.rng = random.Random(f"gcrl-{recipe.seed if recipe is not None else 0}")
 
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate(state["rng"])
+
     def expand_rollouts(self, trajectories, next_group):
         c = self.config
         responses = [t for t in trajectories if t.kind == "generation"]
