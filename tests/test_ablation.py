@@ -191,8 +191,10 @@ def test_each_cell_is_tracked_with_group_name_tags_and_resolved_config(tmp_path,
     calls = []
 
     class FakeTracker:
-        def __init__(self, mode, project, run_dir, name, config, group=None, tags=None, job_type="train"):
-            calls.append(dict(mode=mode, name=name, group=group, tags=tags, job_type=job_type, config=config))
+        def __init__(self, mode, project, run_dir, name, config, group=None, tags=None, job_type="train",
+                     run_id=None):
+            calls.append(dict(mode=mode, name=name, group=group, tags=tags, job_type=job_type, config=config,
+                              run_id=run_id))
 
         def log(self, row, step):
             pass
@@ -210,6 +212,7 @@ def test_each_cell_is_tracked_with_group_name_tags_and_resolved_config(tmp_path,
     assert call["group"] == "abl-test" and call["tags"] == ["sspo", "sorl"] and call["job_type"] == "train"
     assert call["mode"] == "offline" and call["config"]["techniques"]["sorl"]["enabled"] is True
     assert by_name["baseline/seed0"]["tags"] == ["baseline"]
+    assert len({c["run_id"] for c in calls}) == 4 and all(c["run_id"] for c in calls)  # one W&B run per cell
 
 
 # ------------------------------------------------------------------------------------------------ executors
@@ -279,6 +282,29 @@ def test_kill_minus_nine_then_same_command_resumes_with_no_duplicate_and_no_miss
     assert list(staging.iterdir()) == []
     resumed = read_jsonl(root / "sessions.jsonl")[-1]
     assert resumed["cells_run"] == 8 - len(done_before)
+
+
+def test_a_cell_killed_after_a_checkpoint_resumes_from_it(tmp_path):
+    path = write_recipe(tmp_path, {"training": {**SMALL["training"], "steps": 8, "eval_every": 4,
+                                                "checkpoint_every": 2}})
+    root = tmp_path / "ablations" / "abl-test"
+    proc = _cli(path)
+    _wait_for(lambda: any((root / ".staging").glob("*/checkpoint.pt")), 120, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted = {p.parent.name.split(".")[0].replace("__", "/") for p in (root / ".staging").glob("*/checkpoint.pt")}
+
+    proc = _cli(path)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    resumed = {cell: json.loads(text).get("resumed_from_step") for cell, text in summaries(root).items()}
+    assert len(resumed) == 4 and interrupted
+    for cell in interrupted:
+        assert resumed[cell] in (2, 4, 6), (cell, resumed)  # from its checkpoint, not from step 0
+        steps = [r["step"] for r in read_jsonl(root / cell / "metrics.jsonl")]
+        assert steps == list(range(9)), (cell, steps)
+        assert not (root / cell / "checkpoint.pt").exists()
+    assert list((root / ".staging").iterdir()) == []
 
 
 @pytest.mark.parametrize("executor", [{"workers": 1}, {"workers": 2}, {"executor": "ray"}])

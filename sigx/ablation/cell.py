@@ -7,8 +7,9 @@ held in memory (:meth:`SharedEngine.reset_policy`).
 
 A cell's own failure (an exception in training, a non-finite loss) is recorded as a failed cell with its
 error and traceback; the ablation goes on. A recipe the engine cannot use at all (a model that cannot be
-loaded) is not a cell's failure: it stops the ablation with its one-line error. Interrupts (Ctrl-C, ``kill``) are not failures: they propagate and
-leave only a staging directory, which the next invocation discards before re-running the cell.
+loaded) is not a cell's failure: it stops the ablation with its one-line error. Interrupts (Ctrl-C, ``kill``)
+are not failures: they propagate and leave only a staging directory, from whose last checkpoint the next
+invocation resumes the cell (or which it discards, when there was none yet).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Callable
 from rich.console import Console
 
 from sigx.ablation.store import AblationStore, cell_status
+from sigx.checkpoint import FILE as CHECKPOINT_FILE
 from sigx.config import Recipe, RecipeError
 from sigx.runs import read_json, write_json_atomic
 
@@ -51,7 +53,7 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
     store = AblationStore(store_root)
     recipe = Recipe.model_validate(recipe_data)
-    staging = store.new_staging_dir(cell_id)
+    staging = store.claim_staging_dir(cell_id)  # an interrupted attempt's, with its checkpoint, if any
     started = time.perf_counter()
     try:
         engine = shared_engine(recipe, log)
@@ -63,6 +65,7 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
         summary = read_json(staging / "summary.json") or {}
         summary.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
                        traceback=traceback.format_exc(), wall_s=time.perf_counter() - started)
+        (staging / CHECKPOINT_FILE).unlink(missing_ok=True)  # --retry-failed starts over; no optimizer state kept
     summary.update(run_dir=str(store.cell_dir(cell_id)), cell_id=cell_id, pid=os.getpid())
     write_json_atomic(staging / "summary.json", summary)
     placed = store.finalize(staging, cell_id)

@@ -6,14 +6,15 @@ Layout::
     plan.json                   the cells, in order, with their techniques and seed
     sessions.jsonl              one line per ``sigx ablate`` invocation (executor, cells run, wall time)
     <combination>/seed<k>/      one finished cell: config.json, metrics.jsonl, summary.json (+ wandb/)
-    .staging/                   cells being run (deleted at the start of the next invocation)
+    .staging/                   cells being run; an interrupted one's is kept if it holds a checkpoint
     .failed/                    earlier attempts of cells re-run by ``--retry-failed`` (kept, never deleted)
 
 Why it cannot lose or duplicate work: a cell runs in its own directory under ``.staging/`` and becomes visible
 only by one atomic ``rename`` into ``<combination>/seed<k>/`` after its summary is written. So a cell
-directory is complete or absent, whatever moment a ``kill -9`` hits; a killed cell's staging directory is
-simply discarded and the cell re-run; and a rename onto an existing cell fails, so a cell is never recorded
-twice (not even by an orphaned worker racing a resumed run). A file lock keeps two invocations apart.
+directory is complete or absent, whatever moment a ``kill -9`` hits; a killed cell resumes from its staging
+directory's last checkpoint (:mod:`sigx.checkpoint`, every ``training.checkpoint_every`` steps), or is re-run
+from the start if it had none; and a rename onto an existing cell fails, so a cell is never recorded twice
+(not even by an orphaned worker racing a resumed run). A file lock keeps two invocations apart.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from pathlib import Path
 
 import yaml
 
+from sigx.checkpoint import FILE as CHECKPOINT_FILE
 from sigx.config import Recipe
-from sigx.runs import read_json, write_json_atomic, write_text_atomic
+from sigx.runs import config_differences, read_json, write_json_atomic, write_text_atomic
 
 # Fields that say where and how an ablation runs, not what it measures: they may change between a crash and
 # its resume (e.g. resume a local ablation on Ray, or with more workers), and seeds may be added.
@@ -54,14 +56,6 @@ def store_root(recipe: Recipe) -> Path:
     return Path(recipe.ablation.output_dir) / recipe.name
 
 
-def _differences(old, new, path=()) -> list[str]:
-    if path in EXECUTION_FIELDS:
-        return []
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), path + (k,))]
-    return [".".join(path)] if old != new else []
-
-
 class AblationStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -82,6 +76,22 @@ class AblationStore:
         path = self.staging / f"{cell_id.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         path.mkdir(parents=True)
         return path
+
+    def claim_staging_dir(self, cell_id: str) -> Path:
+        """Where to run a cell: the staging directory of an interrupted attempt that left a checkpoint (the
+        cell resumes from it), else a new one. Claimed by renaming it to this process's name: of two workers
+        reaching for the same one, the second's rename fails and it looks further."""
+        prefix = f"{cell_id.replace('/', '__')}."
+        for attempt in sorted(self.staging.glob(prefix + "*")):
+            if not (attempt / CHECKPOINT_FILE).exists():
+                continue
+            claimed = self.staging / f"{prefix}{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(attempt, claimed)
+            except OSError:
+                continue
+            return claimed
+        return self.new_staging_dir(cell_id)
 
     def finalize(self, staging_dir: Path, cell_id: str) -> bool:
         """Publish a finished (or failed) cell by atomic rename. False, and the staging copy discarded, when
@@ -128,7 +138,7 @@ class AblationStore:
         stored_path = self.root / "recipe.yaml"
         if stored_path.exists():
             stored = yaml.safe_load(stored_path.read_text()) or {}
-            changed = _differences(stored, resolved)
+            changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS)
             if changed:
                 shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
                 raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in {shown}); "
@@ -139,7 +149,9 @@ class AblationStore:
             "cells": [{"id": c.id, "combination": c.combination, "factors_on": list(c.factors_on),
                        "techniques": list(c.techniques), "seed": c.seed} for c in plan],
         })
-        shutil.rmtree(self.staging, ignore_errors=True)
+        for attempt in self.staging.glob("*") if self.staging.exists() else []:
+            if not (attempt / CHECKPOINT_FILE).exists():  # a killed cell's checkpoint is kept: it resumes there
+                shutil.rmtree(attempt, ignore_errors=True)
 
     def record_session(self, record: dict) -> None:
         with open(self.root / "sessions.jsonl", "a") as f:
