@@ -59,7 +59,11 @@ class Checkpoints:
         it would splice two experiments into one run."""
         if not self.path.exists():
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # never a half-written file (atomic rename); a damaged or foreign one
+            raise RecipeError([f"{self.path}: not a readable sigx checkpoint ({type(err).__name__}); start "
+                               "afresh with --fresh"]) from None
         changed = config_differences(state["config"], self.config, ignore=RESUMABLE_CHANGES)
         if changed:
             shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")

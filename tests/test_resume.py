@@ -1,6 +1,6 @@
 """Checkpoints: an interrupted run resumes from its last checkpoint and continues exactly as an uninterrupted
-run of the same recipe (same metrics at every step, same final weights); a checkpoint of another recipe is a
-one-line error; ``--fresh`` starts over; a completed run leaves no checkpoint behind."""
+run of the same recipe (same metrics at every step, same final weights); a checkpoint of another recipe, or an
+unreadable one, is a one-line error; ``--fresh`` starts over; a completed run leaves no checkpoint behind."""
 
 import subprocess
 import sys
@@ -80,6 +80,9 @@ def test_a_checkpoint_of_another_recipe_is_refused_and_fresh_starts_over(recipe,
     longer = load_recipe(RECIPES / "tiny.yaml", RUN + ["training.steps=8"])  # the run length may change
     with pytest.raises(KeyboardInterrupt):
         run_training(longer, run_dir=tmp_path, engine=engine, on_progress=_stop_at(3))  # resumed at 2, stops at 3
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RecipeError, match=r"checkpoint\.pt: not a readable sigx checkpoint \(\w+\); start afresh"):
+        run_training(recipe, run_dir=tmp_path, engine=engine, on_progress=_quiet)
     summary = run_training(other, run_dir=tmp_path, engine=engine, on_progress=_quiet, fresh=True)
     assert summary["resumed_from_step"] is None
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == list(range(7))
