@@ -14,7 +14,9 @@ the recipe's memory share and sleep mode), bf16 autocast, gradient checkpointing
 ``gradient_accumulation_steps``). Both start from the same base weights (the recipe's model; for
 ``sigx/tiny`` the cached warm start). Each side runs in its own fresh subprocess, one after the other, so that
 its peak memory (max RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU) is its own; the step time is the
-median over the steps after ``--warmup``. Prints a markdown table and sigx/TRL ratios.
+median over the steps after ``--warmup``, split into rollout and update: sigx's own phase timers, and for TRL
+its sampling call (``_generate_single_turn``, wrapped here) against the rest of its step. Prints a markdown
+table and sigx/TRL ratios.
 """
 
 from __future__ import annotations

@@ -29,12 +29,11 @@ RESUMABLE_CHANGES = {("logging",), ("ablation",), ("training", "steps"), ("train
 
 
 class Checkpoints:
-    def __init__(self, run_dir: str | Path, every: int, config: dict, meta: dict | None = None):
-        """``meta``: what the run's caller must find again on resuming (its W&B run id), saved alongside."""
+    def __init__(self, run_dir: str | Path, every: int, config: dict):
         self.path = Path(run_dir) / FILE
         self.every = every
         self.config = config
-        self.meta = meta or {}
+        self.meta: dict = {}  # what the caller must find again on resuming (its W&B run id), saved alongside
 
     def due(self, step: int, last_step: int) -> bool:
         """Every ``every`` steps, except the last (a finished run needs none)."""

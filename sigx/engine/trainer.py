@@ -16,7 +16,7 @@ import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from sigx.engine.rollout import SamplingParams
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logprobs
 from sigx.techniques import build_techniques, resolve_policy_loss
+
+if TYPE_CHECKING:
+    from sigx.checkpoint import Checkpoints
 
 EVAL_SEED = 20260224  # every run evaluates with the same sampling noise, whatever its training seed
 
@@ -279,7 +282,7 @@ class GRPOTrainer:
         self.engine.rollout.sync_weights(self.model)  # the rollout engine samples the restored weights
 
     # ------------------------------------------------------------------------------------------ the run
-    def train(self, on_step: Callable[[int, dict], None] | None = None, checkpoints=None,
+    def train(self, on_step: Callable[[int, dict], None] | None = None, checkpoints: Checkpoints | None = None,
               resume: dict | None = None) -> dict:
         """Evaluate, then ``steps`` GRPO steps with a held-out evaluation every ``eval_every``. With
         ``checkpoints`` (a :class:`sigx.checkpoint.Checkpoints`) the state is saved on its schedule; with
