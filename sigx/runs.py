@@ -23,6 +23,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _jsonl_line(row: dict) -> str:
+    return json.dumps(_clean(row)) + "\n"
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write to a temporary file beside ``path``, fsync, rename: readers see the old file or the new one."""
     path = Path(path)
@@ -84,14 +88,14 @@ class RunWriter:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
-        write_text_atomic(self.metrics_path, "".join(json.dumps(_clean(r)) + "\n" for r in resumed_rows or []))
+        write_text_atomic(self.metrics_path, "".join(_jsonl_line(r) for r in resumed_rows or []))
         self._metrics = open(self.metrics_path, "a")
 
     def write_config(self, config: dict) -> None:
         write_json_atomic(self.dir / "config.json", config)
 
     def log(self, row: dict) -> None:
-        self._metrics.write(json.dumps(_clean(row)) + "\n")
+        self._metrics.write(_jsonl_line(row))
         self._metrics.flush()
 
     def write_summary(self, summary: dict) -> None:

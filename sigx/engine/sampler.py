@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from transformers import DynamicCache
@@ -35,14 +35,14 @@ class Sampled:
     stopped: bool
 
 
-def sampling_scores(logits: torch.Tensor, temperature: float, top_p: float, suppress_ids: list[int],
-                    greedy: bool) -> torch.Tensor:
+def sampling_scores(logits: torch.Tensor, temperature: float, top_p: float,
+                    suppress_ids: Sequence[int] | torch.Tensor, greedy: bool) -> torch.Tensor:
     """The scores whose softmax is the distribution a token is drawn from: suppressed ids at -inf, then (when
     sampling) temperature and the nucleus, in ``generate``'s order. Greedy decoding takes the argmax of the
     untempered scores."""
     scores = logits.float()
-    if suppress_ids:  # out of place: the caller's logits stay as they were
-        scores = scores.index_fill(-1, torch.tensor(suppress_ids, device=scores.device), float("-inf"))
+    if len(suppress_ids):  # out of place: the caller's logits stay as they were
+        scores = scores.index_fill(-1, torch.as_tensor(suppress_ids, device=scores.device), float("-inf"))
     if greedy:
         return scores
     if temperature != 1.0:
@@ -90,9 +90,10 @@ def sample(model, contexts: list[list[int]], *, max_new_tokens: int, pad_id: int
     results = [Sampled([], [], False) for _ in contexts]
     rows = list(range(len(contexts)))  # the batch row -> its context
     stop_tensor = torch.tensor(stop_ids, dtype=torch.long, device=device)
+    suppress = torch.tensor(list(suppress_ids), dtype=torch.long, device=device)  # built once, not per step
     tail = max((len(s) for s in stop_strings), default=0)  # a token is at least one character
     for step in range(max_new_tokens):
-        scores = sampling_scores(logits, temperature, top_p, list(suppress_ids), greedy)
+        scores = sampling_scores(logits, temperature, top_p, suppress, greedy)
         logp = torch.log_softmax(scores, dim=-1)
         tokens = logp.argmax(-1, keepdim=True) if greedy else torch.multinomial(logp.exp(), 1)
         token_logp = logp.gather(-1, tokens).squeeze(-1)
