@@ -197,6 +197,15 @@ class TrainingConfig(Strict):
     micro_batch_size: int | None = Field(
         None, ge=1, description="sequences per forward/backward; gradients accumulate over a mini-batch's "
         "micro-batches (same update, bounded memory). None: the whole mini-batch at once")
+    micro_batch_tokens: int | None = Field(
+        None, ge=1, description="padded tokens per forward/backward (rows x the longest row): a mini-batch's rows "
+        "are sorted by length and packed greedily under this budget, so memory is bounded by tokens rather than "
+        "rows and short rows are not padded to long ones (verl's dynamic batch size); a row longer than the "
+        "budget gets a micro-batch of its own. Combines with micro_batch_size. None: no token bound")
+    skip_zero_advantage: bool = Field(
+        True, description="leave rows whose advantage is exactly 0 out of the forward/backward: with no KL term "
+        "and a loss proportional to the advantage their gradient is exactly zero, and the loss normaliser still "
+        "counts them, so the update is the same for less work. Loss diagnostics then cover the trained rows")
     autocast: Annotated[Literal["off", "bfloat16"], Switch] = Field(
         "off", description="mixed precision on CUDA: forward/backward in this dtype, weights and optimizer in "
         "the model's dtype (keep model.dtype float32 for fp32 master weights)")

@@ -18,8 +18,10 @@ from sigx.train import run_training
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 COMBINATIONS = [c for k in range(len(TECHNIQUE_ORDER) + 1) for c in itertools.combinations(TECHNIQUE_ORDER, k)]
+# skip_zero_advantage off: the loss stage of every technique must run even where two short steps' groups all tie
 SHORT = ["training.steps=2", "training.eval_every=2", "training.prompts_per_step=4", "training.eval_samples=1",
-         "rollout.group_size=4", "techniques.gcrl.responses_per_step=4", "logging.wandb=disabled"]
+         "rollout.group_size=4", "techniques.gcrl.responses_per_step=4", "training.skip_zero_advantage=false",
+         "logging.wandb=disabled"]
 # The search task on a smaller, briefly warmed-up model: enough to exercise multi-turn turns and observations.
 SEARCH_SMALL = ["model.tiny.sft_steps=20", "model.tiny.hidden_size=64", "task.eval_prompts=8"]
 

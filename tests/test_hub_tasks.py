@@ -154,14 +154,16 @@ def test_gpu_recipes_validate_and_plan_the_full_matrix(recipe):
 
 # The hub-model tasks through the real engine on CPU: the built-in tiny model stands in for the instruct model
 # (it cannot solve them; the point is that every stage runs: multi-token stop strings on the transformers
-# backend, plain-language critiques, GSM8K paths for Search-P1, SORL's turns, micro-batching).
+# backend, plain-language critiques, GSM8K paths for Search-P1, SORL's turns, micro-batching); its groups all
+# tie, so rows with zero advantage are kept in the update (otherwise the losses would have nothing to do).
 ON_CPU = ["model.name=sigx/tiny", "model.dtype=float32", "model.gradient_checkpointing=false",
           "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.sft_steps=2",
           "model.tiny.sft_batch_size=4", "rollout.backend=hf", "rollout.group_size=2", "rollout.max_new_tokens=12",
           "training.steps=2", "training.eval_every=2", "training.prompts_per_step=2", "training.eval_samples=1",
           "training.mini_batches=2", "training.micro_batch_size=2", "training.autocast=off", "task.eval_prompts=2",
           "techniques.gcrl.responses_per_step=2", "techniques.gcrl.critiques_per_response=2",
-          "techniques.gcrl.critique_max_tokens=8", "techniques.gcrl.balance_labels=false", "logging.wandb=disabled"]
+          "techniques.gcrl.critique_max_tokens=8", "techniques.gcrl.balance_labels=false",
+          "training.skip_zero_advantage=false", "logging.wandb=disabled"]
 ALL_FOUR = [f"techniques.{name}.enabled=true" for name in ("search_p1", "gcrl", "sspo", "sorl")]
 
 

@@ -34,11 +34,18 @@ class PolicyLossInputs:
 
 PolicyLoss = Callable[[PolicyLossInputs], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 POLICY_LOSSES: dict[str, PolicyLoss] = {}
+#: losses whose per-sample loss is the advantage times something finite that depends on that sample alone, so
+#: a row with advantage 0 has exactly zero gradient and may be left out of the forward/backward
+#: (``training.skip_zero_advantage``); a loss that couples rows, or adds terms without the advantage, must
+#: not be registered with ``zero_at_zero_advantage``
+ZERO_AT_ZERO_ADVANTAGE: set[str] = set()
 
 
-def register_policy_loss(name: str):
+def register_policy_loss(name: str, zero_at_zero_advantage: bool = False):
     def wrap(fn: PolicyLoss) -> PolicyLoss:
         POLICY_LOSSES[name] = fn
+        if zero_at_zero_advantage:
+            ZERO_AT_ZERO_ADVANTAGE.add(name)
         return fn
 
     return wrap
@@ -62,7 +69,7 @@ def clipped_surrogate(ratio, advantages, mask, low: float, high: float):
     return torch.maximum(unclipped, clipped), masked_mean((clipped > unclipped).float(), mask)
 
 
-@register_policy_loss("ppo_clip")
+@register_policy_loss("ppo_clip", zero_at_zero_advantage=True)
 def ppo_clip_loss(x: PolicyLossInputs):
     eps_low = x.config.clip_eps
     eps_high = x.config.clip_eps_high if x.config.clip_eps_high is not None else eps_low
@@ -71,7 +78,7 @@ def ppo_clip_loss(x: PolicyLossInputs):
     return loss, {"clip_fraction": clip_fraction, "ratio_mean": masked_mean(ratio.detach(), x.mask)}
 
 
-@register_policy_loss("gspo")
+@register_policy_loss("gspo", zero_at_zero_advantage=True)
 def gspo_loss(x: PolicyLossInputs):
     seq_log_ratio = sequence_log_ratio(x.logprobs, x.old_logprobs, x.mask)
     token_ratio = torch.exp(seq_log_ratio.detach()[:, None] + x.logprobs - x.logprobs.detach())

@@ -101,9 +101,48 @@ class GRPOTrainer:
         return adv
 
     # ------------------------------------------------------------------------------------------ update
-    def _micro_batches(self, batch: RolloutBatch) -> list[RolloutBatch]:
-        size = self.recipe.training.micro_batch_size or len(batch)
-        return [batch.select(torch.arange(i, min(i + size, len(batch)))) for i in range(0, len(batch), size)]
+    def _micro_batches(self, batch: RolloutBatch, rows: torch.Tensor | None = None):
+        """``rows`` of ``batch`` (default: all) in micro-batches of at most ``micro_batch_size`` rows and
+        ``micro_batch_tokens`` padded tokens, each cut to its longest row. With either bound set, rows are
+        taken longest first, so that rows of similar length share a micro-batch (less padding) and the first
+        micro-batch is the largest (an out-of-memory error shows at once). Yields (row indices into ``batch``,
+        micro-batch)."""
+        t = self.recipe.training
+        rows = torch.arange(len(batch)) if rows is None else rows
+        lengths = batch.attention_mask[rows].sum(1)
+        if t.micro_batch_size is None and t.micro_batch_tokens is None:
+            parts = [rows] if len(rows) else []
+        else:
+            order = torch.argsort(lengths, descending=True, stable=True)
+            max_rows, max_tokens = t.micro_batch_size or len(rows), t.micro_batch_tokens or math.inf
+            parts, current, width = [], [], 0
+            for row, length in zip(rows[order].tolist(), lengths[order].tolist()):
+                if current and (len(current) >= max_rows or (len(current) + 1) * max(width, length) > max_tokens):
+                    parts.append(torch.tensor(current))
+                    current, width = [], 0
+                current.append(row)
+                width = max(width, length)
+            if current:
+                parts.append(torch.tensor(current))
+        return [(index, batch.select(index).trimmed()) for index in parts]
+
+    @staticmethod
+    def _place(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """Write a trimmed micro-batch's per-token values into the batch-wide tensor; the columns it cut off are
+        padding, set to 0 (finite, so that any later micro-batch that is cut wider stays finite there)."""
+        full[rows] = 0.0
+        full[rows, : values.shape[1]] = values.to(full.device, full.dtype)
+
+    @torch.no_grad()
+    def _logprobs(self, model, batch: RolloutBatch, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probs [B, T-1] of ``rows`` (default: all) under ``model``; NaN on rows not computed."""
+        out = torch.full(batch.loss_mask.shape, float("nan"))
+        for index, micro in self._micro_batches(batch, rows):
+            with self._autocast():
+                logp = token_logprobs(model, micro.input_ids.to(model.device), micro.attention_mask.to(model.device),
+                                      self.recipe.rollout.temperature)
+            self._place(out, index, logp.cpu())
+        return out
 
     def _autocast(self):
         dtype = self.recipe.training.autocast
@@ -111,26 +150,30 @@ class GRPOTrainer:
             return nullcontext()
         return torch.autocast("cuda", dtype=getattr(torch, dtype))
 
-    @torch.no_grad()
-    def _logprobs(self, model, batch: RolloutBatch) -> torch.Tensor:
-        with self._autocast():
-            return torch.cat([token_logprobs(model, mb.input_ids.to(model.device), mb.attention_mask.to(model.device),
-                                             self.recipe.rollout.temperature).cpu()
-                              for mb in self._micro_batches(batch)])
-
     def _share(self, micro: RolloutBatch, mini: RolloutBatch) -> float:
         """The micro-batch's share of the mini-batch's loss normaliser, so that the accumulated gradient is
-        the mini-batch's exactly: its share of generated tokens (token-mean) or of non-empty sequences."""
+        the mini-batch's exactly: its share of generated tokens (token-mean) or of non-empty sequences. The
+        normaliser counts every row of the mini-batch, those left out for a zero advantage included."""
         if self.recipe.training.loss_aggregation == "token-mean":
             return float(micro.loss_mask.sum() / mini.loss_mask.sum().clamp_min(1))
         has_tokens = lambda b: float((b.loss_mask.sum(-1) > 0).sum())  # noqa: E731
         return has_tokens(micro) / max(has_tokens(mini), 1.0)
 
-    def _micro_step(self, micro: RolloutBatch, share: float, diag_sums: dict, n_updates: int) -> torch.Tensor:
-        """Forward, loss and backward of one micro-batch; gradients accumulate until the optimizer step, and
-        diagnostics are summed with the same shares so they read as the whole mini-batch's. A micro-batch
-        without ``old_logprobs`` is on-policy (nothing has been updated yet): this forward's own log-probs,
-        detached, are its behaviour log-probs. Returns the behaviour log-probs used."""
+    def _skips_zero_advantage(self) -> bool:
+        """Whether rows with advantage 0 may be left out: true when their gradient is exactly zero, i.e. the
+        policy loss is proportional to the advantage, there is no KL term and no technique adds a loss."""
+        from sigx.engine.hooks import Technique
+        from sigx.engine.losses import ZERO_AT_ZERO_ADVANTAGE
+
+        t = self.recipe.training
+        return (t.skip_zero_advantage and self.reference is None and self.policy_loss_name in ZERO_AT_ZERO_ADVANTAGE
+                and all(type(tech).extra_loss is Technique.extra_loss for tech in self.techniques))
+
+    def _micro_step(self, micro: RolloutBatch, share: float, n_updates: int) -> tuple[torch.Tensor, dict]:
+        """Forward, loss and backward of one micro-batch, its loss scaled by its ``share`` of the mini-batch's
+        normaliser; gradients accumulate until the optimizer step. A micro-batch without ``old_logprobs`` is
+        on-policy (nothing has been updated yet): this forward's own log-probs, detached, are its behaviour
+        log-probs. Returns the behaviour log-probs used and the loss diagnostics."""
         t = self.recipe.training
         micro = micro.to(self.model.device)
         with self._autocast():
@@ -152,9 +195,38 @@ class GRPOTrainer:
             raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at update {n_updates}")
         (loss * share).backward()
         diag.update(loss=loss.detach(), entropy=masked_mean(entropy.detach(), micro.loss_mask))
-        for k, v in diag.items():
-            diag_sums[k] = diag_sums.get(k, 0.0) + share * float(v)
-        return old
+        return old, {k: float(v) for k, v in diag.items()}
+
+    def _mini_step(self, batch: RolloutBatch, index: torch.Tensor, trainable: torch.Tensor, n_updates: int) -> dict:
+        """One optimizer step on the mini-batch ``index``: gradients accumulated over its trainable rows'
+        micro-batches. Diagnostics are averaged over the micro-batches by generated tokens, so they read as the
+        trained rows' whole; the loss is the mini-batch's (rows left out add exactly 0 to it)."""
+        mini = batch.select(index)
+        on_policy = n_updates == 0  # nothing updated yet: this forward is the behaviour pass
+        rows = index[trainable[index]]
+        self.optimizer.zero_grad(set_to_none=True)
+        weighted, tokens, loss = {}, 0.0, 0.0
+        for micro_rows, micro in self._micro_batches(batch, rows):
+            if on_policy:
+                micro.old_logprobs = None
+            share = self._share(micro, mini)
+            used, diag = self._micro_step(micro, share, n_updates)
+            if on_policy:
+                self._place(batch.old_logprobs, micro_rows, used.cpu())
+            loss += share * diag.pop("loss")
+            weight = float(micro.loss_mask.sum())  # diagnostics are token means: weigh micro-batches by tokens
+            tokens += weight
+            for k, v in diag.items():
+                weighted[k] = weighted.get(k, 0.0) + weight * v
+        if not len(rows):  # nothing to train: a step on zero gradients, as the full batch's would be (AdamW's
+            for p in self.model.parameters():  # moments and weight decay still move)
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
+        t = self.recipe.training
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+        self.optimizer.step()
+        out = {k: v / tokens for k, v in weighted.items()} if tokens > 0 else {}
+        return {**out, "loss": loss, "grad_norm": float(grad_norm)}
 
     def update(self, batch: RolloutBatch) -> dict:
         """``inner_epochs`` passes over the batch in ``mini_batches`` optimizer steps.
@@ -162,40 +234,33 @@ class GRPOTrainer:
         The behaviour log-probs are the pre-update policy's. The first mini-batch runs before any step, so its
         training forward *is* the behaviour pass (its ratios are exactly 1, as on-policy ratios should be); only
         the other rows need a separate no-grad pass, made before the first step. This saves one forward over
-        a mini-batch per rollout (verl takes the same shortcut when a batch is consumed on-policy)."""
+        a mini-batch per rollout (verl takes the same shortcut when a batch is consumed on-policy). Rows with a
+        zero advantage get neither pass when their gradient is exactly zero (see ``_skips_zero_advantage``)."""
         t = self.recipe.training
         self.model.train()  # dropout is disabled at load (the ratio compares one function); train mode keeps
         # gradient checkpointing on, which transformers applies only in train mode
         epochs = [torch.chunk(torch.randperm(len(batch)), t.mini_batches) for _ in range(t.inner_epochs)]
+        skip = self._skips_zero_advantage()
+        trainable = batch.advantages != 0 if skip else torch.ones(len(batch), dtype=torch.bool)
         batch.old_logprobs = torch.full_like(batch.loss_mask, float("nan"))  # the first mini-batch fills its rows
         if len(epochs[0]) > 1:
             rest = torch.cat(epochs[0][1:])
-            batch.old_logprobs[rest] = self._logprobs(self.model, batch.select(rest))
+            batch.old_logprobs = self._logprobs(self.model, batch, rest[trainable[rest]])
         if self.reference is not None:
             batch.ref_logprobs = self._logprobs(self.reference, batch)
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         n_updates = 0
         for mini_batches in epochs:
             for index in mini_batches:
-                mini = batch.select(index)
-                on_policy = n_updates == 0
-                if on_policy:
-                    mini.old_logprobs = None
-                diag: dict[str, float] = {}
-                self.optimizer.zero_grad(set_to_none=True)
-                used = [self._micro_step(micro, self._share(micro, mini), diag, n_updates)
-                        for micro in self._micro_batches(mini)]
-                if on_policy:
-                    batch.old_logprobs[index] = torch.cat(used).cpu()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
-                self.optimizer.step()
-                diag["grad_norm"] = float(grad_norm)
-                for k, v in diag.items():
+                for k, v in self._mini_step(batch, index, trainable, n_updates).items():
                     sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
                 n_updates += 1
         # The rollout engine samples the next batch from the weights just trained: push them (in place).
         self.engine.rollout.sync_weights(self.model)
-        out = {k: v / n_updates for k, v in sums.items()}
+        out = {k: v / counts[k] for k, v in sums.items()}
+        out["trained_fraction"] = float(trainable.float().mean())
         gap = logprob_gap(batch)  # the behaviour log-probs are the pre-update ones: the weights the engine sampled
         if not math.isnan(gap):
             out["rollout/logprob_gap"] = gap
@@ -319,7 +384,7 @@ def logprob_gap(batch: RolloutBatch) -> float:
     reported = batch.sampling_logprobs
     if reported is None:
         return math.nan
-    mask = (batch.loss_mask > 0) & ~torch.isnan(reported)
+    mask = (batch.loss_mask > 0) & ~torch.isnan(reported) & ~torch.isnan(batch.old_logprobs)
     if not mask.any():
         return math.nan
     return float((reported[mask] - batch.old_logprobs[mask]).abs().mean())

@@ -68,6 +68,19 @@ class RolloutBatch:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
         return RolloutBatch(*(pick(getattr(self, f)) for f in self.__dataclass_fields__))
 
+    def trimmed(self) -> "RolloutBatch":
+        """The same rows cut to the longest of them: columns past every row's end are padding, and a forward
+        over them is wasted work. Rows are right-padded, so nothing a real token attends to is cut."""
+        full = self.input_ids.shape[1]
+        width = min(full, max(int(self.attention_mask.sum(1).max()), 2)) if len(self) else full
+
+        def cut(t):
+            if t is None or t.dim() < 2:
+                return t
+            return t[:, :width] if t.shape[1] == full else t[:, : width - 1]
+
+        return RolloutBatch(*(cut(getattr(self, f)) for f in self.__dataclass_fields__))
+
     def to(self, device) -> "RolloutBatch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return RolloutBatch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))

@@ -82,7 +82,7 @@ def _turn_stats(out_of_band: torch.Tensor, x: PolicyLossInputs, scale: torch.Ten
     }
 
 
-@register_policy_loss("sorl")
+@register_policy_loss("sorl", zero_at_zero_advantage=True)
 def sorl_loss(x: PolicyLossInputs):
     config = x.techniques.sorl if x.techniques is not None else SORLConfig()
     low, high = _band(config)
@@ -100,7 +100,7 @@ def sorl_loss(x: PolicyLossInputs):
     }
 
 
-@register_policy_loss("sorl+sspo")
+@register_policy_loss("sorl+sspo", zero_at_zero_advantage=True)
 def sorl_sspo_loss(x: PolicyLossInputs):
     from sigx.techniques.sspo import gate_diagnostics, soft_gated_weight
 

@@ -84,7 +84,7 @@ def gate_diagnostics(gate_grad: torch.Tensor, mask: torch.Tensor) -> dict[str, t
     }
 
 
-@register_policy_loss("sspo")
+@register_policy_loss("sspo", zero_at_zero_advantage=True)
 def sspo_loss(x: PolicyLossInputs):
     config = x.techniques.sspo if x.techniques is not None else SSPOConfig()
     weight, gate_grad = soft_gated_weight(x.logprobs, x.old_logprobs, x.advantages, x.mask, config)
