@@ -19,13 +19,15 @@ from pathlib import Path
 import torch
 
 from sigx.config import RecipeError
-from sigx.runs import config_differences
+from sigx.runs import COMPUTE_LAYOUT_FIELDS, config_differences
 
 FILE = "checkpoint.pt"
 
-#: recipe fields a resumed run may change: where it logs, how long it runs, how often it checkpoints, and the
-#: ablation's execution settings. Anything else would make the resumed run a different experiment.
-RESUMABLE_CHANGES = {("logging",), ("ablation",), ("training", "steps"), ("training", "checkpoint_every")}
+#: recipe fields a resumed run may change: where it logs, how long it runs, how often it checkpoints, the
+#: ablation's execution settings and how the update is laid out in memory. Anything else would make the
+#: resumed run a different experiment.
+RESUMABLE_CHANGES = {("logging",), ("ablation",), ("training", "steps"),
+                     ("training", "checkpoint_every")} | COMPUTE_LAYOUT_FIELDS
 
 
 class Checkpoints:

@@ -130,7 +130,9 @@ def test_store_refuses_a_different_experiment_but_accepts_more_seeds_and_other_e
     changed.training.lr = 3e-4
     with pytest.raises(StoreError, match=r"differs in training\.lr"):
         run_ablation(changed)
-    more = run_ablation(small_recipe(tmp_path, seeds=[0, 1], workers=2))  # a resume may widen and parallelise
+    smaller = small_recipe(tmp_path, seeds=[0, 1], workers=2)  # a resume may widen and parallelise, and lay out
+    smaller.training.micro_batch_size = 2  # the update in smaller pieces (same update, less memory)
+    more = run_ablation(smaller)
     assert more.count("done") == 8 and len(more.results) == 4
 
 

@@ -32,13 +32,15 @@ import yaml
 
 from sigx.checkpoint import FILE as CHECKPOINT_FILE
 from sigx.config import Recipe
-from sigx.runs import config_differences, read_json, write_json_atomic, write_text_atomic
+from sigx.runs import COMPUTE_LAYOUT_FIELDS, config_differences, read_json, write_json_atomic, write_text_atomic
 
 # Fields that say where and how an ablation runs, not what it measures: they may change between a crash and
-# its resume (e.g. resume a local ablation on Ray, or with more workers), and seeds may be added.
+# its resume (e.g. resume a local ablation on Ray, or with more workers, or with smaller micro-batches after
+# running out of memory), and seeds may be added.
 EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablation", "address"),
                     ("ablation", "gpus_per_cell"), ("ablation", "cpus_per_cell"), ("ablation", "seeds"),
-                    ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"), ("seed",)}
+                    ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"),
+                    ("seed",)} | COMPUTE_LAYOUT_FIELDS
 
 
 class StoreError(RuntimeError):
