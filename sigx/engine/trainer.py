@@ -23,7 +23,9 @@ import torch
 
 from sigx.config import Recipe
 from sigx.engine.advantages import ADVANTAGE_ESTIMATORS
-from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss, kl_k3, masked_mean
+from sigx.engine.hooks import Technique
+from sigx.engine.losses import (POLICY_LOSSES, ZERO_AT_ZERO_ADVANTAGE, PolicyLossInputs, aggregate_loss, kl_k3,
+                                masked_mean)
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logprobs
@@ -63,6 +65,11 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                            betas=(0.9, 0.99))
         self.reference = engine.reference_model() if t.kl_beta > 0 else None
+        # Rows with advantage 0 may be left out of the update when their gradient is exactly zero: the policy
+        # loss is proportional to the advantage, there is no KL term and no technique adds a loss.
+        self.skips_zero_advantage = (t.skip_zero_advantage and self.reference is None
+                                     and self.policy_loss_name in ZERO_AT_ZERO_ADVANTAGE
+                                     and all(type(x).extra_loss is Technique.extra_loss for x in self.techniques))
         r = recipe.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p)
 
@@ -159,16 +166,6 @@ class GRPOTrainer:
         has_tokens = lambda b: float((b.loss_mask.sum(-1) > 0).sum())  # noqa: E731
         return has_tokens(micro) / max(has_tokens(mini), 1.0)
 
-    def _skips_zero_advantage(self) -> bool:
-        """Whether rows with advantage 0 may be left out: true when their gradient is exactly zero, i.e. the
-        policy loss is proportional to the advantage, there is no KL term and no technique adds a loss."""
-        from sigx.engine.hooks import Technique
-        from sigx.engine.losses import ZERO_AT_ZERO_ADVANTAGE
-
-        t = self.recipe.training
-        return (t.skip_zero_advantage and self.reference is None and self.policy_loss_name in ZERO_AT_ZERO_ADVANTAGE
-                and all(type(tech).extra_loss is Technique.extra_loss for tech in self.techniques))
-
     def _micro_step(self, micro: RolloutBatch, share: float, n_updates: int) -> tuple[torch.Tensor, dict]:
         """Forward, loss and backward of one micro-batch, its loss scaled by its ``share`` of the mini-batch's
         normaliser; gradients accumulate until the optimizer step. A micro-batch without ``old_logprobs`` is
@@ -201,6 +198,7 @@ class GRPOTrainer:
         """One optimizer step on the mini-batch ``index``: gradients accumulated over its trainable rows'
         micro-batches. Diagnostics are averaged over the micro-batches by generated tokens, so they read as the
         trained rows' whole; the loss is the mini-batch's (rows left out add exactly 0 to it)."""
+        t = self.recipe.training
         mini = batch.select(index)
         on_policy = n_updates == 0  # nothing updated yet: this forward is the behaviour pass
         rows = index[trainable[index]]
@@ -222,7 +220,6 @@ class GRPOTrainer:
             for p in self.model.parameters():  # moments and weight decay still move)
                 if p.requires_grad:
                     p.grad = torch.zeros_like(p)
-        t = self.recipe.training
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
         self.optimizer.step()
         out = {k: v / tokens for k, v in weighted.items()} if tokens > 0 else {}
@@ -235,13 +232,12 @@ class GRPOTrainer:
         training forward *is* the behaviour pass (its ratios are exactly 1, as on-policy ratios should be); only
         the other rows need a separate no-grad pass, made before the first step. This saves one forward over
         a mini-batch per rollout (verl takes the same shortcut when a batch is consumed on-policy). Rows with a
-        zero advantage get neither pass when their gradient is exactly zero (see ``_skips_zero_advantage``)."""
+        zero advantage get neither pass when their gradient is exactly zero (``skips_zero_advantage``)."""
         t = self.recipe.training
         self.model.train()  # dropout is disabled at load (the ratio compares one function); train mode keeps
         # gradient checkpointing on, which transformers applies only in train mode
         epochs = [torch.chunk(torch.randperm(len(batch)), t.mini_batches) for _ in range(t.inner_epochs)]
-        skip = self._skips_zero_advantage()
-        trainable = batch.advantages != 0 if skip else torch.ones(len(batch), dtype=torch.bool)
+        trainable = (batch.advantages != 0) if self.skips_zero_advantage else torch.ones(len(batch), dtype=torch.bool)
         batch.old_logprobs = torch.full_like(batch.loss_mask, float("nan"))  # the first mini-batch fills its rows
         if len(epochs[0]) > 1:
             rest = torch.cat(epochs[0][1:])
