@@ -12,8 +12,9 @@ calls the hooks of every enabled technique in the fixed order of ``sigx.techniqu
 ``adjust_advantages``change advantages after group normalisation.
 ``policy_loss``      the name of the policy loss in ``sigx.engine.losses.POLICY_LOSSES`` this technique needs
                      (SSPO, SORL); at most one loss is in force, so techniques that both reshape the ratio
-                     must register a composed loss and say so.
-``extra_loss``       a term added to the aggregated policy loss.
+                     must register a composed loss and say so (and whether it is zero at zero advantage).
+``extra_loss``       a term added to the aggregated policy loss (a technique that overrides it keeps rows with
+                     zero advantage in the update, which are otherwise left out as carrying no gradient).
 ``metrics``          diagnostics logged each step under ``<technique>/``.
 ``state_dict`` / ``load_state_dict``
                      whatever the technique carries from one step to the next (GC-RL's sampling RNG), saved
