@@ -48,7 +48,8 @@ def run_sigx(recipe) -> dict:
     trainer = GRPOTrainer(recipe, SharedEngine(recipe, log=lambda m: None))
     rows = [trainer.step().metrics for _ in range(recipe.training.steps)]
     return {"steps": [{"step_s": r["step_s"], "rollout_s": r["rollout_s"], "train_s": r["train_s"],
-                       "tokens": r["rollout_tokens_per_s"] * r["rollout_s"], "reward": r["reward"]} for r in rows]}
+                       "tokens": r["rollout_tokens_per_s"] * r["rollout_s"], "reward": r["reward"],
+                       "trained_fraction": r["trained_fraction"]} for r in rows]}
 
 
 def run_trl(recipe) -> dict:
@@ -151,6 +152,8 @@ def summarize(result: dict, warmup: int) -> dict:
            "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["step_s"] for s in steps),
            "peak_memory_mb": result["peak_memory_mb"], "steps": len(steps),
            "reward": statistics.mean(s["reward"] for s in result["steps"])}
+    if "trained_fraction" in steps[0]:  # sigx leaves rows with zero advantage out of the update
+        out["trained_fraction"] = statistics.mean(s["trained_fraction"] for s in steps)
     if "rollout_s" in steps[0]:
         out["rollout_s"] = statistics.median(s["rollout_s"] for s in steps)
         out["train_s"] = statistics.median(s["train_s"] for s in steps)
@@ -193,6 +196,8 @@ def main() -> None:
         print(f"| {name} | {x['step_s']:.2f} s | {x.get('rollout_s', float('nan')):.2f} s / {x.get('train_s', float('nan')):.2f} s "
               f"| {x['tokens_per_s']:.0f} | {x.get('rollout_tokens_per_s', float('nan')):.0f} | "
               f"{x.get('train_tokens_per_s', float('nan')):.0f} | {x['peak_memory_mb']:.0f} MB |")
+    print(f"\nsigx trained {results['sigx']['trained_fraction']:.0%} of the rows over the measured steps (the rest "
+          "had advantage exactly 0: no gradient, left out of the update)")
     ratio = results["sigx"]["step_s"] / results["trl"]["step_s"]
     print(f"\nsigx / TRL step time: {ratio:.2f}x (goal <= 0.5x)")
 
