@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from sigx.config import RecipeError
-from sigx.runs import COMPUTE_LAYOUT_FIELDS, config_differences
+from sigx.runs import COMPUTE_LAYOUT_FIELDS, config_differences, list_differences
 
 FILE = "checkpoint.pt"
 
@@ -67,9 +67,9 @@ class Checkpoints:
                                "afresh with --fresh"]) from None
         changed = config_differences(state["config"], self.config, ignore=RESUMABLE_CHANGES)
         if changed:
-            shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
-            raise RecipeError([f"{self.path}: a checkpoint of a different recipe (differs in {shown}); "
-                               "start afresh with --fresh, or write this run elsewhere with --run-dir"])
+            raise RecipeError([f"{self.path}: a checkpoint of a different recipe (differs in "
+                               f"{list_differences(changed)}); start afresh with --fresh, or write this run "
+                               "elsewhere with --run-dir"])
         return state
 
     def remove(self) -> None:

@@ -66,6 +66,11 @@ def config_differences(old, new, ignore: set[tuple[str, ...]] = frozenset(), pat
     return [".".join(path)] if old != new else []
 
 
+def list_differences(changed: list[str], shown: int = 4) -> str:
+    """The first ``shown`` differing fields for a one-line error, with "..." when there are more."""
+    return ", ".join(changed[:shown]) + (", ..." if len(changed) > shown else "")
+
+
 def read_json(path: str | Path) -> Any:
     """The parsed file, or None when it is absent or unreadable (never written completely by sigx)."""
     try:

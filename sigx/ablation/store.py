@@ -32,7 +32,8 @@ import yaml
 
 from sigx.checkpoint import FILE as CHECKPOINT_FILE
 from sigx.config import Recipe
-from sigx.runs import COMPUTE_LAYOUT_FIELDS, config_differences, read_json, write_json_atomic, write_text_atomic
+from sigx.runs import (COMPUTE_LAYOUT_FIELDS, config_differences, list_differences, read_json, write_json_atomic,
+                       write_text_atomic)
 
 # Fields that say where and how an ablation runs, not what it measures: they may change between a crash and
 # its resume (e.g. resume a local ablation on Ray, or with more workers, or with smaller micro-batches after
@@ -142,9 +143,9 @@ class AblationStore:
             stored = yaml.safe_load(stored_path.read_text()) or {}
             changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS)
             if changed:
-                shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
-                raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in {shown}); "
-                                 "rename the recipe, set ablation.output_dir, or remove that directory")
+                raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in "
+                                 f"{list_differences(changed)}); rename the recipe, set ablation.output_dir, or "
+                                 "remove that directory")
         write_text_atomic(stored_path, yaml.safe_dump(resolved, sort_keys=False))
         write_json_atomic(self.root / "plan.json", {
             "name": recipe.name, "factors": recipe.ablation.factors, "seeds": recipe.ablation.seeds,
