@@ -44,8 +44,10 @@ def peak_memory_mb() -> float:
 def run_sigx(recipe) -> dict:
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
+    from sigx.techniques import build
 
-    trainer = GRPOTrainer(recipe, SharedEngine(recipe, log=lambda m: None))
+    engine = SharedEngine(recipe, log=lambda m: None)
+    trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
     rows = [trainer.step().metrics for _ in range(recipe.training.steps)]
     return {"steps": [{"step_s": r["step_s"], "rollout_s": r["rollout_s"], "train_s": r["train_s"],
                        "tokens": r["rollout_tokens_per_s"] * r["rollout_s"], "reward": r["reward"],

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from sigx.config import Recipe, RecipeError, load_recipe
+from sigx.config import Recipe, RecipeError, load_recipe, recipe_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO with composable signal techniques (SSPO, Search-P1, GC-RL, SORL) and their ablations.")
@@ -43,9 +43,12 @@ def enable_overrides(enable: str | None) -> list[str]:
 
 def load_or_fail(recipe: Path, overrides: list[str]) -> Recipe:
     try:
-        return load_recipe(recipe, overrides)
+        loaded = load_recipe(recipe, overrides)
     except RecipeError as err:
         fail(err.problems)
+    for line in recipe_warnings(loaded):
+        console.print(f"[yellow]warning:[/yellow] {recipe}: {line}", markup=True, highlight=False, soft_wrap=True)
+    return loaded
 
 
 @app.command()

@@ -50,7 +50,7 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     see :mod:`sigx.checkpoint`); ``fresh`` discards such a checkpoint and starts over."""
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
-    from sigx.techniques import TechniqueError
+    from sigx.techniques import TechniqueError, build
 
     console = console or Console(stderr=True)
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
@@ -58,7 +58,7 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     if engine is None:
         engine = SharedEngine(recipe, log=log)
     try:
-        trainer = GRPOTrainer(recipe, engine)
+        trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
     except TechniqueError as err:
         raise RecipeError([str(err)]) from None
     config = recipe.model_dump(mode="json")

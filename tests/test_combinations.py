@@ -13,14 +13,14 @@ from sigx.config import load_recipe
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trainer import GRPOTrainer
 from sigx.runs import read_jsonl
-from sigx.techniques import TECHNIQUE_ORDER
+from sigx.techniques import TECHNIQUE_ORDER, build
 from sigx.train import run_training
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 COMBINATIONS = [c for k in range(len(TECHNIQUE_ORDER) + 1) for c in itertools.combinations(TECHNIQUE_ORDER, k)]
 # skip_zero_advantage off: the loss stage of every technique must run even where two short steps' groups all tie
 SHORT = ["training.steps=2", "training.eval_every=2", "training.prompts_per_step=4", "training.eval_samples=1",
-         "rollout.group_size=4", "techniques.gcrl.responses_per_step=4", "training.skip_zero_advantage=false",
+         "rollout.group_size=4", "techniques.gcrl.pairs_per_step=2", "training.skip_zero_advantage=false",
          "logging.wandb=disabled"]
 # The search task on a smaller, briefly warmed-up model: enough to exercise multi-turn turns and observations.
 SEARCH_SMALL = ["model.tiny.sft_steps=20", "model.tiny.hidden_size=64", "task.eval_prompts=8"]
@@ -61,12 +61,13 @@ def test_cli_enables_all_four(tmp_path):
                                       "--run-dir", str(tmp_path / "run"), *sum((["--set", s] for s in SHORT), [])])
     assert result.exit_code == 0, result.output
     row = read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]
-    assert {"sspo/gate_weight", "sorl/turn_clip_fraction", "search_p1/path_score", "gcrl/critiques"} <= set(row)
+    assert {"sspo/gate_weight", "sorl/turn_clip_fraction", "search_p1/r_path", "gcrl/critiques"} <= set(row)
 
 
 def test_gcrl_with_no_critiques_is_the_baseline_step(engines):
     def one_step(combination, extra=()):
-        trainer = GRPOTrainer(_recipe(RECIPES / "tiny.yaml", combination, extra), engines["arithmetic"])
+        recipe = _recipe(RECIPES / "tiny.yaml", combination, extra)
+        trainer = GRPOTrainer(recipe, engines["arithmetic"], build(recipe, engines["arithmetic"]))
         metrics = trainer.step().metrics
         return metrics, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 

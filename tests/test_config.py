@@ -115,3 +115,18 @@ def test_cli_train_unusable_model_or_backend_is_one_line(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.startswith(f"error: model.name: cannot load '{tmp_path / 'no-such-model'}'")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_gspo_with_token_mean_gets_one_warning_line(tmp_path):
+    from sigx.config import recipe_from_data, recipe_warnings
+
+    (line,) = recipe_warnings(recipe_from_data({"training": {"policy_loss": "gspo"}}))
+    assert line.startswith("training.policy_loss: gspo with loss_aggregation token-mean") and "seq-mean" in line
+    assert recipe_warnings(recipe_from_data({"training": {"policy_loss": "gspo", "loss_aggregation": "seq-mean"}})) == []
+    # a ratio technique replaces the loss: GSPO is not in force
+    assert recipe_warnings(recipe_from_data({"training": {"policy_loss": "gspo"},
+                                             "techniques": {"sspo": {"enabled": True}}})) == []
+    path = tmp_path / "r.yaml"
+    path.write_text("training: {policy_loss: gspo}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "warning:" in result.output and "seq-mean" in result.output

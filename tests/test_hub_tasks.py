@@ -17,7 +17,8 @@ from sigx.tasks import build_task
 from sigx.tasks.base import Segment
 from sigx.tasks.gsm8k import final_answer, normalize_number, reference_steps
 from sigx.tasks.natural import NaturalCritique
-from sigx.techniques.search_p1 import path_scores
+from sigx.engine.trajectory import Trajectory
+from sigx.techniques.search_p1 import SearchP1
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 ROWS = [
@@ -63,6 +64,15 @@ def test_reference_path_is_the_calculator_results():
     assert reference_steps(ROWS[1]["answer"]) == ("0.2", "10")
 
 
+def test_a_dataset_may_carry_its_own_reference_path_and_plan(tmp_path):
+    rows = [{**ROWS[0], "reference_path": ["half of 48", "48 plus that"], "reference_plan": "find May\nadd up"}]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (problem,) = build_task(_gsm8k(tmp_path).task).eval_problems()
+    assert problem.reference_path == ("half of 48", "48 plus that")
+    assert problem.reference_plan == ("find May", "add up")
+
+
 def test_gsm8k_from_a_local_copy_scores_and_paths(gsm8k_dir):
     task = build_task(_gsm8k(gsm8k_dir).task)
     problem = next(p for p in task.eval_problems() if p.answer == "72")
@@ -72,9 +82,14 @@ def test_gsm8k_from_a_local_copy_scores_and_paths(gsm8k_dir):
     nothing = [Segment("I think it is 50.\n#### 50", True)]
     assert task.score(problem, right).correct and task.score(problem, right).reward == 1.0
     assert not task.score(problem, half).correct and task.score(problem, half).reward == 0.0
-    config = SearchP1Config(enabled=True)
-    scores = [path_scores(task, problem, t, config)["path"] for t in (right, half, nothing)]
-    assert scores == [1.0, 0.5, 0.0]  # 2 of 2, 1 of 2 (24), 0 of 2 gold intermediate results reached
+    trajectories = [Trajectory(problem=problem, group=0, prompt_ids=[], segments=t) for t in (right, half, nothing)]
+    for t in trajectories:
+        t.correct = task.score(problem, t.segments).correct
+    SearchP1(SearchP1Config(enabled=True), task).shape_rewards(trajectories)
+    # no plan: R_path = S_ref = (covered / 2) * (covered / actions): 2 of 2 in 2; 1 of 2 (24) in 2; none
+    assert [t.info["search_p1"].r_path for t in trajectories] == [1.0, 0.25, 0.0]
+    assert [task.format_check(problem, t) for t in (right, [Segment("about 50", True)], [Segment("no", True)])] == \
+        ["valid", "partial", "invalid"]
     demo = task.demonstration(problem, random.Random(0), noise=0.0)
     assert "<<" not in demo[0].text and task.score(problem, demo).correct
 
@@ -161,8 +176,8 @@ ON_CPU = ["model.name=sigx/tiny", "model.dtype=float32", "model.gradient_checkpo
           "model.tiny.sft_batch_size=4", "rollout.backend=hf", "rollout.group_size=2", "rollout.max_new_tokens=12",
           "training.steps=2", "training.eval_every=2", "training.prompts_per_step=2", "training.eval_samples=1",
           "training.mini_batches=2", "training.micro_batch_size=2", "training.autocast=off", "task.eval_prompts=2",
-          "techniques.gcrl.responses_per_step=2", "techniques.gcrl.critiques_per_response=2",
-          "techniques.gcrl.critique_max_tokens=8", "techniques.gcrl.balance_labels=false",
+          "techniques.gcrl.pairs_per_step=2", "techniques.gcrl.critiques_per_response=2",
+          "techniques.gcrl.critique_max_tokens=8", "techniques.gcrl.data_filter=false",
           "training.skip_zero_advantage=false", "logging.wandb=disabled"]
 ALL_FOUR = [f"techniques.{name}.enabled=true" for name in ("search_p1", "gcrl", "sspo", "sorl")]
 
@@ -177,5 +192,5 @@ def test_hub_tasks_train_end_to_end_on_cpu_with_all_four_techniques(recipe, gsm8
     summary = run_training(loaded, run_dir=tmp_path / "run")
     assert summary["status"] == "completed"
     last = read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]
-    assert {"search_p1/path_score", "gcrl/critiques", "sspo/gate_weight", "sorl/turn_clip_fraction"} <= set(last)
+    assert {"search_p1/r_path", "gcrl/critiques", "sspo/gate_weight", "sorl/turn_clip_fraction"} <= set(last)
     assert last["gcrl/critiques"] > 0 and last["loss"] == last["loss"]  # critiques were sampled; loss not NaN

@@ -6,21 +6,27 @@ import pytest
 import torch
 
 from sigx.config import TrainingConfig
-from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss, kl_k3
+from sigx.engine.losses import (POLICY_LOSSES, PolicyLossInputs, aggregate_loss, bind_policy_loss, kl_k3,
+                                register_policy_loss)
 
 
 def _inputs(logp, old, adv, mask, **cfg):
+    """(leaf, inputs, the training section the losses are bound to)."""
     logp = torch.tensor(logp, requires_grad=True)
     return logp, PolicyLossInputs(logp, torch.tensor(old), torch.tensor(adv), torch.tensor(mask),
-                                  torch.zeros_like(torch.tensor(mask), dtype=torch.long), TrainingConfig(**cfg))
+                                  torch.zeros_like(torch.tensor(mask), dtype=torch.long)), TrainingConfig(**cfg)
+
+
+def _loss(name, x, training):
+    return bind_policy_loss(name, training=training)(x)
 
 
 def test_ppo_clip_values_and_gradient():
     # Token ratios: e^0.5 = 1.6487 (clipped at 1.2 for A>0), e^-0.5 = 0.6065 (clipped at 0.8 for A<0 -> the
     # pessimistic max picks the clipped one only when it is larger), 1.0 (no clip).
-    logp, x = _inputs([[0.5, 0.0], [-0.5, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [2.0, -1.0], [[1.0, 1.0], [1.0, 1.0]],
+    logp, x, t = _inputs([[0.5, 0.0], [-0.5, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [2.0, -1.0], [[1.0, 1.0], [1.0, 1.0]],
                       clip_eps=0.2)
-    loss, metrics = POLICY_LOSSES["ppo_clip"](x)
+    loss, metrics = _loss("ppo_clip", x, t)
     r = math.exp(0.5)
     # row 0, A=2: max(-2*1.6487, -2*1.2) = -2.4 (clipped, no grad); max(-2*1, -2*1) = -2 (grad -2*ratio = -2)
     # row 1, A=-1: max(1*0.6065, 1*0.8) = 0.8 (clipped, no grad); token 2: 1.0 (grad +1)
@@ -32,15 +38,15 @@ def test_ppo_clip_values_and_gradient():
 
 
 def test_ppo_clip_higher_is_asymmetric():
-    _, x = _inputs([[0.25]], [[0.0]], [1.0], [[1.0]], clip_eps=0.2, clip_eps_high=0.28)
-    loss, _ = POLICY_LOSSES["ppo_clip"](x)
+    _, x, t = _inputs([[0.25]], [[0.0]], [1.0], [[1.0]], clip_eps=0.2, clip_eps_high=0.28)
+    loss, _ = _loss("ppo_clip", x, t)
     assert loss.item() == pytest.approx(-1.28)
 
 
 def test_gspo_uses_one_length_normalised_ratio_per_sequence():
     # Sequence log-ratio = mean(0.0008, -0.0002, [masked 5.0]) = 0.0003 -> s = e^0.0003, inside [1-3e-4, 1+4e-4].
-    logp, x = _inputs([[0.0008, -0.0002, 5.0]], [[0.0, 0.0, 0.0]], [1.0], [[1.0, 1.0, 0.0]])
-    loss, metrics = POLICY_LOSSES["gspo"](x)
+    logp, x, t = _inputs([[0.0008, -0.0002, 5.0]], [[0.0, 0.0, 0.0]], [1.0], [[1.0, 1.0, 0.0]])
+    loss, metrics = _loss("gspo", x, t)
     s = math.exp(0.0003)
     assert torch.allclose(loss[0, :2], torch.tensor([-s, -s]), atol=1e-7)
     (loss * x.mask).sum().backward()
@@ -65,10 +71,28 @@ def test_kl_k3_hand_computed():
 
 def test_gspo_band_is_the_papers_asymmetric_one():
     # s = e^0.0005 = 1.0005 > 1 + 4e-4: clipped for A > 0 (loss -1.0004, no gradient) ...
-    logp, x = _inputs([[0.0005]], [[0.0]], [1.0], [[1.0]])
-    loss, metrics = POLICY_LOSSES["gspo"](x)
+    logp, x, t = _inputs([[0.0005]], [[0.0]], [1.0], [[1.0]])
+    loss, metrics = _loss("gspo", x, t)
     assert loss.item() == pytest.approx(-1.0004) and metrics["clip_fraction"].item() == 1.0
     # ... while s = e^-0.00035 < 1 - 3e-4 is clipped for A < 0 (loss = -A * 0.9997)
-    _, x = _inputs([[-0.00035]], [[0.0]], [-1.0], [[1.0]])
-    loss, _ = POLICY_LOSSES["gspo"](x)
+    _, x, t = _inputs([[-0.00035]], [[0.0]], [-1.0], [[1.0]])
+    loss, _ = _loss("gspo", x, t)
     assert loss.item() == pytest.approx(0.9997)
+
+
+def test_the_registry_refuses_a_name_twice_and_names_what_is_allowed():
+    with pytest.raises(ValueError, match="registered twice"):
+        register_policy_loss("ppo_clip")(lambda x, s: None)
+    with pytest.raises(ValueError, match="unknown policy loss 'ppo'; allowed: ppo_clip, gspo"):
+        bind_policy_loss("ppo")
+
+
+def test_every_registered_loss_and_estimator_documents_its_formula():
+    from sigx.engine.advantages import ADVANTAGE_ESTIMATORS
+
+    import sigx.techniques  # noqa: F401  (registers the technique losses)
+
+    for name, spec in POLICY_LOSSES.items():
+        assert spec.fn.__doc__ and ("=" in spec.fn.__doc__ or "docstring" in spec.fn.__doc__), name
+    for name, fn in ADVANTAGE_ESTIMATORS.items():
+        assert fn.__doc__ and "A_i" in fn.__doc__, name

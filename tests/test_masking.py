@@ -4,6 +4,7 @@ import torch
 
 from sigx.config import SearchTaskConfig, TrainingConfig
 from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss
+from sigx.techniques import policy_loss_with_defaults
 from sigx.engine.rollout import RolloutBackend, SamplingParams, TurnOutput
 from sigx.engine.trajectory import collate
 from sigx.models.tiny import encode_demonstration
@@ -60,10 +61,9 @@ def test_observation_logprobs_do_not_reach_the_loss():
     tok, task, problem, script, traj = _episode()
     batch = collate([traj], torch.tensor([1.5]), tok.pad_token_id)
     logp = torch.full(batch.loss_mask.shape, -0.3, requires_grad=True)
-    x = PolicyLossInputs(logp, torch.full_like(logp, -0.3002), batch.advantages, batch.loss_mask, batch.turn_ids,
-                         TrainingConfig())
+    x = PolicyLossInputs(logp, torch.full_like(logp, -0.3002), batch.advantages, batch.loss_mask, batch.turn_ids)
     for name in POLICY_LOSSES:
-        per_token, _ = POLICY_LOSSES[name](x)
+        per_token, _ = policy_loss_with_defaults(name)(x)
         loss = aggregate_loss(per_token, batch.loss_mask, "token-mean")
         (grad,) = torch.autograd.grad(loss, logp)
         assert grad[batch.loss_mask == 0].abs().max().item() == 0.0, name

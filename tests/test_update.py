@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sigx.config import TechniquesConfig, TrainingConfig, load_recipe
-from sigx.engine.losses import POLICY_LOSSES, ZERO_AT_ZERO_ADVANTAGE, PolicyLossInputs
+from sigx.config import load_recipe
+from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs
 from sigx.engine.shared import SharedEngine
-from sigx.engine.trainer import GRPOTrainer  # (imports sigx.techniques, which registers the technique losses)
+from sigx.engine.trainer import GRPOTrainer
+from sigx.techniques import policy_loss_with_defaults  # (importing sigx.techniques registers their losses)
 from sigx.engine.trajectory import RolloutBatch, collate
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -129,11 +130,14 @@ def test_zero_advantage_rows_are_kept_when_their_gradient_is_not_zero(engine, tr
     assert metrics["trained_fraction"] == 1.0 and sum(s[0] for s in forwarded) == n + n // 2
 
 
+ZERO_AT_ZERO_ADVANTAGE = sorted(name for name, spec in POLICY_LOSSES.items() if spec.zero_at_zero_advantage)
+
+
 def test_every_built_in_loss_declares_it():
-    assert {"ppo_clip", "gspo", "sspo", "sorl", "sorl+sspo"} <= ZERO_AT_ZERO_ADVANTAGE
+    assert {"ppo_clip", "gspo", "sspo", "sorl", "sorl+sspo"} <= set(ZERO_AT_ZERO_ADVANTAGE)
 
 
-@pytest.mark.parametrize("name", sorted(ZERO_AT_ZERO_ADVANTAGE))
+@pytest.mark.parametrize("name", ZERO_AT_ZERO_ADVANTAGE)
 def test_losses_that_declare_it_give_zero_advantage_rows_no_gradient_and_no_influence(name):
     """The premise of leaving rows out, for every loss that claims it: a row with A = 0 has zero loss and zero
     gradient, and the other rows' losses are the same with or without it in the batch."""
@@ -144,13 +148,12 @@ def test_losses_that_declare_it_give_zero_advantage_rows_no_gradient_and_no_infl
     mask = (torch.rand(b, t) > 0.2).float()
     turns = torch.where(mask > 0, torch.arange(t).div(3, rounding_mode="floor").expand(b, t), -1)
     advantages = torch.tensor([1.5, 0.0, -0.7, 0.0, 2.0, -1.2])
-    config, techniques = TrainingConfig(), TechniquesConfig()
-    loss, _ = POLICY_LOSSES[name](PolicyLossInputs(logp, old, advantages, mask, turns, config, techniques))
+    loss_fn = policy_loss_with_defaults(name)
+    loss, _ = loss_fn(PolicyLossInputs(logp, old, advantages, mask, turns))
     (loss * mask).sum().backward()
     zero = advantages == 0
     assert torch.all(loss[zero] == 0) and torch.all(logp.grad[zero] == 0)
     assert logp.grad[~zero].abs().sum() > 0
     keep = ~zero
-    alone, _ = POLICY_LOSSES[name](PolicyLossInputs(logp.detach()[keep], old[keep], advantages[keep], mask[keep],
-                                                    turns[keep], config, techniques))
+    alone, _ = loss_fn(PolicyLossInputs(logp.detach()[keep], old[keep], advantages[keep], mask[keep], turns[keep]))
     assert torch.allclose(alone, loss.detach()[keep], atol=1e-7)

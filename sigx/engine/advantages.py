@@ -1,9 +1,8 @@
 """Advantage estimators, a registry in the style of verl's ``core_algos``.
 
-GRPO (Shao et al. 2024): A_i = (r_i - mean(r_group)) / (std(r_group) + eps), with the unbiased (Bessel)
-standard deviation as TRL's GRPOTrainer computes it. Dr. GRPO (Liu et al. 2025) drops the division by the
-std, which otherwise up-weights near-uniform groups. A trajectory's group is its ``group`` id, so groups may
-have any size (GC-RL's critique groups are smaller than the generation groups).
+An estimator maps the rewards [N] of a step's trajectories and their GRPO group ids [N] to advantages [N]. A
+trajectory's group is its ``group`` id, so groups may have any size (GC-RL's critiques may form groups of
+their own or join their question's group).
 """
 
 from __future__ import annotations
@@ -12,15 +11,24 @@ from typing import Callable
 
 import torch
 
-ADVANTAGE_ESTIMATORS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
+AdvantageEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
 
 
 def register_advantage(name: str):
-    def wrap(fn):
+    def wrap(fn: AdvantageEstimator) -> AdvantageEstimator:
+        if name in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"advantage estimator {name!r} is registered twice")
         ADVANTAGE_ESTIMATORS[name] = fn
         return fn
 
     return wrap
+
+
+def advantage_estimator(name: str) -> AdvantageEstimator:
+    if name not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {name!r}; allowed: {', '.join(ADVANTAGE_ESTIMATORS)}")
+    return ADVANTAGE_ESTIMATORS[name]
 
 
 def _group_stats(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,11 +43,21 @@ def _group_stats(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Ten
 
 @register_advantage("grpo")
 def grpo_advantages(rewards: torch.Tensor, groups: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO (Shao et al. 2024, arXiv 2402.03300, §4.1.2, outcome supervision)::
+
+        A_i = (r_i - mean(r_group(i))) / (std(r_group(i)) + eps)
+
+    with the unbiased (Bessel) standard deviation, as TRL's GRPOTrainer computes it; eps = 1e-4 as TRL."""
     mean, std = _group_stats(rewards, groups)
     return (rewards - mean) / (std + eps)
 
 
 @register_advantage("dr_grpo")
 def dr_grpo_advantages(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Dr. GRPO (Liu et al. 2025, arXiv 2503.20783, §3.2)::
+
+        A_i = r_i - mean(r_group(i))
+
+    no division by the group's std, which otherwise up-weights near-uniform groups."""
     mean, _ = _group_stats(rewards, groups)
     return rewards - mean

@@ -1,7 +1,8 @@
-"""The engine's hook points: the only way a technique changes a GRPO step.
+"""The engine's hook points, the technique registry and the resolution of the policy loss in force.
 
-One GRPO step runs these stages, in order; a technique overrides only the hooks of its stage, and the engine
-calls the hooks of every enabled technique in the fixed order of ``sigx.techniques.TECHNIQUE_ORDER``::
+A technique changes a GRPO step only through these hooks. One GRPO step runs these stages, in order; a
+technique overrides only the hooks of its stage, and the engine calls the hooks of every enabled technique in
+``TECHNIQUE_ORDER`` (the order of the recipe's ``techniques`` section, which follows the loop)::
 
     rollout ──► expand_rollouts ──► outcome reward ──► shape_rewards ──► advantages ──► adjust_advantages
             ──► policy loss (``policy_loss`` names a registered loss: IS ratio and trust region)
@@ -10,30 +11,71 @@ calls the hooks of every enabled technique in the fixed order of ``sigx.techniqu
 ``expand_rollouts``  add trajectories of a new kind (GC-RL's critiques), scored by the technique itself.
 ``shape_rewards``    rewrite ``trajectory.reward`` from the outcome and the transcript (Search-P1).
 ``adjust_advantages``change advantages after group normalisation.
-``policy_loss``      the name of the policy loss in ``sigx.engine.losses.POLICY_LOSSES`` this technique needs
-                     (SSPO, SORL); at most one loss is in force, so techniques that both reshape the ratio
-                     must register a composed loss and say so (and whether it is zero at zero advantage).
+``policy_loss``      the name of a registered loss (:mod:`sigx.engine.losses`) this technique needs (SSPO,
+                     SORL); it is bound to the technique's own section. At most one loss is in force, so
+                     techniques that both reshape the ratio need a composed loss registered under their loss
+                     names joined by "+" in sorted order (``sorl+sspo``), bound to ``{technique: section}``.
 ``extra_loss``       a term added to the aggregated policy loss (a technique that overrides it keeps rows with
                      zero advantage in the update, which are otherwise left out as carrying no gradient).
 ``metrics``          diagnostics logged each step under ``<technique>/``.
+``summary``          entries a technique adds to the run's ``summary.json``, from the metrics history.
 ``state_dict`` / ``load_state_dict``
-                     whatever the technique carries from one step to the next (GC-RL's sampling RNG), saved
-                     in the run's checkpoint so that a resumed run continues exactly as an uninterrupted one.
+                     whatever the technique carries from one step to the next (an RNG, GC-RL's data cache),
+                     saved in the run's checkpoint so that a resumed run continues exactly.
 
-A technique's knobs are its section of the recipe (``config_class`` in :mod:`sigx.config`); it may read the
-whole recipe (e.g. the sampling settings GC-RL's critiques reuse) but changes nothing outside its hooks.
+A technique receives what it needs and nothing more: its own recipe section, the task, and a
+:class:`TechniqueContext` (the run's seed, the rollout's group size and sampling settings, and a ``generate``
+function for techniques that sample, such as GC-RL's critiques). It never sees the engine or the recipe.
+
+The engine defines this module and never imports a technique; the caller builds the enabled techniques
+(:func:`build_techniques`, after importing :mod:`sigx.techniques`, whose modules register themselves) and
+hands them to the trainer.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
 import torch
 
-from sigx.config import TechniqueConfig
+from sigx.config import TechniqueConfig, TechniquesConfig, TrainingConfig
+from sigx.engine.losses import BoundPolicyLoss, bind_policy_loss, policy_loss_spec
+from sigx.engine.rollout import SamplingParams
 
 if TYPE_CHECKING:
     from sigx.engine.trajectory import RolloutBatch, Trajectory
+    from sigx.tasks.base import Problem
+
+#: the order in which hooks run: the recipe's own section order (reward density, reward dimension, then the
+#: ratio), defined once in :class:`sigx.config.TechniquesConfig`
+TECHNIQUE_ORDER: tuple[str, ...] = tuple(TechniquesConfig.model_fields)
+
+
+class Environment(Protocol):
+    """What the rollout needs of a task to run episodes: a turn ends on a stop string (or EOS), and the
+    environment replies (None ends the episode). A :class:`sigx.tasks.base.Task` is one."""
+
+    max_turns: int
+    turn_stop_strings: tuple[str, ...]
+
+    def respond(self, problem: "Problem", turns: list[str]) -> str | None: ...
+
+
+#: generate(environment, problems, group ids, sampling) -> one trajectory per problem, from the current policy
+GenerateFn = Callable[[Environment, list["Problem"], list[int], SamplingParams], list["Trajectory"]]
+
+
+@dataclass(frozen=True)
+class TechniqueContext:
+    seed: int = 0
+    group_size: int = 8  # the rollout's samples per prompt (GC-RL's default critiques per pair)
+    sampling: SamplingParams = SamplingParams(max_new_tokens=48)  # the rollout's settings (critiques reuse them)
+    generate: GenerateFn | None = None
+
+
+class TechniqueError(ValueError):
+    pass
 
 
 class Technique:
@@ -41,11 +83,10 @@ class Technique:
     config_class: ClassVar[type[TechniqueConfig]] = TechniqueConfig
     policy_loss: ClassVar[str | None] = None
 
-    def __init__(self, config: TechniqueConfig, task, engine=None, recipe=None):
+    def __init__(self, config: TechniqueConfig, task, context: TechniqueContext | None = None):
         self.config = config
         self.task = task
-        self.engine = engine
-        self.recipe = recipe
+        self.context = context or TechniqueContext()
 
     def expand_rollouts(self, trajectories: list["Trajectory"], next_group: int) -> list["Trajectory"]:
         return []
@@ -62,8 +103,54 @@ class Technique:
     def metrics(self, trajectories: list["Trajectory"]) -> dict[str, float]:
         return {}
 
+    def summary(self, history: list[dict]) -> dict:
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         return None
+
+
+# ------------------------------------------------------------------------------------------------ registry
+TECHNIQUES: dict[str, type[Technique]] = {}
+
+
+def register_technique(cls: type[Technique]) -> type[Technique]:
+    """Class decorator: make ``cls`` available by its ``name`` (a section of the recipe's ``techniques``)."""
+    if cls.name not in TECHNIQUE_ORDER:
+        raise ValueError(f"technique {cls.name!r} has no section in the recipe's techniques; "
+                         f"sections: {', '.join(TECHNIQUE_ORDER)}")
+    if cls.name in TECHNIQUES:
+        raise ValueError(f"technique {cls.name!r} is registered twice")
+    TECHNIQUES[cls.name] = cls
+    return cls
+
+
+def build_techniques(config: TechniquesConfig, task, context: TechniqueContext) -> list[Technique]:
+    """The enabled techniques of a recipe's ``techniques`` section, in ``TECHNIQUE_ORDER``."""
+    built = []
+    for name in config.enabled_names():
+        if name not in TECHNIQUES:
+            raise TechniqueError(f"techniques.{name}: not implemented; implemented: {', '.join(TECHNIQUES) or 'none'}")
+        built.append(TECHNIQUES[name](getattr(config, name), task, context))
+    return sorted(built, key=lambda t: TECHNIQUE_ORDER.index(t.name))
+
+
+def resolve_policy_loss(techniques: list[Technique], training: TrainingConfig) -> BoundPolicyLoss:
+    """The one policy loss in force, with its settings bound: ``training.policy_loss`` unless a technique claims
+    the loss (bound to that technique's section), or a registered composition of the claims (bound to
+    ``{technique: section}``) when two techniques do."""
+    claimants = [t for t in techniques if t.policy_loss]
+    if not claimants:
+        return bind_policy_loss(training.policy_loss, training=training)
+    if len(claimants) == 1:
+        return bind_policy_loss(claimants[0].policy_loss, claimants[0].config)
+    composed = "+".join(sorted(t.policy_loss for t in claimants))
+    try:
+        policy_loss_spec(composed)
+    except ValueError:
+        raise TechniqueError(f"techniques {', '.join(t.name for t in claimants)} all replace the policy loss and "
+                             f"no composition {composed!r} is registered") from None
+    return bind_policy_loss(composed, {t.name: t.config for t in claimants})

@@ -8,6 +8,7 @@ masked tokens, and the episodes still running continue.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch
 from sigx.config import RecipeError
 from sigx.engine.sampler import sample
 from sigx.engine.trajectory import Trajectory
+from sigx.engine.weight_sync import StateDictReceiver, push_weights
 from sigx.tasks.base import Problem, Task
 
 #: ``rollout.dtype`` -> torch dtype ("auto", absent here, keeps the checkpoint's / training model's dtype)
@@ -153,10 +155,6 @@ class SyncedHFRolloutBackend(HFRolloutBackend):
     """
 
     def __init__(self, model, tokenizer, dtype: torch.dtype | None = None):
-        import copy
-
-        from sigx.engine.weight_sync import StateDictReceiver
-
         rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
         if dtype is not None:
             rollout_model.to(dtype)
@@ -165,25 +163,4 @@ class SyncedHFRolloutBackend(HFRolloutBackend):
         self.dtype = dtype
 
     def sync_weights(self, model) -> None:
-        from sigx.engine.weight_sync import push_weights
-
         push_weights(model, self.receiver, dtype=self.dtype)
-
-
-ROLLOUT_BACKENDS = ("hf", "hf_synced", "vllm")
-
-
-def build_rollout_backend(name: str, model, tokenizer, rollout_config, model_path: str | None = None,
-                          seed: int = 0) -> RolloutBackend:
-    if name == "hf":
-        backend = HFRolloutBackend(model, tokenizer)
-    elif name == "hf_synced":
-        backend = SyncedHFRolloutBackend(model, tokenizer, ROLLOUT_DTYPES.get(rollout_config.dtype))
-    elif name == "vllm":
-        from sigx.engine.vllm_backend import VLLMRolloutBackend
-
-        backend = VLLMRolloutBackend(model_path, tokenizer, rollout_config, seed=seed)
-    else:
-        raise RecipeError([f"rollout.backend: unknown backend {name!r}; allowed: {', '.join(ROLLOUT_BACKENDS)}"])
-    backend.chat_template = use_chat_template(rollout_config.chat_template, tokenizer)
-    return backend

@@ -14,7 +14,9 @@ import json
 import torch
 
 from sigx.config import Recipe
-from sigx.engine.rollout import build_rollout_backend
+from sigx.engine.backends import build_rollout_backend
+from sigx.engine.rollout import SamplingParams
+from sigx.engine.trajectory import Trajectory
 from sigx.models.loading import load_base
 from sigx.tasks import build_task
 
@@ -41,9 +43,14 @@ class SharedEngine:
         self.task = build_task(recipe.task)
         self.tokenizer, self.model, self.base_path = load_base(recipe.model, self.task, recipe.task, self.device, log)
         self.base_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.rollout = build_rollout_backend(recipe.rollout.backend, self.model, self.tokenizer, recipe.rollout,
-                                             model_path=self.base_path, seed=recipe.seed)
+        self.rollout = build_rollout_backend(recipe.rollout, self.model, self.tokenizer, model_path=self.base_path,
+                                             seed=recipe.seed)
         self._reference = None
+
+    def generate(self, environment, problems: list, groups: list[int], params: SamplingParams) -> list[Trajectory]:
+        """Episodes of ``environment`` for ``problems`` from the current policy, on the rollout backend: the
+        generate function a technique that samples receives (:class:`sigx.engine.hooks.TechniqueContext`)."""
+        return self.rollout.rollout(environment, problems, groups, params, self.tokenizer)
 
     def check_compatible(self, recipe: Recipe) -> None:
         if engine_key(recipe) != self.key:

@@ -16,20 +16,18 @@ import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
 from sigx.config import Recipe
-from sigx.engine.advantages import ADVANTAGE_ESTIMATORS
-from sigx.engine.hooks import Technique
-from sigx.engine.losses import (POLICY_LOSSES, ZERO_AT_ZERO_ADVANTAGE, PolicyLossInputs, aggregate_loss, kl_k3,
-                                masked_mean)
+from sigx.engine.advantages import advantage_estimator
+from sigx.engine.hooks import Technique, resolve_policy_loss
+from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logprobs
-from sigx.techniques import build_techniques, resolve_policy_loss
 
 if TYPE_CHECKING:
     from sigx.checkpoint import Checkpoints
@@ -48,7 +46,14 @@ class StepResult:
 
 
 class GRPOTrainer:
-    def __init__(self, recipe: Recipe, engine: SharedEngine):
+    """One run of the GRPO loop on a shared engine. ``techniques`` are the recipe's enabled techniques, built by
+    the caller (:func:`sigx.techniques.build`): the engine never imports a technique."""
+
+    def __init__(self, recipe: Recipe, engine: SharedEngine, techniques: Sequence[Technique] = ()):
+        enabled = recipe.techniques.enabled_names()
+        if sorted(t.name for t in techniques) != sorted(enabled):
+            raise ValueError(f"the recipe enables techniques {enabled or 'none'} but the trainer was given "
+                             f"{[t.name for t in techniques] or 'none'}; build them with sigx.techniques.build")
         self.recipe = recipe
         self.engine = engine
         self.task = engine.task
@@ -58,17 +63,18 @@ class GRPOTrainer:
         self.model = engine.model
         torch.manual_seed(recipe.seed)
         self.rng = random.Random(recipe.seed)
-        self.techniques = build_techniques(recipe, self.task, engine)
-        self.policy_loss_name = resolve_policy_loss(self.techniques, recipe.training.policy_loss)
-        self.policy_loss = POLICY_LOSSES[self.policy_loss_name]
+        self.techniques = list(techniques)
         t = recipe.training
+        self.policy_loss = resolve_policy_loss(self.techniques, t)  # the loss in force, its settings bound
+        self.aggregation = self.policy_loss.aggregation(t)  # the loss's own (SSPO: seq-mean), else the recipe's
+        self.estimate_advantages = advantage_estimator(t.advantage)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                            betas=(0.9, 0.99))
         self.reference = engine.reference_model() if t.kl_beta > 0 else None
         # Rows with advantage 0 may be left out of the update when their gradient is exactly zero: the policy
         # loss is proportional to the advantage, there is no KL term and no technique adds a loss.
         self.skips_zero_advantage = (t.skip_zero_advantage and self.reference is None
-                                     and self.policy_loss_name in ZERO_AT_ZERO_ADVANTAGE
+                                     and self.policy_loss.spec.zero_at_zero_advantage
                                      and all(type(x).extra_loss is Technique.extra_loss for x in self.techniques))
         r = recipe.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p)
@@ -102,7 +108,7 @@ class GRPOTrainer:
             tech.shape_rewards(trajectories)
         rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
         groups = torch.tensor([t.group for t in trajectories])
-        adv = ADVANTAGE_ESTIMATORS[self.recipe.training.advantage](rewards, groups)
+        adv = self.estimate_advantages(rewards, groups)
         for tech in self.techniques:
             adv = tech.adjust_advantages(trajectories, adv)
         return adv
@@ -161,7 +167,7 @@ class GRPOTrainer:
         """The micro-batch's share of the mini-batch's loss normaliser, so that the accumulated gradient is
         the mini-batch's exactly: its share of generated tokens (token-mean) or of non-empty sequences. The
         normaliser counts every row of the mini-batch, those left out for a zero advantage included."""
-        if self.recipe.training.loss_aggregation == "token-mean":
+        if self.aggregation == "token-mean":
             return float(micro.loss_mask.sum() / mini.loss_mask.sum().clamp_min(1))
         has_tokens = lambda b: float((b.loss_mask.sum(-1) > 0).sum())  # noqa: E731
         return has_tokens(micro) / max(has_tokens(mini), 1.0)
@@ -177,13 +183,13 @@ class GRPOTrainer:
             logp, entropy = token_logprobs(self.model, micro.input_ids, micro.attention_mask,
                                            self.recipe.rollout.temperature, with_entropy=True)
         old = logp.detach() if micro.old_logprobs is None else micro.old_logprobs
-        per_token, diag = self.policy_loss(PolicyLossInputs(logp, old, micro.advantages,
-                                                            micro.loss_mask, micro.turn_ids, t, self.recipe.techniques))
+        per_token, diag = self.policy_loss(PolicyLossInputs(logp, old, micro.advantages, micro.loss_mask,
+                                                            micro.turn_ids))
         if self.reference is not None:
             kl = kl_k3(logp, micro.ref_logprobs)
             per_token = per_token + t.kl_beta * kl
             diag["kl"] = masked_mean(kl.detach(), micro.loss_mask)
-        loss = aggregate_loss(per_token, micro.loss_mask, t.loss_aggregation)
+        loss = aggregate_loss(per_token, micro.loss_mask, self.aggregation)
         for tech in self.techniques:
             extra = tech.extra_loss(micro, logp)
             if extra is not None:
@@ -369,7 +375,10 @@ class GRPOTrainer:
                 on_step(step, row)
             if checkpoints is not None and checkpoints.due(step, t.steps):
                 checkpoints.save(step, self.state_dict(), history, row["elapsed_s"])
-        return summarize(history, spent + time.perf_counter() - start)
+        summary = summarize(history, spent + time.perf_counter() - start)
+        for tech in self.techniques:
+            summary.update(tech.summary(history))
+        return summary
 
 
 def logprob_gap(batch: RolloutBatch) -> float:
@@ -395,8 +404,6 @@ def summarize(history: list[dict], wall_s: float) -> dict:
     # over training.
     auc = float(np.trapezoid(rewards, steps)) / (steps[-1] - steps[0]) if len(evals) > 1 else rewards[0]
     step_times = [r["step_s"] for r in history if "step_s" in r]
-    critique = [r["gcrl/critique_accuracy"] for r in history if "gcrl/critique_accuracy" in r]
-    extra = {"final_critique_accuracy": sum(critique[-5:]) / len(critique[-5:])} if critique else {}
     return {
         "status": "completed",
         "steps": len(train_rewards),
@@ -409,5 +416,4 @@ def summarize(history: list[dict], wall_s: float) -> dict:
         "final_train_reward": sum(train_rewards[-5:]) / max(1, len(train_rewards[-5:])),
         "median_step_s": statistics.median_high(step_times) if step_times else math.nan,
         "wall_s": wall_s,
-        **extra,
     }

@@ -10,7 +10,7 @@ import random
 import re
 
 from sigx.config import ArithmeticTaskConfig
-from sigx.tasks.base import Problem, Score, Segment, Task, is_eval_split
+from sigx.tasks.base import Format, Problem, Score, Segment, Task, is_eval_split
 
 _STEP = re.compile(r"^(-?\d+)([+\-*])(\d+)=(-?\d+)$")
 
@@ -85,6 +85,17 @@ class ArithmeticTask(Task):
         answer = text.rsplit("#", 1)[1].strip()
         correct = answer == problem.answer
         return Score(1.0 if correct else 0.0, correct, answer)
+
+    def format_check(self, problem: Problem, transcript: list[Segment]) -> Format:
+        """No tools here: valid = every step ``a op b = c`` well formed and a number after ``#``; partial = an
+        answer after ``#`` but a malformed step; invalid = no answer."""
+        text = self.model_text(transcript)
+        if "#" not in text:
+            return "invalid"
+        body, answer = text.rsplit("#", 1)
+        steps = body.split(";")
+        well_formed = re.fullmatch(r"-?\d+", answer.strip()) and all(_STEP.match(s) for s in steps)
+        return "valid" if well_formed else "partial"
 
     def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
         body = self.model_text(transcript).split("#", 1)[0]

@@ -11,6 +11,7 @@ import random
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,10 @@ class Problem:
 
     prompt: str
     answer: str
-    reference_path: tuple[str, ...] = ()  # the gold steps (arithmetic steps, search keys): used by path rewards
+    #: the gold steps (arithmetic steps, search keys, a dataset's reference path): Search-P1's reference track
+    reference_path: tuple[str, ...] = ()
+    #: the reference plan in the vocabulary of a written plan (search: the relations to follow), when known
+    reference_plan: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -29,6 +33,10 @@ class Segment:
 
     text: str
     by_model: bool
+
+
+#: a transcript's format, as Search-P1's Alg. 3 grades it
+Format = Literal["valid", "partial", "invalid"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,12 @@ class Task(ABC):
         """An executed step in the vocabulary of the plan (the search task plans relations, executes keys)."""
         return executed_step
 
+    def format_check(self, problem: Problem, transcript: list[Segment]) -> Format:
+        """Search-P1's format grade (Alg. 3, lines 2-7): ``valid`` when well formed with an answer (and, for a
+        task with tools, at least one tool call), ``partial`` when it has an answer and a tool response but is
+        not well formed, ``invalid`` otherwise. By default: valid when the task can read an answer."""
+        return "valid" if self.score(problem, transcript).answer is not None else "invalid"
+
     # ---------------------------------------------------------------- critiques (GC-RL's second-order rollout)
     #: verdict words; a critique's last word decides (it may reason first)
     VERDICTS = {"yes": True, "no": False}
@@ -85,6 +99,11 @@ class Task(ABC):
     def critique_prompt(self, problem: Problem, transcript: list[Segment]) -> str:
         """Question + the full transcript (observations included) -> a request for a verdict."""
         return f"{problem.prompt}{''.join(s.text for s in transcript)}\nverdict:"
+
+    def refinement_prompt(self, problem: Problem, transcript: list[Segment], critique: str) -> str:
+        """GC-RL's self-correction prompt (arXiv 2602.22765 §5.2): the critique context and the critique, then
+        the question again, so that the policy answers it anew in the light of the critique."""
+        return f"{self.critique_prompt(problem, transcript)}{critique}\n{problem.prompt}"
 
     def critique_demonstration(self, problem: Problem, correct: bool) -> list[Segment]:
         """A critique for the SFT warm start: by default the bare verdict."""

@@ -14,7 +14,8 @@ format, with calculator annotations such as ``<<48/2=24>>``). They come from a l
   calculator annotations (``<<48/2=24>>`` -> ``24``); the executed path is every number the response derives
   after an ``=``. Coverage then says how many of the gold intermediate quantities the response reached, so a
   wrong final answer built on mostly right intermediate steps scores above a wrong one built on nothing.
-  There is no written plan, so Search-P1's self-consistency track is off and the reference track is the score.
+  There is no written plan, so Search-P1's self-consistency track scores 0 and the reference track decides. A
+  dataset row may carry its own ``reference_path`` / ``reference_plan`` (a list, or a step per line).
 - **Critiques** (for GC-RL): in plain language (:mod:`sigx.tasks.natural`).
 """
 
@@ -27,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from sigx.config import GSM8KTaskConfig, RecipeError
-from sigx.tasks.base import Problem, Score, Segment, Task
+from sigx.tasks.base import Format, Problem, Score, Segment, Task
 from sigx.tasks.natural import NaturalCritique
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
@@ -65,6 +66,15 @@ def reference_steps(solution: str) -> tuple[str, ...]:
             if value is not None:
                 steps.append(value)
     return tuple(steps)
+
+
+def _steps(value) -> tuple[str, ...]:
+    """A dataset column of steps: a list, or one string with a step per line; () when absent."""
+    if value is None or not hasattr(value, "__iter__"):  # absent (a parquet NaN included)
+        return ()
+    if isinstance(value, str):
+        return tuple(line.strip() for line in value.splitlines() if line.strip())
+    return tuple(str(v).strip() for v in value if str(v).strip())
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -123,8 +133,11 @@ class GSM8KTask(NaturalCritique, Task):
         if answer is None:
             raise RecipeError([f"task: a reference answer has no '#### <number>' line: {solution[-60:]!r}"])
         question = str(row["question"]).strip()
-        return Problem(prompt=f"{question}\n\n{self.config.instruction}", answer=answer,
-                       reference_path=reference_steps(solution),
+        # A dataset may carry its own reference path and plan (Search-P1's reference track); else the path is
+        # the reference solution's calculator results and there is no reference plan.
+        path = _steps(row.get("reference_path")) or reference_steps(solution)
+        return Problem(prompt=f"{question}\n\n{self.config.instruction}", answer=answer, reference_path=path,
+                       reference_plan=_steps(row.get("reference_plan")),
                        meta={"question": question, "solution": solution})
 
     def train_problem(self, rng: random.Random) -> Problem:
@@ -147,6 +160,14 @@ class GSM8KTask(NaturalCritique, Task):
         answer = final_answer(self.model_text(transcript), flexible=self.config.answer_format == "flexible")
         correct = answer is not None and answer == problem.answer
         return Score(1.0 if correct else 0.0, correct, answer)
+
+    def format_check(self, problem: Problem, transcript: list[Segment]) -> Format:
+        """No tools: valid = a ``#### <number>`` line; partial = only a number the flexible reading would take;
+        invalid = no number at all."""
+        text = self.model_text(transcript)
+        if final_answer(text, flexible=False) is not None:
+            return "valid"
+        return "partial" if final_answer(text, flexible=True) is not None else "invalid"
 
     def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
         derived = [normalize_number(x) for x in _DERIVED.findall(self.model_text(transcript))]

@@ -21,6 +21,13 @@ CRITIQUE_REQUEST = (
     "Is the proposed answer's final result correct? Reason briefly, then end your reply with exactly one line: "
     "'Verdict: yes' if it is correct or 'Verdict: no' if it is not."
 )
+REFINEMENT_REQUEST = (
+    "Below is a question, a proposed answer and a reviewer's critique of it.\n\n"
+    "Question:\n{question}\n\n"
+    "Proposed answer:\n{response}\n\n"
+    "Critique:\n{critique}\n\n"
+    "Taking the critique into account, solve the task again from the start.\n\n{task}"
+)
 _VERDICT = re.compile(r"verdict\s*:\s*\**\s*(yes|no)\b", re.IGNORECASE)
 
 
@@ -34,6 +41,11 @@ class NaturalCritique:
     def critique_prompt(self, problem: Problem, transcript: list[Segment]) -> str:
         response = "".join(s.text for s in transcript).strip()
         return CRITIQUE_REQUEST.format(question=self.question_text(problem), response=response)
+
+    def refinement_prompt(self, problem: Problem, transcript: list[Segment], critique: str) -> str:
+        response = "".join(s.text for s in transcript).strip()
+        return REFINEMENT_REQUEST.format(question=self.question_text(problem), response=response,
+                                         critique=critique.strip(), task=problem.prompt)
 
     def critique_demonstration(self, problem: Problem, correct: bool) -> list[Segment]:
         return [Segment(f"Verdict: {'yes' if correct else 'no'}", True)]

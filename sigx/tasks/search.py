@@ -22,7 +22,7 @@ import random
 import re
 
 from sigx.config import SearchTaskConfig
-from sigx.tasks.base import Problem, Score, Segment, Task, is_eval_split
+from sigx.tasks.base import Format, Problem, Score, Segment, Task, is_eval_split
 
 PERSON_RELATIONS = ("boss", "friend")
 RELATIONS = PERSON_RELATIONS + ("city",)
@@ -45,9 +45,10 @@ def _names(rng: random.Random, count: int, length: int, taken: set[str]) -> list
 class SearchTask(Task):
     name = "search"
     turn_stop_strings = ("]",)
-    #: a turn's closing action, (kind, argument); the kind that answers (the others search)
+    #: a turn's closing action, (kind, argument); the kind that answers (the others search); the written plan
     action_pattern = _ACTION
     answer_kind = "a"
+    plan_pattern = _PLAN
 
     def __init__(self, config: SearchTaskConfig):
         self.config = config
@@ -77,6 +78,7 @@ class SearchTask(Task):
             prompt=f"q:{start}.{'.'.join(relations)}\n",
             answer=entity,
             reference_path=tuple(keys),
+            reference_plan=tuple(relations),
             meta={"plan": relations, "start": start},
         )
 
@@ -142,6 +144,29 @@ class SearchTask(Task):
         answer = match.group(2).strip().lower()
         correct = answer == problem.answer
         return Score(1.0 if correct else 0.0, correct, answer)
+
+    def turn_is_well_formed(self, text: str, first: bool) -> bool:
+        """A turn is its action (and, the first, the plan before it) and nothing else but whitespace."""
+        rest = text.lstrip()
+        if first:
+            plan = self.plan_pattern.match(rest)
+            if plan is None:
+                return False
+            rest = rest[plan.end():]
+        action = self.action_pattern.search(rest)
+        return action is not None and not rest[: action.start()].strip()
+
+    def format_check(self, problem: Problem, transcript: list[Segment]) -> Format:
+        """Alg. 3 of Search-P1: valid = every turn well formed, an answer and at least one search; partial = an
+        answer and at least one observation, but a malformed turn (or no plan); invalid otherwise."""
+        turns = [s.text for s in transcript if s.by_model]
+        has_answer = self.score(problem, transcript).answer is not None
+        actions = [self.action_pattern.search(t) for t in turns]
+        has_search = any(a is not None and a.group(1) != self.answer_kind for a in actions)
+        has_observation = any(not s.by_model for s in transcript)
+        if has_answer and has_search and all(self.turn_is_well_formed(t, i == 0) for i, t in enumerate(turns)):
+            return "valid"
+        return "partial" if has_answer and has_observation else "invalid"
 
     def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
         text = self.model_text(transcript)

@@ -48,12 +48,14 @@ class NaturalSearchTask(NaturalCritique, SearchTask):
     turn_stop_strings = ("</search>", "</answer>")
     action_pattern = _ACTION
     answer_kind = "answer"
+    plan_pattern = _PLAN
 
     def _problem(self, start: str, relations: tuple[str, ...]) -> Problem:
         compact = super()._problem(start, relations)
         text = question(start, relations)
         return Problem(prompt=f"{INSTRUCTION}\n\nQuestion: {text}", answer=compact.answer,
-                       reference_path=compact.reference_path, meta={**compact.meta, "question": text})
+                       reference_path=compact.reference_path, reference_plan=compact.reference_plan,
+                       meta={**compact.meta, "question": text})
 
     def plan_text(self, relations: tuple[str, ...]) -> str:
         return f"<plan>{', '.join(relations)}</plan> "

@@ -1,50 +1,43 @@
-"""Technique registry: ``--enable sspo,gcrl`` picks plug-ins by these names.
+"""The four techniques, each one module registered by name (``--enable sspo,gcrl``), plus the module that
+composes the two that both replace the ratio (``sorl_sspo``).
 
-Each technique lives in one module of this package and changes the engine only through the hook points of
-:mod:`sigx.engine.hooks`. Hooks run in ``TECHNIQUE_ORDER``, which follows the GRPO loop: reward density
-(Search-P1) and reward dimension (GC-RL) before signal transmission (SSPO, SORL).
+Each technique changes the engine only through the hook points of :mod:`sigx.engine.hooks`, where the
+registry lives. Importing this package registers them; :func:`build` makes a recipe's enabled techniques for
+a run on a shared engine, handing each only what it needs (its section, the task, a
+:class:`~sigx.engine.hooks.TechniqueContext` with the engine's generate function).
 """
 
 from __future__ import annotations
 
-from sigx.engine.hooks import Technique
+from sigx.config import Recipe, TrainingConfig
+from sigx.engine.hooks import TECHNIQUE_ORDER, TECHNIQUES, Technique, TechniqueContext, TechniqueError, build_techniques
+from sigx.engine.losses import BoundPolicyLoss, bind_policy_loss, policy_loss_spec
+from sigx.engine.rollout import SamplingParams
+from sigx.techniques import gcrl, search_p1, sorl, sorl_sspo, sspo  # noqa: F401  (registration)
 
-TECHNIQUE_ORDER = ("search_p1", "gcrl", "sspo", "sorl")
-TECHNIQUES: dict[str, type[Technique]] = {}
-
-
-class TechniqueError(ValueError):
-    pass
-
-
-def register_technique(cls: type[Technique]) -> type[Technique]:
-    TECHNIQUES[cls.name] = cls
-    return cls
+__all__ = ["TECHNIQUE_ORDER", "TECHNIQUES", "Technique", "TechniqueContext", "TechniqueError", "build", "context",
+           "policy_loss_with_defaults"]
 
 
-def build_techniques(recipe, task, engine=None) -> list[Technique]:
-    built = []
-    for name in recipe.techniques.enabled_names():
-        if name not in TECHNIQUES:
-            raise TechniqueError(f"techniques.{name}: not implemented yet; implemented: {', '.join(TECHNIQUES) or 'none'}")
-        built.append(TECHNIQUES[name](getattr(recipe.techniques, name), task, engine, recipe))
-    return sorted(built, key=lambda t: TECHNIQUE_ORDER.index(t.name))
+def context(recipe: Recipe, generate=None) -> TechniqueContext:
+    """What a technique may know of the run besides its own section and the task."""
+    r = recipe.rollout
+    return TechniqueContext(seed=recipe.seed, group_size=r.group_size,
+                            sampling=SamplingParams(r.max_new_tokens, r.temperature, r.top_p), generate=generate)
 
 
-def resolve_policy_loss(techniques: list[Technique], default: str) -> str:
-    """The one policy loss in force: the default unless a technique (or a composition) claims it."""
-    claims = sorted({t.policy_loss for t in techniques if t.policy_loss})
-    if not claims:
-        return default
-    if len(claims) == 1:
-        return claims[0]
-    composed = "+".join(claims)
-    from sigx.engine.losses import POLICY_LOSSES
-
-    if composed not in POLICY_LOSSES:
-        raise TechniqueError(f"techniques {', '.join(claims)} both replace the policy loss and no composition is defined")
-    return composed
+def build(recipe: Recipe, engine=None) -> list[Technique]:
+    """The recipe's enabled techniques for a run on ``engine`` (a :class:`sigx.engine.shared.SharedEngine`;
+    None builds them without a generate function, for techniques that do not sample)."""
+    task = engine.task if engine is not None else None
+    return build_techniques(recipe.techniques, task, context(recipe, engine.generate if engine is not None else None))
 
 
-# Importing the modules registers the techniques (and the policy losses they bring).
-from sigx.techniques import gcrl, search_p1, sorl, sspo  # noqa: E402,F401
+def policy_loss_with_defaults(name: str, training: TrainingConfig | None = None, **sections) -> BoundPolicyLoss:
+    """Any registered loss bound as a run would bind it, with default settings unless given: the ``training``
+    section for the engine's losses, each claiming technique's section (by technique name) for the others."""
+    if policy_loss_spec(name).training_settings is not None:
+        return bind_policy_loss(name, training=training or TrainingConfig())
+    claimants = [cls for cls in TECHNIQUES.values() if cls.policy_loss in name.split("+")]
+    settings = {cls.name: sections.get(cls.name) or cls.config_class() for cls in claimants}
+    return bind_policy_loss(name, next(iter(settings.values())) if len(settings) == 1 else settings)

@@ -1,62 +1,136 @@
-"""Search-P1 — path-centric reward shaping (Xia et al., arXiv 2602.22576).
+"""Search-P1 — path-centric reward shaping (Xia et al., arXiv 2602.22576; full text read: §3, §4, §5, App. B-D).
 
-Stage: reward (density). What it changes: the reward of *failed* trajectories. With an outcome reward a wrong
-answer scores 0 whether the agent searched the right things and slipped at the end or wandered aimlessly, so a
-group of failures carries no signal. Search-P1 scores the path itself, on two tracks ("dual-track path
-scoring"), each an **order-agnostic step coverage** (the abstract's term: which required steps appear anywhere
-in the path, counted with multiplicity, so repeating a step earns nothing twice):
+Stage: reward (density). What it changes: the reward of EVERY trajectory, correct or not, which becomes a
+weighted sum of a path score, a soft outcome score and a format score, so that failed trajectories keep a
+graded signal and successes are ranked by how they were reached.
 
-    coverage(required, done) = | multiset(required) ∩ multiset(done) | / | required |
+Equations, and the function of this module that computes each:
 
-    self-consistency   SC = coverage(planned steps, executed steps mapped into the plan's vocabulary)
-                       did the agent do what its own plan said? (search: plan "p:boss.city" vs the relation
-                       of each executed search)
-    reference          RA = coverage(reference path, executed steps)
-                       how much of the task's gold path did it walk? (search: the gold search keys;
-                       arithmetic: the gold steps "7+5=12", "12-3=9")
-    path score         P = w * SC + (1 - w) * RA,   or P = RA when the transcript has no written plan
-                       (the arithmetic task has none: its reference track is the whole score)
-    shaped reward      R = R_outcome                 if the answer is correct (full reward kept)
-                       R = failure_cap * P           otherwise, a soft score in [0, failure_cap]
+    Eq. 4   R_total  = lambda_p R_path + lambda_a R_outcome + lambda_f R_format          total_reward
+            (App. B.2: lambda_p 0.3, lambda_a 0.6, lambda_f 0.1); Alg. 3 line 7: an invalid trajectory gets
+            R_total = 0, whatever its answer.
+    Eq. 6   S_self   = r_planner * n_exec / n_plan * n_exec / n_actions                    self_consistency
+            r_planner the plan's rating (0.2 / 0.6 / 1.0 / 1.2, App. D.3), n_plan the written plan's steps,
+            n_exec the planned steps executed, n_actions all actions taken. No plan: S_self = 0.
+    Eq. 7   S_ref    = n_covered / |R_ref| * n_covered / n_actions                         reference_alignment
+            n_covered the reference steps accomplished, in any order. No reference path in the data: the
+            track is off (None), R_path = S_self, and the run's summary says so.
+    §3.2.2  R_path   = max(S_self, S_ref)   (the maximum, not a weighted mean: a better strategy of the model's
+            own is not diluted by a low reference score, and vice versa)                   path_reward
+    Eq. 8   R_outcome = 1 if correct, else alpha r_acc + (1 - alpha) r_reason, alpha = 0.8  soft_outcome
+            r_acc partial answer credit (0 / 0.5 / 1), r_reason reasoning quality (0 / 0.5 / 0.8 / 1).
+    Alg. 3  R_format: valid (well formed, an answer, a tool call) / partial (an answer and a tool response)
+            / invalid (-> R_total = 0).                                                  FORMAT_SCORES, Task.format_check
 
-The cap keeps every failure strictly below every success, so the shaped reward never prefers a good-looking
-wrong path to a right answer; it only ranks failures. The reference path stands in for the paper's
-offline-generated reference planner: sigx's tasks know their gold path exactly.
+The efficiency factors n / n_actions of Eq. 6-7 ("to prevent reward hacking through excessive redundant steps",
+§3.2.2) are on by default (``efficiency``); Alg. 3 omits them, and ``efficiency: false`` follows Alg. 3.
+The plan rating, step matching, r_acc and r_reason come from a judge (:mod:`sigx.judges`): the paper's LLM
+evaluator with the App. D.3 rubric (``judge: llm``, any OpenAI-compatible endpoint), or exact rules for tasks
+that know their steps (``judge: rules``, the default for sigx's built-in tasks; each rule and how it maps to
+the paper's scale is in :mod:`sigx.judges.rules`).
 
-Sources and defaults. The method section was not readable from this environment (the search tool returns each
-paper's opening only); the abstract commits to order-agnostic step coverage, soft scoring of failed samples and
-the two tracks, which is what is implemented. ``failure_cap = 0.5`` and ``self_consistency_weight = 0.5``
-(equal tracks) are sigx's defaults, not the paper's.
+Where the paper's parts disagree, and what sigx follows:
+- Alg. 3 writes r_f = 0.1 (valid) / 0.05 (partial) and then adds lambda_f r_f with lambda_f = 0.1, which would
+  make format worth 0.01; §3.2 defines R_format as a reward term weighted by lambda_f. sigx reads Alg. 3's 0.1 /
+  0.05 as the weighted contributions: R_format = 1 (valid) / 0.5 (partial), so lambda_f R_format = 0.1 / 0.05.
+- App. B.2 says self-consistency is scored by "pairwise agreement using Jaccard similarity" over 3 sampled
+  reasoning paths; §3.2.2 (Eq. 6), Alg. 3 and App. D.3 all score the model's execution of its own plan. sigx
+  follows Eq. 6; the Jaccard variant is not implemented.
+- App. B.2's "decay factor of 0.5 for partial matches" is the Partial level (0.5) of r_acc.
+- Reference planners (§3.2.1, Eq. 5) are generated offline by rejection sampling and LLM voting; sigx does not
+  generate them: the built-in tasks know their gold paths and plans, and a dataset may carry them per row.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from dataclasses import dataclass
 
 from sigx.config import SearchP1Config
-from sigx.engine.hooks import Technique
-from sigx.techniques import register_technique
+from sigx.engine.hooks import Technique, register_technique
+from sigx.judges import PathEvaluation, PathRequest, build_judge
+
+#: Alg. 3's format grades as R_format (see the module docstring for the scale); "invalid" zeroes R_total
+FORMAT_SCORES = {"valid": 1.0, "partial": 0.5, "invalid": 0.0}
 
 
-def coverage(required: list[str] | tuple[str, ...], done: list[str]) -> float:
-    """Order-agnostic step coverage: the share of required steps present in ``done`` (with multiplicity)."""
-    if not required:
+def self_consistency(e: PathEvaluation, n_actions: int, efficiency: bool = True) -> float:
+    """Eq. 6: S_self = r_planner * n_exec / n_plan [* n_exec / n_actions]; 0 without a plan or an action."""
+    if e.model_plan_steps == 0 or (efficiency and n_actions == 0):
         return 0.0
-    matched = Counter(required) & Counter(done)
-    return sum(matched.values()) / len(required)
+    score = e.planner_score * e.effective_steps_self / e.model_plan_steps
+    return score * e.effective_steps_self / n_actions if efficiency else score
 
 
-def path_scores(task, problem, transcript, config: SearchP1Config) -> dict[str, float | None]:
-    """The two tracks and their combination for one transcript (SC is None when there is no written plan)."""
-    planned, executed = task.path_steps(problem, transcript)
-    reference = coverage(problem.reference_path, executed)
-    if planned:
-        consistency = coverage(planned, [task.plan_step(s) for s in executed])
-        w = config.self_consistency_weight
-        path = w * consistency + (1 - w) * reference
-    else:
-        consistency, path = None, reference
-    return {"self_consistency": consistency, "reference_alignment": reference, "path": path}
+def reference_alignment(e: PathEvaluation, n_reference: int, n_actions: int, efficiency: bool = True) -> float | None:
+    """Eq. 7: S_ref = n_covered / |R_ref| [* n_covered / n_actions]; None when there is no reference path."""
+    if n_reference == 0:
+        return None
+    if efficiency and n_actions == 0:
+        return 0.0
+    score = e.effective_steps_ref / n_reference
+    return score * e.effective_steps_ref / n_actions if efficiency else score
+
+
+def path_reward(s_self: float, s_ref: float | None) -> float:
+    """§3.2.2: R_path = max(S_self, S_ref) (S_self alone when the reference track is off)."""
+    return s_self if s_ref is None else max(s_self, s_ref)
+
+
+def soft_outcome(correct: bool, e: PathEvaluation, alpha: float, soft: bool = True) -> float:
+    """Eq. 8: 1 when correct, else alpha r_acc + (1 - alpha) r_reason (0 with ``soft`` off: binary outcome)."""
+    if correct:
+        return 1.0
+    return alpha * e.outcome_accuracy_score + (1 - alpha) * e.outcome_reasoning_score if soft else 0.0
+
+
+def total_reward(fmt: str, r_path: float, r_outcome: float, config: SearchP1Config) -> float:
+    """Eq. 4, with Alg. 3's gate: 0 for an invalid trajectory, else
+    lambda_p R_path + lambda_a R_outcome + lambda_f R_format."""
+    if fmt == "invalid":
+        return 0.0
+    return config.path_weight * r_path + config.outcome_weight * r_outcome + config.format_weight * FORMAT_SCORES[fmt]
+
+
+@dataclass(frozen=True)
+class PathScore:
+    """Every term of one trajectory's reward (logged per step as ``search_p1/<term>``)."""
+
+    s_self: float
+    s_ref: float | None
+    r_path: float
+    r_outcome: float
+    format: str
+    r_format: float
+    total: float
+    evaluation: PathEvaluation
+
+
+def score_path(e: PathEvaluation, fmt: str, correct: bool, n_actions: int, n_reference: int,
+               config: SearchP1Config) -> PathScore:
+    s_self = self_consistency(e, n_actions, config.efficiency)
+    s_ref = reference_alignment(e, n_reference, n_actions, config.efficiency)
+    r_path = path_reward(s_self, s_ref)
+    r_outcome = soft_outcome(correct, e, config.outcome_alpha, config.soft_outcome)
+    return PathScore(s_self, s_ref, r_path, r_outcome, fmt, FORMAT_SCORES[fmt],
+                     total_reward(fmt, r_path, r_outcome, config), e)
+
+
+def path_request(task, trajectory) -> PathRequest:
+    """What a judge needs of one trajectory: the task's parse of its plan and actions, and its text."""
+    problem, segments = trajectory.problem, trajectory.segments
+    planned, executed = task.path_steps(problem, segments)
+    return PathRequest(
+        question=problem.meta.get("question", problem.prompt),
+        golden_answers=(problem.answer, *problem.meta.get("golden_answers", ())),
+        reference_plan=tuple(problem.reference_plan),
+        reference_path=tuple(problem.reference_path),
+        trajectory="".join(s.text for s in segments),
+        planned=tuple(planned),
+        executed=tuple(executed),
+        executed_as_planned=tuple(task.plan_step(s) for s in executed),
+        answer=task.score(problem, segments).answer,
+        correct=trajectory.correct,
+    )
 
 
 @register_technique
@@ -64,29 +138,56 @@ class SearchP1(Technique):
     name = "search_p1"
     config_class = SearchP1Config
 
+    def __init__(self, config, task, context=None):
+        super().__init__(config, task, context)
+        self.judge = build_judge(config)
+
     def shape_rewards(self, trajectories) -> None:
-        for traj in trajectories:
-            if traj.kind != "generation":
-                continue
-            scores = path_scores(self.task, traj.problem, traj.segments, self.config)
-            traj.info["search_p1"] = scores
-            if not traj.correct:
-                traj.reward = self.config.failure_cap * scores["path"]
+        generated = [t for t in trajectories if t.kind == "generation"]  # critiques keep their own reward
+        requests = [path_request(self.task, t) for t in generated]
+        for traj, request, evaluation in zip(generated, requests, self.judge.evaluate(requests)):
+            fmt = self.task.format_check(traj.problem, traj.segments)
+            score = score_path(evaluation, fmt, traj.correct, len(request.executed), len(request.reference_path),
+                               self.config)
+            traj.info["search_p1"] = score
+            traj.reward = score.total
 
     def metrics(self, trajectories) -> dict[str, float]:
-        scored = [t for t in trajectories if "search_p1" in t.info]
-        failed = [t for t in scored if not t.correct]
-        out = {"path_score": _mean(t.info["search_p1"]["path"] for t in scored),
-               "reference_alignment": _mean(t.info["search_p1"]["reference_alignment"] for t in scored)}
-        planned = [t.info["search_p1"]["self_consistency"] for t in scored if t.info["search_p1"]["self_consistency"] is not None]
-        if planned:
-            out["self_consistency"] = _mean(planned)
+        scores = [t.info["search_p1"] for t in trajectories if "search_p1" in t.info]
+        if not scores:
+            return {}
+        failed = [t.reward for t in trajectories if "search_p1" in t.info and not t.correct]
+        with_reference = [s.s_ref for s in scores if s.s_ref is not None]
+        out = {
+            "r_path": _mean(s.r_path for s in scores),
+            "s_self": _mean(s.s_self for s in scores),
+            "r_outcome": _mean(s.r_outcome for s in scores),
+            "r_format": _mean(s.r_format for s in scores),
+            "format_invalid": _mean(float(s.format == "invalid") for s in scores),
+            "planner_score": _mean(s.evaluation.planner_score for s in scores),
+            "reward": _mean(s.total for s in scores),
+            "reference_share": len(with_reference) / len(scores),
+        }
+        if with_reference:
+            out["s_ref"] = _mean(with_reference)
         if failed:
-            out["soft_score"] = _mean(t.reward for t in failed)
-            out["failed_with_signal"] = _mean(float(t.reward > 0) for t in failed)
+            out["failed_reward"] = _mean(failed)
+            out["failed_with_signal"] = _mean(float(r > 0) for r in failed)
+        out.update(self.judge.stats())
         return out
+
+    def summary(self, history: list[dict]) -> dict:
+        shares = [row["search_p1/reference_share"] for row in history if "search_p1/reference_share" in row]
+        if not shares:
+            return {}
+        share = sum(shares) / len(shares)
+        note = ("both tracks" if share == 1 else
+                "self-consistency track only: the data has no reference paths" if share == 0 else
+                f"reference track on {share:.0%} of trajectories (the rest have no reference path)")
+        return {"search_p1_reference_share": share, "search_p1_tracks": note}
 
 
 def _mean(values) -> float:
     values = list(values)
     return sum(values) / len(values) if values else 0.0
+

@@ -18,59 +18,49 @@ weigh in the update.
 Single-turn tasks (the arithmetic demo): one turn per trajectory, so the turn ratio is the sequence's
 geometric-mean ratio (GSPO's ratio) under the PPO band, and SORL reduces to sequence-level clipped IS.
 
-Sources and defaults. Turn-level IS is the paper's (its v1 Lemma 4.1, as third-party summaries report it: a
-turn's tokens share its length-normalised ratio). The exact form of the clipping-triggered normalisation could
-not be read here (the search tool returns each paper's opening only); the abstract commits to "adaptively
-suppress unreliable off-policy updates" and v1's abstract to "normalizes gradients by downweighting unreliable,
-highly off-policy samples" using the clipping-bias term C. The 1 / (1 + alpha C_i) form above is sigx's reading
+Sources and defaults. Only the abstract of arXiv 2511.20718 could be read from this project's environment (its
+code repository is not stored either), so no section or equation number can be cited. Turn-level IS is the
+paper's (its v1 Lemma 4.1, as third-party summaries report it: a turn's tokens share its length-normalised
+ratio). **The exact form of the clipping-triggered normalisation could not be read anywhere**; the abstract
+commits to "adaptively suppress unreliable off-policy updates" and v1's abstract to "normalizes gradients by
+downweighting unreliable, highly off-policy samples" using the clipping-bias term C. The 1 / (1 + alpha C_i) form above is sigx's reading
 of that, switchable with ``clip_normalization`` and scaled by ``normalization_strength``; eps = 0.2 is the PPO
 band the same summaries report for the paper's runs.
 
-Composition with SSPO (registered as ``sorl+sspo``): SSPO's soft gate replaces the hard per-turn clip and its
-geometric mean is taken per turn instead of per sequence, W_{i,k} = exp(mean_{t in k} log f(r_t)); SORL keeps
-its normalisation, triggered by the turns whose plain ratio w_{i,k} leaves SORL's band (the turns PPO would
-clip). On a single-turn task the composition is SSPO times that normalisation.
+Composition with SSPO: ``sorl+sspo``, in :mod:`sigx.techniques.sorl_sspo`. It is sigx's own construction, in
+neither paper.
 """
 
 from __future__ import annotations
 
 import torch
 
-from sigx.config import SORLConfig, SSPOConfig
-from sigx.engine.hooks import Technique
-from sigx.engine.losses import PolicyLossInputs, masked_mean, register_policy_loss
-from sigx.techniques import register_technique
-
-
-def turn_mean(values: torch.Tensor, mask: torch.Tensor, turn_ids: torch.Tensor) -> torch.Tensor:
-    """Each token gets the mean of ``values`` over the masked tokens of its own turn. [B, T] -> [B, T]."""
-    turns = int(turn_ids.max().clamp(min=0)) + 1
-    member = ((turn_ids[..., None] == torch.arange(turns, device=turn_ids.device)) & (mask[..., None] > 0))
-    member = member.to(values.dtype)  # [B, T, K]
-    sums = torch.einsum("btk,bt->bk", member, values)
-    means = sums / member.sum(1).clamp(min=1)
-    return means.gather(1, turn_ids.clamp(min=0))
+from sigx.config import SORLConfig
+from sigx.engine.hooks import Technique, register_technique
+from sigx.engine.losses import PolicyLossInputs, masked_mean, register_policy_loss, turn_mean
 
 
 def turn_log_ratio(x: PolicyLossInputs) -> torch.Tensor:
-    """log w_{i,k} on every token of turn k (gradient flows through the turn mean)."""
+    """log w_{i,k} on every token of turn k [B, T] (gradient flows through the turn mean)."""
     return turn_mean(x.logprobs - x.old_logprobs, x.mask, x.turn_ids)
 
 
-def _band(config: SORLConfig) -> tuple[float, float]:
+def band(config: SORLConfig) -> tuple[float, float]:
+    """(eps_low, eps_high) of the per-turn trust region."""
     return config.clip_eps, config.clip_eps_high if config.clip_eps_high is not None else config.clip_eps
 
 
 def clipping_normalisation(turn_ratio: torch.Tensor, advantages, mask, out_of_band: torch.Tensor,
                            config: SORLConfig) -> torch.Tensor:
-    """1 / (1 + alpha C_i) per sample [B, 1], from the clipped turns' share of the update (no gradient)."""
+    """1 / (1 + alpha C_i) per sample [B, 1], C_i = the clipped turns' w |A| averaged over the sample's tokens
+    (no gradient). sigx's form: the paper's formula could not be read."""
     if not config.clip_normalization:
         return torch.ones_like(advantages)[:, None]
     bias = masked_mean(out_of_band.float() * turn_ratio.detach() * advantages.abs()[:, None], mask, dim=-1)
     return (1.0 / (1.0 + config.normalization_strength * bias))[:, None]
 
 
-def _turn_stats(out_of_band: torch.Tensor, x: PolicyLossInputs, scale: torch.Tensor) -> dict:
+def turn_stats(out_of_band: torch.Tensor, x: PolicyLossInputs, scale: torch.Tensor) -> dict:
     first_token_of_turn = x.mask.bool() & torch.cat(
         [torch.ones_like(x.turn_ids[:, :1], dtype=torch.bool), x.turn_ids[:, 1:] != x.turn_ids[:, :-1]], dim=1)
     turns = first_token_of_turn.sum().clamp(min=1)
@@ -83,9 +73,11 @@ def _turn_stats(out_of_band: torch.Tensor, x: PolicyLossInputs, scale: torch.Ten
 
 
 @register_policy_loss("sorl", zero_at_zero_advantage=True)
-def sorl_loss(x: PolicyLossInputs):
-    config = x.techniques.sorl if x.techniques is not None else SORLConfig()
-    low, high = _band(config)
+def sorl_loss(x: PolicyLossInputs, config: SORLConfig):
+    """SORL's loss (formulas in the module docstring), per token [B, T]: the per-turn clipped surrogate with the
+    turn's geometric-mean ratio, times the sample's clipping-triggered normalisation; aggregated by
+    ``training.loss_aggregation``. Settings: the ``sorl`` section."""
+    low, high = band(config)
     ratio = torch.exp(turn_log_ratio(x))
     adv = x.advantages[:, None]
     unclipped = -adv * ratio
@@ -96,26 +88,7 @@ def sorl_loss(x: PolicyLossInputs):
     return loss * scale, {
         "clip_fraction": masked_mean(in_force.float(), x.mask),
         "ratio_mean": masked_mean(ratio.detach(), x.mask),
-        **_turn_stats(in_force, x, scale),
-    }
-
-
-@register_policy_loss("sorl+sspo", zero_at_zero_advantage=True)
-def sorl_sspo_loss(x: PolicyLossInputs):
-    from sigx.techniques.sspo import gate_diagnostics, soft_gated_weight
-
-    sorl = x.techniques.sorl if x.techniques is not None else SORLConfig()
-    sspo = x.techniques.sspo if x.techniques is not None else SSPOConfig()
-    low, high = _band(sorl)
-    weight, gate_grad = soft_gated_weight(x.logprobs, x.old_logprobs, x.advantages, x.mask, sspo, x.turn_ids)
-    turn_ratio = torch.exp(turn_log_ratio(x)).detach()
-    out_of_band = (turn_ratio < 1 - low) | (turn_ratio > 1 + high)
-    scale = clipping_normalisation(turn_ratio, x.advantages, x.mask, out_of_band, sorl)
-    loss = -x.advantages[:, None] * weight * scale
-    return loss, {
-        "ratio_mean": masked_mean(turn_ratio, x.mask),
-        **gate_diagnostics(gate_grad, x.mask),
-        **_turn_stats(out_of_band, x, scale),
+        **turn_stats(in_force, x, scale),
     }
 
 

@@ -10,7 +10,7 @@ SAPO") puts SAPO's *soft sigmoid gate* on every token ratio and aggregates the g
     f(r)  = (4 / tau) * sigmoid(tau * (r - 1))                            SAPO's gate; tau = tau_pos if A > 0
                                                                           else tau_neg
     W_i   = exp( mean_t log f(r_t) )                                      geometric mean over the response
-    J     = E_i[ W_i * A_i ]            loss_i = -W_i * A_i  on every token of sequence i
+    J     = E_i[ W_i * A_i ]            loss = -(1/B) sum_i W_i * A_i     averaged per sequence
 
 Why this shape: d/dr f(r) = 4 sigma (1 - sigma) is 1 at r = 1 and decays smoothly (never to zero) as r leaves 1,
 so a drifted token is attenuated rather than discarded; the geometric mean makes the sequence weight robust to
@@ -18,13 +18,18 @@ one outlier token (GMPO). At the behaviour policy (every r_t = 1) f = 2/tau and 
 
     grad loss_i = -W_i * A_i * mean_t (f'(r_t)/f(r_t)) r_t grad log pi_t  =  -A_i * mean_t grad log pi_t,
 
-exactly the plain policy gradient — tested in tests/test_techniques.py.
+exactly the plain policy gradient — tested in tests/techniques/test_sspo.py.
 
-Sources and defaults. The method section was not readable from this environment (the search tool returns each
-paper's opening only), so the formula above is the abstract's commitment (token-level sigmoid gates aggregated
-by a geometric mean into the sequence-level weight) written with SAPO's gate; tau_pos = 1.0 and
-tau_neg = 1.05 are SAPO's published defaults. The "practical modifications" the abstract mentions are not
-implemented. Observation tokens (multi-turn) are excluded from the mean, as they are from every loss.
+Aggregation: the loss is averaged per sequence (``seq-mean``, registered with the loss, whatever
+``training.loss_aggregation`` says), because W_i is one weight per sequence: GMPO's and SAPO's objectives both
+average over sequences (1/G sum_i), and a token mean would weigh a long response's single weight by its length.
+
+Sources and defaults. Only the abstract of arXiv 2602.19327 could be read from this project's environment (no
+section or equation numbers can be cited), so the formula above is the abstract's commitment (token-level
+sigmoid gates aggregated by a geometric mean into the sequence-level weight) written with SAPO's gate (SAPO,
+arXiv 2511.20347, its gate f and temperatures) and GMPO's geometric mean (arXiv 2507.20673); tau_pos = 1.0 and
+tau_neg = 1.05 are SAPO's published defaults. The "practical modifications" the abstract mentions could not be
+read and are not implemented. Observation tokens (multi-turn) are excluded from the mean, as from every loss.
 """
 
 from __future__ import annotations
@@ -33,15 +38,14 @@ import torch
 import torch.nn.functional as F
 
 from sigx.config import SSPOConfig
-from sigx.engine.hooks import Technique
-from sigx.engine.losses import PolicyLossInputs, masked_mean, register_policy_loss
-from sigx.techniques import register_technique
+from sigx.engine.hooks import Technique, register_technique
+from sigx.engine.losses import PolicyLossInputs, masked_mean, register_policy_loss, turn_mean
 
 MAX_LOG_RATIO = 20.0  # exp(20) is far past any gate; the clamp only keeps r * (1 - sigma) finite (no 0 * inf)
 
 
 def gate_temperatures(advantages: torch.Tensor, config: SSPOConfig) -> torch.Tensor:
-    """tau per sequence: tau_pos where A > 0, tau_neg elsewhere (SAPO's asymmetric temperatures)."""
+    """tau per sequence [B]: tau_pos where A > 0, tau_neg elsewhere (SAPO's asymmetric temperatures)."""
     return torch.where(advantages > 0, torch.as_tensor(config.tau_pos), torch.as_tensor(config.tau_neg))
 
 
@@ -70,8 +74,6 @@ def soft_gated_weight(logprobs, old_logprobs, advantages, mask, config: SSPOConf
     if group_ids is None:
         per_token = masked_mean(log_f, mask, dim=-1)[:, None].expand_as(log_f)
     else:
-        from sigx.techniques.sorl import turn_mean  # the shared turn-averaging helper
-
         per_token = turn_mean(log_f, mask, group_ids)
     return torch.exp(per_token), gate_gradient_weight(log_ratio.detach(), tau)
 
@@ -84,9 +86,11 @@ def gate_diagnostics(gate_grad: torch.Tensor, mask: torch.Tensor) -> dict[str, t
     }
 
 
-@register_policy_loss("sspo", zero_at_zero_advantage=True)
-def sspo_loss(x: PolicyLossInputs):
-    config = x.techniques.sspo if x.techniques is not None else SSPOConfig()
+@register_policy_loss("sspo", zero_at_zero_advantage=True, aggregation="seq-mean")
+def sspo_loss(x: PolicyLossInputs, config: SSPOConfig):
+    """SSPO's loss (formula in the module docstring): -W_i A_i on every token of sequence i [B, T], so that the
+    per-sequence mean is -W_i A_i; averaged over sequences (registered ``seq-mean``). Settings: the ``sspo``
+    section (tau_pos, tau_neg)."""
     weight, gate_grad = soft_gated_weight(x.logprobs, x.old_logprobs, x.advantages, x.mask, config)
     loss = -x.advantages[:, None] * weight
     seq_ratio = torch.exp(masked_mean((x.logprobs - x.old_logprobs).detach(), x.mask, dim=-1))

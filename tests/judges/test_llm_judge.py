@@ -1,0 +1,153 @@
+"""The LLM judge against a local stub of an OpenAI-compatible chat endpoint (no network): the paper's rubric is
+sent, replies are parsed and snapped to the paper's scales, failures are retried, answers cached, requests run
+concurrently, and a dead server is one line."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sigx.config import LLMJudgeConfig
+from sigx.judges.base import JudgeError, PathEvaluation, PathRequest
+from sigx.judges.llm import LLMJudge, parse_evaluation, render_prompt
+
+REPLY = {"planner_score": 1.0, "model_plan_steps": 3, "effective_steps_self": 2, "effective_steps_ref": 1,
+         "outcome_accuracy_score": 0.5, "outcome_reasoning_score": 0.8}
+
+
+def request(question="Who leads Art Brut?", executed=("a", "b", "c", "d")) -> PathRequest:
+    return PathRequest(question=question, golden_answers=("Eddie Argos",), reference_plan=("band", "singer"),
+                       reference_path=("Bang Bang Rock & Roll album", "lead singer of Art Brut"),
+                       trajectory="<reasoning>...</reasoning>", planned=("x", "y", "z"), executed=executed,
+                       executed_as_planned=executed, answer="Argos", correct=False)
+
+
+class StubServer:
+    """Answers /v1/chat/completions with ``replies`` in turn (the last one repeats): a dict is sent as the
+    message content (JSON), a string as is, an int as that HTTP status."""
+
+    def __init__(self, replies, delay=0.0):
+        self.replies, self.delay, self.bodies, self.in_flight, self.max_in_flight = list(replies), delay, [], 0, 0
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with stub.lock:
+                    stub.bodies.append(body)
+                    reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                time.sleep(stub.delay)
+                with stub.lock:
+                    stub.in_flight -= 1
+                if isinstance(reply, int):
+                    self.send_response(reply)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                content = json.dumps(reply) if isinstance(reply, dict) else reply
+                data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                   "choices": [{"index": 0, "finish_reason": "stop",
+                                                "message": {"role": "assistant", "content": content}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def stub_factory():
+    servers = []
+
+    def make(replies, delay=0.0):
+        servers.append(StubServer(replies, delay))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def judge(url, tmp_path, **config) -> LLMJudge:
+    return LLMJudge(LLMJudgeConfig(base_url=url, model="evaluator", cache_path=str(tmp_path / "cache.sqlite"),
+                                   **{"max_retries": 1, "timeout_s": 5, **config}))
+
+
+def test_the_papers_rubric_is_sent_and_the_reply_parsed(stub_factory, tmp_path):
+    stub = stub_factory([REPLY])
+    (evaluation,) = judge(stub.url, tmp_path).evaluate([request()])
+    assert evaluation == PathEvaluation(1.0, 3, 2, 1, 0.5, 0.8)
+    body = stub.bodies[0]
+    prompt = body["messages"][0]["content"]
+    assert body["model"] == "evaluator" and body["temperature"] == 0.0
+    assert body["response_format"] == {"type": "json_object"}
+    for text in ("Dual-Track Evaluation", "Planner Score: 0.2 (Bad) / 0.6 (Average) / 1.0 (Good) / 1.2 (Excellent)",
+                 "Correct Answer: Eddie Argos", "1. Bang Bang Rock & Roll album", "2. lead singer of Art Brut",
+                 "Reference Planner: band, singer", "<reasoning>...</reasoning>"):
+        assert text in prompt
+
+
+def test_replies_are_snapped_to_the_papers_scales_and_counts_clamped(stub_factory, tmp_path):
+    stub = stub_factory(["```json\n" + json.dumps({**REPLY, "planner_score": 1.15, "outcome_accuracy_score": 0.4,
+                                                    "effective_steps_self": 9, "effective_steps_ref": 7}) + "\n```"])
+    (e,) = judge(stub.url, tmp_path).evaluate([request()])
+    # 1.15 -> 1.2, 0.4 -> 0.5; planned steps executed <= plan steps (3); reference steps covered <= |R_ref| (2)
+    assert (e.planner_score, e.outcome_accuracy_score, e.effective_steps_self, e.effective_steps_ref) == (1.2, 0.5, 3, 2)
+
+
+def test_a_server_error_and_a_malformed_reply_are_retried(stub_factory, tmp_path):
+    stub = stub_factory([500, "I think it is good", REPLY])
+    (e,) = judge(stub.url, tmp_path, max_retries=2).evaluate([request()])
+    assert e.planner_score == 1.0 and len(stub.bodies) == 3
+
+
+def test_answers_are_cached_across_judges(stub_factory, tmp_path):
+    stub = stub_factory([REPLY])
+    first = judge(stub.url, tmp_path)
+    first.evaluate([request(), request()])  # the same prompt twice: asked once
+    assert len(stub.bodies) == 1
+    second = judge(stub.url, tmp_path)  # a resumed run: a new judge on the same cache file
+    second.evaluate([request()])
+    assert len(stub.bodies) == 1 and second.stats() == {"judge_requests": 0.0, "judge_cache_hits": 1.0}
+
+
+def test_requests_run_concurrently(stub_factory, tmp_path):
+    stub = stub_factory([REPLY], delay=0.3)
+    started = time.perf_counter()
+    judge(stub.url, tmp_path, concurrency=4).evaluate([request(question=f"q{i}") for i in range(8)])
+    assert stub.max_in_flight == 4 and time.perf_counter() - started < 8 * 0.3
+
+
+def test_a_dead_server_is_one_line(tmp_path):
+    with pytest.raises(JudgeError) as err:
+        judge("http://127.0.0.1:9/v1", tmp_path, max_retries=0).evaluate([request()])
+    assert len(err.value.problems) == 1 and "\n" not in str(err.value)
+    assert "search_p1.llm_judge" in str(err.value) and "127.0.0.1:9" in str(err.value)
+
+
+def test_replies_that_never_parse_end_in_one_line(stub_factory, tmp_path):
+    stub = stub_factory(['{"planner_score": 1.0}'])
+    with pytest.raises(JudgeError, match="no valid evaluation in 2 tries .*missing model_plan_steps"):
+        judge(stub.url, tmp_path).evaluate([request()])
+
+
+def test_parse_evaluation_rejects_what_is_not_the_rubric():
+    for text in ("", "no json here", "[1, 2]", '{"planner_score": "good"}'):
+        with pytest.raises(ValueError):
+            parse_evaluation(text)
+    assert render_prompt(request()).count("{") == 0  # every placeholder filled
