@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      model_validator)
+
+from sigx.ablation.design import make_design
 
 
 class RecipeError(ValueError):
@@ -66,6 +69,9 @@ class TinyModelConfig(Strict):
         0.2, ge=0, lt=1, description="share of SFT examples that are critiques (question + response -> verdict), so "
         "the base can already judge responses, as an instruct model can; every cell shares this base")
     sft_critique_noise: float = Field(0.2, ge=0, le=0.5, description="share of SFT critique verdicts flipped")
+    sft_critique_style: Literal["verdict", "verify"] = Field(
+        "verdict", description="SFT critiques: verdict: the bare yes/no; verify: the question solved anew, then "
+        "the verdict (single-turn tasks), a critic that checks by re-deriving, so the base judges above chance")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TinyModelConfig":
@@ -156,11 +162,18 @@ class RolloutConfig(Strict):
     ``hf_synced`` samples from a separate transformers copy kept current by the same push (vLLM's situation
     on CPU: what the weight-sync tests use)."""
 
+    #: fields fixed when the shared engine builds its rollout backend; the rest vary per run
+    ENGINE_FIELDS: ClassVar[tuple[str, ...]] = ("backend", "chat_template", "dtype", "gpu_memory_utilization",
+                                                "max_model_len", "vllm_sleep", "vllm_enforce_eager")
+
     backend: Literal["hf", "hf_synced", "vllm"] = "hf"
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, description="per agent turn")
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    staleness: int = Field(0, ge=0, le=64, description="off-policy regime of asynchronous RL: each step samples "
+                           "from the weights of `staleness` steps earlier (their log-probs are the behaviour "
+                           "policy of the ratio); 0: on-policy. Costs staleness + 1 weight copies in host memory")
     chat_template: Annotated[Literal["auto", "on", "off"], Switch] = Field(
         "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has none)")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
@@ -323,17 +336,58 @@ class TechniquesConfig(Strict):
 TechniqueName = Literal["search_p1", "gcrl", "sspo", "sorl"]
 
 
-class AblationConfig(Strict):
-    """What ``sigx ablate`` runs: the full 2^k factorial over ``factors`` x ``seeds``, and where and how.
+class FieldFactor(Strict):
+    """A recipe field as a factor of the ablation, at two levels: the reference (coded -1, like a technique off)
+    and the treatment (+1). Written ``{rollout.staleness: [0, 4]}`` or in full, with a role."""
 
-    Techniques that are not factors keep the setting of the ``techniques`` section in every cell, so a
-    2-factor ablation can run on top of a fixed third technique. ``factors`` and the rest of the recipe decide
-    *what* is measured and must not change once a run store holds cells; ``seeds`` may grow (more seeds for an
-    inconclusive gap); ``executor``, ``workers``, ``address``, ``gpus_per_cell`` and ``cpus_per_cell`` decide
-    only *where*, and may change between a crash and its resume.
+    field: str = Field(description="dotted path of the recipe field, e.g. rollout.staleness or training.lr")
+    levels: tuple[Any, Any] = Field(description="[reference, treatment]: the reference is the baseline cell's")
+    role: Literal["regime", "control"] = Field(
+        "regime", description="regime: crossed with every other factor, a condition the techniques are measured "
+        "under (technique gaps are reported at each of its levels); control: a factor whose effect is known to be "
+        "real, crossed with the baseline only (one extra cell per seed: every other factor at its reference), a "
+        "positive control that shows the set-up detects an effect of its size")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) == 1 and "field" not in data:
+            ((path, levels),) = data.items()
+            return {"field": path, "levels": levels}
+        return data
+
+    @model_validator(mode="after")
+    def _two_levels(self) -> "FieldFactor":
+        if self.levels[0] == self.levels[1]:
+            raise ValueError(f"{self.field}: the two levels must differ (got {list(self.levels)})")
+        return self
+
+
+def _factor_kind(value: Any) -> str:
+    return "technique" if isinstance(value, str) else "field"
+
+
+Factor = Annotated[Union[Annotated[TechniqueName, Tag("technique")], Annotated[FieldFactor, Tag("field")]],
+                   Discriminator(_factor_kind)]
+
+
+class AblationConfig(Strict):
+    """What ``sigx ablate`` runs: the 2^k factorial (or a fraction of it) over ``factors`` x ``seeds``, and where
+    and how.
+
+    A factor is a technique (off / on) or a recipe field at two levels (``{rollout.staleness: [0, 4]}``), so
+    technique x regime interactions are measurable. Techniques that are not factors keep the setting of the
+    ``techniques`` section in every cell. ``factors``, ``fraction`` and the rest of the recipe decide *what* is
+    measured and must not change once a run store holds cells; ``seeds`` may grow; ``executor``, ``workers``,
+    ``address``, ``gpus_per_cell`` and ``cpus_per_cell`` decide only *where*, and may change between a crash
+    and its resume.
     """
 
-    factors: list[TechniqueName] = Field(default_factory=lambda: ["search_p1", "gcrl", "sspo", "sorl"], min_length=1)
+    factors: list[Factor] = Field(default_factory=lambda: ["search_p1", "gcrl", "sspo", "sorl"], min_length=1,
+                                  description="techniques (by name) and/or recipe fields at two levels")
+    fraction: int = Field(0, ge=0, description="p of a 2^(k-p) fractional design of resolution >= V (main effects "
+                          "and 2-factor interactions unaliased) over the k crossed factors (controls are not "
+                          "crossed); 0: the full factorial")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     output_dir: str = Field("ablations", description="run store root; the ablation goes to <output_dir>/<name>")
     executor: Literal["local", "ray"] = "local"
@@ -344,11 +398,15 @@ class AblationConfig(Strict):
     cpus_per_cell: float = Field(1.0, gt=0, description="ray: num_cpus of a cell's task")
 
     @model_validator(mode="after")
-    def _unique(self) -> "AblationConfig":
-        for name in ("factors", "seeds"):
-            values = getattr(self, name)
+    def _consistent(self) -> "AblationConfig":
+        keys = [f if isinstance(f, str) else f.field for f in self.factors]
+        for name, values in (("factors", keys), ("seeds", self.seeds)):
             if len(set(values)) != len(values):
                 raise ValueError(f"{name} must not repeat a value (got {values})")
+        crossed = [f for f in self.factors if isinstance(f, str) or f.role != "control"]
+        if not crossed:
+            raise ValueError("factors: a positive control needs at least one other factor to be compared with")
+        make_design(len(crossed), self.fraction)  # DesignError (a ValueError) names the allowed fractions
         return self
 
 
@@ -402,10 +460,13 @@ def recipe_warnings(recipe: Recipe) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------- loading
 def _field_path(loc: tuple) -> str:
-    # Drop the discriminator tag pydantic inserts for unions ("task.search.max_hops" -> "task.max_hops").
+    # Drop the discriminator tags pydantic inserts for unions ("task.search.max_hops" -> "task.max_hops",
+    # "ablation.factors.2.field.levels" -> "ablation.factors.2.levels").
     parts = [str(p) for p in loc]
     if len(parts) >= 2 and parts[0] == "task" and parts[1] in TASK_CONFIGS:
         parts = [parts[0]] + parts[2:]
+    if parts[:2] == ["ablation", "factors"] and len(parts) >= 4 and parts[3] in ("technique", "field"):
+        parts = parts[:3] + parts[4:]
     return ".".join(parts) or "(recipe)"
 
 
@@ -438,6 +499,10 @@ def format_validation_error(err: ValidationError, data: dict, source: str) -> li
             msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif e["type"] == "union_tag_invalid":
             msg = f"unknown task; allowed: {', '.join(TASK_CONFIGS)}"
+        elif e["loc"][:2] == ("ablation", "factors") and e["type"] == "literal_error":
+            msg = (f"unknown technique {e['input']!r}; a factor is a technique "
+                   f"({', '.join(TechniquesConfig.model_fields)}) or a recipe field at two levels, e.g. "
+                   "{rollout.staleness: [0, 4]}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
@@ -476,6 +541,51 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+#: the sections a field factor may vary: the shared engine (model, task, rollout backend) serves every cell
+FACTOR_SECTIONS = ("rollout", "training", "techniques")
+
+
+def set_path(data: dict, path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        data = data.setdefault(part, {})
+    data[path[-1]] = value
+
+
+def field_factor_problems(recipe: Recipe, source: str) -> list[str]:
+    """Each field factor names a field a cell may vary, and both its levels make a valid recipe."""
+    base = recipe.model_dump(mode="json")
+    del base["ablation"]  # its defaults: a trial recipe must not check its own factors again
+    problems = []
+    for i, factor in enumerate(recipe.ablation.factors):
+        if isinstance(factor, str):
+            continue
+        where = f"{source}: ablation.factors.{i} ({factor.field})"
+        path = factor.field.split(".")
+        if path[0] not in FACTOR_SECTIONS or (path[0] == "rollout" and path[-1] in RolloutConfig.ENGINE_FIELDS):
+            problems.append(f"{where}: a factor may vary {', '.join(FACTOR_SECTIONS)} fields, except the rollout "
+                            f"engine's ({', '.join(RolloutConfig.ENGINE_FIELDS)}): one shared engine serves every "
+                            "cell; run separate ablations for another model, task or backend")
+            continue
+        if path[0] == "techniques" and path[-1] == "enabled":
+            problems.append(f"{where}: write the technique's name ({path[1]}) as the factor")
+            continue
+        found = []
+        for level in factor.levels:
+            trial = json.loads(json.dumps(base))
+            set_path(trial, path, level)
+            try:
+                Recipe.model_validate(trial)
+                found.append([])
+            except ValidationError as err:
+                found.append([line.removeprefix("trial: ") for line in format_validation_error(err, trial, "trial")])
+        if found[0] and found[0] == found[1]:  # the field itself is wrong, whatever the level
+            problems += [f"{where}: {line}" for line in found[0]]
+        else:
+            problems += [f"{where}: level {level!r}: {line}" for level, lines in zip(factor.levels, found)
+                         for line in lines]
+    return problems
+
+
 def recipe_from_data(data: Any, source: str = "recipe", overrides: list[str] | None = None) -> Recipe:
     if data is None:
         data = {}
@@ -483,9 +593,13 @@ def recipe_from_data(data: Any, source: str = "recipe", overrides: list[str] | N
         raise RecipeError([f"{source}: the recipe must be a mapping of sections (model, task, training, ...)"])
     data = apply_overrides(data, overrides or [])
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(format_validation_error(err, data, source)) from None
+    problems = field_factor_problems(recipe, source)
+    if problems:
+        raise RecipeError(problems)
+    return recipe
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

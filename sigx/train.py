@@ -42,7 +42,8 @@ def step_stats(row: dict, last_eval: dict) -> str:
 
 def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console | None = None,
                  engine=None, group: str | None = None,
-                 on_progress: Callable[[int, str], None] | None = None, fresh: bool = False) -> dict:
+                 on_progress: Callable[[int, str], None] | None = None, fresh: bool = False,
+                 name: str | None = None) -> dict:
     """Train one run and write it to ``run_dir``. Progress goes to a display of its own, or, when the caller
     draws one (an ablation showing many cells), to ``on_progress(step, stats)``.
 
@@ -71,7 +72,7 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     checkpoints.meta = {"wandb_id": resume["meta"]["wandb_id"] if resume else uuid.uuid4().hex[:12]}
     writer = RunWriter(run_dir, resumed_rows=resume["history"] if resume else None)
     writer.write_config(config)
-    name = cell_id(recipe)
+    name = name or cell_id(recipe)  # an ablation passes its cell's id (which names field factors too)
     tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
                       tags=recipe.techniques.enabled_names() or ["baseline"], run_id=checkpoints.meta["wandb_id"])
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -92,7 +93,7 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     try:
         with progress:
             summary = trainer.train(on_step, checkpoints=checkpoints, resume=resume)
-        summary.update(run_dir=str(run_dir), cell=cell_name(recipe), seed=recipe.seed,
+        summary.update(run_dir=str(run_dir), cell=name.rsplit("/seed", 1)[0], seed=recipe.seed,
                        techniques=recipe.techniques.enabled_names(), base=str(engine.base_path),
                        resumed_from_step=resume["step"] if resume else None)
         writer.write_summary(summary)

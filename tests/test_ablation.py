@@ -76,12 +76,61 @@ def test_non_factor_techniques_stay_as_the_recipe_sets_them(tmp_path):
 
 
 def test_bad_ablation_sections_name_the_field():
-    for ablation, field in [({"factors": ["sspo", "dpo"]}, "ablation.factors"),
+    for ablation, field in [({"factors": ["sspo", "dpo"]}, "ablation.factors.1"),
                             ({"seeds": [1, 1]}, "ablation: seeds must not repeat"),
                             ({"executor": "slurm"}, "ablation.executor"), ({"workers": 0}, "ablation.workers")]:
         with pytest.raises(RecipeError) as err:
             recipe_from_data({"ablation": ablation})
         assert field in str(err.value), (ablation, str(err.value))
+
+
+def test_a_recipe_field_is_a_factor_with_two_levels_and_readable_cell_names(tmp_path):
+    recipe = small_recipe(tmp_path, factors=["sspo", {"rollout.staleness": [0, 2]},
+                                             {"field": "training.lr", "levels": [1e-4, 2e-5], "role": "control"}])
+    cells = expand(recipe)  # sspo x staleness crossed; the positive control beside the baseline only
+    assert [c.id for c in cells] == ["baseline/seed0", "sspo/seed0", "staleness=2/seed0", "sspo+staleness=2/seed0",
+                                     "lr=2e-05/seed0"]
+    stale = next(c for c in cells if c.id == "sspo+staleness=2/seed0")
+    assert stale.recipe.rollout.staleness == 2 and stale.recipe.training.lr == 1e-4 and stale.techniques == ("sspo",)
+    assert stale.factors_on == ("sspo", "staleness")
+    assert next(c for c in cells if c.id == "lr=2e-05/seed0").recipe.training.lr == 2e-5
+
+
+def test_a_fractional_design_runs_half_the_cells_baseline_included(tmp_path):
+    factors = ["search_p1", "gcrl", "sspo", "sorl", {"rollout.staleness": [0, 2]}]
+    cells = expand(small_recipe(tmp_path, factors=factors, fraction=1))
+    assert len(cells) == 16 and cells[0].id == "baseline/seed0"
+    # resolution V: every pair of factors appears at all four level combinations, equally often
+    for a, b in [("search_p1", "gcrl"), ("sspo", "staleness"), ("gcrl", "staleness")]:
+        counts = {(a in c.factors_on, b in c.factors_on) for c in cells}
+        assert len(counts) == 4
+    with pytest.raises(RecipeError, match="fraction 1: .*resolution IV.*allowed for 4 factors: 0"):
+        small_recipe(tmp_path, factors=["search_p1", "gcrl", "sspo", "sorl"], fraction=1)
+
+
+def test_dry_run_of_a_fraction_prints_its_design_and_aliases(tmp_path):
+    path = write_recipe(tmp_path, factors=["search_p1", "gcrl", "sspo", "sorl", {"rollout.staleness": [0, 2]}],
+                        fraction=1)
+    result = CliRunner().invoke(app, ["ablate", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "2^(5-1) x 1 seed(s) = 16 cells" in result.output
+    assert "resolution V" in result.output and "generator: staleness = -search_p1·gcrl·sspo·sorl" in result.output
+    assert "sspo x staleness = search_p1 x gcrl x sorl" in result.output
+
+
+@pytest.mark.parametrize("factor, message", [
+    ({"rollout.backend": ["hf", "hf_synced"]}, "except the rollout engine's"),
+    ({"model.tiny.hidden_size": [32, 64]}, "a factor may vary rollout, training, techniques fields"),
+    ({"training.lrr": [1, 2]}, "training.lrr: unknown field"),
+    ({"training.lr": [1e-4, -1]}, "level -1: training.lr: Input should be greater than 0"),
+    ({"rollout.staleness": [1, 1]}, "the two levels must differ"),
+    ("dpo", "unknown technique 'dpo'; a factor is a technique"),
+])
+def test_bad_factors_are_one_line_errors_naming_the_factor(tmp_path, factor, message):
+    with pytest.raises(RecipeError) as err:
+        small_recipe(tmp_path, factors=["sspo", factor])
+    (line,) = err.value.problems
+    assert "ablation.factors.1" in line and message in line, line
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):

@@ -18,7 +18,7 @@ class ScriptedBackend(RolloutBackend):
     def __init__(self, tokenizer, script):
         self.tokenizer, self.script, self.turn = tokenizer, script, 0
 
-    def generate_turn(self, contexts, stop_strings, params):
+    def generate_turn(self, contexts, stop_strings, params, generator=None):
         ids = self.tokenizer(self.script[self.turn], add_special_tokens=False)["input_ids"]
         self.turn += 1
         return [TurnOutput(ids, True) for _ in contexts]

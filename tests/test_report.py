@@ -67,13 +67,20 @@ def test_two_by_two_matches_hand_computation(tmp_path):
     assert effects.loc["sspo", "effect"] == pytest.approx((0.61 + 0.72) / 2 - (0.51 + 0.56) / 2)  # 0.13
     assert effects.loc["sorl", "effect"] == pytest.approx((0.56 + 0.72) / 2 - (0.51 + 0.61) / 2)  # 0.08
     assert effects.loc["sspo x sorl", "effect"] == pytest.approx(((0.72 - 0.56) - (0.61 - 0.51)) / 2)  # 0.03
-    pooled = (3 * 0.0002 + 0.0008) / 4  # within-cell variances, one degree of freedom each
-    se = 2 * math.sqrt(pooled / 8)
-    assert report.effects.residual_df == 4 and report.effects.residual_sd == pytest.approx(math.sqrt(pooled))
+    # seed as a block: the residual is the cell x seed interaction. Seed 1 - seed 0 per cell: d = 0.02, 0.02,
+    # 0.02, 0.04 (mean 0.025); residual SS = sum (d - mean)^2 / 2 = 0.00015 on (4 - 1)(2 - 1) = 3 df
+    mse = 0.0003 / 2 / 3
+    se = 2 * math.sqrt(mse / 8)  # effect = 2 x coefficient, coefficient variance mse / 8 (orthogonal +-1 columns)
+    assert report.effects.residual_df == 3 and report.effects.residual_sd == pytest.approx(math.sqrt(mse))
     assert effects.loc["sspo", "se"] == pytest.approx(se)
-    t = stats.t.ppf(0.975, 4)
+    t = stats.t.ppf(0.975, 3)
     assert effects.loc["sspo", "ci_low"] == pytest.approx(0.13 - t * se)
-    assert effects.loc["sspo", "p"] == pytest.approx(2 * stats.t.sf(0.13 / se, 4))
+    assert effects.loc["sspo", "p"] == pytest.approx(2 * stats.t.sf(0.13 / se, 3))
+    assert effects.loc["sspo", "mde"] == pytest.approx((t + stats.t.ppf(0.8, 3)) * se)
+    # unpaired (no seed blocks): within-cell variances 0.0002 x 3 and 0.0008, 4 df
+    unpaired_se = 2 * math.sqrt((3 * 0.0002 + 0.0008) / 4 / 8)
+    assert effects.loc["sspo", "unpaired_width_ratio"] == pytest.approx(
+        stats.t.ppf(0.975, 4) * unpaired_se / (t * se))
     cells = report.cells.set_index("combination")
     assert cells.loc["baseline", "final_reward"] == pytest.approx(0.51)
     assert cells.loc["baseline", "final_reward_low"] == pytest.approx(0.51 - stats.t.ppf(0.975, 1) * 0.01)
@@ -87,10 +94,11 @@ def test_two_by_two_matches_hand_computation(tmp_path):
 
 def test_seeds_to_resolve_by_hand():
     z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
-    # a pair: var(gap) = (1 + 2 + 1) sd^2 / n; the gap exceeds the margin, so only detection can resolve it
-    assert seeds_to_resolve(0.03, 0.05, 2, 0.02) == math.ceil(4 * 0.05**2 * z**2 / 0.03**2)  # 88
+    # a gap's SE shrinks as 1/sqrt(seeds); this gap exceeds the margin, so only detection can resolve it
+    se = 0.05 * math.sqrt(4 / 2)  # a pair's gap from 2 seeds per cell, seed-to-seed SD 0.05
+    assert seeds_to_resolve(0.03, se, 2, 0.02) == math.ceil(2 * (se * z / 0.03) ** 2)  # 88
     # a small gap: bounding it within the margin is cheaper than detecting it
-    assert seeds_to_resolve(0.005, 0.05, 2, 0.02) == math.ceil(4 * 0.05**2 * stats.norm.ppf(0.975) ** 2 / 0.015**2)
+    assert seeds_to_resolve(0.005, se, 2, 0.02) == math.ceil(2 * (se * stats.norm.ppf(0.975) / 0.015) ** 2)
 
 
 # ------------------------------------------------------------------------------------------------ synthetic

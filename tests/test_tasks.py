@@ -62,3 +62,17 @@ def test_search_score_and_path_steps():
     assert plan == list(problem.meta["plan"]) and executed == list(problem.reference_path)
     wrong = segments[:-1] + [Segment("a[nobody]", True)]
     assert task.score(problem, wrong).reward == 0.0
+
+
+def test_a_verifying_critique_re_derives_the_answer_and_compares_it_with_the_claim():
+    from sigx.config import ArithmeticTaskConfig
+    from sigx.tasks.arithmetic import ArithmeticTask
+    from sigx.tasks.base import Problem, Segment
+
+    task = ArithmeticTask(ArithmeticTaskConfig())
+    problem = Problem("7+5-3=", "9", ("7+5=12", "12-3=9"))
+    wrong = [Segment("7+5=12;12-3=8#8", True)]
+    (critique,) = task.critique_demonstration(problem, wrong, correct=False, verify=True)
+    assert critique.text == "7+5=12;12-3=9#9 9-8=1 no" and task.parse_verdict(critique.text) is False
+    (bare,) = task.critique_demonstration(problem, wrong, correct=False)
+    assert bare.text == "no"

@@ -58,7 +58,7 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     try:
         engine = shared_engine(recipe, log)
         summary = run_training(recipe, run_dir=staging, console=console, engine=engine, group=group,
-                               on_progress=on_progress or (lambda step, stats: None))
+                               on_progress=on_progress or (lambda step, stats: None), name=cell_id)
     except RecipeError:
         raise  # a recipe the engine cannot use (model not found, technique unknown) fails every cell: stop
     except Exception as err:  # the cell's own failure: recorded, and the ablation goes on

@@ -16,7 +16,7 @@ def plan_table(title: str, cells: list[Cell], store: AblationStore) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("cell")
-    table.add_column("techniques on")
+    table.add_column("factors on")
     table.add_column("seed", justify="right")
     table.add_column("status")
     for i, cell in enumerate(cells, 1):
@@ -28,7 +28,7 @@ def plan_table(title: str, cells: list[Cell], store: AblationStore) -> Table:
             note = f" (held-out {summary['final_reward']:.3f})"
         elif status == "failed":
             note = f" ({summary.get('error', '?')})"
-        table.add_row(str(i), cell.id, ", ".join(cell.techniques) or "none (baseline)", str(cell.seed),
+        table.add_row(str(i), cell.id, ", ".join(cell.factors_on) or "none (baseline)", str(cell.seed),
                       f"[{STATUS_STYLE[status]}]{status}[/]{note}")
     return table
 

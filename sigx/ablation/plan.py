@@ -1,18 +1,59 @@
-"""Expand a recipe's ``ablation`` section into the full 2^k factorial x seeds.
+"""Expand a recipe's ``ablation`` section into its cells: the 2^k factorial (or a 2^(k-p) fraction) x seeds.
 
-A cell is one training run: the recipe with the factor techniques switched on or off and the seed set. Its id
-(``gcrl+sspo/seed1``, ``baseline/seed0``) is built from the cell's resolved recipe, so it is stable across
-processes and sessions and readable in W&B and on disk. Techniques that are not factors keep the recipe's
-setting in every cell (and therefore appear in every id).
+A factor is a technique (off / on) or a recipe field at two levels (reference / treatment). A cell is one
+training run: the recipe with every factor at its level and the seed set. Its id (``gcrl+sspo/seed1``,
+``sspo+staleness=4/seed0``, ``baseline/seed0``) names the techniques on and the field factors at their
+treatment level, so it is stable across processes and sessions and readable in W&B and on disk. Techniques that
+are not factors keep the recipe's setting in every cell (and therefore appear in every id).
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 from dataclasses import dataclass
+from typing import Any
 
-from sigx.config import Recipe
-from sigx.train import cell_id, cell_name
+from sigx.ablation.design import Design, make_design
+from sigx.config import FieldFactor, Recipe, set_path
+from sigx.engine.hooks import TECHNIQUE_ORDER
+
+
+@dataclass(frozen=True)
+class Factor:
+    name: str  # "sspo", "staleness": the label in tables and formulas' output
+    kind: str  # "technique" | "field"
+    role: str  # "technique" | "regime" | "control"
+    path: tuple[str, ...]  # ("techniques", "sspo", "enabled") or ("rollout", "staleness")
+    levels: tuple[Any, Any]  # (reference, treatment)
+
+    @property
+    def on_label(self) -> str:
+        """How the factor at its treatment level appears in a cell's name."""
+        return self.name if self.kind == "technique" else f"{self.name}={_short(self.levels[1])}"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "role": self.role, "path": ".".join(self.path),
+                "levels": list(self.levels), "on_label": self.on_label}
+
+
+def _short(value: Any) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+
+
+def factors_of(recipe: Recipe) -> list[Factor]:
+    """The recipe's factors, named by the last part of a field's path (the whole path where that is ambiguous)."""
+    entries = recipe.ablation.factors
+    last = [e.field.rsplit(".", 1)[-1] for e in entries if isinstance(e, FieldFactor)]
+    out = []
+    for e in entries:
+        if isinstance(e, str):
+            out.append(Factor(e, "technique", "technique", ("techniques", e, "enabled"), (False, True)))
+        else:
+            short = e.field.rsplit(".", 1)[-1]
+            name = short if last.count(short) == 1 and short not in TECHNIQUE_ORDER else e.field
+            out.append(Factor(name, "field", e.role, tuple(e.field.split(".")), tuple(e.levels)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -20,27 +61,47 @@ class Cell:
     id: str  # "gcrl+sspo/seed1"
     combination: str  # "gcrl+sspo" (or "baseline")
     techniques: tuple[str, ...]  # every technique enabled in this cell, factors and fixed ones
-    factors_on: tuple[str, ...]  # the factor techniques switched on
+    factors_on: tuple[str, ...]  # the factors at their treatment level (names)
     seed: int
     recipe: Recipe
 
 
-def cell_recipe(recipe: Recipe, factors_on: tuple[str, ...], seed: int) -> Recipe:
-    data = recipe.model_dump()
+def cell_recipe(recipe: Recipe, factors: list[Factor], on: tuple[str, ...], seed: int) -> Recipe:
+    data = json.loads(json.dumps(recipe.model_dump(mode="json")))
     data["seed"] = seed
-    for name in recipe.ablation.factors:
-        data["techniques"][name]["enabled"] = name in factors_on
+    for f in factors:
+        set_path(data, list(f.path), f.levels[1] if f.name in on else f.levels[0])
     return Recipe.model_validate(data)
 
 
+def combination_name(recipe: Recipe, factors: list[Factor], on: tuple[str, ...]) -> str:
+    """Techniques enabled (in the loop's order), then field factors at their treatment level."""
+    fields = [f.on_label for f in factors if f.kind == "field" and f.name in on]
+    return "+".join(recipe.techniques.enabled_names() + fields) or "baseline"
+
+
+def crossed(factors: list[Factor]) -> list[Factor]:
+    """The factors of the factorial design: all but the positive controls, which are crossed with the baseline
+    only (their treatment level gets one extra cell per seed, every other factor at its reference)."""
+    return [f for f in factors if f.role != "control"]
+
+
+def design_of(recipe: Recipe) -> Design:
+    return make_design(len(crossed(factors_of(recipe))), recipe.ablation.fraction)
+
+
 def expand(recipe: Recipe) -> list[Cell]:
-    """All cells, ordered by number of techniques on (baseline first, full stack last), then by seed."""
-    factors = recipe.ablation.factors
-    combos = [c for k in range(len(factors) + 1) for c in itertools.combinations(factors, k)]
+    """All cells: the design's (baseline first, then by number of factors on), then one cell per positive
+    control; each for every seed."""
+    factors = factors_of(recipe)
+    design_factors = crossed(factors)
+    points = sorted(design_of(recipe).points, key=lambda p: (sum(p), [-x for x in p]))
+    combos = [tuple(f.name for f, level in zip(design_factors, point) if level) for point in points]
+    combos += [(f.name,) for f in factors if f.role == "control"]
     cells = []
-    for combo in combos:
+    for on in combos:
         for seed in recipe.ablation.seeds:
-            r = cell_recipe(recipe, combo, seed)
-            cells.append(Cell(cell_id(r), cell_name(r), tuple(r.techniques.enabled_names()),
-                              tuple(n for n in r.techniques.enabled_names() if n in combo), seed, r))
+            r = cell_recipe(recipe, factors, on, seed)
+            name = combination_name(r, factors, on)
+            cells.append(Cell(f"{name}/seed{seed}", name, tuple(r.techniques.enabled_names()), on, seed, r))
     return cells

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from sigx.ablation.display import AblationProgress, plan_table
-from sigx.ablation.plan import Cell, expand
+from sigx.ablation.design import alias_lines, describe
+from sigx.ablation.plan import Cell, crossed, design_of, expand, factors_of
 from sigx.ablation.store import AblationStore, store_root
 from sigx.config import Recipe
 
@@ -35,9 +36,21 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
     cells = expand(recipe)
     store = AblationStore(store_root(recipe))
     a = recipe.ablation
-    title = (f"ablation {recipe.name}: 2^{len(a.factors)} x {len(a.seeds)} seed(s) = {len(cells)} cells "
-             f"-> {store.root}/")
+    design = design_of(recipe)
+    factors = factors_of(recipe)
+    controls = [f.name for f in factors if f.role == "control"]
+    shape = f"2^{design.k}" if design.full else f"2^({design.k}-{design.p})"
+    shape += f" + {len(controls)} control cell(s)" if controls else ""
+    title = (f"ablation {recipe.name}: {shape} x {len(a.seeds)} seed(s) = {len(cells)} cells -> {store.root}/")
     console.print(plan_table(title, cells, store))
+    names = [f.name for f in crossed(factors)]
+    if controls:
+        console.print(f"positive control(s), crossed with the baseline only: {', '.join(controls)}", highlight=False)
+    for line in describe(design, names):
+        console.print(f"design: {line}", highlight=False)
+    if not design.full:
+        console.print("aliases (main effects and 2-factor interactions; higher orders assumed negligible): "
+                      + "; ".join(alias_lines(design, names)), highlight=False)
     if dry_run:
         return AblationOutcome(str(store.root), cells, {c.id: store.status(c.id) for c in cells})
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from sigx.ablation.design import Design, alias_lines, describe
+from sigx.ablation.plan import crossed, design_of, factors_of
 from sigx.checkpoint import FILE as CHECKPOINT_FILE
 from sigx.config import Recipe
 from sigx.runs import (COMPUTE_LAYOUT_FIELDS, config_differences, list_differences, read_json, write_json_atomic,
@@ -42,6 +44,14 @@ EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablatio
                     ("ablation", "gpus_per_cell"), ("ablation", "cpus_per_cell"), ("ablation", "seeds"),
                     ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"),
                     ("seed",)} | COMPUTE_LAYOUT_FIELDS
+
+
+def design_json(design: Design, names: list[str]) -> dict:
+    """The design as the report reads it back: fraction, generators, defining words, resolution, aliases."""
+    return {"fraction": design.p, "resolution": design.resolution,
+            "generators": [[f, list(w), sign] for f, w, sign in design.generators],
+            "words": [sorted(w) for w in design.words], "description": describe(design, names),
+            "aliases": alias_lines(design, names)}
 
 
 class StoreError(RuntimeError):
@@ -148,7 +158,9 @@ class AblationStore:
                                  "remove that directory")
         write_text_atomic(stored_path, yaml.safe_dump(resolved, sort_keys=False))
         write_json_atomic(self.root / "plan.json", {
-            "name": recipe.name, "factors": recipe.ablation.factors, "seeds": recipe.ablation.seeds,
+            "name": recipe.name, "factors": [f.to_json() for f in factors_of(recipe)],
+            "design": design_json(design_of(recipe), [f.name for f in crossed(factors_of(recipe))]),
+            "seeds": recipe.ablation.seeds,
             "cells": [{"id": c.id, "combination": c.combination, "factors_on": list(c.factors_on),
                        "techniques": list(c.techniques), "seed": c.seed} for c in plan],
         })

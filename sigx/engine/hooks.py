@@ -34,6 +34,7 @@ hands them to the trainer.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
@@ -62,8 +63,10 @@ class Environment(Protocol):
     def respond(self, problem: "Problem", turns: list[str]) -> str | None: ...
 
 
-#: generate(environment, problems, group ids, sampling) -> one trajectory per problem, from the current policy
-GenerateFn = Callable[[Environment, list["Problem"], list[int], SamplingParams], list["Trajectory"]]
+#: generate(environment, problems, group ids, sampling, generator) -> one trajectory per problem, from the
+#: policy the step samples from, every random draw from ``generator`` (the technique's own stream)
+GenerateFn = Callable[[Environment, list["Problem"], list[int], SamplingParams, "torch.Generator | None"],
+                      list["Trajectory"]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,18 @@ class TechniqueContext:
     group_size: int = 8  # the rollout's samples per prompt (GC-RL's default critiques per pair)
     sampling: SamplingParams = SamplingParams(max_new_tokens=48)  # the rollout's settings (critiques reuse them)
     generate: GenerateFn | None = None
+    device: str = "cpu"  # where a technique's random generator must live to drive ``generate``
+
+    def generator(self, stream: str) -> torch.Generator:
+        """A torch generator of the technique's own, seeded from the run's seed and ``stream``: switching one
+        technique on never shifts the random draws of the rollout or of another technique."""
+        return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, stream))
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """A 63-bit seed for the random stream ``stream`` of a run with ``seed``: independent streams per consumer."""
+    digest = hashlib.blake2b(f"{seed}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 class TechniqueError(ValueError):

@@ -67,9 +67,9 @@ class RolloutBackend(ABC):
     chat_template: bool = False
 
     @abstractmethod
-    def generate_turn(self, contexts: list[list[int]], stop_strings: tuple[str, ...],
-                      params: SamplingParams) -> list[TurnOutput]:
-        """For each context, the generated turn."""
+    def generate_turn(self, contexts: list[list[int]], stop_strings: tuple[str, ...], params: SamplingParams,
+                      generator: torch.Generator | None = None) -> list[TurnOutput]:
+        """For each context, the generated turn; random draws from ``generator`` (torch's global RNG if None)."""
 
     def sync_weights(self, model) -> None:
         """Make the backend sample from ``model``'s current weights (a no-op when it samples from ``model``)."""
@@ -79,11 +79,13 @@ class RolloutBackend(ABC):
         return nullcontext()
 
     def rollout(self, task: Task, problems: list[Problem], groups: list[int], params: SamplingParams,
-                tokenizer) -> list[Trajectory]:
+                tokenizer, generator: torch.Generator | None = None) -> list[Trajectory]:
+        """Episodes for ``problems``; every random draw comes from ``generator``, so that each consumer of
+        randomness (the responses, a technique's critiques, evaluation) keeps a stream of its own."""
         with self.generating():
-            return self._rollout(task, problems, groups, params, tokenizer)
+            return self._rollout(task, problems, groups, params, tokenizer, generator)
 
-    def _rollout(self, task, problems, groups, params, tokenizer) -> list[Trajectory]:
+    def _rollout(self, task, problems, groups, params, tokenizer, generator=None) -> list[Trajectory]:
         encoded: dict[str, list[int]] = {}  # a group's samples share their prompt: tokenize it once
         for p in problems:
             if p.prompt not in encoded:
@@ -95,7 +97,7 @@ class RolloutBackend(ABC):
             if not active:
                 break
             contexts = [trajectories[i].prompt_ids + trajectories[i].completion_ids for i in active]
-            outputs = self.generate_turn(contexts, task.turn_stop_strings, params)
+            outputs = self.generate_turn(contexts, task.turn_stop_strings, params, generator)
             still_active = []
             for i, out in zip(active, outputs):
                 traj = trajectories[i]
@@ -130,7 +132,7 @@ class HFRolloutBackend(RolloutBackend):
         ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in stop_strings]
         return [i[0] for i in ids] if all(len(i) == 1 for i in ids) else None
 
-    def generate_turn(self, contexts, stop_strings, params):
+    def generate_turn(self, contexts, stop_strings, params, generator=None):
         tok = self.tokenizer
         stop_ids = self._stop_ids(stop_strings)
         was_training = self.model.training
@@ -139,7 +141,8 @@ class HFRolloutBackend(RolloutBackend):
             sampled = sample(self.model, contexts, max_new_tokens=params.max_new_tokens, pad_id=tok.pad_token_id,
                              stop_ids=[tok.eos_token_id] + (stop_ids or []), temperature=params.temperature,
                              top_p=params.top_p, greedy=params.greedy, suppress_ids=self._suppress,
-                             stop_strings=tuple(stop_strings) if stop_ids is None else (), decode=tok.decode)
+                             stop_strings=tuple(stop_strings) if stop_ids is None else (), decode=tok.decode,
+                             generator=generator)
         finally:
             self.model.train(was_training)
         return [TurnOutput(s.ids, s.stopped, s.logprobs) for s in sampled]

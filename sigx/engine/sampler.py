@@ -63,13 +63,22 @@ def _cache_kwargs(model, cache: DynamicCache) -> dict:
     return kwargs
 
 
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row [B, 1] from ``probs`` [B, V], with ``generator`` (drawn where the generator lives)."""
+    if generator is not None and generator.device.type != probs.device.type:
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
 @torch.no_grad()
 def sample(model, contexts: list[list[int]], *, max_new_tokens: int, pad_id: int, stop_ids: list[int],
            temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False, suppress_ids: list[int] = (),
-           stop_strings: tuple[str, ...] = (), decode: Callable[[list[int]], str] | None = None) -> list[Sampled]:
+           stop_strings: tuple[str, ...] = (), decode: Callable[[list[int]], str] | None = None,
+           generator: torch.Generator | None = None) -> list[Sampled]:
     """Continue every context until a stop id (EOS, a one-token stop string), a multi-token ``stop_strings``
-    match (checked on ``decode`` of the row's newest tokens) or ``max_new_tokens``. Draws use torch's global
-    RNG, so a seeded caller gets the same samples."""
+    match (checked on ``decode`` of the row's newest tokens) or ``max_new_tokens``. Draws come from
+    ``generator`` (torch's global RNG when None), so a caller with its own stream gets the same samples
+    whatever else draws random numbers."""
     if not contexts:
         return []
     device = model.device
@@ -95,7 +104,7 @@ def sample(model, contexts: list[list[int]], *, max_new_tokens: int, pad_id: int
     for step in range(max_new_tokens):
         scores = sampling_scores(logits, temperature, top_p, suppress, greedy)
         logp = torch.log_softmax(scores, dim=-1)
-        tokens = logp.argmax(-1, keepdim=True) if greedy else torch.multinomial(logp.exp(), 1)
+        tokens = logp.argmax(-1, keepdim=True) if greedy else draw(logp.exp(), generator)
         token_logp = logp.gather(-1, tokens).squeeze(-1)
         finished = torch.isin(tokens.squeeze(-1), stop_tensor)
         for k, (row, token, lp) in enumerate(zip(rows, tokens.squeeze(-1).tolist(), token_logp.tolist())):

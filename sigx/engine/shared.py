@@ -13,7 +13,7 @@ import json
 
 import torch
 
-from sigx.config import Recipe
+from sigx.config import Recipe, RolloutConfig
 from sigx.engine.backends import build_rollout_backend
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.trajectory import Trajectory
@@ -26,8 +26,7 @@ class IncompatibleRecipeError(ValueError):
 
 
 #: rollout settings fixed when the rollout engine is built; the rest (group size, temperature, ...) vary per run
-ENGINE_ROLLOUT_FIELDS = ("backend", "chat_template", "dtype", "gpu_memory_utilization", "max_model_len",
-                         "vllm_sleep", "vllm_enforce_eager")
+ENGINE_ROLLOUT_FIELDS = RolloutConfig.ENGINE_FIELDS
 
 
 def engine_key(recipe: Recipe) -> str:
@@ -47,10 +46,12 @@ class SharedEngine:
                                              seed=recipe.seed)
         self._reference = None
 
-    def generate(self, environment, problems: list, groups: list[int], params: SamplingParams) -> list[Trajectory]:
-        """Episodes of ``environment`` for ``problems`` from the current policy, on the rollout backend: the
-        generate function a technique that samples receives (:class:`sigx.engine.hooks.TechniqueContext`)."""
-        return self.rollout.rollout(environment, problems, groups, params, self.tokenizer)
+    def generate(self, environment, problems: list, groups: list[int], params: SamplingParams,
+                 generator: torch.Generator | None = None) -> list[Trajectory]:
+        """Episodes of ``environment`` for ``problems`` from the current policy, on the rollout backend, with
+        draws from ``generator``: the generate function a technique that samples receives
+        (:class:`sigx.engine.hooks.TechniqueContext`)."""
+        return self.rollout.rollout(environment, problems, groups, params, self.tokenizer, generator)
 
     def check_compatible(self, recipe: Recipe) -> None:
         if engine_key(recipe) != self.key:

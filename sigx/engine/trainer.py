@@ -23,7 +23,8 @@ import torch
 
 from sigx.config import Recipe
 from sigx.engine.advantages import advantage_estimator
-from sigx.engine.hooks import Technique, resolve_policy_loss
+from sigx.engine.behaviour import BehaviourPolicy
+from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
 from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.shared import SharedEngine
@@ -62,7 +63,13 @@ class GRPOTrainer:
         engine.reset_policy()
         self.model = engine.model
         torch.manual_seed(recipe.seed)
-        self.rng = random.Random(recipe.seed)
+        # One random stream per consumer (common random numbers): the prompts, the rollout's token draws and
+        # the mini-batch order each have their own, as each technique has, so that a cell with a technique on
+        # sees the same prompts and the same rollout noise as the cell with it off (same seed).
+        self.rng = random.Random(recipe.seed)  # the training prompts
+        self.sampler = torch.Generator(device=engine.device).manual_seed(stream_seed(recipe.seed, "rollout"))
+        self.shuffler = torch.Generator().manual_seed(stream_seed(recipe.seed, "minibatches"))
+        self.behaviour = BehaviourPolicy(self.model, recipe.rollout.staleness)
         self.techniques = list(techniques)
         t = recipe.training
         self.policy_loss = resolve_policy_loss(self.techniques, t)  # the loss in force, its settings bound
@@ -86,8 +93,11 @@ class GRPOTrainer:
         expanded = [p for p in problems for _ in range(r.group_size)]
         groups = [g for g in range(len(problems)) for _ in range(r.group_size)]
         self.model.eval()
-        with self.engine.rollout.generating():  # one wake-up of a sleeping engine for responses and critiques
-            trajectories = self.engine.rollout.rollout(self.task, expanded, groups, self.sampling, self.tokenizer)
+        # Sampled by the behaviour policy (the trained weights, or with rollout.staleness older ones); one
+        # wake-up of a sleeping engine for responses and critiques.
+        with self.behaviour.in_force(self.model, self.engine.rollout.sync_weights), self.engine.rollout.generating():
+            trajectories = self.engine.rollout.rollout(self.task, expanded, groups, self.sampling, self.tokenizer,
+                                                       self.sampler)
             self.score(trajectories)
             next_group = len(problems)
             for tech in self.techniques:
@@ -183,6 +193,7 @@ class GRPOTrainer:
             logp, entropy = token_logprobs(self.model, micro.input_ids, micro.attention_mask,
                                            self.recipe.rollout.temperature, with_entropy=True)
         old = logp.detach() if micro.old_logprobs is None else micro.old_logprobs
+        drift = masked_mean((logp.detach() - old).abs(), micro.loss_mask)  # |log ratio|: how off-policy
         per_token, diag = self.policy_loss(PolicyLossInputs(logp, old, micro.advantages, micro.loss_mask,
                                                             micro.turn_ids))
         if self.reference is not None:
@@ -197,16 +208,17 @@ class GRPOTrainer:
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at update {n_updates}")
         (loss * share).backward()
-        diag.update(loss=loss.detach(), entropy=masked_mean(entropy.detach(), micro.loss_mask))
+        diag.update(loss=loss.detach(), entropy=masked_mean(entropy.detach(), micro.loss_mask), log_ratio_abs=drift)
         return old, {k: float(v) for k, v in diag.items()}
 
-    def _mini_step(self, batch: RolloutBatch, index: torch.Tensor, trainable: torch.Tensor, n_updates: int) -> dict:
+    def _mini_step(self, batch: RolloutBatch, index: torch.Tensor, trainable: torch.Tensor, n_updates: int,
+                   behaviour_given: bool) -> dict:
         """One optimizer step on the mini-batch ``index``: gradients accumulated over its trainable rows'
         micro-batches. Diagnostics are averaged over the micro-batches by generated tokens, so they read as the
         trained rows' whole; the loss is the mini-batch's (rows left out add exactly 0 to it)."""
         t = self.recipe.training
         mini = batch.select(index)
-        on_policy = n_updates == 0  # nothing updated yet: this forward is the behaviour pass
+        on_policy = n_updates == 0 and not behaviour_given  # nothing updated yet: this forward is the behaviour pass
         rows = index[trainable[index]]
         self.optimizer.zero_grad(set_to_none=True)
         weighted, tokens, loss = {}, 0.0, 0.0
@@ -242,12 +254,18 @@ class GRPOTrainer:
         t = self.recipe.training
         self.model.train()  # dropout is disabled at load (the ratio compares one function); train mode keeps
         # gradient checkpointing on, which transformers applies only in train mode
-        epochs = [torch.chunk(torch.randperm(len(batch)), t.mini_batches) for _ in range(t.inner_epochs)]
+        epochs = [torch.chunk(torch.randperm(len(batch), generator=self.shuffler), t.mini_batches)
+                  for _ in range(t.inner_epochs)]
         trainable = (batch.advantages != 0) if self.skips_zero_advantage else torch.ones(len(batch), dtype=torch.bool)
-        batch.old_logprobs = torch.full_like(batch.loss_mask, float("nan"))  # the first mini-batch fills its rows
-        if len(epochs[0]) > 1:
-            rest = torch.cat(epochs[0][1:])
-            batch.old_logprobs = self._logprobs(self.model, batch, rest[trainable[rest]])
+        stale = self.behaviour.staleness > 0
+        if stale:  # the behaviour log-probs are the (older) sampling weights', for every trained row
+            with self.behaviour.in_force(self.model):
+                batch.old_logprobs = self._logprobs(self.model, batch, trainable.nonzero().squeeze(-1))
+        else:
+            batch.old_logprobs = torch.full_like(batch.loss_mask, float("nan"))  # the first mini-batch fills its rows
+            if len(epochs[0]) > 1:
+                rest = torch.cat(epochs[0][1:])
+                batch.old_logprobs = self._logprobs(self.model, batch, rest[trainable[rest]])
         if self.reference is not None:
             batch.ref_logprobs = self._logprobs(self.reference, batch)
         sums: dict[str, float] = {}
@@ -255,11 +273,13 @@ class GRPOTrainer:
         n_updates = 0
         for mini_batches in epochs:
             for index in mini_batches:
-                for k, v in self._mini_step(batch, index, trainable, n_updates).items():
+                for k, v in self._mini_step(batch, index, trainable, n_updates, stale).items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1
                 n_updates += 1
-        # The rollout engine samples the next batch from the weights just trained: push them (in place).
+        # The rollout engine samples the next batch from the weights just trained: push them (in place); with
+        # staleness they join the window of past weights instead, and an older snapshot is pushed before sampling.
+        self.behaviour.record(self.model)
         self.engine.rollout.sync_weights(self.model)
         out = {k: v / counts[k] for k, v in sums.items()}
         out["trained_fraction"] = float(trainable.float().mean())
@@ -311,11 +331,10 @@ class GRPOTrainer:
         n = self.recipe.training.eval_samples
         self.model.eval()
         greedy_params = SamplingParams(self.sampling.max_new_tokens, greedy=True)
+        noise = torch.Generator(device=self.engine.device).manual_seed(EVAL_SEED)  # the same draws every time
         with self.engine.rollout.generating():
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(EVAL_SEED)
-                sampled = self.engine.rollout.rollout(self.task, [p for p in problems for _ in range(n)],
-                                                      [0] * (len(problems) * n), self.sampling, self.tokenizer)
+            sampled = self.engine.rollout.rollout(self.task, [p for p in problems for _ in range(n)],
+                                                  [0] * (len(problems) * n), self.sampling, self.tokenizer, noise)
             greedy = self.engine.rollout.rollout(self.task, problems, [0] * len(problems), greedy_params,
                                                  self.tokenizer)
         self.score(sampled)
@@ -334,6 +353,9 @@ class GRPOTrainer:
             "problem_rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "sampler": self.sampler.get_state(),
+            "shuffler": self.shuffler.get_state(),
+            "behaviour": self.behaviour.state_dict(),
             "techniques": {tech.name: tech.state_dict() for tech in self.techniques},
         }
 
@@ -344,6 +366,9 @@ class GRPOTrainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.sampler.set_state(state["sampler"])
+        self.shuffler.set_state(state["shuffler"])
+        self.behaviour.load_state_dict(state["behaviour"])
         for tech in self.techniques:
             tech.load_state_dict(state["techniques"].get(tech.name, {}))
         self.engine.rollout.sync_weights(self.model)  # the rollout engine samples the restored weights

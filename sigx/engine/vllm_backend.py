@@ -17,8 +17,8 @@ Why this shape (the same choices as TRL's and verl's colocated modes):
 - **Log-probs.** vLLM returns the sampled tokens' log-probs after temperature (``processed_logprobs``), stored
   on the trajectory; the importance ratio is still taken against log-probs the training model recomputes,
   and the gap between the two is logged (``rollout/logprob_gap``).
-- **Seeded sampling.** Each request gets a seed drawn from torch's RNG, so a seeded run samples the same way
-  again and evaluation (which forks the RNG with a fixed seed) sees the same noise in every run.
+- **Seeded sampling.** Each request gets a seed drawn from the caller's generator, so a seeded run samples the
+  same way again and evaluation (with its own fixed-seed generator) sees the same noise in every run.
 
 Tensor parallelism is not supported (one GPU per engine): the push writes whole, unsharded tensors.
 """
@@ -147,10 +147,11 @@ class VLLMRolloutBackend(RolloutBackend):
                 self.llm.sleep(level=1)
 
     # ---------------------------------------------------------------- generation
-    def generate_turn(self, contexts, stop_strings, params):
+    def generate_turn(self, contexts, stop_strings, params, generator=None):
         from vllm.inputs import TokensPrompt
 
-        seeds = torch.randint(0, 2**31 - 1, (len(contexts),)).tolist()
+        device = generator.device if generator is not None else "cpu"
+        seeds = torch.randint(0, 2**31 - 1, (len(contexts),), generator=generator, device=device).tolist()
         # A context that has grown to the engine's length limit (a long multi-turn episode) gets no more tokens
         # and ends truncated, as a length cut does, instead of failing the whole batch in vLLM.
         room = [self.max_model_len - len(c) for c in contexts]

@@ -24,7 +24,7 @@ from sigx.config import TinyModelConfig
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
-FORMAT_VERSION = 3  # 2: weight init seeded; 3: critique examples in the SFT mix
+FORMAT_VERSION = 6  # 2: weight init seeded; 3: critique examples in the SFT mix; 4-6: verifying critiques
 
 
 def cache_root() -> Path:
@@ -78,7 +78,8 @@ def critique_example(task: Task, rng: random.Random, config: TinyModelConfig) ->
     correct = task.score(problem, transcript).correct
     if rng.random() < config.sft_critique_noise:
         correct = not correct
-    return task.critique_prompt(problem, transcript), task.critique_demonstration(problem, correct)
+    return task.critique_prompt(problem, transcript), task.critique_demonstration(
+        problem, transcript, correct, verify=config.sft_critique_style == "verify")
 
 
 def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=print) -> list[float]:

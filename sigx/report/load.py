@@ -2,11 +2,14 @@
 
 One row per planned run (cell x seed), whatever its state: ``status`` is ``done``, ``failed`` or ``missing``
 (planned, never finished), so an incomplete matrix is visible downstream instead of silently averaged away.
+Each factor is a 0/1 column (reference / treatment level). Stores written before field factors existed (their
+plan lists technique names only) read as technique factors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -22,9 +25,28 @@ METRICS = {
     "tokens_per_s": "generated tokens per second of training step",
 }
 
+#: each mechanism's "room" in a run, read off its metrics.jsonl: (column, metrics key, how it is summarised)
+ROOM = {
+    "clip_fraction": ("clip_fraction", "mean", "tokens (or turns) whose ratio the clip cut, mean over steps"),
+    "log_ratio_abs": ("log_ratio_abs", "mean", "|log pi/pi_behaviour| over trained tokens: how off-policy"),
+    "zero_variance_groups": ("zero_variance_groups", "mean", "share of groups whose rewards all tie (no signal)"),
+    "critique_accuracy_start": ("gcrl/critique_accuracy", "first", "GC-RL critique accuracy at the first step"),
+    "failed_with_signal": ("search_p1/failed_with_signal", "mean", "share of failed trajectories Search-P1 "
+                           "gives a reward > 0"),
+}
+
 
 class ReportError(ValueError):
     """A directory that is not a readable ablation run store; one line for the CLI."""
+
+
+@dataclass
+class FactorInfo:
+    name: str
+    kind: str = "technique"  # technique | field
+    role: str = "technique"  # technique | regime | control
+    on_label: str = ""
+    levels: tuple = (False, True)
 
 
 @dataclass
@@ -32,12 +54,34 @@ class Ablation:
     name: str
     root: Path
     factors: list[str]
-    runs: pd.DataFrame  # one row per planned run: cell, combination, seed, status, error, <factor> 0/1, metrics
+    runs: pd.DataFrame  # one row per planned run: cell, combination, seed, status, error, <factor> 0/1, metrics, room
     curves: pd.DataFrame  # long format: cell, combination, seed, step, reward (held-out)
+    info: dict[str, FactorInfo] = field(default_factory=dict)
+    design: dict = field(default_factory=lambda: {"fraction": 0, "resolution": None, "words": [],
+                                                    "description": [], "aliases": []})
+
+    def __post_init__(self):
+        for name in self.factors:
+            self.info.setdefault(name, FactorInfo(name, on_label=name))
 
     @property
     def done(self) -> pd.DataFrame:
         return self.runs[self.runs.status == "done"]
+
+    @property
+    def full(self) -> bool:
+        return not self.design.get("fraction")
+
+    def of_role(self, *roles: str) -> list[str]:
+        return [f for f in self.factors if self.info[f].role in roles]
+
+    def combination(self, on) -> str:
+        """The cell name of a set of factors at their treatment level (the plan's own name where it has one)."""
+        levels = tuple(int(f in on) for f in self.factors)
+        for _, row in self.runs.drop_duplicates("combination").iterrows():
+            if tuple(int(row[f]) for f in self.factors) == levels:
+                return row.combination
+        return "+".join(self.info[f].on_label for f in self.factors if f in on) or "baseline"
 
 
 def _throughput(rows: list[dict]) -> float | None:
@@ -48,12 +92,28 @@ def _throughput(rows: list[dict]) -> float | None:
     return generated / sum(r["step_s"] for r in steps)
 
 
+def _room(rows: list[dict]) -> dict[str, float | None]:
+    out = {}
+    for column, (key, how, _) in ROOM.items():
+        values = [r[key] for r in rows if key in r and r[key] is not None]
+        out[column] = (values[0] if how == "first" else statistics.fmean(values)) if values else None
+    return out
+
+
+def _factor_info(entry) -> FactorInfo:
+    if isinstance(entry, str):  # a store from before field factors
+        return FactorInfo(entry, on_label=entry)
+    return FactorInfo(entry["name"], entry.get("kind", "technique"), entry.get("role", "technique"),
+                      entry.get("on_label", entry["name"]), tuple(entry.get("levels", (False, True))))
+
+
 def load_ablation(root: str | Path) -> Ablation:
     root = Path(root)
     plan = read_json(root / "plan.json")
     if plan is None:
         raise ReportError(f"{root}: not an ablation run store (no plan.json); run `sigx ablate RECIPE` first")
-    factors = plan["factors"]
+    infos = [_factor_info(f) for f in plan["factors"]]
+    factors = [i.name for i in infos]
     rows, curves = [], []
     for cell in plan["cells"]:
         row = {"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
@@ -66,18 +126,19 @@ def load_ablation(root: str | Path) -> Ablation:
             row.update(status="failed", error=summary.get("error", "unknown error"))
         else:
             metrics = read_jsonl(root / cell["id"] / "metrics.jsonl")
-            row.update(status="done", tokens_per_s=_throughput(metrics),
+            row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics),
                        **{k: summary.get(k) for k in METRICS if k in summary})
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics if "eval/reward" in r]
         rows.append(row)
     runs = pd.DataFrame(rows)
-    for column in ["error", *METRICS]:
+    for column in ["error", *METRICS, *ROOM]:
         if column not in runs:
             runs[column] = None
-    runs[list(METRICS)] = runs[list(METRICS)].astype(float)
+    runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
-    return Ablation(plan.get("name", root.name), root, factors, runs, curves)
+    design = plan.get("design") or {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": []}
+    return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design)
 
 
 def find_ablations(base: str | Path = "ablations") -> list[Path]:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sigx.report.load import METRICS  # noqa: E402
-from sigx.report.stats import Report, combination_name  # noqa: E402
+from sigx.report.stats import Report  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -33,7 +33,7 @@ def _save(fig, path: Path) -> None:
 def reward_curves(report: Report, path: Path) -> None:
     """Held-out reward over training, mean over seeds, one line per cell; baseline and all-on stand out."""
     curves = report.ablation.curves
-    all_on = combination_name(tuple(report.ablation.factors))
+    all_on = report.ablation.combination(set(report.ablation.factors))
     fig, ax = plt.subplots(figsize=(8, 5))
     if len(curves):
         means = curves.groupby(["combination", "step"])["reward"].mean().reset_index()
@@ -44,7 +44,7 @@ def reward_curves(report: Report, path: Path) -> None:
             if not len(line):
                 continue
             style = dict(color=colour, lw=1, alpha=0.6)
-            if combo == "baseline":
+            if combo == report.ablation.combination(set()):
                 style = dict(color="black", lw=2.2, ls="--")
             elif combo == all_on:
                 style = dict(color="crimson", lw=2.2)
@@ -78,14 +78,14 @@ def effects_plot(report: Report, path: Path) -> None:
 
 def interaction_heatmap(report: Report, path: Path) -> None:
     """k x k: the 2-way interaction effects off the diagonal, main effects on it; Holm p-values annotated."""
-    factors = report.ablation.factors
+    factors = report.ablation.of_role("technique", "regime")  # the crossed factors (controls are not)
     table = report.effects.table.set_index("term")
     k = len(factors)
     grid = np.full((k, k), np.nan)
     labels = [["" for _ in range(k)] for _ in range(k)]
     for i, a in enumerate(factors):
         for j, b in enumerate(factors):
-            term = a if i == j else " x ".join(t for t in factors if t in (a, b))
+            term = a if i == j else " x ".join(t for t in factors if t in (a, b))  # the model's term order
             if term in table.index:
                 value, p = table.loc[term, "effect"], table.loc[term, "p_holm"]
                 grid[i, j] = value
@@ -103,19 +103,26 @@ def interaction_heatmap(report: Report, path: Path) -> None:
     _save(fig, path)
 
 
+def _level(report: Report, factor: str, level: int) -> str:
+    info = report.ablation.info[factor]
+    if info.kind == "technique":
+        return f"{factor} {'on' if level else 'off'}"
+    return f"{factor}={info.levels[level]}"
+
+
 def interaction_plots(report: Report, path: Path) -> None:
     """For each pair (A, B): the metric with A off/on, one line for B off and one for B on, averaged over the
     other factors. Parallel lines = no interaction."""
     done = report.ablation.done
-    pairs = list(itertools.combinations(report.ablation.factors, 2))
+    pairs = list(itertools.combinations(report.ablation.of_role("technique", "regime"), 2))
     cols = min(3, max(1, len(pairs)))
     rows = max(1, -(-len(pairs) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
     for ax, (a, b) in zip(axes.flat, pairs):
         for level, colour in [(0, "tab:gray"), (1, "tab:green")]:
             means = [done[(done[a] == x) & (done[b] == level)][report.metric].mean() for x in (0, 1)]
-            ax.plot([0, 1], means, marker="o", color=colour, label=f"{b} {'on' if level else 'off'}")
-        ax.set_xticks([0, 1], [f"{a} off", f"{a} on"], fontsize=8)
+            ax.plot([0, 1], means, marker="o", color=colour, label=_level(report, b, level))
+        ax.set_xticks([0, 1], [_level(report, a, 0), _level(report, a, 1)], fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs):]:
@@ -128,7 +135,7 @@ def interaction_plots(report: Report, path: Path) -> None:
 def write_plots(report: Report, out: Path) -> list[Path]:
     paths = []
     drawers = [("reward_curves.png", reward_curves), ("effects.png", effects_plot)]
-    if len(report.ablation.factors) >= 2:
+    if len(report.ablation.of_role("technique", "regime")) >= 2:
         drawers += [("interactions_heatmap.png", interaction_heatmap), ("interaction_plots.png", interaction_plots)]
     for name, draw in drawers:
         draw(report, out / name)

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sigx.report.load import METRICS
+from sigx.report.load import METRICS, ROOM
 from sigx.report.stats import Report
 from sigx.runs import write_json_atomic, write_text_atomic
 
@@ -19,18 +19,19 @@ VERDICT_STYLE = {"additive": "green", "synergistic": "cyan", "redundant": "magen
 
 HOW_TO_READ = """\
 **How to read this report.**
-*Cells*: each on/off combination of the techniques, mean over seeds with a 95% t-interval, best first.
-*Effects*: the 2^k factorial analysis (OLS on factors coded -1/+1; effect = 2 x coefficient = mean with the term
-"on" minus mean with it "off", averaged over the other factors). A main effect is what a technique adds on
-average; a 2-way effect A x B is half the difference between A's effect with B on and with B off. p-values
-are Holm-corrected over all terms. Orthogonality predicts real main effects and interactions near zero.
-*Additivity*: for each set of techniques, the observed gain over the baseline against the sum of its members'
-own gains; the gap (observed - sum) with a 95% bootstrap CI over seeds. *additive*: the whole CI lies within
-+-{margin} (too small to matter); else *synergistic* / *redundant*: the CI lies above / below zero;
-*inconclusive*: neither, and
-"seeds to resolve" estimates the seeds per cell that would settle it (detect the gap at 80% power, or bound
-it within the margin). With few seeds, bootstrap intervals are optimistic (they cannot be wider than the
-spread of the seeds seen); read them together with the effects table's t-based intervals."""
+*Cells*: each combination of factor levels, mean over seeds with a 95% t-interval, best first.
+*Effects*: the factorial analysis: one OLS fit on factors coded -1 (off / reference level) and +1 (on /
+treatment level), with the seed as a block (cells with the same seed share prompts and noise draws);
+effect = 2 x coefficient = mean with the term "on" minus mean with it "off", averaged over the other factors.
+A main effect is what a factor adds on average; a 2-way effect A x B is half the difference between A's effect
+with B on and with B off. p-values are Holm-corrected over all terms; *MDE* is the smallest true effect the
+design detects with 80% power (two-sided 5%), so "not significant" reads as "smaller than the MDE, if anything".
+*Additivity*: for each set of techniques, in each regime, the observed gain over that regime's baseline against
+the sum of its members' own gains; the gap (observed - sum) with the exact 95% t-interval of that contrast from
+the same blocked fit. *additive*: the whole CI lies within +-{margin} (too small to matter); else *synergistic* /
+*redundant*: the CI lies above / below zero; *inconclusive*: neither, and "seeds to resolve" estimates the
+seeds per cell that would settle it. "x unpaired" is how many times wider the interval would be without the
+seed blocks (the same runs analysed as if unpaired)."""
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -65,13 +66,17 @@ def cell_rows(report: Report) -> list[list[str]]:
     return rows
 
 
+def _ratio(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}x"
+
+
 def effect_rows(report: Report) -> list[list[str]]:
     rows = []
     for _, row in report.effects.table.iterrows():
         ci = "-" if math.isnan(row.ci_low) else f"[{_signed(row.ci_low)}, {_signed(row.ci_high)}]"
         significant = "" if math.isnan(row.p_holm) else ("yes" if row.p_holm < 0.05 else "no")
-        rows.append([row.term, str(row.order), _signed(row.effect), _num(row.se), ci, _p(row.p), _p(row.p_holm),
-                     significant])
+        rows.append([row.term, row.role, _signed(row.effect), _num(row.se), ci, _p(row.p), _p(row.p_holm),
+                     significant, _num(row.mde), _ratio(row.unpaired_width_ratio)])
     return rows
 
 
@@ -79,19 +84,25 @@ def additivity_rows(report: Report) -> list[list[str]]:
     rows = []
     for _, row in report.additivity.iterrows():
         if "gap" not in row or (isinstance(row.get("gap"), float) and math.isnan(row["gap"])):
-            rows.append([row.techniques, "-", "-", "-", "-", row.verdict, "-"])
+            rows.append([row.regime, row.techniques, "-", "-", "-", "-", row.verdict, "-", "-", "-"])
             continue
         ci = "-" if math.isnan(row.gap_low) else f"[{_signed(row.gap_low)}, {_signed(row.gap_high)}]"
         need = "-" if math.isnan(row.seeds_to_resolve) else f"{int(row.seeds_to_resolve)}"
-        rows.append([row.techniques, _signed(row.observed_gain), _signed(row.sum_of_gains), _signed(row.gap), ci,
-                     row.verdict, need])
+        rows.append([row.regime, row.techniques, _signed(row.observed_gain), _signed(row.sum_of_gains),
+                     _signed(row.gap), ci, row.verdict, _num(row.mde), _ratio(row.unpaired_width_ratio), need])
     return rows
 
 
+def room_rows(report: Report) -> list[list[str]]:
+    return [[row.runs, str(row.n), *[_num(row[c]) for c in ROOM]] for _, row in report.room.iterrows()]
+
+
 CELL_HEADER = ["#", "combination", "runs", *[f"{SHORT[m]} (95% CI)" for m in METRICS]]
-EFFECT_HEADER = ["term", "order", "effect", "SE", "95% CI", "p", "p (Holm)", "significant"]
-ADDITIVITY_HEADER = ["techniques", "observed gain", "sum of single gains", "gap", "gap 95% CI (bootstrap)",
-                     "verdict", "seeds to resolve"]
+EFFECT_HEADER = ["term", "role", "effect", "SE", "95% CI", "p", "p (Holm)", "significant", "MDE (80%)",
+                 "x unpaired"]
+ADDITIVITY_HEADER = ["regime", "techniques", "observed gain", "sum of single gains", "gap", "gap 95% CI (t)",
+                     "verdict", "MDE (80%)", "x unpaired", "seeds to resolve"]
+ROOM_HEADER = ["runs", "n", *ROOM]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -104,9 +115,29 @@ def headline(report: Report) -> str:
     ab = report.ablation
     done = len(ab.done)
     seeds = sorted(ab.runs.seed.unique())
-    return (f"{len(ab.factors)} factors ({', '.join(ab.factors)}), {len(seeds)} seed(s) per cell; "
+    described = [f if ab.info[f].kind == "technique" else f"{f} {list(ab.info[f].levels)} ({ab.info[f].role})"
+                 for f in ab.factors]
+    return (f"{len(ab.factors)} factors ({', '.join(described)}), {len(seeds)} seed(s) per cell; "
             f"{done} of {len(ab.runs)} planned runs finished. Metric: `{report.metric}` ({METRICS[report.metric]}); "
             f"additivity margin +-{report.margin}.")
+
+
+def control_lines(report: Report) -> list[str]:
+    """The positive control(s): is an effect known to be real detected?"""
+    lines = []
+    for _, row in report.effects.table[report.effects.table.role == "control"].iterrows():
+        found = "detected" if row.p_holm < 0.05 else "NOT detected: the set-up could not see a real effect"
+        lines.append(f"Positive control `{row.term}`: effect {_signed(row.effect)} "
+                     f"[{_signed(row.ci_low)}, {_signed(row.ci_high)}], Holm p {_p(row.p_holm)}: {found}.")
+    return lines
+
+
+def blocking_line(report: Report) -> str:
+    ratios = report.effects.table.unpaired_width_ratio.dropna()
+    if not len(ratios):
+        return ""
+    return (f"Blocking on the seed: the same intervals without seed blocks would be {ratios.median():.2f}x as wide "
+            f"(median over terms; {ratios.min():.2f}x to {ratios.max():.2f}x).")
 
 
 def markdown(report: Report, plots: list[Path]) -> str:
@@ -117,8 +148,14 @@ def markdown(report: Report, plots: list[Path]) -> str:
     if report.effects.residual_df > 0:
         parts += [f"Pooled seed-to-seed standard deviation of `{report.metric}`: {report.effects.residual_sd:.4f} "
                   f"({report.effects.residual_df} residual degrees of freedom).", ""]
-    parts += [HOW_TO_READ.format(margin=report.margin), "",
-              "## Cells", "", _md_table(CELL_HEADER, cell_rows(report)), "",
+    parts += [line for line in control_lines(report) + [blocking_line(report)] if line] + [""]
+    parts += [HOW_TO_READ.format(margin=report.margin), "", "## Design", ""]
+    parts += [f"- {line}" for line in ab.design.get("description") or ["full factorial"]] + [""]
+    if ab.design.get("aliases"):
+        parts += ["Aliases (each estimated term and the lowest-order terms it is confounded with):", ""]
+        parts += [f"- {line}" for line in ab.design["aliases"]] + [""]
+    parts += ["## Cells", "", _md_table(CELL_HEADER, cell_rows(report)), "",
+              "## Room for each mechanism", "", ROOM_NOTE, "", _md_table(ROOM_HEADER, room_rows(report)), "",
               f"## Effects on `{report.metric}`", "", _md_table(EFFECT_HEADER, effect_rows(report)), "",
               f"## Additivity of `{report.metric}` gains", "", _md_table(ADDITIVITY_HEADER, additivity_rows(report)), "",
               "## Plots", ""]
@@ -126,13 +163,17 @@ def markdown(report: Report, plots: list[Path]) -> str:
     return "\n".join(parts) + "\n"
 
 
+ROOM_NOTE = "; ".join(f"*{c}*: {how}" for c, (_, _, how) in ROOM.items()) + "."
+
+
 def as_json(report: Report) -> dict:
     records = lambda df: json.loads(df.to_json(orient="records"))  # noqa: E731  (NaN -> null)
     return {"ablation": report.ablation.name, "store": str(report.ablation.root), "metric": report.metric,
             "margin": report.margin, "notes": report.notes, "residual_sd": report.effects.residual_sd,
             "residual_df": report.effects.residual_df, "runs": records(report.ablation.runs),
-            "cells": records(report.cells), "effects": records(report.effects.table),
-            "additivity": records(report.additivity)}
+            "design": report.ablation.design, "cells": records(report.cells),
+            "effects": records(report.effects.table), "additivity": records(report.additivity),
+            "room": records(report.room)}
 
 
 def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]) -> list[Path]:
@@ -142,7 +183,7 @@ def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]
         written.append(out / "report.md")
     if "csv" in formats:
         for name, df in [("runs", report.ablation.runs), ("cells", report.cells), ("effects", report.effects.table),
-                         ("additivity", report.additivity)]:
+                         ("additivity", report.additivity), ("room", report.room)]:
             write_text_atomic(out / f"{name}.csv", df.to_csv(index=False))
             written.append(out / f"{name}.csv")
     if "json" in formats:
@@ -155,15 +196,19 @@ def print_report(report: Report, console: Console) -> None:
     console.print(f"[bold]ablation {report.ablation.name}[/bold]: " + headline(report), highlight=False)
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    for line in control_lines(report) + [blocking_line(report)] + report.ablation.design.get("description", []):
+        if line:
+            console.print(line.replace("`", ""), highlight=False)
     for title, header, rows in [("cells (mean [95% CI] over seeds)", CELL_HEADER, cell_rows(report)),
+                                ("room for each mechanism", ROOM_HEADER, room_rows(report)),
                                 (f"effects on {report.metric}", EFFECT_HEADER, effect_rows(report)),
                                 (f"additivity of {report.metric} gains", ADDITIVITY_HEADER, additivity_rows(report))]:
         table = Table(title=title, title_justify="left")
         for column in header:
             table.add_column(column)
         for row in rows:
-            verdict = row[5] if header is ADDITIVITY_HEADER else None
+            verdict = row[6] if header is ADDITIVITY_HEADER else None
             if verdict in VERDICT_STYLE:
-                row = row[:5] + [f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"] + row[6:]
+                row = row[:6] + [f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"] + row[7:]
             table.add_row(*[r.replace("**", "") for r in row])
         console.print(table)

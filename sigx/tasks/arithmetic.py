@@ -77,6 +77,26 @@ class ArithmeticTask(Task):
         answer = _STEP.match(steps[-1]).group(4)
         return [Segment(";".join(steps) + "#" + answer, by_model=True)]
 
+    # ---------------------------------------------------------------- critiques
+    def critique_prompt(self, problem: Problem, transcript: list[Segment]) -> str:
+        """Question + response, then the question again after ``verdict:``: a critic that verifies by solving
+        anew (``model.tiny.sft_critique_style: verify``) starts from the question itself, right where it
+        writes, instead of copying the response it judges; a bare verdict follows the same prompt."""
+        return f"{super().critique_prompt(problem, transcript)}{problem.prompt}"
+
+    def critique_demonstration(self, problem: Problem, transcript: list[Segment], correct: bool,
+                               verify: bool = False) -> list[Segment]:
+        """With ``verify``: the question solved anew, then the difference between that answer and the response's
+        (``12-3=9#9 9-8=1 no``): the check is one more subtraction, which the policy already knows, and the
+        verdict follows from whether it is 0. (Comparing the two numbers directly, ``9 vs 8 no``, was measured
+        at chance for the tiny model: it copied both numbers but did not learn equality.)"""
+        claimed = self.score(problem, transcript).answer
+        if not verify or claimed is None or not re.fullmatch(r"-?\d+", claimed):
+            return super().critique_demonstration(problem, transcript, correct, verify)
+        solution = self.model_text(self.demonstration(problem, random.Random(0), noise=0.0))
+        check = f"{problem.answer}-{claimed}={int(problem.answer) - int(claimed)}".replace("--", "+")
+        return [Segment(f"{solution} {check} {'yes' if correct else 'no'}", True)]
+
     # ---------------------------------------------------------------- reward
     def score(self, problem: Problem, transcript: list[Segment]) -> Score:
         text = self.model_text(transcript)

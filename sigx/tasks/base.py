@@ -105,9 +105,18 @@ class Task(ABC):
         the question again, so that the policy answers it anew in the light of the critique."""
         return f"{self.critique_prompt(problem, transcript)}{critique}\n{problem.prompt}"
 
-    def critique_demonstration(self, problem: Problem, correct: bool) -> list[Segment]:
-        """A critique for the SFT warm start: by default the bare verdict."""
-        return [Segment("yes" if correct else "no", True)]
+    def critique_demonstration(self, problem: Problem, transcript: list[Segment], correct: bool,
+                               verify: bool = False) -> list[Segment]:
+        """A critique of ``transcript`` for the SFT warm start: the bare verdict, or with ``verify``
+        (single-turn tasks) the question solved anew, the response's own answer beside it, then the verdict: a
+        critic that checks a response by re-deriving it (GC-RL's cold-start critiques "verify step by step",
+        arXiv 2602.22765 App. A, Figure 6). ``correct`` is the verdict to teach (it may be a flipped label)."""
+        verdict = "yes" if correct else "no"
+        if verify and self.max_turns == 1:
+            solution = self.model_text(self.demonstration(problem, random.Random(0), noise=0.0))
+            claimed = self.score(problem, transcript).answer
+            return [Segment(f"{solution} vs {claimed if claimed is not None else 'none'} {verdict}", True)]
+        return [Segment(verdict, True)]
 
     def parse_verdict(self, text: str) -> bool | None:
         """True/False for a verdict of 'correct'/'incorrect', None when the critique ends without a verdict."""

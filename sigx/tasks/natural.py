@@ -47,7 +47,8 @@ class NaturalCritique:
         return REFINEMENT_REQUEST.format(question=self.question_text(problem), response=response,
                                          critique=critique.strip(), task=problem.prompt)
 
-    def critique_demonstration(self, problem: Problem, correct: bool) -> list[Segment]:
+    def critique_demonstration(self, problem: Problem, transcript: list[Segment], correct: bool,
+                               verify: bool = False) -> list[Segment]:
         return [Segment(f"Verdict: {'yes' if correct else 'no'}", True)]
 
     def parse_verdict(self, text: str) -> bool | None:

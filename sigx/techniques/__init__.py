@@ -19,18 +19,19 @@ __all__ = ["TECHNIQUE_ORDER", "TECHNIQUES", "Technique", "TechniqueContext", "Te
            "policy_loss_with_defaults"]
 
 
-def context(recipe: Recipe, generate=None) -> TechniqueContext:
+def context(recipe: Recipe, generate=None, device: str = "cpu") -> TechniqueContext:
     """What a technique may know of the run besides its own section and the task."""
     r = recipe.rollout
-    return TechniqueContext(seed=recipe.seed, group_size=r.group_size,
+    return TechniqueContext(seed=recipe.seed, group_size=r.group_size, device=device,
                             sampling=SamplingParams(r.max_new_tokens, r.temperature, r.top_p), generate=generate)
 
 
 def build(recipe: Recipe, engine=None) -> list[Technique]:
     """The recipe's enabled techniques for a run on ``engine`` (a :class:`sigx.engine.shared.SharedEngine`;
     None builds them without a generate function, for techniques that do not sample)."""
-    task = engine.task if engine is not None else None
-    return build_techniques(recipe.techniques, task, context(recipe, engine.generate if engine is not None else None))
+    if engine is None:
+        return build_techniques(recipe.techniques, None, context(recipe))
+    return build_techniques(recipe.techniques, engine.task, context(recipe, engine.generate, engine.device))
 
 
 def policy_loss_with_defaults(name: str, training: TrainingConfig | None = None, **sections) -> BoundPolicyLoss:

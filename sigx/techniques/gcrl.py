@@ -179,7 +179,8 @@ class GCRL(Technique):
 
     def __init__(self, config, task, context=None):
         super().__init__(config, task, context)
-        self.rng = random.Random(f"gcrl-{self.context.seed}")
+        self.rng = random.Random(f"gcrl-{self.context.seed}")  # the filter's and the cache's choices
+        self.sampler = self.context.generator("gcrl")  # the critiques' and self-corrections' token draws
         self.cache = QuestionResponseCache(config.cache_capacity)
         self.last: dict[str, float] = {}  # this step's cache and reward diagnostics, for metrics()
 
@@ -189,10 +190,12 @@ class GCRL(Technique):
         return self.context.group_size if n is None else n
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.getstate(), "cache": [p.to_state() for p in self.cache.pairs]}
+        return {"rng": self.rng.getstate(), "sampler": self.sampler.get_state(),
+                "cache": [p.to_state() for p in self.cache.pairs]}
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.setstate(state["rng"])
+        self.sampler.set_state(state["sampler"])
         self.cache.pairs = [CachedPair.from_state(p) for p in state.get("cache", [])]
 
     # ---------------------------------------------------------------------------------------- the rollout
@@ -216,7 +219,7 @@ class GCRL(Technique):
                     for i, p in enumerate(pairs)]
         params = SamplingParams(c.critique_max_tokens, self.context.sampling.temperature, self.context.sampling.top_p)
         critiques = self.context.generate(CritiqueEnvironment(), [p for p in problems for _ in range(n)],
-                                          [g for g in groups for _ in range(n)], params)
+                                          [g for g in groups for _ in range(n)], params, self.sampler)
         for critique in critiques:
             verdict = self.task.parse_verdict(self.task.model_text(critique.segments))
             response_correct = critique.problem.meta["response_correct"]
@@ -238,7 +241,7 @@ class GCRL(Technique):
                                                  self.task.model_text(critique.segments))
             refine += [replace(pair.problem, prompt=prompt)] * k
         s = self.context.sampling
-        refined = self.context.generate(self.task, refine, list(range(len(refine))), s)
+        refined = self.context.generate(self.task, refine, list(range(len(refine))), s, self.sampler)
         for i, critique in enumerate(critiques):
             batch = refined[i * k:(i + 1) * k]
             corrected = sum(self.task.score(r.problem, r.segments).correct for r in batch)

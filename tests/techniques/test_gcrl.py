@@ -45,7 +45,7 @@ class ScriptedPolicy:
     def __init__(self, verdict="no"):
         self.verdict, self.calls = verdict, []
 
-    def __call__(self, environment, problems, groups, params):
+    def __call__(self, environment, problems, groups, params, generator=None):
         self.calls.append((environment, list(problems), list(groups), params))
         out = []
         for problem, group in zip(problems, groups):
@@ -115,7 +115,7 @@ def test_critiques_join_their_questions_group_and_get_grpo_advantages_with_the_r
     assert isinstance(environment, CritiqueEnvironment) and params.max_new_tokens == 48
     assert len(critiques) == 2 * 4  # 2 pairs (A's right and wrong response), n = group size = 4 critiques each
     assert set(groups) == {0}  # mixed into question A's group of responses (§3)
-    assert all(p.prompt.startswith("7+5-3=7+5=12;12-3=") and p.prompt.endswith("\nverdict:") for p in problems)
+    assert all(p.prompt.startswith("7+5-3=7+5=12;12-3=") and p.prompt.endswith("\nverdict:7+5-3=") for p in problems)
     assert sorted(c.reward for c in critiques) == [0.0] * 4 + [0.7] * 4  # "no" is right for the wrong response only
     rewards = torch.tensor([t.reward for t in responses + critiques])
     groups_all = torch.tensor([t.group for t in responses + critiques])
@@ -157,7 +157,7 @@ def test_denoised_critique_reward_adds_self_correction_credit():
     critiques = technique.expand_rollouts(step_responses(), next_group=3)
     environment, refine_problems, _, _ = policy.calls[1]
     assert environment is TASK and len(refine_problems) == 2
-    assert refine_problems[0].prompt.endswith("\nverdict:no\n7+5-3=")  # critique context, the critique, the question
+    assert refine_problems[0].prompt.endswith("\nverdict:7+5-3=no\n7+5-3=")  # critique context, critique, question
     # both self-corrections are right (k/n = 1) and both critiques say "wrong": R_q = 0.7 each
     by_label = {c.problem.meta["response_correct"]: c.reward for c in critiques}
     assert by_label == {False: pytest.approx(0.7 + 0.7), True: pytest.approx(0.0 + 0.7)}

@@ -1,0 +1,136 @@
+"""The report's intervals hold their level: simulation on planted data (coverage of the additivity gap's 95%
+interval, false calls on a null gap), seed blocking, minimum detectable effects, fractional designs, regime
+factors and the positive control."""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sigx.ablation.design import alias_lines, describe, make_design
+from sigx.report.load import Ablation, FactorInfo
+from sigx.report.stats import additivity_table, build_report, detectable, fit_model
+
+THREE = ["search_p1", "sspo", "sorl"]
+
+
+def planted(factors, seeds, mean, rng, seed_sd=0.05, noise_sd=0.02, points=None, info=None, design=None) -> Ablation:
+    """An ablation in memory: final_reward = mean(on) + a seed effect shared by every cell + noise."""
+    points = points or list(itertools.product((0, 1), repeat=len(factors)))
+    seed_effect = rng.normal(0, seed_sd, len(seeds))
+    rows = []
+    for point in points:
+        on = {f for f, x in zip(factors, point) if x}
+        combination = "+".join(f for f in factors if f in on) or "baseline"
+        for i, seed in enumerate(seeds):
+            rows.append({"cell": f"{combination}/seed{seed}", "combination": combination, "seed": seed,
+                         "status": "done", **dict(zip(factors, point)),
+                         "final_reward": mean(on) + seed_effect[i] + rng.normal(0, noise_sd)})
+    runs = pd.DataFrame(rows)
+    for column in ["reward_auc", "final_critique_accuracy", "tokens_per_s", "clip_fraction", "log_ratio_abs",
+                   "zero_variance_groups", "critique_accuracy_start", "failed_with_signal", "error"]:
+        runs[column] = np.nan
+    ab = Ablation("planted", None, list(factors), runs, pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"]),
+                  dict(info or {}))
+    if design is not None:
+        ab.design = design
+    return ab
+
+
+def truth(on):  # sspo x sorl redundant by 0.03; search_p1 adds to both
+    return 0.5 + 0.04 * ("search_p1" in on) + 0.03 * ("sspo" in on) + 0.02 * ("sorl" in on) \
+        - 0.03 * ({"sspo", "sorl"} <= on)
+
+
+def test_the_gap_interval_covers_the_truth_95_percent_of_the_time_and_a_null_gap_is_called_5_percent():
+    rng = np.random.default_rng(20261126)
+    draws, covered, false_calls, planted_called = 1000, 0, 0, 0
+    for _ in range(draws):
+        table = additivity_table(planted(THREE, range(5), truth, rng, noise_sd=0.01), "final_reward", margin=0.02)
+        gaps = table.set_index("techniques")
+        real = gaps.loc["sspo + sorl"]
+        covered += real.gap_low <= -0.03 <= real.gap_high
+        planted_called += real.gap_high < 0
+        null = gaps.loc["search_p1 + sspo"]
+        false_calls += not (null.gap_low <= 0 <= null.gap_high)
+    assert 0.93 <= covered / draws <= 0.97, covered / draws
+    assert false_calls / draws <= 0.065, false_calls / draws
+    assert planted_called / draws > 0.5  # and the planted gap is seen most of the time
+
+
+def test_blocking_on_the_seed_narrows_the_intervals_when_seeds_differ():
+    ab = planted(THREE, range(5), truth, np.random.default_rng(1), seed_sd=0.08, noise_sd=0.01)
+    report = build_report(ab)
+    assert (report.effects.table.unpaired_width_ratio > 2).all()
+    assert (report.additivity.unpaired_width_ratio > 2).all()
+    # the point estimates are the cell-mean contrasts either way (a balanced design)
+    means = ab.runs.groupby("combination").final_reward.mean()
+    pair = report.additivity.set_index("techniques").loc["sspo + sorl"]
+    assert pair.gap == pytest.approx(means["sspo+sorl"] - means["sspo"] - means["sorl"] + means["baseline"])
+
+
+def test_minimum_detectable_effect_by_hand_and_by_power():
+    assert detectable(0.01, 60) == pytest.approx((stats.t.ppf(0.975, 60) + stats.t.ppf(0.8, 60)) * 0.01)
+    # planted main effect = the MDE the design reports: detected in ~80% of draws
+    rng = np.random.default_rng(7)
+    mde = build_report(planted(THREE, range(5), lambda on: 0.5, rng)).effects.table.set_index("term").loc["sspo", "mde"]
+    hits = 0
+    for _ in range(300):
+        model = fit_model(planted(THREE, range(5), lambda on: 0.5 + mde * ("sspo" in on), rng), "final_reward")
+        weights = np.zeros(len(model.terms) + 1)
+        weights[1 + model.terms.index(("sspo",))] = 2.0  # the effect: 2 x the coefficient
+        hits += model.estimate(weights)["p"] < 0.05
+    assert 0.72 <= hits / 300 <= 0.88, hits / 300
+
+
+def test_a_fraction_recovers_main_effects_and_two_factor_interactions():
+    factors = ["search_p1", "gcrl", "sspo", "sorl", "staleness"]
+    design = make_design(5, 1)
+    info = {"staleness": FactorInfo("staleness", "field", "regime", "staleness=4", (0, 4))}
+    meta = {"fraction": 1, "resolution": design.resolution, "description": describe(design, factors),
+            "aliases": alias_lines(design, factors)}
+
+    def mean(on):
+        return 0.5 + 0.05 * ("gcrl" in on) - 0.04 * ("staleness" in on) + 0.03 * ({"sspo", "staleness"} <= on)
+
+    ab = planted(factors, range(4), mean, np.random.default_rng(3), noise_sd=0.005, points=list(design.points),
+                 info=info, design=meta)
+    report = build_report(ab)
+    effects = report.effects.table.set_index("term")
+    assert len(effects) == 5 + 10  # main effects and 2-factor interactions only
+    for term, value in [("gcrl", 0.05), ("staleness", -0.04 + 0.03 / 2), ("sspo", 0.03 / 2),
+                        ("sspo x staleness", 0.03 / 2), ("gcrl x sorl", 0.0)]:
+        assert effects.loc[term, "ci_low"] <= value <= effects.loc[term, "ci_high"], term
+    assert any("resolution 5" in n for n in report.notes)
+    assert meta["description"][0].startswith("2^(5-1) fraction, resolution V")
+    assert "sspo x staleness = search_p1 x gcrl x sorl" in meta["aliases"]
+    # a regime factor: gaps are reported at each of its levels (here staleness changes no technique pair)
+    regimes = set(report.additivity.regime)
+    assert regimes == {"reference", "staleness=4"}
+
+
+def test_gaps_are_reported_per_regime_and_the_positive_control_is_named():
+    factors = ["sspo", "sorl", "staleness", "lr"]
+    info = {"staleness": FactorInfo("staleness", "field", "regime", "staleness=4", (0, 4)),
+            "lr": FactorInfo("lr", "field", "control", "lr=2e-05", (1e-4, 2e-5))}
+
+    def mean(on):  # sspo and sorl redundant only under staleness; a lower lr costs 0.2
+        return 0.6 + 0.05 * ("sspo" in on) + 0.05 * ("sorl" in on) - 0.2 * ("lr" in on) \
+            - 0.05 * ({"sspo", "sorl", "staleness"} <= on)
+
+    points = [p + (0,) for p in itertools.product((0, 1), repeat=3)] + [(0, 0, 0, 1)]  # lr: baseline only
+    report = build_report(planted(factors, range(4), mean, np.random.default_rng(5), noise_sd=0.005, info=info,
+                                  points=points))
+    gaps = report.additivity.set_index("regime")
+    assert gaps.loc["reference", "verdict"] == "additive" and gaps.loc["staleness=4", "verdict"] == "redundant"
+    assert gaps.loc["staleness=4", "gap_low"] <= -0.05 <= gaps.loc["staleness=4", "gap_high"]
+    control = report.effects.table.set_index("term").loc["lr"]
+    assert control.role == "control" and control.p_holm < 0.05 and control.effect == pytest.approx(-0.2, abs=0.01)
+    assert "sspo x lr" not in set(report.effects.table.term)  # a control is not crossed
+    from sigx.report.render import control_lines
+
+    (line,) = control_lines(report)
+    assert line.startswith("Positive control `lr`: effect -0.2") and line.endswith(": detected.")
