@@ -163,8 +163,9 @@ class RolloutConfig(Strict):
     on CPU: what the weight-sync tests use)."""
 
     #: fields fixed when the shared engine builds its rollout backend; the rest vary per run
-    ENGINE_FIELDS: ClassVar[tuple[str, ...]] = ("backend", "chat_template", "dtype", "gpu_memory_utilization",
-                                                "max_model_len", "vllm_sleep", "vllm_enforce_eager")
+    ENGINE_FIELDS: ClassVar[tuple[str, ...]] = ("backend", "chat_template", "dtype", "decoder", "compile",
+                                                "gpu_memory_utilization", "max_model_len", "vllm_sleep",
+                                                "vllm_enforce_eager")
 
     backend: Literal["hf", "hf_synced", "vllm"] = "hf"
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
@@ -177,7 +178,14 @@ class RolloutConfig(Strict):
     chat_template: Annotated[Literal["auto", "on", "off"], Switch] = Field(
         "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has none)")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="weights of a separate rollout engine (vllm, hf_synced); pushed weights are cast to it")
+        "auto", description="weights of a separate rollout engine (vllm, hf_synced; pushed weights are cast to "
+        "it); for hf with decoder static, the autocast dtype of decoding. auto: the training weights' dtype")
+    decoder: Literal["dynamic", "static"] = Field(
+        "dynamic", description="hf/hf_synced decoding loop: dynamic (rows leave the batch as they stop: least "
+        "arithmetic, the CPU's choice) or static (a static KV cache, fixed shapes, finished rows masked: one "
+        "decode step that can be captured once, the GPU's choice)")
+    compile: bool = Field(False, description="decoder static: compile the decode step with torch.compile "
+                          "(mode reduce-overhead: CUDA graphs on a GPU); the first call pays the compilation")
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vllm: its share of GPU memory "
                                           "(weights + KV cache); the rest is left to training")
     max_model_len: int = Field(4096, ge=16, description="vllm: longest prompt + completion it must hold")
@@ -219,6 +227,13 @@ class TrainingConfig(Strict):
         True, description="leave rows whose advantage is exactly 0 out of the forward/backward: with no KL term "
         "and a loss proportional to the advantage their gradient is exactly zero, and the loss normaliser still "
         "counts them, so the update is the same for less work. Loss diagnostics then cover the trained rows")
+    rollout_correction: Literal["off", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] = Field(
+        "off", description="importance correction for the gap between the sampling engine and the trainer (a "
+        "bf16 or vLLM sampler): weights exp(logp_trainer - logp_sampler) per token or per sequence, truncated "
+        "(TIS) or masked (MIS) outside [rollout_correction_min, rollout_correction_max] (TRL's "
+        "vllm_importance_sampling_mode, verl's rollout correction); off: none")
+    rollout_correction_min: float | None = Field(None, ge=0, description="lower bound of the weights (None: 0)")
+    rollout_correction_max: float = Field(2.0, gt=1, description="upper bound of the weights")
     autocast: Annotated[Literal["off", "bfloat16"], Switch] = Field(
         "off", description="mixed precision on CUDA: forward/backward in this dtype, weights and optimizer in "
         "the model's dtype (keep model.dtype float32 for fp32 master weights)")

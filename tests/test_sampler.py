@@ -110,3 +110,35 @@ def test_multi_token_stop_strings_end_a_row_where_they_complete(model):
         else:
             assert first is None and len(text) == 30
     assert any(s.stopped for s in out)
+
+
+# ------------------------------------------------------------------------------------------------ fixed shapes
+def test_the_static_decoder_decodes_greedily_as_the_dynamic_one(model):
+    from sigx.engine.static_sampler import StaticDecoder
+
+    kwargs = dict(max_new_tokens=6, pad_id=PAD, stop_ids=[1], greedy=True)
+    dynamic = sample(model, CONTEXTS, **kwargs)
+    static = StaticDecoder(model).sample(CONTEXTS, **kwargs)
+    assert [s.ids for s in static] == [d.ids for d in dynamic] and [s.stopped for s in static] == [d.stopped for d in dynamic]
+    for s, d in zip(static, dynamic):
+        assert s.logprobs == pytest.approx(d.logprobs, abs=1e-5)
+
+
+def test_the_static_decoders_logprobs_are_the_trainers_and_its_draws_follow_the_distribution(model):
+    from sigx.engine.static_sampler import StaticDecoder
+
+    decoder = StaticDecoder(model)
+    generator = torch.Generator().manual_seed(3)
+    out = decoder.sample(CONTEXTS, max_new_tokens=5, pad_id=PAD, stop_ids=[1], temperature=0.7, generator=generator)
+    for context, s in zip(CONTEXTS, out):
+        sequence = torch.tensor([context + s.ids])
+        full = token_logprobs(model, sequence, torch.ones_like(sequence), temperature=0.7)[0, len(context) - 1:]
+        assert torch.allclose(torch.tensor(s.logprobs), full, atol=1e-5)
+    # first tokens of one context, 3000 draws: chi-square against the softmax the trainer computes
+    draws = decoder.sample([[5, 6, 7]] * 3000, max_new_tokens=1, pad_id=PAD, stop_ids=[1], temperature=1.3,
+                           generator=torch.Generator().manual_seed(4))
+    counts = torch.bincount(torch.tensor([d.ids[0] for d in draws]), minlength=VOCAB).float()
+    probs = torch.softmax(model(input_ids=torch.tensor([[5, 6, 7]])).logits[0, -1] / 1.3, -1).detach()
+    keep = probs * 3000 >= 5
+    expected = probs[keep] * 3000
+    assert chisquare(counts[keep], expected * counts[keep].sum() / expected.sum()).pvalue > 1e-3

@@ -81,12 +81,16 @@ def synced_engine():
     return _engine("hf_synced")
 
 
+def _logprobs(model, batch):
+    """Token log-probs of ``batch`` under ``model``, computed where the model lives (a GPU when there is one),
+    returned on the CPU beside the batch."""
+    with torch.no_grad():
+        return token_logprobs(model, batch.input_ids.to(model.device), batch.attention_mask.to(model.device)).cpu()
+
+
 def _copy_logprobs(engine: SharedEngine, trajectories):
     batch = collate(trajectories, torch.zeros(len(trajectories)), engine.tokenizer.pad_token_id)
-    with torch.no_grad():
-        ours = token_logprobs(engine.model, batch.input_ids, batch.attention_mask)
-        theirs = token_logprobs(engine.rollout.model, batch.input_ids, batch.attention_mask)
-    return ours, theirs, batch.loss_mask > 0
+    return _logprobs(engine.model, batch), _logprobs(engine.rollout.model, batch), batch.loss_mask > 0
 
 
 def _update(trainer: GRPOTrainer):
@@ -152,11 +156,9 @@ def test_behaviour_logprobs_are_the_pre_update_policys_on_every_row(synced_engin
     finally:
         synced_engine.rollout._suppress = suppressed
     batch = collate(trajectories, torch.linspace(-1, 1, len(trajectories)), synced_engine.tokenizer.pad_token_id)
-    with torch.no_grad():
-        before = token_logprobs(synced_engine.model, batch.input_ids, batch.attention_mask)
+    before = _logprobs(synced_engine.model, batch)
     metrics = trainer.update(batch)
-    with torch.no_grad():
-        after = token_logprobs(synced_engine.model, batch.input_ids, batch.attention_mask)
+    after = _logprobs(synced_engine.model, batch)
     mask = batch.loss_mask > 0
     assert recipe.training.mini_batches == 2 and not torch.isnan(batch.old_logprobs[mask]).any()
     assert torch.allclose(batch.old_logprobs[mask], before[mask], atol=1e-5)
@@ -318,3 +320,14 @@ def test_vllm_sampling_params_keep_stops_special_tokens_and_logprobs(fake_vllm):
     assert sampled.logprobs == 0 and not sampled.skip_special_tokens
     greedy = vllm_sampling_params(SamplingParams(16, greedy=True), (), [2], seed=5)
     assert greedy.temperature == 0.0 and greedy.stop is None
+
+
+def test_the_static_decoder_runs_a_grpo_step_and_samples_what_the_trainer_scores():
+    """rollout.decoder static through the hf backend: a whole step, and the sampler's log-probs are the
+    trainer's (fp32 on the CPU: the same function)."""
+    recipe = load_recipe(RECIPES / "tiny.yaml", SHORT + SMALL + ["rollout.decoder=static", "training.skip_zero_advantage=false"])
+    engine = SharedEngine(recipe)
+    engine.rollout._suppress = []  # this barely warmed-up model gives special tokens mass the sampler would drop
+    metrics = GRPOTrainer(recipe, engine).step().metrics
+    assert engine.rollout.static is not None
+    assert metrics["rollout/logprob_gap"] < 1e-4 and metrics["response_tokens"] > 0

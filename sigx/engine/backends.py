@@ -29,14 +29,15 @@ def register_rollout_backend(name: str):
 
 @register_rollout_backend("hf")
 def _hf(model, tokenizer, config: RolloutConfig, model_path: str | None, seed: int) -> RolloutBackend:
-    """Samples from the training model itself (CPU default): nothing to sync."""
-    return HFRolloutBackend(model, tokenizer)
+    """Samples from the training model itself (CPU default): nothing to sync. With ``decoder: static`` the
+    decode runs at fixed shapes under autocast in ``rollout.dtype`` (bf16 on a GPU), compiled with ``compile``."""
+    return HFRolloutBackend(model, tokenizer, config.decoder, config.compile, ROLLOUT_DTYPES.get(config.dtype))
 
 
 @register_rollout_backend("hf_synced")
 def _hf_synced(model, tokenizer, config: RolloutConfig, model_path: str | None, seed: int) -> RolloutBackend:
     """A separate transformers copy kept current by the in-place weight push (vLLM's situation, on CPU)."""
-    return SyncedHFRolloutBackend(model, tokenizer, ROLLOUT_DTYPES.get(config.dtype))
+    return SyncedHFRolloutBackend(model, tokenizer, ROLLOUT_DTYPES.get(config.dtype), config.decoder, config.compile)
 
 
 @register_rollout_backend("vllm")

@@ -181,6 +181,42 @@ def gspo_loss(x: PolicyLossInputs, band: ClipBand):
     return loss, {"clip_fraction": clip_fraction, "ratio_mean": torch.exp(seq_log_ratio.detach()).mean()}
 
 
+# ------------------------------------------------------------------------------------------------ rollout correction
+ROLLOUT_CORRECTIONS = ("off", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+
+
+def rollout_correction(old_logprobs: torch.Tensor, sampling_logprobs: torch.Tensor, mask: torch.Tensor, mode: str,
+                       low: float | None, high: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Importance weights [B, T] (no gradient) for the gap between the engine that sampled and the trainer that
+    computes the ratio (another dtype, vLLM's kernels): TRL's ``vllm_importance_sampling_*`` (its four modes)
+    and verl's rollout correction, in one place::
+
+        d_t        = logp_old_t (trainer, before any update) - logp_sampler_t               [B, T]
+        token_*    w_t = exp(d_t)                         per token
+        sequence_* w_i = exp(sum_t d_t)                   one per sequence, on each of its tokens
+        *_truncate w   <- clamp(w, low, high)             (TIS: truncated importance sampling)
+        *_mask     w   <- w if low <= w <= high else 0    (MIS: the token / sequence is left out)
+
+    ``low`` None means no lower bound for truncation and 0 for masking. Tokens whose sampler log-prob is unknown
+    (NaN: an engine that reports none) get weight 1. The per-token policy loss is multiplied by w."""
+    known = ~torch.isnan(sampling_logprobs) & (mask > 0)
+    diff = torch.where(known, old_logprobs - torch.nan_to_num(sampling_logprobs), torch.zeros_like(old_logprobs))
+    if mode.startswith("sequence"):
+        diff = diff.sum(-1, keepdim=True).expand_as(diff)
+    raw = torch.exp(diff)
+    lower = low if low is not None else 0.0
+    if mode.endswith("truncate"):
+        weights = raw.clamp(min=low, max=high)
+        cut = (raw > high) | (raw < lower)
+    else:
+        cut = (raw > high) | (raw < lower)
+        weights = torch.where(cut, torch.zeros_like(raw), raw)
+    weights = torch.where(known, weights, torch.ones_like(weights)).detach()
+    return weights, {"rollout_correction/weight_mean": masked_mean(weights, mask),
+                     "rollout_correction/cut_fraction": masked_mean((cut & known).float(), mask),
+                     "rollout_correction/log_gap": masked_mean(diff.abs(), known.float())}
+
+
 # ------------------------------------------------------------------------------------------------ aggregation
 def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     """``token-mean``: every generated token weighs the same (DAPO); ``seq-mean``: every sequence weighs the

@@ -12,11 +12,13 @@ import copy
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from sigx.config import RecipeError
 from sigx.engine.sampler import sample
+from sigx.engine.static_sampler import StaticDecoder
 from sigx.engine.trajectory import Trajectory
 from sigx.engine.weight_sync import StateDictReceiver, push_weights
 from sigx.tasks.base import Problem, Task
@@ -119,14 +121,18 @@ class RolloutBackend(ABC):
 
 
 class HFRolloutBackend(RolloutBackend):
-    """Batched KV-cached sampling (:mod:`sigx.engine.sampler`) on the training model itself: no weight sync is
-    needed."""
+    """Batched KV-cached sampling on the training model itself (no weight sync is needed): the dynamic loop of
+    :mod:`sigx.engine.sampler` (rows leave as they stop: the CPU default), or with ``decoder="static"`` the
+    fixed-shape loop of :mod:`sigx.engine.static_sampler` (a static cache and one decode step, compiled with
+    ``compile``, in ``dtype`` under autocast: the GPU path)."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, decoder: str = "dynamic", compile: bool = False,
+                 dtype: torch.dtype | None = None):
         self.model = model
         self.tokenizer = tokenizer
         specials = [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id]
         self._suppress = sorted({t for t in specials if t is not None and t != tokenizer.eos_token_id})
+        self.static = StaticDecoder(model, compile=compile, dtype=dtype) if decoder == "static" else None
 
     def _stop_ids(self, stop_strings: tuple[str, ...]) -> list[int] | None:
         ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in stop_strings]
@@ -138,7 +144,8 @@ class HFRolloutBackend(RolloutBackend):
         was_training = self.model.training
         self.model.eval()
         try:
-            sampled = sample(self.model, contexts, max_new_tokens=params.max_new_tokens, pad_id=tok.pad_token_id,
+            decode = self.static.sample if self.static is not None else partial(sample, self.model)
+            sampled = decode(contexts, max_new_tokens=params.max_new_tokens, pad_id=tok.pad_token_id,
                              stop_ids=[tok.eos_token_id] + (stop_ids or []), temperature=params.temperature,
                              top_p=params.top_p, greedy=params.greedy, suppress_ids=self._suppress,
                              stop_strings=tuple(stop_strings) if stop_ids is None else (), decode=tok.decode,
@@ -157,11 +164,12 @@ class SyncedHFRolloutBackend(HFRolloutBackend):
     (``rollout.backend: hf_synced``, weights cast on push).
     """
 
-    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None):
+    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None, decoder: str = "dynamic",
+                 compile: bool = False):
         rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
         if dtype is not None:
             rollout_model.to(dtype)
-        super().__init__(rollout_model, tokenizer)
+        super().__init__(rollout_model, tokenizer, decoder=decoder, compile=compile)
         self.receiver = StateDictReceiver(rollout_model)
         self.dtype = dtype
 

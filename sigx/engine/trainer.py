@@ -25,7 +25,7 @@ from sigx.config import Recipe
 from sigx.engine.advantages import advantage_estimator
 from sigx.engine.behaviour import BehaviourPolicy
 from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
-from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean
+from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean, rollout_correction
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logprobs
@@ -196,6 +196,11 @@ class GRPOTrainer:
         drift = masked_mean((logp.detach() - old).abs(), micro.loss_mask)  # |log ratio|: how off-policy
         per_token, diag = self.policy_loss(PolicyLossInputs(logp, old, micro.advantages, micro.loss_mask,
                                                             micro.turn_ids))
+        if t.rollout_correction != "off" and micro.sampling_logprobs is not None:  # the sampler is not the trainer
+            weights, corrected = rollout_correction(old, micro.sampling_logprobs, micro.loss_mask, t.rollout_correction,
+                                                    t.rollout_correction_min, t.rollout_correction_max)
+            per_token = per_token * weights
+            diag.update(corrected)
         if self.reference is not None:
             kl = kl_k3(logp, micro.ref_logprobs)
             per_token = per_token + t.kl_beta * kl

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Every GPU check in one run of <= 6 minutes, on a GPU machine without network (the device tool's H100/H200).
+#
+#   bash bench/gpu_check.sh [OUT]            # from the repository root; OUT defaults to $OUT or /tmp/gpu-check
+#
+# What it needs beside the checkout (carried with the device tool's `carry`):
+#   .whl/          wheels for what the GPU image lacks: pydantic, pydantic-core, annotated-types,
+#                  typing-inspection, typing-extensions (sigx); trl, datasets, dill, multiprocess, xxhash,
+#                  pyarrow... (the TRL bench; it is skipped, with a line saying so, when trl cannot be imported)
+#   .sigx-cache/   a built tiny model (SIGX_CACHE), so that no 2-minute warm start runs on the GPU's clock
+# What it does, each part under its own time limit, all output under OUT (one log per part):
+#   1. the test suite on CUDA (pytest -n 8; the Ray executor left out)
+#   2. a short `sigx train` of the demo recipe
+#   3. bench/trl_step.py, sigx against TRL's GRPOTrainer, on a 150M-parameter shape of the built-in model
+#   4. the same on a Qwen2.5-0.5B-shaped model (hidden 896, 24 layers, 14 heads, 2 kv heads, intermediate 4864)
+#   5. bench/gpu_profile.py: the share of a step the GPU is busy, on the 150M shape
+# Both model shapes are randomly initialised (sft_steps 0): the benchmark times the machinery, not learning.
+set -uo pipefail
+OUT=${1:-${OUT:-/tmp/gpu-check}}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
+export SIGX_CACHE=${SIGX_CACHE:-$PWD/.sigx-cache}
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+started=$(date +%s)
+part() {  # part NAME SECONDS COMMAND...: run with a time limit, log to OUT/NAME.log, say how it ended
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s, $(( $(date +%s) - started ))s in)"
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$OUT/$name.log"
+  echo "== $name: rc=$rc"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
+
+SHAPE_150M="--set model.tiny.hidden_size=1024 --set model.tiny.num_layers=12 --set model.tiny.num_heads=16 \
+ --set model.tiny.num_kv_heads=4 --set model.tiny.intermediate_size=2816 --set model.tiny.sft_steps=0"
+SHAPE_05B="--set model.tiny.hidden_size=896 --set model.tiny.num_layers=24 --set model.tiny.num_heads=14 \
+ --set model.tiny.num_kv_heads=2 --set model.tiny.intermediate_size=4864 --set model.tiny.sft_steps=0"
+BENCH="--set training.autocast=bfloat16 --set rollout.max_new_tokens=256 --set training.skip_zero_advantage=false"
+
+part tests 150 python3 -m pytest -q -x -p no:cacheprovider -n 8 tests -k "not ray"
+part train 40 python3 -m sigx.cli train recipes/tiny.yaml --set training.steps=20 --set training.eval_every=20 \
+  --set logging.wandb=disabled --run-dir /tmp/gpu-check-train --fresh
+if python3 -c "import trl" 2>/dev/null; then
+  # shellcheck disable=SC2086
+  part bench_150m 75 python3 bench/trl_step.py recipes/tiny.yaml --steps 4 --warmup 1 $SHAPE_150M $BENCH
+  # shellcheck disable=SC2086
+  part bench_qwen05b 90 python3 bench/trl_step.py recipes/tiny.yaml --steps 3 --warmup 1 $SHAPE_05B $BENCH
+else
+  echo "== bench: skipped (trl cannot be imported: bring its wheels in .whl/)"
+fi
+# shellcheck disable=SC2086
+part profile_150m 45 python3 bench/gpu_profile.py recipes/tiny.yaml $SHAPE_150M $BENCH
+echo "== done in $(( $(date +%s) - started ))s; logs in $OUT"
