@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,12 +30,36 @@ def fail(lines: list[str] | str) -> None:
     raise typer.Exit(2)
 
 
+@contextmanager
+def one_line_errors():
+    """What the file system refuses (a path that is a file, a read-only directory, a full disk, a name too
+    long) ends as one line naming the path, never a traceback."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or "sigx"
+        fail(f"{where}: {err.strerror or type(err).__name__}" + (f" ({err.filename2})" if err.filename2 else ""))
+
+
+def free_cpus() -> int:
+    """Cores not already busy (the 1-minute load average): two sigx processes on one machine must not each use
+    every core, or both crawl (measured: 25x slower each on 2 cores)."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, cores - busy)
+
+
 def enable_overrides(enable: str | None) -> list[str]:
     """``--enable sspo,gcrl`` -> ``techniques.sspo.enabled=true`` ... (unknown names are an error)."""
-    if not enable:
+    if enable is None:
         return []
     known = list(Recipe.model_fields["techniques"].annotation.model_fields)
     names = [n.strip() for n in enable.split(",") if n.strip()]
+    if not names:
+        fail(f"--enable: no technique named; give one or more of {', '.join(known)} (comma-separated)")
     unknown = [n for n in names if n not in known]
     if unknown:
         fail(f"--enable: unknown technique {', '.join(unknown)}; allowed: {', '.join(known)}")
@@ -72,12 +97,18 @@ def train(
     An interrupted run (Ctrl-C, kill, crash) resumes from its last checkpoint when the same command is run
     again (training.checkpoint_every steps apart), and continues exactly as if it had not stopped."""
     r = load_or_fail(recipe, (set_ or []) + enable_overrides(enable))
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        fail(f"--run-dir {run_dir}: exists and is not a directory")
+    import torch
+
     from sigx.train import run_training
 
-    try:
-        summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh)
-    except RecipeError as err:
-        fail(err.problems)
+    torch.set_num_threads(min(torch.get_num_threads(), free_cpus()))
+    with one_line_errors():
+        try:
+            summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh)
+        except RecipeError as err:
+            fail(err.problems)
     typer.echo(
         f"held-out reward {summary['start_reward']:.3f} -> {summary['final_reward']:.3f} "
         f"(greedy {summary['start_greedy_reward']:.3f} -> {summary['final_greedy_reward']:.3f}) "
@@ -102,10 +133,11 @@ def ablate(
     from sigx.ablation.runner import run_ablation
     from sigx.ablation.store import StoreError
 
-    try:
-        outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed)
-    except (RecipeError, StoreError) as err:
-        fail(err.problems if isinstance(err, RecipeError) else str(err))
+    with one_line_errors():
+        try:
+            outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed)
+        except (RecipeError, StoreError) as err:
+            fail(err.problems if isinstance(err, RecipeError) else str(err))
     done, failed, pending = outcome.count("done"), outcome.count("failed"), outcome.count("pending")
     if dry_run:
         typer.echo(f"{len(outcome.cells)} cells: {done} done, {failed} failed, {pending} pending (dry run: nothing ran)")
@@ -142,10 +174,11 @@ def report(
     if not stores:
         fail("no ablation run store under ablations/; run `sigx ablate RECIPE` first or name a store directory")
     for store in stores:
-        try:
-            _, written = generate_report(store, out, metric, margin, formats, console)
-        except ReportError as err:
-            fail(str(err))
+        with one_line_errors():
+            try:
+                _, written = generate_report(store, out, metric, margin, formats, console)
+            except ReportError as err:
+                fail(str(err))
         typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
 
 

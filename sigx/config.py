@@ -42,8 +42,31 @@ def _yaml_switch(value: Any) -> Any:
 Switch = BeforeValidator(_yaml_switch)
 
 
+BOOLEAN_FIELD = "boolean in numeric field "  # marks the error so that its field joins the error's path
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Every recipe section: unknown keys are errors (a typo is never silently ignored) and numbers must be finite."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                    raise ValueError(f"{BOOLEAN_FIELD}{name}: expected a number, got a boolean ({str(value).lower()})")
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    """int or float (possibly optional), and not bool."""
+    args = getattr(annotation, "__args__", None)
+    if args:
+        return any(_numeric(a) for a in args if a is not type(None))
+    return annotation in (int, float)
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -93,6 +116,8 @@ class ModelConfig(Strict):
 class ArithmeticTaskConfig(Strict):
     """Left-to-right chains such as ``7+5-3=``, solved step by step (``7+5=12;12-3=9#9``)."""
 
+    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts", "seed")  # seed: the held-out set only
+
     name: Literal["arithmetic"] = "arithmetic"
     min_ops: int = Field(2, ge=1)
     max_ops: int = Field(3, ge=1)
@@ -109,6 +134,8 @@ class ArithmeticTaskConfig(Strict):
 
 class SearchTaskConfig(Strict):
     """Multi-hop questions over a generated knowledge base, answered through ``s[...]`` search actions."""
+
+    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts",)  # seed: the knowledge base itself
 
     name: Literal["search"] = "search"
     num_people: int = Field(40, ge=4)
@@ -132,6 +159,8 @@ class SearchTaskConfig(Strict):
 class GSM8KTaskConfig(Strict):
     """GSM8K-style word problems from a dataset (rows: ``question``, ``answer`` ending in ``#### <number>``),
     for hub models: from a local copy (``path``) or the hub (``dataset``)."""
+
+    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts", "eval_split")
 
     name: Literal["gsm8k"] = "gsm8k"
     path: str | None = Field(None, description="local directory with train.jsonl/test.jsonl (or .parquet), or "
@@ -403,7 +432,7 @@ class AblationConfig(Strict):
     fraction: int = Field(0, ge=0, description="p of a 2^(k-p) fractional design of resolution >= V (main effects "
                           "and 2-factor interactions unaliased) over the k crossed factors (controls are not "
                           "crossed); 0: the full factorial")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     output_dir: str = Field("ablations", description="run store root; the ablation goes to <output_dir>/<name>")
     executor: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1, description="local: cells run in parallel, one process (and one GPU, if any) each")
@@ -432,9 +461,13 @@ class LoggingConfig(Strict):
     output_dir: str = "runs"
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+
+
 class Recipe(Strict):
-    name: str = Field("sigx-run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    seed: int = 0
+    name: str = Field("sigx-run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+                      description="names the run store and run directories: letters, digits, _ . -")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the run's seed: every random stream derives from it")
     model: ModelConfig = ModelConfig()
     task: TaskConfig = ArithmeticTaskConfig()
     rollout: RolloutConfig = RolloutConfig()
@@ -518,10 +551,14 @@ def format_validation_error(err: ValidationError, data: dict, source: str) -> li
             msg = (f"unknown technique {e['input']!r}; a factor is a technique "
                    f"({', '.join(TechniquesConfig.model_fields)}) or a recipe field at two levels, e.g. "
                    "{rollout.staleness: [0, 4]}")
+        elif e["msg"].removeprefix("Value error, ").startswith(BOOLEAN_FIELD):
+            field, msg = e["msg"].removeprefix("Value error, ").removeprefix(BOOLEAN_FIELD).split(": ", 1)
+            path = f"{path}.{field}" if path != "(recipe)" else field
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
-                msg += f" (got {e['input']!r})"
+                shown = repr(e["input"])
+                msg += f" (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
         lines.append(f"{source}: {path}: {msg}")
     return lines
 
@@ -617,15 +654,70 @@ def recipe_from_data(data: Any, source: str = "recipe", overrides: list[str] | N
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError([f"{path}: no such recipe file"])
+#: a recipe whose YAML aliases would expand to more values than this is refused before it is expanded
+MAX_RECIPE_VALUES = 100_000
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: a key repeated in one mapping is an error (PyYAML keeps the last one
+    silently), and so is a document whose aliases expand past MAX_RECIPE_VALUES (a few hundred bytes of nested
+    aliases can expand to gigabytes: the recipe is copied as plain data)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many values ``node`` stands for once every alias is expanded (aliases share node objects)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_RECIPE_VALUES + 1  # a cycle counts as too large
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = min(size, MAX_RECIPE_VALUES + 1)
+    return memo[id(node)]
+
+
+def read_recipe_file(path: Path) -> Any:
+    """The YAML data of a recipe file, or a one-line RecipeError naming the file (and line) and the problem."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeError([f"{path}: not UTF-8 text (byte {err.start}); save the recipe as UTF-8"]) from None
+    except OSError as err:
+        raise RecipeError([f"{path}: cannot read the recipe ({err.strerror})"]) from None
+    if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
+        raise RecipeError([f"{path}: empty recipe; write at least the sections you change (see recipes/tiny.yaml)"])
+    try:
+        loader = RecipeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_size(node, {}) > MAX_RECIPE_VALUES:
+                raise RecipeError([f"{path}: the recipe's YAML aliases expand to more than {MAX_RECIPE_VALUES} "
+                                   "values; write it out without nested aliases"])
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise RecipeError([f"{path}:{where}: invalid YAML: {problem}"]) from None
-    return recipe_from_data(data, str(path), overrides)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError([f"{path}: no such recipe file"])
+    return recipe_from_data(read_recipe_file(path), str(path), overrides)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -49,12 +52,37 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
 
     A ``run_dir`` holding the checkpoint of an interrupted run of the same recipe is resumed from it (exactly:
     see :mod:`sigx.checkpoint`); ``fresh`` discards such a checkpoint and starts over."""
+    console = console or Console(stderr=True)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
+    with run_lock(run_dir):
+        return _run(recipe, run_dir, console, engine, group, on_progress, fresh, name)
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """One writer per run directory: a second ``sigx train`` into it is refused with one line (the kernel
+    releases the lock when its holder dies, even on ``kill -9``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RecipeError([f"{run_dir}: another sigx train is writing this run (pid {handle.read().strip() or '?'});"
+                               " wait for it, or write elsewhere with --run-dir"]) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
+         name: str | None) -> dict:
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import TechniqueError, build
 
-    console = console or Console(stderr=True)
-    run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
     if engine is None:
         engine = SharedEngine(recipe, log=log)

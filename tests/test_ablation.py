@@ -170,7 +170,8 @@ def test_runs_every_cell_once_and_a_rerun_runs_nothing(tmp_path):
     again = run_ablation(recipe)
     assert again.results == [] and summaries(root) == first
     sessions = read_jsonl(root / "sessions.jsonl")
-    assert [s["cells_run"] for s in sessions] == [4, 0]
+    assert [s["event"] for s in sessions] == ["started", "finished"] * 2  # a killed one leaves "started"
+    assert [s["cells_run"] for s in sessions if s["event"] == "finished"] == [4, 0]
 
 
 def test_store_refuses_a_different_experiment_but_accepts_more_seeds_and_other_executors(tmp_path):

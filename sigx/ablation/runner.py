@@ -57,6 +57,12 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
     started = time.time()
     with store.lock():
         store.prepare(recipe, cells)
+        store.record_session({"event": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                              "host": socket.gethostname(), "pid": os.getpid(), "executor": a.executor,
+                              "workers": a.workers})
+        for cell_id in store.set_aside_unreadable(cells):
+            console.print(f"[yellow]{cell_id}: its summary.json is unreadable; set aside under .failed/ and run "
+                          "again[/yellow]", highlight=False)
         if retry_failed:
             for cell in cells:
                 if store.status(cell.id) == "failed":
@@ -81,7 +87,7 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         wall = time.time() - started
         engines = {r["pid"]: r["engine_setup_s"] for r in results}
         store.record_session({
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": wall,
+            "event": "finished", "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": wall,
             "host": socket.gethostname(), "pid": os.getpid(), "executor": a.executor, "workers": a.workers,
             "cells_run": len(results), "cells_failed": sum(r["status"] == "failed" for r in results),
             "engines_built": len(engines), "engine_setup_s": sum(engines.values()),

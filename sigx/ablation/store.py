@@ -108,22 +108,44 @@ class AblationStore:
 
     def finalize(self, staging_dir: Path, cell_id: str) -> bool:
         """Publish a finished (or failed) cell by atomic rename. False, and the staging copy discarded, when
-        the cell is already there: the first finished copy wins and nothing is recorded twice."""
+        the cell is already there: the first finished copy wins and nothing is recorded twice. A cell directory
+        without a readable summary (damaged by hand, a disk fault) is no finished copy: it is set aside and
+        the new one published."""
         target = self.cell_dir(cell_id)
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(staging_dir, target)  # fails if target exists (non-empty directory)
-        except OSError:
-            shutil.rmtree(staging_dir, ignore_errors=True)
-            return False
-        return True
+        for attempt in range(2):
+            try:
+                os.rename(staging_dir, target)  # fails if target exists (non-empty directory)
+                return True
+            except OSError:
+                if attempt == 0 and target.is_dir() and not isinstance(self.summary(cell_id), dict):
+                    self.set_aside(cell_id, "unreadable")
+                    continue
+                shutil.rmtree(staging_dir, ignore_errors=True)
+                return False
+        return False
 
     def set_aside_failed(self, cell_id: str) -> None:
         """Move a failed cell out of the way before it is re-run, keeping its logs under ``.failed/``."""
+        self.set_aside(cell_id, "failed")
+
+    def set_aside(self, cell_id: str, why: str) -> Path:
+        """Move a cell directory under ``.failed/`` (kept, never deleted), so that the cell runs again."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = self.failed_attempts / f"{cell_id.replace('/', '__')}.{stamp}.{uuid.uuid4().hex[:6]}"
+        target = self.failed_attempts / f"{cell_id.replace('/', '__')}.{why}.{stamp}.{uuid.uuid4().hex[:6]}"
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(self.cell_dir(cell_id), target)
+        return target
+
+    def set_aside_unreadable(self, plan: list) -> list[str]:
+        """Cells whose directory exists without a readable summary (a finished cell's summary damaged after the
+        fact) would count as pending forever and never publish again: set them aside, so that they re-run."""
+        moved = []
+        for cell in plan:
+            if self.cell_dir(cell.id).is_dir() and not isinstance(self.summary(cell.id), dict):
+                self.set_aside(cell.id, "unreadable")
+                moved.append(cell.id)
+        return moved
 
     # ------------------------------------------------------------------------------------------ the ablation
     @contextmanager
@@ -169,6 +191,8 @@ class AblationStore:
                 shutil.rmtree(attempt, ignore_errors=True)
 
     def record_session(self, record: dict) -> None:
+        """Append one line to ``sessions.jsonl``: an invocation writes a ``started`` line first and a
+        ``finished`` one at its end, so one that was killed still leaves its trace."""
         with open(self.root / "sessions.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()

@@ -32,10 +32,13 @@ def cache_root() -> Path:
 
 
 def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
-    blob = json.dumps(
-        {"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": config.model_dump(), "task": task_config.model_dump()},
-        sort_keys=True,
-    )
+    """Everything the warm start depends on, and nothing else: the model's shape and SFT settings and the task
+    fields the demonstrations come from. Fields that only shape evaluation (``eval_prompts``, the held-out set's
+    seed: each task config's ``WARM_START_IGNORES``) are left out, so changing them reuses the built model."""
+    task = {k: v for k, v in task_config.model_dump().items()
+            if k not in getattr(type(task_config), "WARM_START_IGNORES", ())}
+    blob = json.dumps({"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": config.model_dump(), "task": task},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -125,9 +128,11 @@ def ensure_tiny_base(config: TinyModelConfig, task: Task, task_config, log=print
     written.
     """
     root = cache_root() / "tiny"
-    root.mkdir(parents=True, exist_ok=True)
     key = tiny_cache_key(config, task_config)
     target = root / key
+    if (target / "sigx_tiny.json").is_file():  # built: no lock needed (complete by rename), a read-only cache works
+        return target
+    root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "sigx_tiny.json").is_file():

@@ -8,6 +8,7 @@ plan lists technique names only) read as technique factors.
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,8 @@ class Ablation:
 
 
 def _throughput(rows: list[dict]) -> float | None:
-    steps = [r for r in rows if "rollout_tokens_per_s" in r and "step_s" in r]
+    keys = ("rollout_tokens_per_s", "rollout_s", "step_s")
+    steps = [r for r in rows if all(isinstance(r.get(k), (int, float)) for k in keys)]
     if not steps:
         return None
     generated = sum(r["rollout_tokens_per_s"] * r["rollout_s"] for r in steps)
@@ -95,7 +97,7 @@ def _throughput(rows: list[dict]) -> float | None:
 def _room(rows: list[dict]) -> dict[str, float | None]:
     out = {}
     for column, (key, how, _) in ROOM.items():
-        values = [r[key] for r in rows if key in r and r[key] is not None]
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
         out[column] = (values[0] if how == "first" else statistics.fmean(values)) if values else None
     return out
 
@@ -103,15 +105,44 @@ def _room(rows: list[dict]) -> dict[str, float | None]:
 def _factor_info(entry) -> FactorInfo:
     if isinstance(entry, str):  # a store from before field factors
         return FactorInfo(entry, on_label=entry)
-    return FactorInfo(entry["name"], entry.get("kind", "technique"), entry.get("role", "technique"),
-                      entry.get("on_label", entry["name"]), tuple(entry.get("levels", (False, True))))
+    levels = entry.get("levels", (False, True))
+    return FactorInfo(entry["name"], str(entry.get("kind", "technique")), str(entry.get("role", "technique")),
+                      str(entry.get("on_label", entry["name"])),
+                      tuple(levels) if isinstance(levels, list) and len(levels) == 2 else (False, True))
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the recipe's own rule for names: no path separators
+
+
+def _check_plan(plan, root: Path) -> None:
+    """A plan.json of the shape sigx writes, naming nothing outside the store; else one line."""
+    where = root / "plan.json"
+    if not isinstance(plan, dict) or not isinstance(plan.get("factors"), list) or not isinstance(plan.get("cells"), list):
+        raise ReportError(f"{where}: not a sigx plan (expected an object with 'factors' and 'cells' lists)")
+    name = plan.get("name", root.name)
+    if not isinstance(name, str) or not NAME.match(name) or len(name) > 100:
+        raise ReportError(f"{where}: name {name!r} is not a recipe name (letters, digits, _ . -)")
+    for i, factor in enumerate(plan["factors"]):
+        if not (isinstance(factor, str) or (isinstance(factor, dict) and isinstance(factor.get("name"), str))):
+            raise ReportError(f"{where}: factors[{i}] is neither a technique name nor a factor object")
+    for i, cell in enumerate(plan["cells"]):
+        ok = (isinstance(cell, dict) and isinstance(cell.get("id"), str) and isinstance(cell.get("combination"), str)
+              and isinstance(cell.get("seed"), int) and isinstance(cell.get("factors_on"), list))
+        if not ok:
+            raise ReportError(f"{where}: cells[{i}] lacks an id, combination, seed or factors_on of the right type")
+        parts = Path(cell["id"]).parts
+        if Path(cell["id"]).is_absolute() or ".." in parts or len(parts) != 2:
+            raise ReportError(f"{where}: cells[{i}] id {cell['id']!r} is not <combination>/seed<k> inside the store")
 
 
 def load_ablation(root: str | Path) -> Ablation:
     root = Path(root)
+    if not root.is_dir():
+        raise ReportError(f"{root}: not a directory; name an ablation run store (ablations/<name>)")
     plan = read_json(root / "plan.json")
     if plan is None:
-        raise ReportError(f"{root}: not an ablation run store (no plan.json); run `sigx ablate RECIPE` first")
+        raise ReportError(f"{root}: not an ablation run store (no readable plan.json); run `sigx ablate RECIPE` first")
+    _check_plan(plan, root)
     infos = [_factor_info(f) for f in plan["factors"]]
     factors = [i.name for i in infos]
     rows, curves = [], []
@@ -119,17 +150,23 @@ def load_ablation(root: str | Path) -> Ablation:
         row = {"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                **{f: int(f in cell["factors_on"]) for f in factors}}
         summary = read_json(root / cell["id"] / "summary.json")
+        if summary is not None and not isinstance(summary, dict):
+            row.update(status="failed", error="summary.json is not a run summary (a JSON object)")
+            rows.append(row)
+            continue
         status = cell_status(summary)
         if status == "pending":
             row["status"] = "missing"
         elif status == "failed":
-            row.update(status="failed", error=summary.get("error", "unknown error"))
+            row.update(status="failed", error=str(summary.get("error", "unknown error")))
         else:
-            metrics = read_jsonl(root / cell["id"] / "metrics.jsonl")
-            row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics),
-                       **{k: summary.get(k) for k in METRICS if k in summary})
+            metrics = [r for r in read_jsonl(root / cell["id"] / "metrics.jsonl") if isinstance(r, dict)]
+            metrics = [r for r in metrics if isinstance(r.get("step"), int)]
+            numbers = {k: summary.get(k) for k in METRICS if isinstance(summary.get(k), (int, float))}
+            row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics), **numbers)
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
-                        "step": r["step"], "reward": r["eval/reward"]} for r in metrics if "eval/reward" in r]
+                        "step": r["step"], "reward": r["eval/reward"]} for r in metrics
+                       if isinstance(r.get("eval/reward"), (int, float))]
         rows.append(row)
     runs = pd.DataFrame(rows)
     for column in ["error", *METRICS, *ROOM]:
@@ -137,7 +174,8 @@ def load_ablation(root: str | Path) -> Ablation:
             runs[column] = None
     runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
-    design = plan.get("design") or {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": []}
+    design = plan.get("design") if isinstance(plan.get("design"), dict) else {}
+    design = {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": [], **design}
     return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design)
 
 

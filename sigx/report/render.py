@@ -166,8 +166,17 @@ def markdown(report: Report, plots: list[Path]) -> str:
 ROOM_NOTE = "; ".join(f"*{c}*: {how}" for c, (_, _, how) in ROOM.items()) + "."
 
 
+def _records(df) -> list[dict]:
+    """Rows as plain JSON values at full precision (a p-value of 1e-20 stays 1e-20), NaN as null."""
+    def value(x):
+        if hasattr(x, "item"):
+            x = x.item()
+        return None if isinstance(x, float) and math.isnan(x) else x
+    return [{k: value(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
 def as_json(report: Report) -> dict:
-    records = lambda df: json.loads(df.to_json(orient="records"))  # noqa: E731  (NaN -> null)
+    records = _records
     return {"ablation": report.ablation.name, "store": str(report.ablation.root), "metric": report.metric,
             "margin": report.margin, "notes": report.notes, "residual_sd": report.effects.residual_sd,
             "residual_df": report.effects.residual_df, "runs": records(report.ablation.runs),

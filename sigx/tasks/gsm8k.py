@@ -79,7 +79,18 @@ def _steps(value) -> tuple[str, ...]:
 
 def _read_rows(path: Path) -> list[dict]:
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RecipeError([f"task.path: {path} line {number}: not a JSON object ({err.msg})"]) from None
+            if not isinstance(row, dict):
+                raise RecipeError([f"task.path: {path} line {number}: not a JSON object"])
+            rows.append(row)
+        return rows
     if path.suffix == ".parquet":
         import pandas as pd
 
@@ -111,9 +122,13 @@ def load_rows(config: GSM8KTaskConfig, split: str) -> list[dict]:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise RecipeError([f"task.dataset: cannot load {config.dataset!r} ({config.subset}, split {split!r}): "
                                f"{first}; download it where there is a network or set task.path"]) from None
-    missing = [k for k in ("question", "answer") if rows and k not in rows[0]]
-    if not rows or missing:
-        raise RecipeError([f"task: split {split!r} has no rows with 'question' and 'answer' (missing: {missing})"])
+    if not rows:
+        raise RecipeError([f"task: split {split!r} has no rows"])
+    for number, row in enumerate(rows, 1):
+        missing = [k for k in ("question", "answer") if not isinstance(row.get(k), str) or not row.get(k).strip()]
+        if missing:
+            raise RecipeError([f"task: split {split!r} row {number} has no {' or '.join(repr(m) for m in missing)} "
+                               "(each row needs a question and an answer ending in '#### <number>')"])
     return rows
 
 
