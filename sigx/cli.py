@@ -18,7 +18,9 @@ from rich.console import Console
 from sigx.config import Recipe, RecipeError, load_recipe, recipe_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="GRPO with composable signal techniques (SSPO, Search-P1, GC-RL, SORL) and their ablations.")
+                  help="GRPO with composable signal techniques (SSPO, Search-P1, GC-RL, SORL) and their ablations.",
+                  epilog="Examples:  sigx train recipes/tiny.yaml --enable sspo,gcrl  ·  sigx ablate recipes/stress.yaml "
+                         "--dry-run  ·  sigx report ablations/stress  ·  docs: docs/ (recipe fields: docs/recipe.md)")
 console = Console(stderr=True)
 
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe field, e.g. --set training.lr=1e-4 (repeatable).")]
@@ -76,7 +78,7 @@ def load_or_fail(recipe: Path, overrides: list[str]) -> Recipe:
     return loaded
 
 
-@app.command()
+@app.command(epilog="Example:  sigx validate recipes/stress.yaml --set training.lr=3e-5")
 def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], set_: SetOption = None) -> None:
     """Check a recipe: prints one line per problem (field path and what is allowed), or 'ok'."""
     r = load_or_fail(recipe, set_ or [])
@@ -84,7 +86,8 @@ def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], 
     typer.echo(f"ok: {recipe} ({r.task.name} task, model {r.model.name}, techniques: {enabled})")
 
 
-@app.command()
+@app.command(epilog="Examples:  sigx train recipes/tiny.yaml  ·  sigx train recipes/tiny.yaml --enable sspo,gcrl "
+                     "--set seed=1  ·  sigx train recipes/tiny-search.yaml --run-dir runs/mine --fresh")
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     enable: Annotated[Optional[str], typer.Option(help="Comma-separated techniques to switch on: sspo,search_p1,gcrl,sorl.")] = None,
@@ -116,19 +119,21 @@ def train(
     )
 
 
-@app.command()
+@app.command(epilog="Examples:  sigx ablate recipes/tiny.yaml --dry-run  ·  sigx ablate recipes/stress.yaml "
+                     "--workers 2  ·  sigx ablate recipes/full.yaml --executor ray --address auto  ·  "
+                     "sigx ablate recipes/tiny.yaml --retry-failed")
 def ablate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file; its `ablation` section names factors and seeds.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (with each cell's status) and stop.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="local executor: cells in parallel, one process (and GPU) each.")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local (default) or ray.")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local (default), ray or slurm.")] = None,
     address: Annotated[Optional[str], typer.Option(help="ray: address of an existing cluster (default: a local one).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Re-run the cells recorded as failed.")] = False,
     set_: SetOption = None,
 ) -> None:
     """Run the 2^k on/off matrix of techniques x seeds on shared engines; resumes where a previous run stopped."""
     cli_overrides = [f"ablation.{k}={v}" for k, v in
-                     (("workers", workers), ("executor", executor), ("address", address)) if v is not None]
+                     (("workers", workers), ("executor", executor), ("ray.address", address)) if v is not None]
     r = load_or_fail(recipe, (set_ or []) + cli_overrides)
     from sigx.ablation.runner import run_ablation
     from sigx.ablation.store import StoreError
@@ -150,7 +155,8 @@ def ablate(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog="Examples:  sigx report  ·  sigx report ablations/stress --metric reward_auc  ·  "
+                     "sigx report ablations/tiny --format md --format csv --format json --out results")
 def report(
     stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/).", show_default=False)] = None,
     metric: Annotated[str, typer.Option(help="Metric of the effects and additivity tables: final_reward, reward_auc, final_critique_accuracy, tokens_per_s.")] = "final_reward",

@@ -77,17 +77,18 @@ class TinyModelConfig(Strict):
     wrong step, so the starting policy is competent but imperfect and RL has room to improve it.
     """
 
-    hidden_size: int = Field(128, ge=16)
-    num_layers: int = Field(3, ge=1)
-    num_heads: int = Field(4, ge=1)
-    num_kv_heads: int = Field(2, ge=1)
-    intermediate_size: int = Field(384, ge=16)
-    tie_embeddings: bool = False
-    sft_steps: int = Field(1000, ge=0)
-    sft_batch_size: int = Field(64, ge=1)
-    sft_lr: float = Field(3e-3, gt=0)
-    sft_noise: float = Field(0.3, ge=0, le=1)
-    sft_seed: int = 0
+    hidden_size: int = Field(128, ge=16, description="width of the Qwen2-architecture model")
+    num_layers: int = Field(3, ge=1, description="transformer layers")
+    num_heads: int = Field(4, ge=1, description="attention heads (must divide hidden_size)")
+    num_kv_heads: int = Field(2, ge=1, description="key/value heads, grouped-query attention (must divide num_heads)")
+    intermediate_size: int = Field(384, ge=16, description="MLP width")
+    tie_embeddings: bool = Field(False, description="share the input embedding and the output head")
+    sft_steps: int = Field(1000, ge=0, description="steps of the SFT warm start (0: random weights, for benchmarks)")
+    sft_batch_size: int = Field(64, ge=1, description="demonstrations per SFT step")
+    sft_lr: float = Field(3e-3, gt=0, description="SFT learning rate (AdamW, linear warm-up and decay)")
+    sft_noise: float = Field(0.3, ge=0, le=1, description="share of SFT demonstrations with one deliberate slip: an "
+                             "imperfect start that RL can improve")
+    sft_seed: int = Field(0, ge=0, description="seed of the warm start (weights and data): part of the cache key")
     sft_critique_fraction: float = Field(
         0.2, ge=0, lt=1, description="share of SFT examples that are critiques (question + response -> verdict), so "
         "the base can already judge responses, as an instruct model can; every cell shares this base")
@@ -106,10 +107,14 @@ class TinyModelConfig(Strict):
 
 
 class ModelConfig(Strict):
+    """The policy: the built-in tiny model or any causal LM transformers can load."""
+
     name: str = Field("sigx/tiny", description="'sigx/tiny' (built locally) or a Hugging Face hub id / local path")
-    tiny: TinyModelConfig = TinyModelConfig()
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    gradient_checkpointing: bool = False
+    tiny: TinyModelConfig = Field(TinyModelConfig(), description="shape and warm start of sigx/tiny")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the trained weights "
+                                                              "(keep float32 for fp32 master weights with autocast)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                         "memory, ~30% more compute; the update is the same")
 
 
 # --------------------------------------------------------------------------------------------------- tasks
@@ -118,12 +123,12 @@ class ArithmeticTaskConfig(Strict):
 
     WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts", "seed")  # seed: the held-out set only
 
-    name: Literal["arithmetic"] = "arithmetic"
-    min_ops: int = Field(2, ge=1)
-    max_ops: int = Field(3, ge=1)
-    max_operand: int = Field(9, ge=1, le=99)
-    eval_prompts: int = Field(128, ge=1)
-    seed: int = 1234
+    name: Literal["arithmetic"] = Field("arithmetic", description="the task")
+    min_ops: int = Field(2, ge=1, description="fewest operations in a chain")
+    max_ops: int = Field(3, ge=1, description="most operations in a chain")
+    max_operand: int = Field(9, ge=1, le=99, description="largest operand")
+    eval_prompts: int = Field(128, ge=1, description="held-out prompts (a fixed set, never drawn for training)")
+    seed: int = Field(1234, description="seed of the held-out set")
 
     @model_validator(mode="after")
     def _ops_order(self) -> "ArithmeticTaskConfig":
@@ -137,14 +142,14 @@ class SearchTaskConfig(Strict):
 
     WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts",)  # seed: the knowledge base itself
 
-    name: Literal["search"] = "search"
-    num_people: int = Field(40, ge=4)
-    num_cities: int = Field(8, ge=2)
-    min_hops: int = Field(1, ge=1)
-    max_hops: int = Field(2, ge=1, le=4)
-    max_turns: int = Field(4, ge=1)
-    eval_prompts: int = Field(128, ge=1)
-    seed: int = 1234
+    name: Literal["search"] = Field("search", description="the task")
+    num_people: int = Field(40, ge=4, description="people in the generated knowledge base")
+    num_cities: int = Field(8, ge=2, description="cities in the generated knowledge base")
+    min_hops: int = Field(1, ge=1, description="fewest relations a question chains")
+    max_hops: int = Field(2, ge=1, le=4, description="most relations a question chains")
+    max_turns: int = Field(4, ge=1, description="agent turns an episode may take (the last one must answer)")
+    eval_prompts: int = Field(128, ge=1, description="held-out questions (split off by a hash of the prompt)")
+    seed: int = Field(1234, description="seed of the knowledge base and the held-out order")
     interface: Literal["compact", "natural"] = Field(
         "compact", description="compact: the tiny model's q:/p:/s[...] format; natural: a plain-language "
         "instruction and Search-R1-style <search>/<answer> tags, for hub instruct models")
@@ -162,19 +167,19 @@ class GSM8KTaskConfig(Strict):
 
     WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts", "eval_split")
 
-    name: Literal["gsm8k"] = "gsm8k"
+    name: Literal["gsm8k"] = Field("gsm8k", description="the task")
     path: str | None = Field(None, description="local directory with train.jsonl/test.jsonl (or .parquet), or "
                              "one such file; wins over dataset")
     dataset: str = Field("openai/gsm8k", description="hub dataset id (needs the datasets package and a network)")
-    subset: str = "main"
-    train_split: str = "train"
-    eval_split: str = "test"
-    eval_prompts: int = Field(256, ge=1)
+    subset: str = Field("main", description="hub dataset configuration")
+    train_split: str = Field("train", description="split (or file name prefix) of the training questions")
+    eval_split: str = Field("test", description="split (or file name prefix) of the held-out questions")
+    eval_prompts: int = Field(256, ge=1, description="held-out questions used (shuffled with seed)")
     answer_format: Literal["strict", "flexible"] = Field(
         "flexible", description="strict: only a '#### <number>' line counts; flexible: else the last number")
-    instruction: str = ("Solve the problem step by step. Then write the final answer as a number on its own "
-                        "line in the form '#### <number>'.")
-    seed: int = 1234
+    instruction: str = Field("Solve the problem step by step. Then write the final answer as a number on its own "
+                             "line in the form '#### <number>'.", description="appended to every question")
+    seed: int = Field(1234, description="seed of the held-out order")
 
 
 #: every task config by its ``name``: the single source for the union below and for error messages
@@ -196,11 +201,14 @@ class RolloutConfig(Strict):
                                                 "gpu_memory_utilization", "max_model_len", "vllm_sleep",
                                                 "vllm_enforce_eager")
 
-    backend: Literal["hf", "hf_synced", "vllm"] = "hf"
+    backend: Literal["hf", "hf_synced", "vllm"] = Field("hf", description="hf: sample from the training model "
+                                                        "itself (CPU default); hf_synced: a separate pushed copy; "
+                                                        "vllm: the colocated GPU engine")
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, description="per agent turn")
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float = Field(1.0, gt=0, description="sampling temperature; the ratio's log-probs use it too")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling (1: off; < 1 makes the sampler's log-probs "
+                         "differ from the trainer's by construction)")
     staleness: int = Field(0, ge=0, le=64, description="off-policy regime of asynchronous RL: each step samples "
                            "from the weights of `staleness` steps earlier (their log-probs are the behaviour "
                            "policy of the ratio); 0: on-policy. Costs staleness + 1 weight copies in host memory")
@@ -224,22 +232,28 @@ class RolloutConfig(Strict):
 
 # --------------------------------------------------------------------------------------------------- training
 class TrainingConfig(Strict):
-    steps: int = Field(60, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    prompts_per_step: int = Field(16, ge=1)
+    """The GRPO update: steps, optimizer, loss, and how the batch is laid out in memory."""
+
+    steps: int = Field(60, ge=1, description="GRPO steps (one rollout batch each)")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (betas 0.9 / 0.99)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping by global norm")
+    prompts_per_step: int = Field(16, ge=1, description="prompts per rollout batch (each sampled group_size times)")
     inner_epochs: int = Field(1, ge=1, description="passes over each rollout batch (PPO epochs)")
     mini_batches: int = Field(2, ge=1, description="optimizer steps per pass; >1 makes later updates off-policy")
-    advantage: Literal["grpo", "dr_grpo"] = "grpo"
-    policy_loss: Literal["ppo_clip", "gspo"] = "ppo_clip"
-    clip_eps: float = Field(0.2, gt=0)
+    advantage: Literal["grpo", "dr_grpo"] = Field("grpo", description="grpo: (r - mean) / std per group; dr_grpo: "
+                                                  "r - mean (Dr. GRPO)")
+    policy_loss: Literal["ppo_clip", "gspo"] = Field("ppo_clip", description="the baseline's loss (SSPO and SORL "
+                                                     "replace it when enabled): GRPO's token clip or GSPO")
+    clip_eps: float = Field(0.2, gt=0, description="PPO band, low side [1 - eps, ...] (ppo_clip)")
     clip_eps_high: float | None = Field(None, gt=0, description="DAPO clip-higher; defaults to clip_eps")
     gspo_clip_eps: float = Field(3e-4, gt=0, description="GSPO's sequence-ratio band, low side (GSPO v2 sec. 5.1)")
     gspo_clip_eps_high: float = Field(4e-4, gt=0, description="GSPO's sequence-ratio band, high side (sec. 5.1)")
-    loss_aggregation: Literal["token-mean", "seq-mean"] = "token-mean"
-    kl_beta: float = Field(0.0, ge=0)
-    eval_every: int = Field(10, ge=1)
+    loss_aggregation: Literal["token-mean", "seq-mean"] = Field(
+        "token-mean", description="token-mean: every generated token weighs the same (DAPO); seq-mean: every "
+        "sequence (GRPO, GSPO). A loss that defines its own (SSPO) ignores it")
+    kl_beta: float = Field(0.0, ge=0, description="weight of the k3 KL to the frozen base policy (0: none)")
+    eval_every: int = Field(10, ge=1, description="steps between held-out evaluations (and at the last step)")
     eval_samples: int = Field(4, ge=1, description="sampled responses per held-out prompt at evaluation")
     checkpoint_every: int = Field(
         25, ge=0, description="steps between checkpoints (weights, optimizer, RNG streams) from which an "
@@ -272,7 +286,9 @@ class TrainingConfig(Strict):
 # One section per technique. The formulas live in the technique modules (sigx/techniques/<name>.py); the
 # knobs live here, in the one recipe schema, so that every knob of a run is validated and documented in one place.
 class TechniqueConfig(Strict):
-    enabled: bool = False
+    """What every technique section has: the switch."""
+
+    enabled: bool = Field(False, description="switch the technique on (or --enable NAME)")
 
 
 class SSPOConfig(TechniqueConfig):
@@ -319,7 +335,7 @@ class SearchP1Config(TechniqueConfig):
     judge: Literal["rules", "llm"] = Field("rules", description="who rates plans, matches steps and scores wrong "
                                            "answers: rules (exact matching, for sigx's built-in tasks) or an LLM "
                                            "(the paper's evaluator, App. D.3)")
-    llm_judge: LLMJudgeConfig = LLMJudgeConfig()
+    llm_judge: LLMJudgeConfig = Field(LLMJudgeConfig(), description="the evaluator endpoint, when judge: llm")
 
 
 class GCRLConfig(TechniqueConfig):
@@ -367,10 +383,10 @@ class SORLConfig(TechniqueConfig):
 class TechniquesConfig(Strict):
     """One section per technique, in the order the GRPO loop meets them."""
 
-    search_p1: SearchP1Config = SearchP1Config()
-    gcrl: GCRLConfig = GCRLConfig()
-    sspo: SSPOConfig = SSPOConfig()
-    sorl: SORLConfig = SORLConfig()
+    search_p1: SearchP1Config = Field(SearchP1Config(), description="Search-P1: path-centric reward")
+    gcrl: GCRLConfig = Field(GCRLConfig(), description="GC-RL: second-order rollout (critiques)")
+    sspo: SSPOConfig = Field(SSPOConfig(), description="SSPO: gated geometric-mean sequence weight")
+    sorl: SORLConfig = Field(SORLConfig(), description="SORL: turn-level ratio and clipping-triggered normalisation")
 
     def enabled_names(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
@@ -415,15 +431,41 @@ Factor = Annotated[Union[Annotated[TechniqueName, Tag("technique")], Annotated[F
                    Discriminator(_factor_kind)]
 
 
+class RayConfig(Strict):
+    """``executor: ray``: each cell a Ray task."""
+
+    address: str | None = Field(None, description="address of an existing cluster (default: start a local one)")
+    gpus_per_cell: float | None = Field(None, ge=0, description="num_gpus of a cell's task (default: 1 if the "
+                                        "cluster has GPUs, else 0)")
+    cpus_per_cell: float = Field(1.0, gt=0, description="num_cpus of a cell's task (and its torch threads)")
+
+
+class SlurmConfig(Strict):
+    """``executor: slurm``: each cell a Slurm job (one job array per invocation), submitted through submitit."""
+
+    partition: str | None = Field(None, description="Slurm partition (default: the cluster's)")
+    account: str | None = Field(None, description="Slurm account to charge")
+    time_min: int = Field(240, ge=1, description="a job's time limit, minutes (a cell cut by it resumes from its "
+                          "checkpoint when run again)")
+    gpus_per_cell: int = Field(1, ge=0, description="GPUs per job")
+    cpus_per_cell: int = Field(8, ge=1, description="CPUs per job (and its torch threads)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per job, GB (default: the partition's)")
+    max_parallel: int = Field(64, ge=1, description="jobs of the array running at once")
+    sbatch: dict[str, str] = Field(default_factory=dict, description="more sbatch options, e.g. {constraint: a100}")
+    local: bool = Field(False, description="run the jobs as local processes (submitit's LocalExecutor): for tests "
+                        "and for trying a recipe without a cluster")
+
+
 class AblationConfig(Strict):
     """What ``sigx ablate`` runs: the 2^k factorial (or a fraction of it) over ``factors`` x ``seeds``, and where
     and how.
 
     A factor is a technique (off / on) or a recipe field at two levels (``{rollout.staleness: [0, 4]}``), so
     technique x regime interactions are measurable. Techniques that are not factors keep the setting of the
-    ``techniques`` section in every cell. ``factors``, ``fraction`` and the rest of the recipe decide *what* is
-    measured and must not change once a run store holds cells; ``seeds`` may grow; ``executor``, ``workers``,
-    ``address``, ``gpus_per_cell`` and ``cpus_per_cell`` decide only *where*, and may change between a crash
+    ``techniques`` section in every cell. ``factors`` and the rest of the recipe decide *what* is measured and
+    must not change once a run store holds cells; ``seeds`` may grow, and ``fraction`` may change (lowered, the
+    cells it left out run and the cells done are kept: a fold-over); ``executor``, ``workers``,
+    ``ray`` and ``slurm`` decide only *where*, and may change between a crash
     and its resume.
     """
 
@@ -431,15 +473,18 @@ class AblationConfig(Strict):
                                   description="techniques (by name) and/or recipe fields at two levels")
     fraction: int = Field(0, ge=0, description="p of a 2^(k-p) fractional design of resolution >= V (main effects "
                           "and 2-factor interactions unaliased) over the k crossed factors (controls are not "
-                          "crossed); 0: the full factorial")
-    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+                          "crossed); 0: the full factorial. Lowering it on a store runs only the cells "
+                          "missing (a fold-over that de-aliases the interactions)")
+    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1, description="the seeds every cell runs with (seed is a "
+        "block in the analysis); more may be added to a store later")
     output_dir: str = Field("ablations", description="run store root; the ablation goes to <output_dir>/<name>")
-    executor: Literal["local", "ray"] = "local"
+    executor: Literal["local", "ray", "slurm"] = Field(
+        "local", description="where cells run: local (this process, or `workers` processes), ray (a Ray "
+        "cluster, see ray), slurm (Slurm jobs through submitit, see slurm)")
     workers: int = Field(1, ge=1, description="local: cells run in parallel, one process (and one GPU, if any) each")
-    address: str | None = Field(None, description="ray: address of an existing cluster (default: start a local one)")
-    gpus_per_cell: float | None = Field(None, ge=0, description="ray: num_gpus of a cell's task (default: 1 if "
-                                        "the cluster has GPUs, else 0)")
-    cpus_per_cell: float = Field(1.0, gt=0, description="ray: num_cpus of a cell's task")
+    ray: RayConfig = Field(RayConfig(), description="executor ray: the cluster and each task's resources")
+    slurm: SlurmConfig = Field(SlurmConfig(), description="executor slurm: each cell's job")
 
     @model_validator(mode="after")
     def _consistent(self) -> "AblationConfig":
@@ -456,25 +501,30 @@ class AblationConfig(Strict):
 
 # --------------------------------------------------------------------------------------------------- logging
 class LoggingConfig(Strict):
-    wandb: Literal["offline", "online", "disabled"] = "offline"
-    project: str = "sigx"
-    output_dir: str = "runs"
+    """Where runs are written and mirrored."""
+
+    wandb: Literal["offline", "online", "disabled"] = Field("offline", description="Weights & Biases mode (offline: "
+                                                            "written locally, `wandb sync` later)")
+    project: str = Field("sigx", description="W&B project")
+    output_dir: str = Field("runs", description="root of `sigx train`'s run directories")
 
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
 class Recipe(Strict):
+    """A whole sigx run (or ablation): one YAML file, every section optional."""
+
     name: str = Field("sigx-run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
                       description="names the run store and run directories: letters, digits, _ . -")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the run's seed: every random stream derives from it")
-    model: ModelConfig = ModelConfig()
-    task: TaskConfig = ArithmeticTaskConfig()
-    rollout: RolloutConfig = RolloutConfig()
-    training: TrainingConfig = TrainingConfig()
-    techniques: TechniquesConfig = TechniquesConfig()
-    ablation: AblationConfig = AblationConfig()
-    logging: LoggingConfig = LoggingConfig()
+    model: ModelConfig = Field(ModelConfig(), description="the policy")
+    task: TaskConfig = Field(ArithmeticTaskConfig(), description="prompts, environment and reward (by name)")
+    rollout: RolloutConfig = Field(RolloutConfig(), description="how trajectories are sampled")
+    training: TrainingConfig = Field(TrainingConfig(), description="the GRPO update")
+    techniques: TechniquesConfig = Field(TechniquesConfig(), description="the four techniques, each off by default")
+    ablation: AblationConfig = Field(AblationConfig(), description="what `sigx ablate` runs, and where")
+    logging: LoggingConfig = Field(LoggingConfig(), description="where runs are written and mirrored")
 
     @model_validator(mode="before")
     @classmethod

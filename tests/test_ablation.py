@@ -78,7 +78,7 @@ def test_non_factor_techniques_stay_as_the_recipe_sets_them(tmp_path):
 def test_bad_ablation_sections_name_the_field():
     for ablation, field in [({"factors": ["sspo", "dpo"]}, "ablation.factors.1"),
                             ({"seeds": [1, 1]}, "ablation: seeds must not repeat"),
-                            ({"executor": "slurm"}, "ablation.executor"), ({"workers": 0}, "ablation.workers")]:
+                            ({"executor": "kubernetes"}, "ablation.executor"), ({"workers": 0}, "ablation.workers")]:
         with pytest.raises(RecipeError) as err:
             recipe_from_data({"ablation": ablation})
         assert field in str(err.value), (ablation, str(err.value))
@@ -145,7 +145,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     path = write_recipe(tmp_path)
-    result = CliRunner().invoke(app, ["ablate", str(path), "--executor", "slurm"])
+    result = CliRunner().invoke(app, ["ablate", str(path), "--executor", "kubernetes"])
     assert result.exit_code == 2
     assert result.output.strip().startswith("error:") and "ablation.executor" in result.output
     assert "Traceback" not in result.output
@@ -184,6 +184,21 @@ def test_store_refuses_a_different_experiment_but_accepts_more_seeds_and_other_e
     smaller.training.micro_batch_size = 2  # the update in smaller pieces (same update, less memory)
     more = run_ablation(smaller)
     assert more.count("done") == 8 and len(more.results) == 4
+
+
+def test_a_fraction_completed_to_the_full_factorial_runs_only_the_missing_half(tmp_path):
+    """The fold-over: a 2^(5-1) half, then fraction 0 on the same store runs the 16 cells the half left out and
+    keeps the 16 done (their summaries untouched), so the report can de-alias the interactions."""
+    factors = ["search_p1", "gcrl", "sspo", "sorl", {"rollout.staleness": [0, 1]}]
+    half = run_ablation(small_recipe(tmp_path, factors=factors, fraction=1))
+    root = Path(half.root)
+    first = summaries(root)
+    assert len(first) == 16 and half.count("done") == 16
+    full = run_ablation(small_recipe(tmp_path, factors=factors, fraction=0))
+    assert full.count("done") == 32 and len(full.results) == 16  # only the other half ran
+    after = summaries(root)
+    assert len(after) == 32 and all(after[cell] == text for cell, text in first.items())
+    assert json.loads((root / "plan.json").read_text())["design"]["fraction"] == 0
 
 
 def test_one_ablation_per_store_at_a_time(tmp_path):
@@ -272,7 +287,7 @@ def test_each_cell_is_tracked_with_group_name_tags_and_resolved_config(tmp_path,
 # ------------------------------------------------------------------------------------------------ executors
 def test_ray_executor_runs_cells_as_tasks_reusing_engines(tmp_path):
     pytest.importorskip("ray")
-    outcome = run_ablation(small_recipe(tmp_path, seeds=[0, 1], executor="ray", cpus_per_cell=1))
+    outcome = run_ablation(small_recipe(tmp_path, seeds=[0, 1], executor="ray", ray={"cpus_per_cell": 1}))
     assert outcome.count("done") == 8
     pids = [r["pid"] for r in outcome.results]
     assert len(set(pids)) < len(pids)  # Ray worker processes are reused, each with its shared engine
@@ -373,3 +388,49 @@ def test_a_model_that_cannot_load_stops_the_ablation_with_one_line(tmp_path, exe
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"model.name: cannot load '{empty}'" in errors[0], result.output
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------------------ slurm
+SLURM_LOCAL = {"executor": "slurm", "slurm": {"local": True, "cpus_per_cell": 1}}
+
+
+def test_the_slurm_executor_runs_each_cell_as_a_job(tmp_path):
+    pytest.importorskip("submitit")
+    outcome = run_ablation(small_recipe(tmp_path, seeds=[0], **SLURM_LOCAL))
+    assert outcome.count("done") == 4 and len(outcome.results) == 4
+    jobs = json.loads((Path(outcome.root) / ".slurm" / "jobs.json").read_text())
+    assert sorted(jobs) == sorted(c.id for c in outcome.cells)
+    assert len({r["pid"] for r in outcome.results}) == 4  # one job (process) per cell
+
+
+def _job_processes(root: Path) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def test_slurm_kill_minus_nine_then_same_command_resumes_with_no_duplicate_and_no_missing_cell(tmp_path):
+    pytest.importorskip("submitit")
+    path = write_recipe(tmp_path, {"training": {**SMALL["training"], "steps": 12, "eval_every": 4,
+                                                "checkpoint_every": 2}}, seeds=[0, 1], **SLURM_LOCAL)
+    root = tmp_path / "ablations" / "abl-test"
+    proc = _cli(path)
+    _wait_for(lambda: any((root / ".staging").glob("*/checkpoint.pt")), 120, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15  # local jobs end with the sigx ablate that launched them
+    while _job_processes(root) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _job_processes(root), "local jobs outlived the killed sigx ablate"
+    done_before = summaries(root)
+
+    proc = _cli(path)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    after = summaries(root)
+    assert sorted(after) == sorted(c.id for c in expand(load_recipe(path)))  # none missing, none extra
+    assert {k: after[k] for k in done_before} == done_before
+    resumed = [json.loads(t).get("resumed_from_step") for t in after.values()]
+    assert any(step in (2, 4, 6, 8, 10) for step in resumed), resumed  # a cell resumed from its checkpoint
+    for cell_id in after:
+        steps = [r["step"] for r in read_jsonl(root / cell_id / "metrics.jsonl")]
+        assert steps == list(range(13)), (cell_id, steps)

@@ -130,3 +130,19 @@ def test_gspo_with_token_mean_gets_one_warning_line(tmp_path):
     path.write_text("training: {policy_loss: gspo}\n")
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0 and "warning:" in result.output and "seq-mean" in result.output
+
+
+def test_every_recipe_field_is_documented_and_the_reference_is_current():
+    from pathlib import Path
+
+    from sigx.reference import render, undocumented
+
+    assert undocumented() == []
+    committed = Path(__file__).parent.parent / "docs" / "recipe.md"
+    assert committed.read_text() == render(), "docs/recipe.md is stale: python -m sigx.reference > docs/recipe.md"
+
+
+@pytest.mark.parametrize("command", [[], ["validate"], ["train"], ["ablate"], ["report"]])
+def test_every_help_shows_an_example(command):
+    result = CliRunner().invoke(app, command + ["--help"])
+    assert result.exit_code == 0 and "Example" in result.output, result.output

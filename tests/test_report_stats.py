@@ -134,3 +134,16 @@ def test_gaps_are_reported_per_regime_and_the_positive_control_is_named():
 
     (line,) = control_lines(report)
     assert line.startswith("Positive control `lr`: effect -0.2") and line.endswith(": detected.")
+
+
+def test_a_gap_the_fitted_model_cannot_see_is_not_estimable_not_additive():
+    """With cells missing, the model may keep main effects only: every gap is then 0 by construction, which must
+    not read as 'additive'."""
+    factors = ["search_p1", "gcrl", "sspo", "sorl", "staleness"]
+    design = make_design(5, 1)
+    points = list(design.points)[:9]  # an unfinished fraction: too few cells for the 2-factor interactions
+    info = {"staleness": FactorInfo("staleness", "field", "regime", "staleness=4", (0, 4))}
+    ab = planted(factors, range(3), lambda on: 0.5, np.random.default_rng(0), points=points, info=info,
+                 design={"fraction": 1, "resolution": 5, "description": [], "aliases": []})
+    table = additivity_table(ab, "final_reward", margin=0.02)
+    assert table.verdict.str.startswith("not estimable").all()

@@ -60,6 +60,21 @@ class AblationProgress:
         self.started(cell_id)
         self.progress.update(self.bars[cell_id], completed=step, stats=stats)
 
+    def on_event(self, event) -> None:
+        """A launcher's event (:class:`sigx.ablation.launchers.Event`) on the display."""
+        if event.kind == "started":
+            self.started(event.cell_id)
+        elif event.kind == "stepped":
+            self.stepped(event.cell_id, event.step, event.stats)
+        elif event.kind == "finished":
+            self.finished(event.result)
+        elif event.kind == "lost":
+            bar = self.bars.pop(event.cell_id, None)
+            if bar is not None:
+                self.progress.remove_task(bar)
+            self.progress.console.print(f"[red]{event.cell_id}: lost ({event.why}); it stays pending: run the "
+                                        "same command to resume it[/red]", highlight=False)
+
     def finished(self, result: dict) -> None:
         bar = self.bars.pop(result["cell"], None)
         if bar is not None:

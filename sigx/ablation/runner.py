@@ -30,7 +30,7 @@ class AblationOutcome:
 
 def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool = False,
                  retry_failed: bool = False) -> AblationOutcome:
-    from sigx.ablation import executors
+    from sigx.ablation.launchers import launcher_for
 
     console = console or Console(stderr=True)
     cells = expand(recipe)
@@ -70,20 +70,14 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         status = {c.id: store.status(c.id) for c in cells}
         todo = [c for c in cells if status[c.id] == "pending"]
         skipped_failed = sum(s == "failed" for s in status.values())
-        where = {"local": f"{a.workers} worker process(es)" if a.workers > 1 else "this process",
-                 "ray": f"Ray ({a.address or 'local cluster'})"}[a.executor]
+        launcher = launcher_for(a, store, recipe.name, console)
         kept = f"{skipped_failed} failed (kept; --retry-failed reruns them), " if skipped_failed else ""
-        console.print(f"{len(cells) - len(todo) - skipped_failed} done, {kept}{len(todo)} to run on {where}",
-                      highlight=False)
+        console.print(f"{len(cells) - len(todo) - skipped_failed} done, {kept}{len(todo)} to run on "
+                      f"{launcher.where()}", highlight=False)
         results: list[dict] = []
         if todo:
             with AblationProgress(console, len(cells), len(cells) - len(todo), recipe.training.steps) as ui:
-                if a.executor == "ray":
-                    results = executors.run_ray(todo, store, recipe.name, ui, a, console)
-                elif a.workers > 1:
-                    results = executors.run_processes(todo, store, recipe.name, ui, a.workers, console)
-                else:
-                    results = executors.run_sequential(todo, store, recipe.name, ui, console)
+                results = launcher.launch(todo, ui.on_event)
         wall = time.time() - started
         engines = {r["pid"]: r["engine_setup_s"] for r in results}
         store.record_session({

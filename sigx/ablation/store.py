@@ -39,9 +39,12 @@ from sigx.runs import (COMPUTE_LAYOUT_FIELDS, config_differences, list_differenc
 
 # Fields that say where and how an ablation runs, not what it measures: they may change between a crash and
 # its resume (e.g. resume a local ablation on Ray, or with more workers, or with smaller micro-batches after
-# running out of memory), and seeds may be added.
-EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablation", "address"),
-                    ("ablation", "gpus_per_cell"), ("ablation", "cpus_per_cell"), ("ablation", "seeds"),
+# running out of memory), and seeds may be added. The fraction may change too: a cell's run depends only on
+# its own factor levels and seed, not on which fraction selected it, so lowering ``fraction`` runs the cells
+# the first fraction left out (the complementary half: a fold-over that de-aliases the interactions) and keeps
+# every cell already done.
+EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablation", "ray"),
+                    ("ablation", "slurm"), ("ablation", "seeds"), ("ablation", "fraction"),
                     ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"),
                     ("seed",)} | COMPUTE_LAYOUT_FIELDS
 
@@ -67,6 +70,19 @@ def cell_status(summary: dict | None) -> str:
 
 def store_root(recipe: Recipe) -> Path:
     return Path(recipe.ablation.output_dir) / recipe.name
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live process holds ``lock`` (the run lock every training takes on its directory)."""
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 class AblationStore:
@@ -96,8 +112,8 @@ class AblationStore:
         reaching for the same one, the second's rename fails and it looks further."""
         prefix = f"{cell_id.replace('/', '__')}."
         for attempt in sorted(self.staging.glob(prefix + "*")):
-            if not (attempt / CHECKPOINT_FILE).exists():
-                continue
+            if not (attempt / CHECKPOINT_FILE).exists() or _held(attempt / ".lock"):
+                continue  # no checkpoint to resume from, or a live process (an orphaned job) still trains it
             claimed = self.staging / f"{prefix}{os.getpid()}.{uuid.uuid4().hex[:8]}"
             try:
                 os.rename(attempt, claimed)

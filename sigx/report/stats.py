@@ -146,7 +146,8 @@ def fit_model(ab: Ablation, metric: str, blocked: bool = True) -> Model:
     """The report's model (see the module docstring). With missing cells a full factorial's highest-order
     interactions may not be estimable: they are dropped until the fit is, and a note says so."""
     data = ab.done[ab.factors + ["seed", metric]].dropna()
-    factors, controls = ab.of_role("technique", "regime"), ab.of_role("control")
+    factors = ab.of_role("technique", "regime")
+    controls = [c for c in ab.of_role("control") if len(data) and data[c].any()]  # a control not run yet: no term
     top = len(factors) if ab.full else min(2, len(factors))
     notes = []
     for order in range(top, 0, -1):
@@ -277,6 +278,10 @@ def additivity_table(ab: Ablation, metric: str, margin: float, model: Model | No
                     rows.append({**row, "verdict": "not estimable"})
                     continue
                 gap_w, observed_w = gap_weights(model, group, regime)
+                if np.allclose(gap_w, 0):  # the model has no interaction of these factors: it cannot see a gap
+                    rows.append({**row, "verdict": "not estimable: the fitted model has no interactions of these "
+                                 "techniques (cells missing)"})
+                    continue
                 gap, observed = model.estimate(gap_w), model.estimate(observed_w)
                 u = unpaired.estimate(gap_w) if unpaired.fit is not None and unpaired.terms == model.terms else None
                 ratio = (u["high"] - u["low"]) / (gap["high"] - gap["low"]) if u and gap["high"] > gap["low"] \
