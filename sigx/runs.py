@@ -55,14 +55,17 @@ COMPUTE_LAYOUT_FIELDS = {("training", "micro_batch_size"), ("training", "micro_b
                          ("training", "skip_zero_advantage"), ("model", "gradient_checkpointing")}
 
 
-def config_differences(old, new, ignore: set[tuple[str, ...]] = frozenset(), path=()) -> list[str]:
+def config_differences(old, new, ignore: set[tuple[str, ...]] = frozenset(), path=(), defaults=None) -> list[str]:
     """Dotted paths of the fields in which two resolved recipes differ, skipping the ``ignore`` paths (and
-    everything under them)."""
+    everything under them). ``old`` may come from an older sigx: a field it lacks (added since) is compared at
+    its default in ``defaults``, since sigx adds fields with defaults that keep the earlier behaviour."""
     if path in ignore:
         return []
     if isinstance(old, dict) and isinstance(new, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
         return [d for k in sorted(set(old) | set(new))
-                for d in config_differences(old.get(k), new.get(k), ignore, path + (k,))]
+                for d in config_differences(old[k] if k in old else defaults.get(k), new.get(k), ignore,
+                                            path + (k,), defaults.get(k))]
     return [".".join(path)] if old != new else []
 
 

@@ -201,6 +201,27 @@ def test_a_fraction_completed_to_the_full_factorial_runs_only_the_missing_half(t
     assert json.loads((root / "plan.json").read_text())["design"]["fraction"] == 0
 
 
+def test_a_store_written_by_an_older_sigx_is_resumed_when_the_new_fields_keep_their_defaults(tmp_path):
+    outcome = run_ablation(small_recipe(tmp_path))
+    stored_path = Path(outcome.root) / "recipe.yaml"
+    stored = yaml.safe_load(stored_path.read_text())
+    del stored["rollout"]["decoder"], stored["training"]["rollout_correction"]  # fields added since
+    stored["ablation"]["cpus_per_cell"] = 1  # where it ran, as sigx wrote it before the launchers' sections
+    stored_path.write_text(yaml.safe_dump(stored))
+    assert run_ablation(small_recipe(tmp_path)).count("done") == 4  # accepted: nothing to re-run
+    lr = stored["training"]["lr"]
+    stored["training"]["lr"] = 1.0  # a field that still exists and differs is refused as before
+    stored_path.write_text(yaml.safe_dump(stored))
+    with pytest.raises(StoreError, match=r"differs in training\.lr\)"):
+        run_ablation(small_recipe(tmp_path))
+    stored["training"]["lr"] = lr
+    stored_path.write_text(yaml.safe_dump(stored))
+    recipe = small_recipe(tmp_path)
+    recipe.rollout.decoder = "static"  # a new field away from its default is a different experiment
+    with pytest.raises(StoreError, match=r"differs in rollout\.decoder\)"):
+        run_ablation(recipe)
+
+
 def test_one_ablation_per_store_at_a_time(tmp_path):
     store = AblationStore(tmp_path / "store")
     with store.lock():

@@ -46,7 +46,10 @@ from sigx.runs import (COMPUTE_LAYOUT_FIELDS, config_differences, list_differenc
 EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablation", "ray"),
                     ("ablation", "slurm"), ("ablation", "seeds"), ("ablation", "fraction"),
                     ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"),
-                    ("seed",)} | COMPUTE_LAYOUT_FIELDS
+                    ("seed",),
+                    # where a store ran, as sigx before the launchers' own sections (#17) wrote it
+                    ("ablation", "address"), ("ablation", "gpus_per_cell"), ("ablation", "cpus_per_cell")
+                    } | COMPUTE_LAYOUT_FIELDS
 
 
 def design_json(design: Design, names: list[str]) -> dict:
@@ -55,6 +58,15 @@ def design_json(design: Design, names: list[str]) -> dict:
             "generators": [[f, list(w), sign] for f, w, sign in design.generators],
             "words": [sorted(w) for w in design.words], "description": describe(design, names),
             "aliases": alias_lines(design, names)}
+
+
+def _defaults_like(stored: dict) -> dict | None:
+    """The default recipe for the stored one's task: what a field that an older sigx did not write stands for."""
+    try:
+        return Recipe.model_validate({"task": {"name": (stored.get("task") or {}).get("name", "arithmetic")}}
+                                     ).model_dump(mode="json")
+    except ValueError:
+        return None
 
 
 class StoreError(RuntimeError):
@@ -189,7 +201,7 @@ class AblationStore:
         stored_path = self.root / "recipe.yaml"
         if stored_path.exists():
             stored = yaml.safe_load(stored_path.read_text()) or {}
-            changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS)
+            changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS, defaults=_defaults_like(stored))
             if changed:
                 raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in "
                                  f"{list_differences(changed)}); rename the recipe, set ablation.output_dir, or "
