@@ -13,70 +13,7 @@ where cells run, and any of them resumes where any other stopped.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Callable, ClassVar
+from sigx.ablation.launchers import local, ray, slurm  # noqa: F401  (each registers itself)
+from sigx.ablation.launchers.base import LAUNCHERS, Event, Launcher, Report, launcher_for, payload, register_launcher
 
-from rich.console import Console
-
-from sigx.ablation.plan import Cell
-from sigx.ablation.store import AblationStore
-from sigx.config import AblationConfig
-
-
-@dataclass(frozen=True)
-class Event:
-    """What a launcher reports: ``started`` / ``stepped`` (cell id, step, stats line) / ``finished`` (result) /
-    ``lost`` (cell id, why: it stays pending and the next invocation runs it)."""
-
-    kind: str
-    cell_id: str
-    step: int = 0
-    stats: str = ""
-    result: dict | None = None
-    why: str = ""
-
-
-Report = Callable[[Event], None]
-
-
-class Launcher(ABC):
-    name: ClassVar[str] = ""
-
-    def __init__(self, config: AblationConfig, store: AblationStore, group: str, console: Console):
-        self.config = config
-        self.store = store
-        self.group = group
-        self.console = console
-
-    @abstractmethod
-    def launch(self, cells: list[Cell], report: Report) -> list[dict]:
-        """Run ``cells`` (all pending), reporting events as they happen; the results of those that finished."""
-
-    def where(self) -> str:
-        """Where the cells run, for one line of the plan."""
-        return self.name
-
-
-LAUNCHERS: dict[str, type[Launcher]] = {}
-
-
-def register_launcher(cls: type[Launcher]) -> type[Launcher]:
-    if cls.name in LAUNCHERS:
-        raise ValueError(f"launcher {cls.name!r} is registered twice")
-    LAUNCHERS[cls.name] = cls
-    return cls
-
-
-def launcher_for(config: AblationConfig, store: AblationStore, group: str, console: Console) -> Launcher:
-    if config.executor not in LAUNCHERS:
-        raise ValueError(f"unknown executor {config.executor!r}; allowed: {', '.join(LAUNCHERS)}")
-    return LAUNCHERS[config.executor](config, store, group, console)
-
-
-def payload(cell: Cell) -> dict:
-    """A cell's resolved recipe as plain data: what crosses a process or machine boundary."""
-    return cell.recipe.model_dump(mode="json")
-
-
-from sigx.ablation.launchers import local, ray, slurm  # noqa: E402,F401  (registration)
+__all__ = ["LAUNCHERS", "Event", "Launcher", "Report", "launcher_for", "payload", "register_launcher"]

@@ -13,7 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 from rich.console import Console
 
 from sigx.ablation.cell import run_cell
-from sigx.ablation.launchers import Event, Launcher, Report, payload, register_launcher
+from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher
 from sigx.ablation.plan import Cell
 from sigx.config import RecipeError
 

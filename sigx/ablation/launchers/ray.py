@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from sigx.ablation.cell import run_cell
-from sigx.ablation.launchers import Event, Launcher, Report, payload, register_launcher
+from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import StoreError
 from sigx.config import RecipeError

@@ -19,7 +19,7 @@ import time
 from rich.console import Console
 
 from sigx.ablation.cell import run_cell
-from sigx.ablation.launchers import Event, Launcher, Report, payload, register_launcher
+from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import StoreError
 from sigx.runs import read_json, write_json_atomic
