@@ -182,9 +182,88 @@ class GSM8KTaskConfig(Strict):
     seed: int = Field(1234, description="seed of the held-out order")
 
 
+class QADataSource(Strict):
+    """One QA data set in Search-R1's format (rows: ``question``, ``golden_answers``; optional ``data_source``,
+    ``reference_path``, ``reference_plan``): a local JSONL/Parquet file, or a hub dataset through ``datasets``."""
+
+    path: str | None = Field(None, description="local .jsonl or .parquet file; wins over hub")
+    hub: str | None = Field(None, description="hub dataset id, e.g. RUC-NLPIR/FlashRAG_datasets (needs datasets "
+                            "and a network)")
+    subset: str | None = Field(None, description="hub dataset configuration, e.g. nq")
+    split: str = Field("train", description="hub split")
+    name: str | None = Field(None, description="the set's name in metrics and summaries (default: the hub subset "
+                             "or the file's stem)")
+    limit: int | None = Field(None, ge=1, description="use only the first `limit` rows (after a seeded shuffle "
+                              "for evaluation sets)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "QADataSource":
+        if not self.path and not self.hub:
+            raise ValueError("give path (a local .jsonl/.parquet file) or hub (a dataset id)")
+        return self
+
+    @property
+    def label(self) -> str:
+        from pathlib import Path
+
+        return self.name or self.subset or Path(self.path or self.hub).stem.split(".")[0]
+
+
+class RetrieverConfig(Strict):
+    """Where searches go. ``bm25``: sigx's own index over a local corpus file (JSONL rows with ``id``, ``title``
+    and ``text``, or Search-R1's ``contents`` = title, newline, text), built once with bm25s and cached beside it.
+    ``http``: a retrieval server speaking Search-R1's protocol (POST ``{"queries", "topk", "return_scores"}``),
+    e.g. its dense E5 server; sigx does not embed."""
+
+    kind: Literal["bm25", "http"] = Field("bm25", description="bm25: a local index; http: a retrieval server")
+    corpus: str | None = Field(None, description="bm25: the corpus JSONL file")
+    index_dir: str | None = Field(None, description="bm25: where the index is cached (default: beside the corpus, "
+                                  "<corpus>.bm25s/)")
+    url: str | None = Field(None, description="http: the server's endpoint, e.g. http://127.0.0.1:8000/retrieve")
+    topk: int = Field(3, ge=1, le=100, description="passages per search (the papers: 3)")
+    timeout_s: float = Field(30.0, gt=0, description="http: seconds to wait for one batch of queries")
+    retries: int = Field(3, ge=0, le=20, description="http: retries of a failed request (backing off 1, 2, 4 s ...)")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "RetrieverConfig":
+        if self.kind == "bm25" and not self.corpus:
+            raise ValueError("kind bm25 needs corpus (a JSONL file of passages)")
+        if self.kind == "http" and not self.url:
+            raise ValueError("kind http needs url (the retrieval server's endpoint)")
+        return self
+
+
+class QASearchTaskConfig(Strict):
+    """Agentic retrieval QA as Search-R1, Search-P1 and SORL evaluate it: questions from QA data sets, searches
+    against a real retriever, answers scored by exact match and accuracy (a golden answer contained)."""
+
+    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval", "seed")
+
+    name: Literal["search_qa"] = Field("search_qa", description="the task")
+    train: list[QADataSource] = Field(min_length=1, description="training sets, mixed (Search-R1: NQ + HotpotQA)")
+    eval: list[QADataSource] = Field(min_length=1, description="held-out sets, each reported on its own")
+    retriever: RetrieverConfig = Field(description="BM25 over a local corpus, or a retrieval server")
+    template: Literal["search_r1", "search_p1", "compact"] = Field(
+        "search_r1", description="search_r1: Search-R1's prompt and <search>/<information> tags; search_p1: "
+        "Search-P1's (App. D.1: a plan in the first <reasoning>, <tool_call>/<tool_response>); compact: a short "
+        "lowercase prompt the tiny model can read (CPU tests and demos)")
+    max_searches: int = Field(4, ge=1, le=32, description="searches an episode may make (Search-P1's action "
+                              "budget B = 4); the turn after the last must answer")
+    force_answer: bool = Field(True, description="after the last search, open <answer> for the model (Search-P1 "
+                               "Alg. 2, lines 15-16); off: the episode just ends")
+    max_observation_tokens: int = Field(500, ge=1, description="retrieved tokens an episode may receive in all; "
+                                        "what is over is cut (Search-R1: 500 per turn)")
+    passage_words: int = Field(100, ge=1, description="words kept of each retrieved passage (wiki-18 passages are "
+                               "100 words)")
+    reward: Literal["em", "acc"] = Field("em", description="outcome reward: em = exact match after normalisation "
+                                         "(Search-R1's training reward); acc = a golden answer contained in the "
+                                         "answer (the papers' reported ACC)")
+    seed: int = Field(1234, description="seed of the held-out sets' order")
+
+
 #: every task config by its ``name``: the single source for the union below and for error messages
 TASK_CONFIGS: dict[str, type[Strict]] = {"arithmetic": ArithmeticTaskConfig, "search": SearchTaskConfig,
-                                         "gsm8k": GSM8KTaskConfig}
+                                         "gsm8k": GSM8KTaskConfig, "search_qa": QASearchTaskConfig}
 DEFAULT_TASK = "arithmetic"
 TaskConfig = Annotated[Union[tuple(TASK_CONFIGS.values())], Field(discriminator="name")]
 

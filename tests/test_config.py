@@ -34,7 +34,7 @@ def test_task_fields_depend_on_the_task():
     [line] = problems({"task": {"name": "search", "max_ops": 3}})
     assert line.startswith("r.yaml: task.max_ops: unknown field; allowed: name, num_people")
     [line] = problems({"task": {"name": "chess"}})
-    assert line == "r.yaml: task: unknown task; allowed: arithmetic, search, gsm8k"
+    assert line == "r.yaml: task: unknown task; allowed: arithmetic, search, gsm8k, search_qa"
 
 
 def test_several_problems_each_get_a_line():

@@ -100,7 +100,7 @@ class RolloutBackend(ABC):
                 break
             contexts = [trajectories[i].prompt_ids + trajectories[i].completion_ids for i in active]
             outputs = self.generate_turn(contexts, task.turn_stop_strings, params, generator)
-            still_active = []
+            waiting = []  # episodes whose turn ended in an action the environment answers
             for i, out in zip(active, outputs):
                 traj = trajectories[i]
                 ids, stopped = out.ids, out.stopped
@@ -111,12 +111,29 @@ class RolloutBackend(ABC):
                     continue
                 if ids and ids[-1] == tokenizer.eos_token_id:
                     continue
-                reply = task.respond(traj.problem, [s.text for s in traj.segments if s.by_model])
+                waiting.append(i)
+            problems_waiting = [trajectories[i].problem for i in waiting]
+            turns_waiting = [[s.text for s in trajectories[i].segments if s.by_model] for i in waiting]
+            # the environment needs only ``respond``; ``respond_batch`` (a Task's) answers a turn in one call
+            replies = task.respond_batch(problems_waiting, turns_waiting) if hasattr(task, "respond_batch") else \
+                [task.respond(p, t) for p, t in zip(problems_waiting, turns_waiting)]
+            cap = getattr(task, "max_observation_tokens", None)
+            active = []
+            for i, reply in zip(waiting, replies):
                 if reply is None:
                     continue
-                traj.add(tokenizer(reply, add_special_tokens=False)["input_ids"], by_model=False, turn=turn, text=reply)
-                still_active.append(i)
-            active = still_active
+                traj = trajectories[i]
+                reply, tail = reply if isinstance(reply, tuple) else (reply, "")
+                ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+                if cap is not None:  # the episode's budget of environment tokens
+                    room = max(0, cap - (len(traj.loss_mask) - sum(traj.loss_mask)))
+                    if len(ids) > room:
+                        ids = ids[:room]
+                        reply = tokenizer.decode(ids, skip_special_tokens=True)
+                if tail:  # a part of the reply the cap never cuts (an answer tag the environment opens)
+                    ids = ids + tokenizer(tail, add_special_tokens=False)["input_ids"]
+                traj.add(ids, by_model=False, turn=turn, text=reply + tail)
+                active.append(i)
         return trajectories
 
 

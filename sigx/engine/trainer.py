@@ -111,6 +111,7 @@ class GRPOTrainer:
             s = self.task.score(traj.problem, traj.segments)
             traj.reward = traj.outcome_reward = s.reward
             traj.correct = s.correct
+            traj.info["metrics"] = s.metrics
 
     # ------------------------------------------------------------------------------------------ advantage
     def advantages(self, trajectories: list[Trajectory]) -> torch.Tensor:
@@ -344,10 +345,11 @@ class GRPOTrainer:
                                                  self.tokenizer)
         self.score(sampled)
         self.score(greedy)
-        return {
+        out = {
             "eval/reward": sum(x.outcome_reward for x in sampled) / len(sampled),
             "eval/greedy_reward": sum(x.outcome_reward for x in greedy) / len(greedy),
         }
+        return out | per_set_metrics(sampled, greedy)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -425,6 +427,23 @@ def logprob_gap(batch: RolloutBatch) -> float:
     return float((reported[mask] - batch.old_logprobs[mask]).abs().mean())
 
 
+def per_set_metrics(sampled: list[Trajectory], greedy: list[Trajectory]) -> dict:
+    """``eval/<set>/<measure>`` (sampled) and ``eval/<set>/greedy_<measure>`` for every held-out set that the
+    task names in ``problem.meta["source"]`` (a QA task's NQ, HotpotQA, ...): the reward and the task's own
+    measures of each answer (e.g. ``em``, ``acc``). Empty for a task with one unnamed held-out set."""
+    out = {}
+    for prefix, trajectories in (("", sampled), ("greedy_", greedy)):
+        by_set: dict[str, list[Trajectory]] = {}
+        for t in trajectories:
+            if t.problem.meta.get("source"):
+                by_set.setdefault(t.problem.meta["source"], []).append(t)
+        for name, group in by_set.items():
+            out[f"eval/{name}/{prefix}reward"] = sum(t.outcome_reward for t in group) / len(group)
+            for key in group[0].info.get("metrics", {}):
+                out[f"eval/{name}/{prefix}{key}"] = sum(t.info["metrics"][key] for t in group) / len(group)
+    return out
+
+
 def summarize(history: list[dict], wall_s: float) -> dict:
     evals = [(r["step"], r["eval/reward"]) for r in history if "eval/reward" in r]
     greedy = [r["eval/greedy_reward"] for r in history if "eval/greedy_reward" in r]
@@ -446,4 +465,15 @@ def summarize(history: list[dict], wall_s: float) -> dict:
         "final_train_reward": sum(train_rewards[-5:]) / max(1, len(train_rewards[-5:])),
         "median_step_s": statistics.median_high(step_times) if step_times else math.nan,
         "wall_s": wall_s,
-    }
+    } | _final_per_set(history)
+
+
+def _final_per_set(history: list[dict]) -> dict:
+    """The last evaluation's per-set measures, as ``{"final_eval_sets": {set: {measure: value}}}``."""
+    last = next((r for r in reversed(history) if "eval/reward" in r), {})
+    sets: dict[str, dict] = {}
+    for key, value in last.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "eval":
+            sets.setdefault(parts[1], {})[parts[2]] = value
+    return {"final_eval_sets": sets} if sets else {}

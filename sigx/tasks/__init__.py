@@ -26,11 +26,18 @@ def _search_task(config) -> Task:
     return NaturalSearchTask(config) if config.interface == "natural" else SearchTask(config)
 
 
+def _qa_task(config) -> Task:
+    from sigx.tasks.qa import QASearchTask
+
+    return QASearchTask(config)
+
+
 def _register_builtins() -> None:
     from sigx.tasks.gsm8k import GSM8KTask
 
     register_task("search", _search_task)
     register_task("gsm8k", GSM8KTask)
+    register_task("search_qa", _qa_task)
 
 
 _register_builtins()

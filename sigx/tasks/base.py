@@ -44,6 +44,8 @@ class Score:
     reward: float
     correct: bool
     answer: str | None = None
+    #: further measures of the same answer, averaged per held-out set in evaluation (e.g. QA's ``em``, ``acc``)
+    metrics: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 def is_eval_split(prompt: str, fraction: float = 0.2) -> bool:
@@ -56,6 +58,8 @@ class Task(ABC):
     #: a turn ends when the model emits one of these (besides EOS); the environment then replies
     turn_stop_strings: tuple[str, ...] = ()
     max_turns: int = 1
+    #: environment tokens an episode may receive in all (the rollout cuts what is over); None: no cap
+    max_observation_tokens: int | None = None
 
     @abstractmethod
     def train_problem(self, rng: random.Random) -> Problem:
@@ -72,6 +76,12 @@ class Task(ABC):
     def respond(self, problem: Problem, turns: list[str]) -> str | None:
         """The environment's reply to the model's latest turn, or None when the episode is over."""
         return None
+
+    def respond_batch(self, problems: list[Problem], turns: list[list[str]]) -> list[str | tuple[str, str] | None]:
+        """The replies to every episode still running after a turn, in one call: a task whose environment is a
+        service (a retriever) answers them in one request. By default, :meth:`respond` for each. A reply may be
+        ``(observation, tail)``: the rollout's cap on observation tokens cuts the observation, never the tail."""
+        return [self.respond(p, t) for p, t in zip(problems, turns)]
 
     @abstractmethod
     def score(self, problem: Problem, transcript: list[Segment]) -> Score:

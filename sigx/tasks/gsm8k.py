@@ -21,7 +21,6 @@ format, with calculator annotations such as ``<<48/2=24>>``). They come from a l
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from decimal import Decimal, InvalidOperation
@@ -30,6 +29,7 @@ from pathlib import Path
 from sigx.config import GSM8KTaskConfig, RecipeError
 from sigx.tasks.base import Format, Problem, Score, Segment, Task
 from sigx.tasks.natural import NaturalCritique
+from sigx.tasks.rows import read_rows, steps_column
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 _FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
@@ -68,36 +68,6 @@ def reference_steps(solution: str) -> tuple[str, ...]:
     return tuple(steps)
 
 
-def _steps(value) -> tuple[str, ...]:
-    """A dataset column of steps: a list, or one string with a step per line; () when absent."""
-    if value is None or not hasattr(value, "__iter__"):  # absent (a parquet NaN included)
-        return ()
-    if isinstance(value, str):
-        return tuple(line.strip() for line in value.splitlines() if line.strip())
-    return tuple(str(v).strip() for v in value if str(v).strip())
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecipeError([f"task.path: {path} line {number}: not a JSON object ({err.msg})"]) from None
-            if not isinstance(row, dict):
-                raise RecipeError([f"task.path: {path} line {number}: not a JSON object"])
-            rows.append(row)
-        return rows
-    if path.suffix == ".parquet":
-        import pandas as pd
-
-        return pd.read_parquet(path).to_dict("records")
-    raise RecipeError([f"task.path: {str(path)!r} is not a .jsonl or .parquet file"])
-
-
 def load_rows(config: GSM8KTaskConfig, split: str) -> list[dict]:
     """The split's rows, from ``task.path`` (a directory holding ``<split>.jsonl``/``.parquet``, or one file
     whose name starts with the split) or from the hub; every failure is a one-line :class:`RecipeError`."""
@@ -109,7 +79,7 @@ def load_rows(config: GSM8KTaskConfig, split: str) -> list[dict]:
             p for p in root.iterdir() if p.name.startswith(split) and p.suffix in (".jsonl", ".parquet"))
         if not candidates:
             raise RecipeError([f"task.path: no {split}.jsonl or {split}.parquet in {str(root)!r}"])
-        rows = _read_rows(candidates[0])
+        rows = read_rows(candidates[0], "task.path")
     else:
         try:
             import datasets
@@ -150,9 +120,9 @@ class GSM8KTask(NaturalCritique, Task):
         question = str(row["question"]).strip()
         # A dataset may carry its own reference path and plan (Search-P1's reference track); else the path is
         # the reference solution's calculator results and there is no reference plan.
-        path = _steps(row.get("reference_path")) or reference_steps(solution)
+        path = steps_column(row.get("reference_path")) or reference_steps(solution)
         return Problem(prompt=f"{question}\n\n{self.config.instruction}", answer=answer, reference_path=path,
-                       reference_plan=_steps(row.get("reference_plan")),
+                       reference_plan=steps_column(row.get("reference_plan")),
                        meta={"question": question, "solution": solution})
 
     def train_problem(self, rng: random.Random) -> Problem:

@@ -1,0 +1,100 @@
+"""BM25 over a local corpus with the ``bm25s`` library (sparse-matrix BM25, Lucene's scoring by default).
+
+The index is built once and cached beside the corpus, in ``<corpus>.bm25s/<fingerprint>/`` (or under
+``index_dir``): the fingerprint is the corpus file's size, modification time and a hash of its first and last
+megabyte, so an edited corpus gets a new index and an unchanged one is never re-indexed. The build writes to a
+temporary directory and renames it into place, so a killed build leaves nothing half written, and a file lock
+lets parallel ablation workers share one build. Tokenisation is bm25s's (lowercase, English stop words, no
+stemming), the same for passages and queries. A passage's title is indexed with its text, as Pyserini's
+wiki-18 BM25 index does. Passages that share no term with a query are not returned.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from sigx.retrieval.base import Passage, RetrievalError, Retriever
+from sigx.retrieval.corpus import read_corpus
+
+INDEX_VERSION = 1
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    digest = hashlib.sha256(f"{INDEX_VERSION}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(1 << 20))
+        if stat.st_size > 1 << 20:
+            f.seek(max(0, stat.st_size - (1 << 20)))
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def _tokenize(texts: list[str]):
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+class BM25Retriever(Retriever):
+    def __init__(self, index, passages: list[Passage]):
+        self.index = index
+        self.passages = passages
+
+    @classmethod
+    def build(cls, passages: list[Passage]) -> "BM25Retriever":
+        import bm25s
+
+        if not passages:
+            raise RetrievalError("task.retriever.corpus: the corpus has no passages")
+        index = bm25s.BM25()
+        index.index(_tokenize([f"{p.title} {p.text}" for p in passages]), show_progress=False)
+        return cls(index, passages)
+
+    @classmethod
+    def open(cls, corpus: str | Path, index_dir: str | Path | None = None, log=print) -> "BM25Retriever":
+        """The corpus's index, from the cache or built (once) and cached."""
+        try:
+            import bm25s
+        except ImportError:
+            raise RetrievalError("task.retriever: kind bm25 needs the bm25s package: pip install 'sigx[search]'") from None
+        corpus = Path(corpus).expanduser()
+        passages = list(read_corpus(corpus))
+        root = Path(index_dir).expanduser() if index_dir else corpus.with_name(corpus.name + ".bm25s")
+        target = root / _fingerprint(corpus)
+        try:
+            if (target / "sigx_index.json").is_file():
+                return cls(bm25s.BM25.load(str(target), show_progress=False), passages)
+            root.mkdir(parents=True, exist_ok=True)
+            with open(root / ".lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if (target / "sigx_index.json").is_file():
+                    return cls(bm25s.BM25.load(str(target), show_progress=False), passages)
+                log(f"indexing {len(passages)} passages of {corpus} with BM25 (once; cached in {target})")
+                built = cls.build(passages)
+                tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
+                built.index.save(str(tmp), show_progress=False)
+                (tmp / "sigx_index.json").write_text(json.dumps({"corpus": str(corpus), "passages": len(passages)}))
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+                return built
+        except OSError as err:
+            raise RetrievalError(f"task.retriever.index_dir: cannot write the BM25 index in {str(root)!r} "
+                                 f"({err.strerror or err}); set index_dir to a writable directory") from None
+
+    def search(self, queries: list[str], k: int) -> list[list[Passage]]:
+        if not queries:
+            return []
+        k_eff = min(k, len(self.passages))
+        ids, scores = self.index.retrieve(_tokenize(queries), k=k_eff, show_progress=False, n_threads=1)
+        return [[replace(self.passages[int(i)], score=float(s))
+                 for i, s in zip(row_ids, row_scores) if s > 0]
+                for row_ids, row_scores in zip(ids, scores)]

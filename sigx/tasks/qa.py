@@ -1,0 +1,300 @@
+"""Agentic retrieval QA, as Search-R1, Search-P1 and SORL train and evaluate it (``task: {name: search_qa}``).
+
+Questions come from QA data sets in Search-R1's format (``question``, ``golden_answers``; NQ + HotpotQA for
+training, seven benchmarks for evaluation, each reported on its own); the model searches a real retriever
+(:mod:`sigx.retrieval`: BM25 over a local corpus, or Search-R1's retrieval server) and answers.
+
+- **Templates.** ``search_r1``: Search-R1's prompt (its ``make_prefix``: the question stripped, a ``?``
+  appended), ``<search> q </search>`` actions, results returned as ``<information>Doc 1(Title: t) text ...
+  </information>`` (its ``_passages2string``). ``search_p1``: Search-P1's prompt (App. D.1, Figure 7): a plan of
+  sub-questions in the first ``<reasoning>``, ``<tool_call>`` searches answered by ``<tool_response>``.
+  ``compact``: ``q:question`` / ``s[query]`` / ``o:results`` / ``a[answer]`` in lowercase, for the tiny model.
+- **Episode.** At most ``max_searches`` searches (Search-P1's action budget B = 4, App. B.4), top-``topk``
+  passages each (3 in both papers), each cut to ``passage_words`` words; all searches of a turn go to the
+  retriever in one batch. With ``force_answer`` the environment opens ``<answer>`` after the last search and the
+  model completes it (Search-P1 Alg. 2, lines 15-16). Retrieved text is environment tokens: masked from the
+  loss, and capped per episode at ``max_observation_tokens`` (by the rollout, in the model's tokens).
+- **Scoring** (Search-R1's ``qa_em.py``; SQuAD's normalisation: lowercase, punctuation and the articles a / an /
+  the removed, whitespace collapsed) of the last ``<answer>``: ``em`` = equal to a golden answer; ``acc`` = a
+  golden answer contained in it. Search-P1 §4.1 reports ACC as "the ground-truth answer is contained in the
+  model's generated response"; sigx reads "response" as the response's answer (containment in the whole
+  response would also credit answers copied into reasoning), and says so here. The outcome reward is ``em``
+  (Search-R1's training reward) or ``acc`` (``task.reward``); both are logged per held-out set.
+- **Search-P1 on this task**: the plan is the numbered list of the first ``<reasoning>`` (``search_p1``
+  template), the executed steps are the search queries; a row's ``reference_path`` (e.g. Search-P1's
+  ``<correct_reasoning_path>`` queries, App. D.2) and ``reference_plan`` columns feed the reference track. Free
+  text queries rarely match a reference step word for word: use the LLM judge (``techniques.search_p1.judge:
+  llm``), as the paper does.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from sigx.config import QADataSource, QASearchTaskConfig, RecipeError
+from sigx.retrieval import Passage, build_retriever
+from sigx.tasks.base import Format, Problem, Score, Segment, Task
+from sigx.tasks.natural import NaturalCritique
+from sigx.tasks.rows import load_hub_rows, read_rows, steps_column
+
+SEARCH_R1_PROMPT = (
+    "Answer the given question. You must conduct reasoning inside <think> and </think> first every time you get "
+    "new information. After reasoning, if you find you lack some knowledge, you can call a search engine by "
+    "<search> query </search> and it will return the top searched results between <information> and "
+    "</information>. You can search as many times as your want. If you find no further external knowledge "
+    "needed, you can directly provide the answer inside <answer> and </answer>, without detailed illustrations. "
+    "For example, <answer> Beijing </answer>. Question: {question}\n"
+)
+SEARCH_P1_PROMPT = (
+    "You are a meticulous Deep Research Agent. Your goal is to provide a comprehensive and accurate answer by "
+    "conducting multiple rounds of search.\n## CRITICAL INSTRUCTIONS\n"
+    "1. Detailed Planning (<reasoning>): In the first turn, you MUST break the question down into multiple "
+    "dependent sub-questions. Focus on one sub-question at a time.\n"
+    "2. Step-by-Step Execution (<tool_call>): Execute only ONE search query per turn. After receiving results, "
+    "verify: \"Is this sufficient? Do I need more details?\"\n"
+    "3. No Guessing: If results are incomplete, issue another search. Do NOT hallucinate.\n"
+    "4. Final Answer (<answer>): Only output <answer> when ALL necessary information is gathered.\n"
+    "## CURRENT TASK\nQuestion: {question}\n"
+)
+
+
+@dataclass(frozen=True)
+class Template:
+    prompt: str
+    search: tuple[str, str]
+    answer: tuple[str, str]
+    results: tuple[str, str]
+    plan: tuple[str, str] | None = None
+    lowercase: bool = False
+
+    def passages(self, found: list[Passage], words: int) -> str:
+        if self.lowercase:
+            return " | ".join(f"{p.title}: {_words(p.text, words)}".lower() for p in found) or "none"
+        return "".join(f"Doc {i + 1}(Title: {p.title}) {_words(p.text, words)}\n" for i, p in enumerate(found))
+
+
+TEMPLATES = {
+    "search_r1": Template(SEARCH_R1_PROMPT, ("<search>", "</search>"), ("<answer>", "</answer>"),
+                          ("\n\n<information>", "</information>\n\n")),
+    "search_p1": Template(SEARCH_P1_PROMPT, ("<tool_call>", "</tool_call>"), ("<answer>", "</answer>"),
+                          ("\n<tool_response>", "</tool_response>\n"), plan=("<reasoning>", "</reasoning>")),
+    "compact": Template("q:{question}\n", ("s[", "]"), ("a[", "]"), ("\no:", "\n"), lowercase=True),
+}
+
+
+def _words(text: str, n: int) -> str:
+    words = text.split()
+    return " ".join(words[:n])
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's (and Search-R1's) answer normalisation: lowercase, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, golden: list[str]) -> bool:
+    norm = normalize_answer(prediction)
+    return any(norm == normalize_answer(g) for g in golden)
+
+
+def contains_answer(prediction: str, golden: list[str]) -> bool:
+    norm = normalize_answer(prediction)
+    return any(normalize_answer(g) and normalize_answer(g) in norm for g in golden)
+
+
+def _golden(row: dict) -> list[str]:
+    """Golden answers from Search-R1's / FlashRAG's columns: golden_answers, answers, answer, or verl's
+    reward_model.ground_truth.target."""
+    for key in ("golden_answers", "answers", "answer"):
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float)):
+            break
+    else:
+        value = ((row.get("reward_model") or {}).get("ground_truth") or {}).get("target")
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in (list(value) if value is not None and hasattr(value, "__iter__") else []) if str(v).strip()]
+
+
+def load_source(source: QADataSource, field: str) -> list[dict]:
+    if source.path:
+        path = Path(source.path).expanduser()
+        if not path.is_file():
+            raise RecipeError([f"{field}.path: {str(path)!r} is not a file (a .jsonl or .parquet QA set)"])
+        rows = read_rows(path, f"{field}.path")
+    else:
+        rows = load_hub_rows(source.hub, source.subset, source.split, f"{field}.hub")
+    if not rows:
+        raise RecipeError([f"{field}: {source.label} has no rows"])
+    for number, row in enumerate(rows, 1):
+        question = row.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise RecipeError([f"{field}: {source.label} row {number} has no 'question'"])
+        if not _golden(row):
+            raise RecipeError([f"{field}: {source.label} row {number} has no golden answer (columns "
+                               "golden_answers, answers or answer)"])
+    return rows
+
+
+class QASearchTask(NaturalCritique, Task):
+    name = "search_qa"
+
+    def __init__(self, config: QASearchTaskConfig, retriever=None):
+        self.config = config
+        self.template = TEMPLATES[config.template]
+        self.max_turns = config.max_searches + 1
+        self.max_observation_tokens = config.max_observation_tokens
+        self.turn_stop_strings = tuple(dict.fromkeys((self.template.search[1], self.template.answer[1])))
+        self._train = [self._problem(row, source.label)  # the training sets mixed, as Search-R1 merges them
+                       for i, source in enumerate(config.train)
+                       for row in load_source(source, f"task.train.{i}")[: source.limit]]
+        self._eval = []
+        for i, source in enumerate(config.eval):
+            problems = [self._problem(row, source.label) for row in load_source(source, f"task.eval.{i}")]
+            random.Random(config.seed).shuffle(problems)
+            self._eval += problems[: source.limit]
+        self.retriever = retriever if retriever is not None else build_retriever(config.retriever)
+
+    def _problem(self, row: dict, source: str) -> Problem:
+        question = str(row["question"]).strip()
+        if self.config.template == "search_r1" and not question.endswith("?"):
+            question += "?"  # as Search-R1's make_prefix does
+        shown = question.lower() if self.template.lowercase else question
+        golden = _golden(row)
+        return Problem(prompt=self.template.prompt.format(question=shown), answer=golden[0],
+                       reference_path=steps_column(row.get("reference_path")),
+                       reference_plan=steps_column(row.get("reference_plan")),
+                       meta={"question": question, "golden": golden, "source": source})
+
+    def train_problem(self, rng: random.Random) -> Problem:
+        return rng.choice(self._train)
+
+    def eval_problems(self) -> list[Problem]:
+        return self._eval
+
+    # ---------------------------------------------------------------- environment
+    def _action(self, turn: str) -> tuple[str, str] | None:
+        """("search" | "answer", its argument) when the turn ends in an action, else None."""
+        text = turn.rstrip()
+        for kind, (open_tag, close_tag) in (("answer", self.template.answer), ("search", self.template.search)):
+            if text.endswith(close_tag):
+                start = text.rfind(open_tag, 0, len(text) - len(close_tag))
+                if start >= 0:
+                    return kind, text[start + len(open_tag): len(text) - len(close_tag)].strip()
+        return None
+
+    def respond_batch(self, problems: list[Problem], turns: list[list[str]]) -> list[str | None]:
+        queries, rows = [], []
+        for row, history in enumerate(turns):
+            action = self._action(history[-1])
+            if action is not None and action[0] == "search" and len(history) <= self.config.max_searches:
+                queries.append(action[1])
+                rows.append(row)
+        found = self.retriever.search(queries, self.config.retriever.topk) if queries else []
+        replies: list[str | tuple[str, str] | None] = [None] * len(turns)
+        open_tag, close_tag = self.template.results
+        for row, passages in zip(rows, found):
+            reply = f"{open_tag}{self.template.passages(passages, self.config.passage_words)}{close_tag}"
+            if len(turns[row]) == self.config.max_searches and self.config.force_answer:
+                reply = (reply, self.template.answer[0])  # the budget is spent: the model answers now (Alg. 2)
+            replies[row] = reply
+        return replies
+
+    def respond(self, problem: Problem, turns: list[str]) -> str | tuple[str, str] | None:
+        return self.respond_batch([problem], [turns])[0]
+
+    def demonstration(self, problem: Problem, rng: random.Random, noise: float) -> list[Segment]:
+        """For the tiny model's warm start: search the question, read, answer (with probability ``noise``
+        another question's answer)."""
+        question = problem.meta["question"].lower() if self.template.lowercase else problem.meta["question"]
+        open_s, close_s = self.template.search
+        passages = self.retriever.search([problem.meta["question"]], self.config.retriever.topk)[0]
+        answer = rng.choice(self._train).answer if rng.random() < noise else problem.answer
+        answer = answer.lower() if self.template.lowercase else answer
+        plan = f"{self.template.plan[0]}1. {question}{self.template.plan[1]} " if self.template.plan else ""
+        open_r, close_r = self.template.results
+        return [Segment(f"{plan}{open_s}{question}{close_s}", True),
+                Segment(f"{open_r}{self.template.passages(passages, self.config.passage_words)}{close_r}", False),
+                Segment(f"{self.template.answer[0]}{answer}{self.template.answer[1]}", True)]
+
+    # ---------------------------------------------------------------- reward
+    def _agent_text(self, transcript: list[Segment]) -> str:
+        """The model's text, with an ``<answer>`` the environment opened for it (retrieved text left out)."""
+        opener = self.template.answer[0]
+        return "".join(s.text if s.by_model else (opener if s.text.endswith(opener) else "\n") for s in transcript)
+
+    def final_answer(self, transcript: list[Segment]) -> str | None:
+        text = self._agent_text(transcript).rstrip()
+        open_tag, close_tag = self.template.answer
+        if not text.endswith(close_tag):
+            return None
+        start = text.rfind(open_tag, 0, len(text) - len(close_tag))
+        return text[start + len(open_tag): len(text) - len(close_tag)].strip() if start >= 0 else None
+
+    def score(self, problem: Problem, transcript: list[Segment]) -> Score:
+        answer = self.final_answer(transcript)
+        golden = problem.meta["golden"]
+        em = answer is not None and exact_match(answer, golden)
+        acc = answer is not None and contains_answer(answer, golden)
+        reward = float(em if self.config.reward == "em" else acc)
+        return Score(reward, reward == 1.0, answer, {"em": float(em), "acc": float(acc)})
+
+    def _turn_actions(self, transcript: list[Segment]) -> list[tuple[str, str] | None]:
+        """Each model turn's action; a turn that completes an ``<answer>`` the environment opened counts as one."""
+        out, opened = [], ""
+        for s in transcript:
+            if s.by_model:
+                out.append(self._action(opened + s.text))
+            opened = self.template.answer[0] if not s.by_model and s.text.endswith(self.template.answer[0]) else ""
+        return out
+
+    def format_check(self, problem: Problem, transcript: list[Segment]) -> Format:
+        """Search-P1 Alg. 3: valid = every turn ends in one action (the first opening with the plan, in the
+        search_p1 template), an answer and at least one search; partial = an answer and a tool response; else
+        invalid."""
+        turns = [s.text for s in transcript if s.by_model]
+        actions = self._turn_actions(transcript)
+        has_answer = self.final_answer(transcript) is not None
+        searched = any(a is not None and a[0] == "search" for a in actions)
+        plan_ok = self.template.plan is None or (bool(turns) and turns[0].lstrip().startswith(self.template.plan[0]))
+        if has_answer and searched and plan_ok and all(a is not None for a in actions):
+            return "valid"
+        return "partial" if has_answer and any(not s.by_model for s in transcript) else "invalid"
+
+    def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
+        turns = [s.text for s in transcript if s.by_model]
+        planned: list[str] = []
+        if self.template.plan and turns:
+            match = re.search(re.escape(self.template.plan[0]) + r"(.*?)" + re.escape(self.template.plan[1]),
+                              turns[0], re.DOTALL)
+            if match:  # the numbered sub-questions (text before the first number is preamble); else one per line
+                pieces = re.split(r"(?:^|\s)\d+[.)]\s+", match.group(1))
+                items = pieces[1:] if len(pieces) > 1 else match.group(1).splitlines()
+                planned = [s.strip() for s in items if s.strip()]
+        executed = [a[1] for a in (self._action(t) for t in turns) if a is not None and a[0] == "search"]
+        return planned, executed
+
+    # ---------------------------------------------------------------- critiques: compact speaks the tiny format
+    def critique_prompt(self, problem: Problem, transcript: list[Segment]) -> str:
+        if self.template.lowercase:
+            return Task.critique_prompt(self, problem, transcript)
+        return super().critique_prompt(problem, transcript)
+
+    def critique_demonstration(self, problem, transcript, correct, verify=False):
+        if self.template.lowercase:
+            return [Segment("yes" if correct else "no", True)]
+        return super().critique_demonstration(problem, transcript, correct, verify)
+
+    def parse_verdict(self, text: str) -> bool | None:
+        return Task.parse_verdict(self, text) if self.template.lowercase else super().parse_verdict(text)
+
+    @staticmethod
+    def alphabet() -> str:
+        return ""

@@ -1,0 +1,54 @@
+"""Reading dataset rows from local files (JSONL or Parquet) with one-line errors, and step-list columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sigx.config import RecipeError
+
+
+def steps_column(value) -> tuple[str, ...]:
+    """A dataset column of steps: a list, or one string with a step per line; () when absent."""
+    if value is None or not hasattr(value, "__iter__"):  # absent (a parquet NaN included)
+        return ()
+    if isinstance(value, str):
+        return tuple(line.strip() for line in value.splitlines() if line.strip())
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def read_rows(path: Path, field: str) -> list[dict]:
+    """The rows of a .jsonl or .parquet file; a malformed line is one line naming ``field``, the file and the line."""
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RecipeError([f"{field}: {path} line {number}: not a JSON object ({err.msg})"]) from None
+            if not isinstance(row, dict):
+                raise RecipeError([f"{field}: {path} line {number}: not a JSON object"])
+            rows.append(row)
+        return rows
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        return pd.read_parquet(path).to_dict("records")
+    raise RecipeError([f"{field}: {str(path)!r} is not a .jsonl or .parquet file"])
+
+
+def load_hub_rows(dataset: str, subset: str | None, split: str, field: str) -> list[dict]:
+    """A hub dataset's split through ``datasets`` (a network or a warm HF cache); every failure is one line."""
+    try:
+        import datasets
+    except ImportError:
+        raise RecipeError([f"{field}: loading from the hub needs the datasets package: pip install 'sigx[gpu]' "
+                           "(or give a local copy)"]) from None
+    try:
+        return list(datasets.load_dataset(dataset, subset, split=split))
+    except Exception as err:  # network, unknown name, unknown split: all end the same way for the user
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RecipeError([f"{field}: cannot load {dataset!r} ({subset}, split {split!r}): {first}; download it "
+                           "where there is a network and give its local path"]) from None
