@@ -4,6 +4,8 @@ as transformers' ``generate`` does, prefill a shared prompt once, let stopped ro
 on ids, multi-token strings and the length limit."""
 
 import pytest
+import math
+
 import torch
 from scipy.stats import chisquare
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -122,6 +124,26 @@ def test_the_static_decoder_decodes_greedily_as_the_dynamic_one(model):
     assert [s.ids for s in static] == [d.ids for d in dynamic] and [s.stopped for s in static] == [d.stopped for d in dynamic]
     for s, d in zip(static, dynamic):
         assert s.logprobs == pytest.approx(d.logprobs, abs=1e-5)
+
+
+def test_in_bf16_the_static_cache_receives_keys_and_values_of_one_dtype(model, monkeypatch):
+    """On CUDA, autocast alone left the keys float32 (rotary in the embeddings' dtype) and the values bf16, and
+    the static cache could not hold both: the residual stream must be in the decode dtype from the start."""
+    from transformers.cache_utils import StaticLayer
+
+    from sigx.engine.static_sampler import StaticDecoder
+
+    seen = []
+    original = StaticLayer.update
+
+    def spy(self, key_states, value_states, *args, **kwargs):
+        seen.append((key_states.dtype, value_states.dtype))
+        return original(self, key_states, value_states, *args, **kwargs)
+
+    monkeypatch.setattr(StaticLayer, "update", spy)
+    out = StaticDecoder(model, dtype=torch.bfloat16).sample(CONTEXTS, max_new_tokens=4, pad_id=PAD, stop_ids=[1])
+    assert seen and set(seen) == {(torch.bfloat16, torch.bfloat16)}
+    assert all(len(s.ids) >= 1 and all(math.isfinite(x) for x in s.logprobs) for s in out)
 
 
 def test_the_static_decoders_logprobs_are_the_trainers_and_its_draws_follow_the_distribution(model):

@@ -36,7 +36,13 @@ class StaticDecoder:
 
     def _forward(self, input_ids, attention_mask, position_ids, cache_position, cache):
         kwargs = _cache_kwargs(self.model, cache)
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        embeds = self.model.get_input_embeddings()(input_ids)
+        if self.dtype is not None and self.dtype != torch.float32:
+            # The residual stream in the decode dtype, as in a model loaded in it: under autocast alone the
+            # embeddings stay float32, so do the rotary cos/sin and the keys, while the values come out of a
+            # bf16 matmul; the static cache (allocated on the first write) then cannot hold both (a CUDA error).
+            embeds = embeds.to(self.dtype)
+        return self.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                           cache_position=cache_position, **kwargs).logits[:, -1].float()
 
     def _autocast(self):
