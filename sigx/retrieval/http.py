@@ -12,7 +12,6 @@ naming the server and what went wrong, and the same command resumes it from its 
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -62,13 +61,11 @@ class HTTPRetriever(Retriever):
                 return self._parse(self._post(payload), len(queries))
             except urllib.error.HTTPError as err:
                 why = f"HTTP {err.code} {err.reason}"
-            except (urllib.error.URLError, ConnectionError) as err:
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
                 reason = getattr(err, "reason", err)
-                why = ("no answer within " f"{self.timeout_s:g} s") if isinstance(reason, (socket.timeout, TimeoutError)) \
-                    else f"cannot connect ({reason})"
-            except (socket.timeout, TimeoutError):
-                why = f"no answer within {self.timeout_s:g} s"
-            except (ValueError, RetrievalError) as err:  # JSON that does not parse, or of the wrong shape
+                timed_out = isinstance(err, TimeoutError) or isinstance(reason, TimeoutError)  # socket.timeout too
+                why = f"no answer within {self.timeout_s:g} s" if timed_out else f"cannot connect ({reason})"
+            except ValueError as err:  # JSON that does not parse, or of the wrong shape (RetrievalError included)
                 why = f"malformed answer ({err.problems[0] if isinstance(err, RetrievalError) else err})"
         raise RetrievalError(f"task.retriever.url: {self.url}: {why} after {self.retries + 1} "
                              f"attempt{'s' if self.retries else ''}; start the retrieval server (or raise "

@@ -110,17 +110,17 @@ def contains_answer(prediction: str, golden: list[str]) -> bool:
 
 
 def _golden(row: dict) -> list[str]:
-    """Golden answers from Search-R1's / FlashRAG's columns: golden_answers, answers, answer, or verl's
-    reward_model.ground_truth.target."""
-    for key in ("golden_answers", "answers", "answer"):
-        value = row.get(key)
-        if value is not None and not (isinstance(value, float)):
-            break
-    else:
+    """Golden answers from Search-R1's / FlashRAG's columns (``golden_answers``, ``answers``, ``answer``) or
+    verl's ``reward_model.ground_truth.target``: a list (a Parquet array too) or one string."""
+    value = next((row[k] for k in ("golden_answers", "answers", "answer")
+                  if row.get(k) is not None and not isinstance(row[k], float)), None)  # a Parquet NaN is absent
+    if value is None:
         value = ((row.get("reward_model") or {}).get("ground_truth") or {}).get("target")
     if isinstance(value, str):
         value = [value]
-    return [str(v) for v in (list(value) if value is not None and hasattr(value, "__iter__") else []) if str(v).strip()]
+    if value is None or not hasattr(value, "__iter__"):
+        return []
+    return [str(v) for v in value if str(v).strip()]
 
 
 def load_source(source: QADataSource, field: str) -> list[dict]:
