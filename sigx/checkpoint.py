@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sigx.config import RecipeError
+from sigx.config import RecipeError, default_recipe_like
 from sigx.runs import COMPUTE_LAYOUT_FIELDS, config_differences, list_differences
 
 FILE = "checkpoint.pt"
@@ -65,7 +65,8 @@ class Checkpoints:
         except Exception as err:  # never a half-written file (atomic rename); a damaged or foreign one
             raise RecipeError([f"{self.path}: not a readable sigx checkpoint ({type(err).__name__}); start "
                                "afresh with --fresh"]) from None
-        changed = config_differences(state["config"], self.config, ignore=RESUMABLE_CHANGES)
+        changed = config_differences(state["config"], self.config, ignore=RESUMABLE_CHANGES,
+                                     defaults=default_recipe_like(state["config"]))
         if changed:
             raise RecipeError([f"{self.path}: a checkpoint of a different recipe (differs in "
                                f"{list_differences(changed)}); start afresh with --fresh, or write this run "

@@ -624,6 +624,18 @@ class Recipe(Strict):
         return self
 
 
+def default_recipe_like(stored: dict) -> dict | None:
+    """The default recipe (as plain data) for a stored recipe's task: what a field that an older sigx did not
+    write stands for, when a run store or a checkpoint written by it is resumed (fields are added with defaults
+    that keep the earlier behaviour)."""
+    task = stored.get("task") if isinstance(stored, dict) else None
+    name = task.get("name", DEFAULT_TASK) if isinstance(task, dict) else DEFAULT_TASK
+    try:
+        return Recipe.model_validate({"task": {"name": name}}).model_dump(mode="json")
+    except ValidationError:  # a task that needs fields (search_qa): compare without defaults
+        return None
+
+
 def recipe_warnings(recipe: Recipe) -> list[str]:
     """Settings that are valid but probably not what the recipe's author meant: one line each."""
     out = []

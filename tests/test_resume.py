@@ -70,6 +70,16 @@ def test_an_interrupted_run_resumes_exactly_where_it_stopped(recipe, engine, tmp
     assert not (tmp_path / "cut" / "checkpoint.pt").exists()  # a completed run keeps none
 
 
+def test_a_checkpoint_written_before_a_field_existed_resumes_when_that_field_keeps_its_default(recipe, engine, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_training(recipe, run_dir=tmp_path, engine=engine, on_progress=_stop_at(3))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["config"]["rollout"]["decoder"], state["config"]["training"]["rollout_correction"]  # added since
+    torch.save(state, tmp_path / "checkpoint.pt")
+    summary = run_training(recipe, run_dir=tmp_path, engine=engine, on_progress=_quiet)
+    assert summary["resumed_from_step"] == 2
+
+
 def test_a_checkpoint_of_another_recipe_is_refused_and_fresh_starts_over(recipe, engine, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_training(recipe, run_dir=tmp_path, engine=engine, on_progress=_stop_at(3))

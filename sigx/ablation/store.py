@@ -33,7 +33,7 @@ import yaml
 from sigx.ablation.design import Design, alias_lines, describe
 from sigx.ablation.plan import crossed, design_of, factors_of
 from sigx.checkpoint import FILE as CHECKPOINT_FILE
-from sigx.config import Recipe
+from sigx.config import Recipe, default_recipe_like
 from sigx.runs import (COMPUTE_LAYOUT_FIELDS, config_differences, list_differences, read_json, write_json_atomic,
                        write_text_atomic)
 
@@ -58,15 +58,6 @@ def design_json(design: Design, names: list[str]) -> dict:
             "generators": [[f, list(w), sign] for f, w, sign in design.generators],
             "words": [sorted(w) for w in design.words], "description": describe(design, names),
             "aliases": alias_lines(design, names)}
-
-
-def _defaults_like(stored: dict) -> dict | None:
-    """The default recipe for the stored one's task: what a field that an older sigx did not write stands for."""
-    try:
-        return Recipe.model_validate({"task": {"name": (stored.get("task") or {}).get("name", "arithmetic")}}
-                                     ).model_dump(mode="json")
-    except ValueError:
-        return None
 
 
 class StoreError(RuntimeError):
@@ -201,7 +192,7 @@ class AblationStore:
         stored_path = self.root / "recipe.yaml"
         if stored_path.exists():
             stored = yaml.safe_load(stored_path.read_text()) or {}
-            changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS, defaults=_defaults_like(stored))
+            changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS, defaults=default_recipe_like(stored))
             if changed:
                 raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in "
                                  f"{list_differences(changed)}); rename the recipe, set ablation.output_dir, or "
