@@ -47,11 +47,12 @@ SHAPE_05B="--set model.tiny.hidden_size=896 --set model.tiny.num_layers=24 --set
  --set model.tiny.num_kv_heads=2 --set model.tiny.intermediate_size=4864 --set model.tiny.sft_steps=0"
 BENCH="--set training.autocast=bfloat16 --set rollout.max_new_tokens=256 --set training.skip_zero_advantage=false"
 
+HAVE_TRL=$(python3 -c "import trl" 2>/dev/null && echo yes)
 STATIC="--set rollout.decoder=static --set rollout.compile=true --set rollout.dtype=bfloat16"
 
 part train 30 python3 -m sigx.cli train recipes/tiny.yaml --set training.steps=20 --set training.eval_every=20 \
   --set logging.wandb=disabled --run-dir /tmp/gpu-check-train --fresh
-if python3 -c "import trl" 2>/dev/null; then
+if [ -n "$HAVE_TRL" ]; then
   # shellcheck disable=SC2086
   part bench_150m_static 150 python3 bench/trl_step.py recipes/tiny.yaml --steps 5 --warmup 2 $SHAPE_150M $BENCH $STATIC
   if [ "$last_rc" != 0 ]; then  # the compiled decode step failed: the static cache alone
@@ -64,7 +65,7 @@ else
 fi
 # shellcheck disable=SC2086
 part profile_150m_static 60 python3 bench/gpu_profile.py recipes/tiny.yaml $SHAPE_150M $BENCH $STATIC
-if python3 -c "import trl" 2>/dev/null; then
+if [ -n "$HAVE_TRL" ]; then
   # shellcheck disable=SC2086
   part bench_qwen05b_static 140 python3 bench/trl_step.py recipes/tiny.yaml --steps 4 --warmup 2 $SHAPE_05B $BENCH $STATIC
 fi

@@ -204,8 +204,6 @@ class QADataSource(Strict):
 
     @property
     def label(self) -> str:
-        from pathlib import Path
-
         return self.name or self.subset or Path(self.path or self.hub).stem.split(".")[0]
 
 

@@ -112,12 +112,9 @@ class RolloutBackend(ABC):
                 if ids and ids[-1] == tokenizer.eos_token_id:
                     continue
                 waiting.append(i)
-            problems_waiting = [trajectories[i].problem for i in waiting]
-            turns_waiting = [[s.text for s in trajectories[i].segments if s.by_model] for i in waiting]
-            # the environment needs only ``respond``; ``respond_batch`` (a Task's) answers a turn in one call
-            replies = task.respond_batch(problems_waiting, turns_waiting) if hasattr(task, "respond_batch") else \
-                [task.respond(p, t) for p, t in zip(problems_waiting, turns_waiting)]
-            cap = getattr(task, "max_observation_tokens", None)
+            replies = task.respond_batch([trajectories[i].problem for i in waiting],  # one call per turn
+                                         [[s.text for s in trajectories[i].segments if s.by_model] for i in waiting])
+            cap = task.max_observation_tokens
             active = []
             for i, reply in zip(waiting, replies):
                 if reply is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 import urllib.error
 import urllib.request
 
@@ -43,9 +44,8 @@ class HTTPRetriever(Retriever):
             for item in row:
                 if not isinstance(item, dict):
                     raise ValueError("a result item is not an object")
-                document = item.get("document", item)
-                passage = passage_from_row(document, "server answer")
-                passages.append(Passage(passage.id, passage.title, passage.text, float(item.get("score", 0.0))))
+                passage = passage_from_row(item.get("document", item), "server answer")
+                passages.append(replace(passage, score=float(item.get("score", 0.0))))
             out.append(passages)
         return out
 

@@ -231,12 +231,9 @@ class QASearchTask(NaturalCritique, Task):
         return "".join(s.text if s.by_model else (opener if s.text.endswith(opener) else "\n") for s in transcript)
 
     def final_answer(self, transcript: list[Segment]) -> str | None:
-        text = self._agent_text(transcript).rstrip()
-        open_tag, close_tag = self.template.answer
-        if not text.endswith(close_tag):
-            return None
-        start = text.rfind(open_tag, 0, len(text) - len(close_tag))
-        return text[start + len(open_tag): len(text) - len(close_tag)].strip() if start >= 0 else None
+        """The answer the transcript ends in (an opened answer completed counts), or None."""
+        action = self._action(self._agent_text(transcript))
+        return action[1] if action is not None and action[0] == "answer" else None
 
     def score(self, problem: Problem, transcript: list[Segment]) -> Score:
         answer = self.final_answer(transcript)

@@ -63,9 +63,10 @@ class CritiqueEnvironment:
 
     max_turns = 1
     turn_stop_strings: tuple[str, ...] = ()
+    max_observation_tokens = None
 
-    def respond(self, problem, turns):
-        return None
+    def respond_batch(self, problems, turns):
+        return [None] * len(problems)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Callable, ClassVar
 
 from rich.console import Console
 
+from sigx.ablation.cell import run_cell
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import AblationStore
 from sigx.config import AblationConfig
@@ -61,6 +62,15 @@ def launcher_for(config: AblationConfig, store: AblationStore, group: str, conso
     if config.executor not in LAUNCHERS:
         raise ValueError(f"unknown executor {config.executor!r}; allowed: {', '.join(LAUNCHERS)}")
     return LAUNCHERS[config.executor](config, store, group, console)
+
+
+def run_cell_remotely(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int) -> dict:
+    """A cell in a process a launcher started elsewhere (a Ray worker, a Slurm job): ``threads`` CPU threads, no
+    display of its own (the launcher's events drive the one display)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_cell(store_root, recipe_data, cell_id, group, console=Console(stderr=True, quiet=True))
 
 
 def payload(cell: Cell) -> dict:

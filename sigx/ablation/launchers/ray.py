@@ -4,20 +4,11 @@ multi-node cluster the run store must be on a filesystem every node sees."""
 
 from __future__ import annotations
 
-from rich.console import Console
 
-from sigx.ablation.cell import run_cell
-from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher
+from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher, run_cell_remotely
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import StoreError
 from sigx.config import RecipeError
-
-
-def _ray_run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int) -> dict:
-    import torch
-
-    torch.set_num_threads(threads)
-    return run_cell(store_root, recipe_data, cell_id, group, console=Console(stderr=True, quiet=True))
 
 
 @register_launcher
@@ -42,7 +33,7 @@ class RayLauncher(Launcher):
                 gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
             # max_calls=0: keep worker processes (and the shared engine each holds) alive across cells; Ray would
             # otherwise recycle a GPU task's worker after every call.
-            task = ray.remote(max_calls=0)(_ray_run_cell).options(num_cpus=config.cpus_per_cell, num_gpus=gpus)
+            task = ray.remote(max_calls=0)(run_cell_remotely).options(num_cpus=config.cpus_per_cell, num_gpus=gpus)
             threads = max(1, int(config.cpus_per_cell))
             refs = {task.remote(str(self.store.root.resolve()), payload(c), c.id, self.group, threads): c for c in cells}
             results = []

@@ -16,10 +16,8 @@ import os
 import threading
 import time
 
-from rich.console import Console
 
-from sigx.ablation.cell import run_cell
-from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher
+from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher, run_cell_remotely
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import StoreError
 from sigx.runs import read_json, write_json_atomic
@@ -43,12 +41,9 @@ def _exit_with(pid: int) -> None:
 
 def _job_run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int,
                   launcher_pid: int | None = None) -> dict:
-    import torch
-
     if launcher_pid is not None:
         _exit_with(launcher_pid)
-    torch.set_num_threads(threads)
-    return run_cell(store_root, recipe_data, cell_id, group, console=Console(stderr=True, quiet=True))
+    return run_cell_remotely(store_root, recipe_data, cell_id, group, threads)
 
 
 @register_launcher
