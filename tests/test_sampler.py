@@ -164,3 +164,61 @@ def test_the_static_decoders_logprobs_are_the_trainers_and_its_draws_follow_the_
     keep = probs * 3000 >= 5
     expected = probs[keep] * 3000
     assert chisquare(counts[keep], expected * counts[keep].sum() / expected.sum()).pvalue > 1e-3
+
+
+def test_packed_decode_attention_is_transformers_sdpa_with_copied_heads():
+    """One query token, 8 query heads over 2 KV heads, a padding mask: the packed layout (no KV copy) gives
+    transformers' own result (``repeat_kv`` then SDPA), head for head; other shapes are passed through."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from sigx.engine.decode_attention import decode_sdpa_attention_forward
+
+    torch.manual_seed(1)
+    module = SimpleNamespace(num_key_value_groups=4, is_causal=True, training=False)
+    query, key, value = torch.randn(3, 8, 1, 16), torch.randn(3, 2, 10, 16), torch.randn(3, 2, 10, 16)
+    mask = torch.ones(3, 1, 1, 10, dtype=torch.bool)
+    mask[0, ..., :4] = False  # left padding of row 0
+    mask[:, ..., 8:] = False  # cache positions not written yet
+    packed, _ = decode_sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
+    reference, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
+    assert packed.shape == reference.shape == (3, 1, 8, 16)
+    assert torch.allclose(packed, reference, atol=1e-6)
+    # head 5 reads KV head 5 // 4 = 1 only: changing KV head 0 leaves it alone
+    changed = key.clone()
+    changed[:, 0] += 1.0
+    again, _ = decode_sdpa_attention_forward(module, query, changed, value, mask, scaling=0.25)
+    assert torch.equal(again[:, :, 4:], packed[:, :, 4:]) and not torch.allclose(again[:, :, :4], packed[:, :, :4])
+    prefill = torch.randn(3, 8, 5, 16)  # several query tokens: transformers' path, bit for bit
+    causal = torch.ones(3, 1, 5, 10, dtype=torch.bool).tril(diagonal=5)
+    assert torch.equal(decode_sdpa_attention_forward(module, prefill, key, value, causal)[0],
+                       sdpa_attention_forward(module, prefill, key, value, causal)[0])
+
+
+def test_the_static_decoders_steps_copy_no_kv_heads_and_leave_the_trainers_attention_as_it_was(model, monkeypatch):
+    """Every decode step goes through the packed attention (transformers before 5.2x copied the cache per
+    step there, and later ones still do under torch.compile), only the prefill copies KV heads, and the
+    model's attention is SDPA again afterwards."""
+    import transformers.integrations.sdpa_attention as sdpa
+    from transformers import AttentionInterface
+
+    from sigx.engine import decode_attention
+    from sigx.engine.static_sampler import StaticDecoder
+
+    copies, packed_calls = [], []
+    repeat_kv, packed = sdpa.repeat_kv, decode_attention.decode_sdpa_attention_forward
+    monkeypatch.setattr(sdpa, "repeat_kv", lambda hidden, n_rep: copies.append(n_rep) or repeat_kv(hidden, n_rep))
+
+    def spy(module, query, *args, **kwargs):
+        packed_calls.append(query.shape[2])
+        return packed(module, query, *args, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, decode_attention.NAME, spy)
+    out = StaticDecoder(model).sample(CONTEXTS, max_new_tokens=6, pad_id=PAD, stop_ids=[1])
+    layers = model.config.num_hidden_layers
+    decode_steps = max(len(s.ids) for s in out) - 1
+    assert decode_steps >= 1
+    assert packed_calls.count(1) == decode_steps * layers
+    assert len(copies) == 2 * layers  # keys and values of the prefill only
+    assert model.config._attn_implementation == "sdpa"

@@ -8,7 +8,16 @@ between launches (~17% busy). Here every decode step has the same shapes: batch 
 ``width + max_new_tokens`` positions, one 2-D attention mask for the whole call (left padding zeroed; positions
 not yet written are excluded by causality), so the step is captured once and replayed. The cost: finished rows
 are still computed until the last row stops. transformers' ``StaticCache`` holds the KV tensors; the step is
-transformers' own forward.
+transformers' own forward, its grouped-query attention done without copying the cache
+(:mod:`sigx.engine.decode_attention`).
+
+Shapes repeat across calls: the prompt block is left-padded to a multiple of :data:`PROMPT_WIDTH_MULTIPLE`
+tokens, so a new batch whose longest prompt is a few tokens longer reuses the captured step instead of
+compiling and capturing another (a cost the first steps of a run pay once per shape). The loop keeps the GPU
+queue full: the step's cache position is a device tensor advanced in place (no host
+copy per token), and on a GPU whether every row has stopped is read back only every
+:data:`CHECK_FINISHED_EVERY` steps (each read waits for the GPU to drain); the steps decoded after the last
+row stopped change nothing but the random stream.
 
 The distribution is the dynamic sampler's (the same ``sampling_scores``: suppression, temperature, nucleus), and
 each sampled token's log-prob is returned. Draws come from the caller's generator; finished rows draw too (the
@@ -22,7 +31,12 @@ from typing import Callable, Sequence
 import torch
 from transformers import StaticCache
 
+from sigx.engine.decode_attention import decoding_attention
 from sigx.engine.sampler import Sampled, _cache_kwargs, draw, sampling_scores
+
+CHECK_FINISHED_EVERY = 8  # decode steps between reads of "all rows stopped" on a GPU (on a CPU: every step)
+PROMPT_WIDTH_MULTIPLE = 32  # the prompt block is left-padded to a multiple of this, so that the cache length, and
+# with it the compiled step's shapes, repeat from one rollout to the next instead of following the longest prompt
 
 
 class StaticDecoder:
@@ -59,7 +73,7 @@ class StaticDecoder:
         if not contexts:
             return []
         device, batch = self.model.device, len(contexts)
-        width = max(len(c) for c in contexts)
+        width = -(-max(len(c) for c in contexts) // PROMPT_WIDTH_MULTIPLE) * PROMPT_WIDTH_MULTIPLE
         length = width + max_new_tokens
         input_ids = torch.tensor([[pad_id] * (width - len(c)) + list(c) for c in contexts], device=device)
         attention = torch.zeros(batch, length, dtype=torch.long, device=device)
@@ -67,9 +81,11 @@ class StaticDecoder:
             attention[i, width - len(c):] = 1  # real tokens and every position still to be generated
         positions = (attention[:, :width].cumsum(-1) - 1).clamp_min(0)
         cache = StaticCache(config=self.model.config, max_cache_len=length)
-        with self._autocast():
+        with self._autocast(), decoding_attention(self.model):
             logits = self._forward(input_ids, attention, positions, torch.arange(width, device=device), cache)
         next_position = positions[:, -1:] + 1
+        cache_position = torch.tensor([width], device=device)
+        check_every = 1 if device.type == "cpu" else CHECK_FINISHED_EVERY
         stop_tensor = torch.tensor(stop_ids, dtype=torch.long, device=device)
         suppress = torch.tensor(list(suppress_ids), dtype=torch.long, device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -94,12 +110,12 @@ class StaticDecoder:
                         hit[k] = True
             stopped |= hit
             finished |= hit
-            if step == max_new_tokens - 1 or bool(finished.all()):
+            if step == max_new_tokens - 1 or ((step + 1) % check_every == 0 and bool(finished.all())):
                 break
-            with self._autocast():
-                logits = self._step(tokens, attention, next_position, torch.tensor([width + step], device=device),
-                                    cache)
-            next_position = next_position + 1
+            with self._autocast(), decoding_attention(self.model):
+                logits = self._step(tokens, attention, next_position, cache_position, cache)
+            next_position.add_(1)
+            cache_position.add_(1)
         tokens_cpu, logps_cpu, lengths_cpu = tokens_out.cpu(), logps_out.cpu(), lengths.cpu()
         return [Sampled(tokens_cpu[i, : lengths_cpu[i]].tolist(), logps_cpu[i, : lengths_cpu[i]].tolist(),
                         bool(stopped[i])) for i in range(batch)]
