@@ -271,7 +271,8 @@ class RolloutConfig(Strict):
     """How trajectories are sampled. ``hf`` samples from the training model itself (CPU default); ``vllm`` is
     the GPU engine, colocated with training, whose weights are pushed in place after every update;
     ``hf_synced`` samples from a separate transformers copy kept current by the same push (vLLM's situation
-    on CPU: what the weight-sync tests use)."""
+    on CPU: what the weight-sync tests use; on a GPU without vLLM, with ``dtype: bfloat16``, ``decoder: static``
+    and ``compile: true``, the fast transformers rollout: bf16 weights, so no per-step casts)."""
 
     #: fields fixed when the shared engine builds its rollout backend; the rest vary per run
     ENGINE_FIELDS: ClassVar[tuple[str, ...]] = ("backend", "chat_template", "dtype", "decoder", "compile",
@@ -279,8 +280,9 @@ class RolloutConfig(Strict):
                                                 "vllm_enforce_eager")
 
     backend: Literal["hf", "hf_synced", "vllm"] = Field("hf", description="hf: sample from the training model "
-                                                        "itself (CPU default); hf_synced: a separate pushed copy; "
-                                                        "vllm: the colocated GPU engine")
+                                                        "itself (CPU default); hf_synced: a separate pushed copy "
+                                                        "(in dtype bfloat16 with decoder static: the GPU choice "
+                                                        "without vLLM); vllm: the colocated GPU engine")
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, description="per agent turn")
     temperature: float = Field(1.0, gt=0, description="sampling temperature; the ratio's log-probs use it too")
@@ -293,7 +295,8 @@ class RolloutConfig(Strict):
         "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has none)")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="weights of a separate rollout engine (vllm, hf_synced; pushed weights are cast to "
-        "it); for hf with decoder static, the autocast dtype of decoding. auto: the training weights' dtype")
+        "it); for hf with decoder static, the autocast dtype of decoding (its weights are cast at every step: "
+        "hf_synced avoids that). auto: the training weights' dtype")
     decoder: Literal["dynamic", "static"] = Field(
         "dynamic", description="hf/hf_synced decoding loop: dynamic (rows leave the batch as they stop: least "
         "arithmetic, the CPU's choice) or static (a static KV cache, fixed shapes, finished rows masked: one "

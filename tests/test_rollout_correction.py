@@ -2,6 +2,7 @@
 hand-computed weights, unknown sampler log-probs, and a run whose sampler really differs from the trainer
 (a bfloat16 copy of the policy)."""
 
+import copy
 import math
 from pathlib import Path
 
@@ -46,15 +47,45 @@ def test_tokens_without_a_sampler_log_prob_keep_weight_one():
         (math.log(1.5) + math.log(2) + 0 + math.log(1.2)) / 4, rel=1e-6)
 
 
-def test_a_bfloat16_sampler_is_corrected_and_the_gap_logged():
+@pytest.mark.parametrize("decoder", ["dynamic", "static"])  # static: the GPU rollout without vLLM, run on CPU
+def test_a_bfloat16_sampler_is_corrected_and_the_gap_logged(decoder):
     overrides = ["model.tiny.sft_steps=20", "model.tiny.hidden_size=64", "task.eval_prompts=8",
                  "training.prompts_per_step=4", "rollout.group_size=4", "training.skip_zero_advantage=false",
-                 "rollout.backend=hf_synced", "rollout.dtype=bfloat16", "logging.wandb=disabled"]
+                 "rollout.backend=hf_synced", "rollout.dtype=bfloat16", f"rollout.decoder={decoder}",
+                 "logging.wandb=disabled"]
     engine = SharedEngine(load_recipe(RECIPES / "tiny.yaml", overrides))
     plain = GRPOTrainer(load_recipe(RECIPES / "tiny.yaml", overrides), engine).step().metrics
     corrected = GRPOTrainer(load_recipe(RECIPES / "tiny.yaml", overrides + ["training.rollout_correction=token_truncate"]),
                             engine).step().metrics
     assert "rollout_correction/weight_mean" not in plain
     assert corrected["rollout_correction/log_gap"] > 1e-4  # a bf16 sampler is not the fp32 trainer
+    assert corrected["rollout/logprob_gap"] < 0.05  # but close to it
     assert 0.5 < corrected["rollout_correction/weight_mean"] <= 2.0
     assert corrected["rollout/logprob_gap"] == pytest.approx(plain["rollout/logprob_gap"])  # same samples
+
+
+def test_a_bfloat16_sampler_keeps_the_rotary_frequencies_in_float32():
+    """The sampler copy casts weights, not the buffers the model computes itself: with ``inv_freq`` rounded to
+    bf16 the rotary angles drift with position (and the sampler's log-probs from the trainer's with them)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from sigx.engine.rollout import cast_weights
+
+    policy = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                          num_attention_heads=4, num_key_value_heads=2)).eval()
+    kept, rounded = copy.deepcopy(policy), copy.deepcopy(policy)
+    cast_weights(kept, torch.bfloat16)
+    rounded.to(torch.bfloat16)
+    assert kept.lm_head.weight.dtype == torch.bfloat16 and kept.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert kept.model.rotary_emb.inv_freq.dtype == torch.float32
+    assert torch.equal(kept.model.rotary_emb.inv_freq, policy.model.rotary_emb.inv_freq)
+    assert set(kept.state_dict()) == set(policy.state_dict())
+
+    positions = torch.arange(1024)[None]
+    hidden = torch.zeros(1, 1024, 64, dtype=torch.bfloat16)
+    cos_exact = policy.model.rotary_emb(hidden.float(), positions)[0].to(torch.bfloat16)
+    cos_kept = kept.model.rotary_emb(hidden, positions)[0]
+    cos_rounded = rounded.model.rotary_emb(hidden, positions)[0]
+    assert torch.equal(cos_kept, cos_exact)  # the trainer's angles, rounded once at the end
+    late = (cos_rounded - cos_exact)[0, 512:].abs().max()
+    assert late > 0.1, float(late)  # what rounding the frequencies did: angles off by tenths of a radian

@@ -169,6 +169,20 @@ class HFRolloutBackend(RolloutBackend):
         return [TurnOutput(s.ids, s.stopped, s.logprobs) for s in sampled]
 
 
+def cast_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """``model.to(dtype)`` for the weights only: the buffers a model computes itself rather than loads (not in
+    its state dict: the rotary embedding's ``inv_freq``) keep their dtype, as they do in a model that
+    transformers loads in ``dtype``. Rounded to bf16, an ``inv_freq`` entry theta is off by up to 2^-8
+    relative, so the rotary angle p * theta at position p is off by up to p * theta * 2^-8 rad (0.35 rad at
+    p = 300 for theta = 0.3): the sampler's log-probs would drift from the trainer's as sequences grow."""
+    saved = set(model.state_dict())
+    computed = {name: buffer for name, buffer in model.named_buffers() if name not in saved}
+    model.to(dtype)
+    for name, buffer in computed.items():
+        owner, _, leaf = name.rpartition(".")
+        model.get_submodule(owner).register_buffer(leaf, buffer, persistent=False)
+
+
 class SyncedHFRolloutBackend(HFRolloutBackend):
     """Transformers generation on a *separate copy* of the policy, kept current by the in-place weight push.
 
@@ -182,7 +196,7 @@ class SyncedHFRolloutBackend(HFRolloutBackend):
                  compile: bool = False):
         rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
         if dtype is not None:
-            rollout_model.to(dtype)
+            cast_weights(rollout_model, dtype)
         super().__init__(rollout_model, tokenizer, decoder=decoder, compile=compile)
         self.receiver = StateDictReceiver(rollout_model)
         self.dtype = dtype
