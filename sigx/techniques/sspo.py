@@ -46,7 +46,8 @@ MAX_LOG_RATIO = 20.0  # exp(20) is far past any gate; the clamp only keeps r * (
 
 def gate_temperatures(advantages: torch.Tensor, config: SSPOConfig) -> torch.Tensor:
     """tau per sequence [B]: tau_pos where A > 0, tau_neg elsewhere (SAPO's asymmetric temperatures)."""
-    return torch.where(advantages > 0, torch.as_tensor(config.tau_pos), torch.as_tensor(config.tau_neg))
+    as_tensor = lambda x: torch.as_tensor(x, dtype=advantages.dtype, device=advantages.device)  # noqa: E731
+    return torch.where(advantages > 0, as_tensor(config.tau_pos), as_tensor(config.tau_neg))
 
 
 def log_gate(log_ratio: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
