@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one run of <= 9 minutes, on a GPU machine without network (the device tool's H100/H200).
+# Every GPU check in one run of about 6 minutes, on a GPU machine without network (the device tool's H100/H200).
 #
 #   bash bench/gpu_check.sh [OUT]            # from the repository root; OUT defaults to $OUT or /tmp/gpu-check
 #
@@ -11,10 +11,10 @@
 # What it does, each part under its own time limit, all output under OUT (one log per part):
 #   1. a short `sigx train` of the demo recipe
 #   2. bench/trl_step.py, sigx against TRL's GRPOTrainer, on a 150M-parameter shape of the built-in model, sigx
-#      with the GPU rollout (static cache, compiled decode step, bf16: rollout.decoder/compile/dtype)
-#   3. bench/gpu_profile.py: the share of a step the GPU is busy, same shape and settings
-#   4. the bench on a Qwen2.5-0.5B-shaped model (hidden 896, 24 layers, 14 heads, 2 kv heads, intermediate 4864)
-#   5. the test suite on CUDA (pytest -n 8; the Ray executor left out)
+#      with the GPU rollout (a bf16 copy of the policy fed by the in-place push, static cache, compiled decode
+#      step: rollout.backend/dtype/decoder/compile), then (--profile) the share of a step the GPU is busy
+#   3. the bench on a Qwen2.5-0.5B-shaped model (hidden 896, 24 layers, 14 heads, 2 kv heads, intermediate 4864)
+#   4. the test suite on CUDA (pytest -n 14, each result named as it ends; the Ray executor left out)
 # Both model shapes are randomly initialised (sft_steps 0): the benchmark times the machinery, not learning.
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/gpu-check}}
@@ -48,31 +48,26 @@ SHAPE_05B="--set model.tiny.hidden_size=896 --set model.tiny.num_layers=24 --set
 BENCH="--set training.autocast=bfloat16 --set rollout.max_new_tokens=256 --set training.skip_zero_advantage=false"
 
 HAVE_TRL=$(python3 -c "import trl" 2>/dev/null && echo yes)
-STATIC="--set rollout.decoder=static --set rollout.compile=true --set rollout.dtype=bfloat16"
+GPU_ROLLOUT="--set rollout.backend=hf_synced --set rollout.dtype=bfloat16 --set rollout.decoder=static \
+ --set rollout.compile=true"
 
-part train 30 python3 -m sigx.cli train recipes/tiny.yaml --set training.steps=20 --set training.eval_every=20 \
+part train 25 python3 -m sigx.cli train recipes/tiny.yaml --set training.steps=20 --set training.eval_every=20 \
   --set logging.wandb=disabled --run-dir /tmp/gpu-check-train --fresh
 if [ -n "$HAVE_TRL" ]; then
   # shellcheck disable=SC2086
-  part bench_150m_static 150 python3 bench/trl_step.py recipes/tiny.yaml --steps 5 --warmup 2 $SHAPE_150M $BENCH $STATIC
-  if [ "$last_rc" != 0 ]; then  # the compiled decode step failed: the static cache alone
-    # shellcheck disable=SC2086
-    part bench_150m_static_eager 100 python3 bench/trl_step.py recipes/tiny.yaml --steps 4 --warmup 1 $SHAPE_150M \
-      $BENCH --set rollout.decoder=static --set rollout.dtype=bfloat16
-  fi
+  part bench_150m 120 python3 bench/trl_step.py recipes/tiny.yaml --steps 5 --warmup 2 --profile $SHAPE_150M $BENCH \
+    $GPU_ROLLOUT
+  # shellcheck disable=SC2086
+  part bench_qwen05b 100 python3 bench/trl_step.py recipes/tiny.yaml --steps 3 --warmup 1 $SHAPE_05B $BENCH $GPU_ROLLOUT
 else
   echo "== bench: skipped (trl cannot be imported: bring its wheels in .whl/)"
-fi
-# shellcheck disable=SC2086
-part profile_150m_static 60 python3 bench/gpu_profile.py recipes/tiny.yaml $SHAPE_150M $BENCH $STATIC
-if [ -n "$HAVE_TRL" ]; then
   # shellcheck disable=SC2086
-  part bench_qwen05b_static 140 python3 bench/trl_step.py recipes/tiny.yaml --steps 4 --warmup 2 $SHAPE_05B $BENCH $STATIC
+  part profile_150m 60 python3 bench/gpu_profile.py recipes/tiny.yaml $SHAPE_150M $BENCH $GPU_ROLLOUT
 fi
 # the suite on CUDA, last (the measurements above matter more in a short lease); tests of optional packages
 # that the image lacks are left out
 IGNORE=""
 python3 -c "import openai" 2>/dev/null || IGNORE="--ignore=tests/judges/test_llm_judge.py"
 # shellcheck disable=SC2086
-part tests 150 python3 -m pytest -o addopts="" -v --tb=line -rfE -p no:cacheprovider -n 8 tests -k "not ray" $IGNORE
+part tests 130 python3 -m pytest -o addopts="" -v --tb=line -rfE -p no:cacheprovider -n 14 tests -k "not ray" $IGNORE
 echo "== done in $(( $(date +%s) - started ))s; logs in $OUT"

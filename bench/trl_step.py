@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -41,7 +42,7 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run_sigx(recipe) -> dict:
+def run_sigx(recipe, profile: bool = False) -> dict:
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import build
@@ -49,9 +50,15 @@ def run_sigx(recipe) -> dict:
     engine = SharedEngine(recipe, log=lambda m: None)
     trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
     rows = [trainer.step().metrics for _ in range(recipe.training.steps)]
-    return {"steps": [{"step_s": r["step_s"], "rollout_s": r["rollout_s"], "train_s": r["train_s"],
-                       "tokens": r["rollout_tokens_per_s"] * r["rollout_s"], "reward": r["reward"],
-                       "trained_fraction": r["trained_fraction"]} for r in rows]}
+    out = {"steps": [{"step_s": r["step_s"], "rollout_s": r["rollout_s"], "train_s": r["train_s"],
+                      "tokens": r["rollout_tokens_per_s"] * r["rollout_s"], "reward": r["reward"],
+                      "trained_fraction": r["trained_fraction"]} for r in rows]}
+    if profile and torch.cuda.is_available():  # after the timed steps: the profiler cannot disturb them
+        sys.path.insert(0, str(Path(__file__).parent))
+        from gpu_profile import gpu_busy
+
+        out["profile"] = gpu_busy(trainer)
+    return out
 
 
 def run_trl(recipe) -> dict:
@@ -140,10 +147,10 @@ def run_trl(recipe) -> dict:
     return {"steps": steps}
 
 
-def child(side: str, recipe_path: str, overrides: list[str]) -> None:
+def child(side: str, recipe_path: str, overrides: list[str], profile: bool) -> None:
     torch.manual_seed(0)
     recipe = load_recipe(recipe_path, overrides)
-    result = run_sigx(recipe) if side == "sigx" else run_trl(recipe)
+    result = run_sigx(recipe, profile) if side == "sigx" else run_trl(recipe)
     result["peak_memory_mb"] = peak_memory_mb()
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -154,6 +161,8 @@ def summarize(result: dict, warmup: int) -> dict:
            "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["step_s"] for s in steps),
            "peak_memory_mb": result["peak_memory_mb"], "steps": len(steps),
            "reward": statistics.mean(s["reward"] for s in result["steps"])}
+    if "profile" in result:
+        out["profile"] = result["profile"]
     if "trained_fraction" in steps[0]:  # sigx leaves rows with zero advantage out of the update
         out["trained_fraction"] = statistics.mean(s["trained_fraction"] for s in steps)
     if "rollout_s" in steps[0]:
@@ -170,15 +179,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--profile", action="store_true",
+                        help="on a GPU, after sigx's timed steps: the share of one step the GPU is busy "
+                             "(bench/gpu_profile.py) and its top kernels")
     parser.add_argument("--side", choices=["sigx", "trl"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        child(args.side, args.recipe, args.overrides)
+        child(args.side, args.recipe, args.overrides, args.profile)
         return
     overrides = args.overrides + [f"training.steps={args.steps}", "logging.wandb=disabled"]
     results = {}
     for side in ["sigx", "trl"]:
-        cmd = [sys.executable, __file__, args.recipe, "--side", side, *sum((["--set", o] for o in overrides), [])]
+        cmd = [sys.executable, __file__, args.recipe, "--side", side, *sum((["--set", o] for o in overrides), []),
+               *(["--profile"] if args.profile and side == "sigx" else [])]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
         if out.returncode or not line:
@@ -202,6 +215,14 @@ def main() -> None:
           "had advantage exactly 0: no gradient, left out of the update)")
     ratio = results["sigx"]["step_s"] / results["trl"]["step_s"]
     print(f"\nsigx / TRL step time: {ratio:.2f}x (goal <= 0.5x)")
+    rollout_ratio = results["sigx"]["rollout_tokens_per_s"] / results["trl"]["rollout_tokens_per_s"]
+    print(f"sigx / TRL rollout tokens/s: {rollout_ratio:.1f}x (goal >= 5x)")
+    if "profile" in results["sigx"]:
+        p = results["sigx"]["profile"]
+        print(f"GPU busy: {p['gpu_kernel_s']:.2f} s of CUDA kernels in a {p['step_s']:.2f} s step, "
+              f"{p['gpu_busy_share']:.0%} (goal >= 50%; rollout {p['rollout_s']:.2f} s, update {p['train_s']:.2f} s)")
+        for name, seconds, calls in p["top_kernels"]:
+            print(f"    {seconds:7.3f} s  {calls:6d} calls  {name}")
 
 
 if __name__ == "__main__":
