@@ -222,3 +222,23 @@ def test_the_static_decoders_steps_copy_no_kv_heads_and_leave_the_trainers_atten
     assert packed_calls.count(1) == decode_steps * layers
     assert len(copies) == 2 * layers  # keys and values of the prefill only
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_the_static_decoder_reuses_its_cache_and_a_reused_cache_decodes_as_a_fresh_one(model):
+    """The cache's tensors are static addresses for the CUDA graphs: kept across calls of one shape (reset
+    in between), never carrying anything from the previous call into the next."""
+    from sigx.engine.static_sampler import StaticDecoder
+
+    def draw_from(decoder, contexts, seed):
+        out = decoder.sample(contexts, max_new_tokens=6, pad_id=PAD, stop_ids=[1], temperature=1.2,
+                             generator=torch.Generator().manual_seed(seed))
+        return [(s.ids, s.logprobs, s.stopped) for s in out]
+
+    decoder = StaticDecoder(model)
+    first = draw_from(decoder, CONTEXTS, seed=5)
+    (cache,) = decoder._caches.values()
+    keys = cache.layers[0].keys
+    draw_from(decoder, [[9, 3], [4, 8]], seed=6)  # another shape in between
+    assert draw_from(decoder, CONTEXTS, seed=5) == first
+    assert decoder._caches[(len(CONTEXTS), 32 + 6)].layers[0].keys is keys  # the same tensors, reset
+    assert draw_from(StaticDecoder(model), CONTEXTS, seed=5) == first

@@ -26,6 +26,7 @@ batch is fixed), so the stream is consumed differently from the dynamic loop: sa
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable, Sequence
 
 import torch
@@ -35,6 +36,7 @@ from sigx.engine.decode_attention import decoding_attention
 from sigx.engine.sampler import Sampled, _cache_kwargs, draw, sampling_scores
 
 CHECK_FINISHED_EVERY = 8  # decode steps between reads of "all rows stopped" on a GPU (on a CPU: every step)
+KEPT_CACHES = 4  # static caches kept for reuse, by (batch, length): the rollout's, the evaluation's, a few turns'
 PROMPT_WIDTH_MULTIPLE = 32  # the prompt block is left-padded to a multiple of this, so that the cache length, and
 # with it the compiled step's shapes, repeat from one rollout to the next instead of following the longest prompt
 
@@ -47,6 +49,21 @@ class StaticDecoder:
         self.model = model
         self.dtype = dtype  # decode under autocast in this dtype (bf16 on a GPU), None: the weights' dtype
         self._step = torch.compile(self._forward, mode="reduce-overhead", fullgraph=False) if compile else self._forward
+        self._caches: OrderedDict[tuple[int, int], StaticCache] = OrderedDict()
+
+    def _cache(self, batch: int, length: int) -> StaticCache:
+        """A static cache of this shape, reset, reused across calls as ``generate`` reuses its own: its tensors
+        are marked as static addresses, so a new cache per call would make the CUDA graphs re-record."""
+        key = (batch, length)
+        cache = self._caches.pop(key, None)
+        if cache is None:
+            cache = StaticCache(config=self.model.config, max_cache_len=length)
+        else:
+            cache.reset()
+        self._caches[key] = cache
+        while len(self._caches) > KEPT_CACHES:
+            self._caches.popitem(last=False)
+        return cache
 
     def _forward(self, input_ids, attention_mask, position_ids, cache_position, cache):
         kwargs = _cache_kwargs(self.model, cache)
@@ -80,7 +97,7 @@ class StaticDecoder:
         for i, c in enumerate(contexts):
             attention[i, width - len(c):] = 1  # real tokens and every position still to be generated
         positions = (attention[:, :width].cumsum(-1) - 1).clamp_min(0)
-        cache = StaticCache(config=self.model.config, max_cache_len=length)
+        cache = self._cache(batch, length)
         with self._autocast(), decoding_attention(self.model):
             logits = self._forward(input_ids, attention, positions, torch.arange(width, device=device), cache)
         next_position = positions[:, -1:] + 1
