@@ -57,6 +57,11 @@ if [ -n "$HAVE_TRL" ]; then
   # shellcheck disable=SC2086
   part bench_150m 120 python3 bench/trl_step.py recipes/tiny.yaml --steps 5 --warmup 2 --profile $SHAPE_150M $BENCH \
     $GPU_ROLLOUT
+  if [ "$last_rc" != 0 ]; then  # the bf16 copy failed: the configuration measured on 2026-11-26 (autocast decoding)
+    # shellcheck disable=SC2086
+    part bench_150m_autocast 120 python3 bench/trl_step.py recipes/tiny.yaml --steps 4 --warmup 2 --profile \
+      $SHAPE_150M $BENCH --set rollout.decoder=static --set rollout.compile=true --set rollout.dtype=bfloat16
+  fi
   # shellcheck disable=SC2086
   part bench_qwen05b 100 python3 bench/trl_step.py recipes/tiny.yaml --steps 3 --warmup 1 $SHAPE_05B $BENCH $GPU_ROLLOUT
 else
