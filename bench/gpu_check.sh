@@ -16,13 +16,19 @@
 #   3. the bench on a Qwen2.5-0.5B-shaped model (hidden 896, 24 layers, 14 heads, 2 kv heads, intermediate 4864)
 #   4. the test suite on CUDA (pytest -n 14, each result named as it ends; the Ray executor left out)
 # Both model shapes are randomly initialised (sft_steps 0): the benchmark times the machinery, not learning.
+#
+# Rehearse it on a CPU before spending GPU time (the flow, the flags, the logs; about 3 minutes on 2 cores):
+#   GPU_CHECK_SMOKE=1 PYTHON=/path/to/python-with-trl bash bench/gpu_check.sh /tmp/gpu-check-smoke
+# (the tiny shape, 16 new tokens, two test files; no wheels installed; nothing it prints is a GPU figure)
 set -uo pipefail
+SMOKE=${GPU_CHECK_SMOKE:-}
+PY=${PYTHON:-python3}
 OUT=${1:-${OUT:-/tmp/gpu-check}}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 export SIGX_CACHE=${SIGX_CACHE:-$PWD/.sigx-cache}
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+if [ -d .whl ] && [ -z "$SMOKE" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "wheel install failed"; exit 1; }
   export PYTHONPATH=/tmp/site:$PWD
 else
@@ -39,40 +45,45 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, log to OUT/NAME
   last_rc=$rc
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
+$PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
 
 SHAPE_150M="--set model.tiny.hidden_size=1024 --set model.tiny.num_layers=12 --set model.tiny.num_heads=16 \
  --set model.tiny.num_kv_heads=4 --set model.tiny.intermediate_size=2816 --set model.tiny.sft_steps=0"
 SHAPE_05B="--set model.tiny.hidden_size=896 --set model.tiny.num_layers=24 --set model.tiny.num_heads=14 \
  --set model.tiny.num_kv_heads=2 --set model.tiny.intermediate_size=4864 --set model.tiny.sft_steps=0"
 BENCH="--set training.autocast=bfloat16 --set rollout.max_new_tokens=256 --set training.skip_zero_advantage=false"
+TESTS=tests WORKERS=14 TRAIN_STEPS=20
+if [ -n "$SMOKE" ]; then
+  SHAPE_150M="" SHAPE_05B="" TESTS="tests/test_sampler.py tests/test_rollout_correction.py" WORKERS=2 TRAIN_STEPS=4
+  BENCH="--set rollout.max_new_tokens=16 --set training.skip_zero_advantage=false"
+fi
 
-HAVE_TRL=$(python3 -c "import trl" 2>/dev/null && echo yes)
+HAVE_TRL=$($PY -c "import trl" 2>/dev/null && echo yes)
 GPU_ROLLOUT="--set rollout.backend=hf_synced --set rollout.dtype=bfloat16 --set rollout.decoder=static \
  --set rollout.compile=true"
 
-part train 25 python3 -m sigx.cli train recipes/tiny.yaml --set training.steps=20 --set training.eval_every=20 \
+part train 25 $PY -m sigx.cli train recipes/tiny.yaml --set training.steps=$TRAIN_STEPS --set training.eval_every=$TRAIN_STEPS \
   --set logging.wandb=disabled --run-dir /tmp/gpu-check-train --fresh
 if [ -n "$HAVE_TRL" ]; then
   # shellcheck disable=SC2086
-  part bench_150m 120 python3 bench/trl_step.py recipes/tiny.yaml --steps 5 --warmup 2 --profile $SHAPE_150M $BENCH \
+  part bench_150m 120 $PY bench/trl_step.py recipes/tiny.yaml --steps 5 --warmup 2 --profile $SHAPE_150M $BENCH \
     $GPU_ROLLOUT
   if [ "$last_rc" != 0 ]; then  # the bf16 copy failed: the configuration measured on 2026-11-26 (autocast decoding)
     # shellcheck disable=SC2086
-    part bench_150m_autocast 120 python3 bench/trl_step.py recipes/tiny.yaml --steps 4 --warmup 2 --profile \
+    part bench_150m_autocast 120 $PY bench/trl_step.py recipes/tiny.yaml --steps 4 --warmup 2 --profile \
       $SHAPE_150M $BENCH --set rollout.decoder=static --set rollout.compile=true --set rollout.dtype=bfloat16
   fi
   # shellcheck disable=SC2086
-  part bench_qwen05b 100 python3 bench/trl_step.py recipes/tiny.yaml --steps 3 --warmup 1 $SHAPE_05B $BENCH $GPU_ROLLOUT
+  part bench_qwen05b 100 $PY bench/trl_step.py recipes/tiny.yaml --steps 3 --warmup 1 $SHAPE_05B $BENCH $GPU_ROLLOUT
 else
   echo "== bench: skipped (trl cannot be imported: bring its wheels in .whl/)"
   # shellcheck disable=SC2086
-  part profile_150m 60 python3 bench/gpu_profile.py recipes/tiny.yaml $SHAPE_150M $BENCH $GPU_ROLLOUT
+  part profile_150m 60 $PY bench/gpu_profile.py recipes/tiny.yaml $SHAPE_150M $BENCH $GPU_ROLLOUT
 fi
 # the suite on CUDA, last (the measurements above matter more in a short lease); tests of optional packages
 # that the image lacks are left out
 IGNORE=""
-python3 -c "import openai" 2>/dev/null || IGNORE="--ignore=tests/judges/test_llm_judge.py"
+$PY -c "import openai" 2>/dev/null || IGNORE="--ignore=tests/judges/test_llm_judge.py"
 # shellcheck disable=SC2086
-part tests 130 python3 -m pytest -o addopts="" -v --tb=line -rfE -p no:cacheprovider -n 14 tests -k "not ray" $IGNORE
+part tests 130 $PY -m pytest -o addopts="" -v --tb=line -rfE -p no:cacheprovider -n $WORKERS $TESTS -k "not ray" $IGNORE
 echo "== done in $(( $(date +%s) - started ))s; logs in $OUT"
