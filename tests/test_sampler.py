@@ -242,3 +242,20 @@ def test_the_static_decoder_reuses_its_cache_and_a_reused_cache_decodes_as_a_fre
     assert draw_from(decoder, CONTEXTS, seed=5) == first
     assert decoder._caches[(len(CONTEXTS), 32 + 6)].layers[0].keys is keys  # the same tensors, reset
     assert draw_from(StaticDecoder(model), CONTEXTS, seed=5) == first
+
+
+def test_packed_decode_attention_leaves_other_attention_features_to_transformers(monkeypatch):
+    """A softcap, attention sinks or a position bias are not plain SDPA: such calls go to transformers."""
+    from types import SimpleNamespace
+
+    from sigx.engine import decode_attention
+
+    calls = []
+    monkeypatch.setattr(decode_attention, "sdpa_attention_forward", lambda *a, **k: calls.append(k) or ("theirs", None))
+    module = SimpleNamespace(num_key_value_groups=2, is_causal=True, training=False)
+    query, key, value = torch.randn(1, 4, 1, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
+    plain = dict(cache_position=torch.tensor([4]), position_ids=torch.tensor([[4]]), sliding_window=None)
+    assert decode_attention.decode_sdpa_attention_forward(module, query, key, value, None, **plain)[0].shape == (1, 1, 4, 8)
+    for extra in ({"softcap": 30.0}, {"s_aux": torch.zeros(4)}, {"position_bias": torch.zeros(1, 4, 1, 5)}):
+        assert decode_attention.decode_sdpa_attention_forward(module, query, key, value, None, **plain, **extra)[0] == "theirs"
+    assert len(calls) == 3

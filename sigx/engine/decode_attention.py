@@ -31,6 +31,10 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "sigx_decode_sdpa"
+#: what a plain decoder's attention layer passes besides q, k, v and the mask (the sliding window, if any, is
+#: already in the mask, as transformers' SDPA path assumes); anything else set (a softcap, attention sinks, a
+#: position bias) goes to transformers' own function
+PLAIN_KWARGS = frozenset({"cache_position", "position_ids", "sliding_window", "use_cache", "output_attentions"})
 
 
 def decode_sdpa_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
@@ -41,7 +45,8 @@ def decode_sdpa_attention_forward(module: torch.nn.Module, query: torch.Tensor, 
     batch, heads, q_length, head_dim = query.shape
     kv_heads = key.shape[1]
     mask_is_per_row = attention_mask is None or (attention_mask.dim() == 4 and attention_mask.shape[-2] == 1)
-    if q_length != 1 or kv_heads == heads or not mask_is_per_row or kwargs.get("position_bias") is not None:
+    other_features = any(v is not None and v is not False for k, v in kwargs.items() if k not in PLAIN_KWARGS)
+    if q_length != 1 or kv_heads == heads or not mask_is_per_row or other_features:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     groups = heads // kv_heads
