@@ -6,6 +6,8 @@ back to the math kernel. So with a mask, which a padded static cache always need
 every decode step, in every layer, the whole cache (``width + max_new_tokens`` positions) is copied
 ``num_heads / num_kv_heads`` times (4x on the 150M bench shape, 7x on Qwen2.5-0.5B's) before attention reads
 it. The H100 profile of issue #16 shows those copies as the largest kernels after attention itself.
+(transformers 5.2x packs the same way itself, but only outside ``torch.compile``, where the static decoder's
+step runs; the GPU image's 5.17 never does.)
 
 With a single query token the copy is unnecessary: the ``G = num_heads / num_kv_heads`` query heads that share
 a KV head can be laid out as G query *rows* of that one KV head, ``[B, H, 1, D] -> [B, H_kv, G, D]``, and one

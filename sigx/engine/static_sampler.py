@@ -36,7 +36,8 @@ from sigx.engine.decode_attention import decoding_attention
 from sigx.engine.sampler import Sampled, _cache_kwargs, draw, sampling_scores
 
 CHECK_FINISHED_EVERY = 8  # decode steps between reads of "all rows stopped" on a GPU (on a CPU: every step)
-KEPT_CACHES = 4  # static caches kept for reuse, by (batch, length): the rollout's, the evaluation's, a few turns'
+KEPT_CACHES = 2  # static caches kept for reuse, by (batch, length): the rollout's and the evaluation's (each
+# holds its memory between calls, the price of static addresses)
 PROMPT_WIDTH_MULTIPLE = 32  # the prompt block is left-padded to a multiple of this, so that the cache length, and
 # with it the compiled step's shapes, repeat from one rollout to the next instead of following the longest prompt
 
