@@ -5,9 +5,9 @@ concurrently, and a dead server is one line."""
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from json_stub import JsonStubServer
 
 from sigx.config import LLMJudgeConfig
 from sigx.judges.base import JudgeError, PathEvaluation, PathRequest
@@ -24,50 +24,30 @@ def request(question="Who leads Art Brut?", executed=("a", "b", "c", "d")) -> Pa
                        executed_as_planned=executed, answer="Argos", correct=False)
 
 
-class StubServer:
+class StubServer(JsonStubServer):
     """Answers /v1/chat/completions with ``replies`` in turn (the last one repeats): a dict is sent as the
     message content (JSON), a string as is, an int as that HTTP status."""
 
     def __init__(self, replies, delay=0.0):
         self.replies, self.delay, self.bodies, self.in_flight, self.max_in_flight = list(replies), delay, [], 0, 0
         self.lock = threading.Lock()
-        stub = self
+        super().__init__(self.respond, "/v1")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with stub.lock:
-                    stub.bodies.append(body)
-                    reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
-                    stub.in_flight += 1
-                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
-                time.sleep(stub.delay)
-                with stub.lock:
-                    stub.in_flight -= 1
-                if isinstance(reply, int):
-                    self.send_response(reply)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                content = json.dumps(reply) if isinstance(reply, dict) else reply
-                data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
+    def respond(self, body):
+        with self.lock:
+            self.bodies.append(body)
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        time.sleep(self.delay)
+        with self.lock:
+            self.in_flight -= 1
+        if isinstance(reply, int):
+            return reply, None
+        content = json.dumps(reply) if isinstance(reply, dict) else reply
+        return 200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                     "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": content}}]}
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ cached, rebuilt when the corpus changes) and Search-R1's HTTP protocol against a
 shapes; down, slow and malformed servers end in one line after the retries)."""
 
 import json
-import os
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from json_stub import JsonStubServer
 from qa_data import build_world
 
 from sigx.retrieval import Passage, RetrievalError
@@ -88,56 +86,31 @@ def test_a_bad_corpus_is_one_line_naming_the_field_file_and_line(tmp_path, conte
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
-class RetrievalStub:
+class RetrievalStub(JsonStubServer):
     """Search-R1's retrieval server, in miniature: POST {"queries", "topk", "return_scores"} -> {"result"}.
     ``mode``: ok | bare (documents without scores) | slow | malformed | error (HTTP 500)."""
 
     def __init__(self, corpus=CORPUS, mode="ok", delay=1.0):
         self.mode, self.delay, self.requests = mode, delay, []
         self.docs = [{"id": r["id"], "contents": f"\"{r['title']}\"\n{r['text']}"} for r in corpus]
-        stub = self
+        super().__init__(self.respond, "/retrieve")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                if stub.mode == "slow":
-                    time.sleep(stub.delay)
-                if stub.mode == "error":
-                    self.send_response(500)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if stub.mode == "malformed":
-                    data = b'{"result": "not a list"}'
-                else:
-                    result = []
-                    for q in body["queries"]:
-                        words = set(q.lower().split())
-                        ranked = sorted(stub.docs, key=lambda d: -len(words & set(d["contents"].lower().split())))
-                        top = ranked[: body["topk"]]
-                        result.append([{"document": d, "score": 1.0 / (i + 1)} for i, d in enumerate(top)]
-                                      if stub.mode != "bare" else top)
-                    data = json.dumps({"result": result}).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/retrieve"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, body):
+        self.requests.append(body)
+        if self.mode == "slow":
+            time.sleep(self.delay)
+        if self.mode == "error":
+            return 500, None
+        if self.mode == "malformed":
+            return 200, b'{"result": "not a list"}'
+        result = []
+        for q in body["queries"]:
+            words = set(q.lower().split())
+            ranked = sorted(self.docs, key=lambda d: -len(words & set(d["contents"].lower().split())))
+            top = ranked[: body["topk"]]
+            result.append([{"document": d, "score": 1.0 / (i + 1)} for i, d in enumerate(top)]
+                          if self.mode != "bare" else top)
+        return 200, {"result": result}
 
 
 @pytest.fixture
