@@ -38,7 +38,8 @@ class PathRequest:
     trajectory: str  # the whole transcript, observations included
     planned: tuple[str, ...]  # the written plan's steps (() without a plan)
     executed: tuple[str, ...]  # the actions taken (search keys; arithmetic steps)
-    executed_as_planned: tuple[str, ...]  # the actions in the plan's vocabulary (search: their relation)
+    executed_as_planned: tuple[str, ...]  # the actions in the plan's vocabulary (search: the relation of a search
+    # on the entity its chain has reached; any other search stays its key)
     answer: str | None
     correct: bool
 

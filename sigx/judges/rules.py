@@ -12,6 +12,8 @@ planner_score          no written plan: 0.2 (Bad; the self-consistency track is 
 model_plan_steps       the number of steps in the written plan (n_plan).
 effective_steps_self   planned steps that were executed: |multiset(plan) ∩ multiset(actions as plan steps)|,
                        exact matching, order-agnostic, a repeated action counting once per planned step (n_exec).
+                       The task maps actions to plan steps (``Task.executed_as_plan``); the search task counts a
+                       search as a hop only when it queries the entity its chain of searches has reached.
 effective_steps_ref    reference steps covered: |multiset(reference path) ∩ multiset(actions)| (n_covered).
 outcome_accuracy       1.0 when correct; else partial answer credit by word overlap with a golden answer
                        (SQuAD's normalisation, token F1): F1 = 1 -> 1.0, F1 > 0 -> 0.5 (Partial), else 0.

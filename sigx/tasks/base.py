@@ -92,9 +92,11 @@ class Task(ABC):
         """(planned steps, executed steps) read off a transcript; path-level rewards compare these with
         ``problem.reference_path``. A task without an explicit plan returns an empty plan."""
 
-    def plan_step(self, executed_step: str) -> str:
-        """An executed step in the vocabulary of the plan (the search task plans relations, executes keys)."""
-        return executed_step
+    def executed_as_plan(self, problem: Problem, executed: list[str]) -> list[str]:
+        """The executed steps in the vocabulary of the plan, for matching against it (Search-P1's n_exec). A
+        step that does not execute a plan step may map to anything a plan never holds (e.g. itself). By default
+        the steps themselves."""
+        return list(executed)
 
     def format_check(self, problem: Problem, transcript: list[Segment]) -> Format:
         """Search-P1's format grade (Alg. 3, lines 2-7): ``valid`` when well formed with an answer (and, for a

@@ -174,8 +174,21 @@ class SearchTask(Task):
         planned = [r for r in plan.group(1).split(".") if r] if plan else []
         return planned, [k.strip() for k in _SEARCHES.findall(text)]
 
-    def plan_step(self, executed_step: str) -> str:
-        return executed_step.rsplit(".", 1)[-1]  # "bob.city" was the plan's "city" hop
+    def executed_as_plan(self, problem: Problem, executed: list[str]) -> list[str]:
+        """Each search as the plan hop it executes: ``bob.city`` is the hop ``city`` only when ``bob`` is the
+        entity the chain of searches has reached (the question's start, then what each counted search returned);
+        a search of any other entity executes no hop and stays its key, which no plan holds. Matching the
+        relation alone paid Search-P1's self-consistency in full for well-formed searches of the wrong entity
+        (S_self 1.2 on a wrong answer), and learning on this task slowed under Search-P1."""
+        entity, out = problem.meta["start"], []
+        for key in executed:
+            subject, _, relation = key.strip().lower().rpartition(".")
+            if subject == entity and f"{subject}.{relation}" in self.kb:
+                out.append(relation)
+                entity = self.kb[f"{subject}.{relation}"]
+            else:
+                out.append(key)
+        return out
 
     @staticmethod
     def alphabet() -> str:

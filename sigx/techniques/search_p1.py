@@ -127,7 +127,7 @@ def path_request(task, trajectory) -> PathRequest:
         trajectory="".join(s.text for s in segments),
         planned=tuple(planned),
         executed=tuple(executed),
-        executed_as_planned=tuple(task.plan_step(s) for s in executed),
+        executed_as_planned=tuple(task.executed_as_plan(problem, list(executed))),
         answer=task.score(problem, segments).answer,
         correct=trajectory.correct,
     )

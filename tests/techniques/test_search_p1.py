@@ -75,20 +75,40 @@ def test_eq4_total_with_alg3_format_gate():
 
 
 # ------------------------------------------------------------------------------------------------ trajectories
-def test_failed_search_episode_3_planned_2_executed_4_actions_1_of_2_reference_steps():
+def test_failed_search_episode_3_planned_1_executed_4_actions_1_of_2_reference_steps():
     key1, _ = BOSS_CITY.reference_path  # e.g. "ann.boss"; the gold second key is never searched
     fail = episode(BOSS_CITY, f"p:boss.friend.city\ns[{key1}]", "s[zzz.boss]", "s[yyy.city]", "s[xxx.boss]",
                    f"a[{WRONG_CITY}]")
     (s,) = shape(SEARCH, fail)
-    # plan (boss, friend, city): every reference step plus one -> planner 1.0; executed relations boss, boss,
-    # city, boss -> 2 of the 3 planned steps (boss once, city once); 4 actions; reference keys: 1 of 2 covered
-    assert s.evaluation == PathEvaluation(1.0, 3, 2, 1, 0.0, 0.8)
-    assert s.s_self == pytest.approx(1.0 * 2 / 3 * 2 / 4)
+    # plan (boss, friend, city): every reference step plus one -> planner 1.0; the first search queries the
+    # start entity (hop boss), the other three query entities the chain never reached -> 1 of the 3 planned
+    # steps executed; 4 actions; reference keys: 1 of 2 covered
+    assert s.evaluation == PathEvaluation(1.0, 3, 1, 1, 0.0, 0.8)
+    assert s.s_self == pytest.approx(1.0 * 1 / 3 * 1 / 4)
     assert s.s_ref == pytest.approx(1 / 2 * 1 / 4)
-    assert s.r_path == pytest.approx(1 / 3)
+    assert s.r_path == pytest.approx(1 / 8)
     assert s.r_outcome == pytest.approx(0.8 * 0.0 + 0.2 * 0.8)  # wrong single-token answer: r_acc 0
     assert s.format == "valid"
-    assert fail.reward == pytest.approx(0.3 * (1 / 3) + 0.6 * 0.16 + 0.1 * 1.0)  # = 0.296
+    assert fail.reward == pytest.approx(0.3 * (1 / 8) + 0.6 * 0.16 + 0.1 * 1.0)  # = 0.2335
+
+
+def test_a_search_on_the_wrong_entity_executes_no_plan_step():
+    """The plan's hops are executed only along the chain the searches build: searching another person's boss,
+    then that boss's city, follows the plan's relations but not the question (it once earned S_self = 1.2)."""
+    start = BOSS_CITY.meta["start"]
+    other = next(p for p in SEARCH.people if p != start and SEARCH.kb[f"{p}.boss"] != SEARCH.kb[f"{start}.boss"])
+    boss = SEARCH.kb[f"{other}.boss"]
+    answer = SEARCH.kb[f"{boss}.city"]
+    wrong = episode(BOSS_CITY, f"p:boss.city\ns[{other}.boss]", f"s[{boss}.city]", f"a[{answer}]")
+    key1, key2 = BOSS_CITY.reference_path
+    right = episode(BOSS_CITY, f"p:boss.city\ns[{key1}]", f"s[{key2}]", f"a[{BOSS_CITY.answer}]")
+    w, r = shape(SEARCH, wrong, right)
+    assert SEARCH.executed_as_plan(BOSS_CITY, [f"{other}.boss", f"{boss}.city"]) == [f"{other}.boss", f"{boss}.city"]
+    assert SEARCH.executed_as_plan(BOSS_CITY, [key1, key2]) == ["boss", "city"]
+    assert w.evaluation.effective_steps_self == 0 and w.s_self == 0.0 and w.r_path == 0.0
+    assert r.s_self == pytest.approx(1.2)
+    # the chain starts again from nothing but the question: a repeated first search is off the chain
+    assert SEARCH.executed_as_plan(BOSS_CITY, [key1, key1, key2]) == ["boss", key1, "city"]
 
 
 def test_every_trajectory_is_rescored_correct_ones_included():
