@@ -18,10 +18,20 @@ class RetrievalError(RecipeError):
 
 @dataclass(frozen=True)
 class Passage:
+    """A retrieved passage. ``contents`` is the text as the corpus or server holds it (wiki-18: the title, often
+    quoted, a newline, then the text): Search-R1 renders observations from it, so it is kept unchanged beside
+    the cleaned ``title`` and ``text`` the other templates use. ``id`` is "" where the server sends none."""
+
     id: str
     title: str
     text: str
     score: float = 0.0
+    contents: str | None = None
+
+    @property
+    def raw(self) -> str:
+        """``contents`` as received, or, for a passage read as title and text, ``title``, newline, ``text``."""
+        return self.contents if self.contents is not None else f"{self.title}\n{self.text}"
 
 
 class Retriever(ABC):

@@ -10,20 +10,25 @@ from typing import Iterator
 from sigx.retrieval.base import Passage, RetrievalError
 
 
-def passage_from_row(row: dict, where: str) -> Passage:
+def passage_from_row(row: dict, where: str, field: str = "task.retriever.corpus", need_id: bool = True) -> Passage:
+    """A passage from a corpus line or a server's document. A server's documents may come without an id
+    (Search-R1's BM25 server, when its index stores the documents, sends only title, text and contents; its
+    client reads only ``contents``): ``need_id`` False accepts them."""
     if not isinstance(row, dict):
-        raise RetrievalError(f"task.retriever.corpus: {where}: not a JSON object")
+        raise RetrievalError(f"{field}: {where}: not a JSON object")
     pid = row.get("id", row.get("_id"))
+    contents = None
     if "contents" in row and isinstance(row["contents"], str):
-        title, _, text = row["contents"].partition("\n")
+        contents = row["contents"]
+        title, _, text = contents.partition("\n")
         title = title.strip().strip('"')
     elif isinstance(row.get("text"), str):
         title, text = str(row.get("title") or ""), row["text"]
     else:
-        raise RetrievalError(f"task.retriever.corpus: {where}: a passage needs 'text' (with 'title') or 'contents'")
-    if pid is None:
-        raise RetrievalError(f"task.retriever.corpus: {where}: a passage needs an 'id'")
-    return Passage(id=str(pid), title=title, text=text.strip())
+        raise RetrievalError(f"{field}: {where}: a passage needs 'text' (with 'title') or 'contents'")
+    if pid is None and need_id:
+        raise RetrievalError(f"{field}: {where}: a passage needs an 'id'")
+    return Passage(id="" if pid is None else str(pid), title=title, text=text.strip(), contents=contents)
 
 
 def read_corpus(path: str | Path) -> Iterator[Passage]:

@@ -3,7 +3,9 @@
     POST <url>   {"queries": ["q1", "q2"], "topk": 3, "return_scores": true}
     200          {"result": [[{"document": {"id": "1", "contents": "\\"Title\\"\\ntext"}, "score": 0.8}, ...], ...]}
 
-(with ``return_scores: false`` the inner items are the documents themselves; both shapes are read). One request
+(with ``return_scores: false`` the inner items are the documents themselves; both shapes are read). A document
+needs ``contents`` (or ``text``); its ``id`` is optional, as in Search-R1's client, which reads only ``contents``
+(its BM25 server sends ``{"title", "text", "contents"}`` without an id when the index stores the documents). One request
 carries every query of a turn. A request that fails (connection refused, timeout, HTTP error, an answer of the
 wrong shape) is retried ``retries`` times, backing off 1, 2, 4 ... seconds; then the run stops with one line
 naming the server and what went wrong, and the same command resumes it from its last checkpoint.
@@ -44,7 +46,8 @@ class HTTPRetriever(Retriever):
             for item in row:
                 if not isinstance(item, dict):
                     raise ValueError("a result item is not an object")
-                passage = passage_from_row(item.get("document", item), "server answer")
+                passage = passage_from_row(item.get("document", item), "server answer", "task.retriever.url",
+                                           need_id=False)
                 passages.append(replace(passage, score=float(item.get("score", 0.0))))
             out.append(passages)
         return out

@@ -64,7 +64,8 @@ def test_the_bm25_index_is_built_once_cached_beside_the_corpus_and_rebuilt_when_
 
 def test_search_r1_contents_rows_are_read_as_title_and_text(tmp_path):
     corpus = write_corpus(tmp_path / "wiki.jsonl", [{"id": "0", "contents": "\"Art Brut\"\nArt Brut are a rock band."}])
-    assert list(read_corpus(corpus)) == [Passage("0", "Art Brut", "Art Brut are a rock band.")]
+    assert list(read_corpus(corpus)) == [Passage("0", "Art Brut", "Art Brut are a rock band.",
+                                                 contents="\"Art Brut\"\nArt Brut are a rock band.")]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -90,9 +91,10 @@ class RetrievalStub(JsonStubServer):
     """Search-R1's retrieval server, in miniature: POST {"queries", "topk", "return_scores"} -> {"result"}.
     ``mode``: ok | bare (documents without scores) | slow | malformed | error (HTTP 500)."""
 
-    def __init__(self, corpus=CORPUS, mode="ok", delay=1.0):
+    def __init__(self, corpus=CORPUS, mode="ok", delay=1.0, docs=None):
         self.mode, self.delay, self.requests = mode, delay, []
-        self.docs = [{"id": r["id"], "contents": f"\"{r['title']}\"\n{r['text']}"} for r in corpus]
+        self.docs = docs if docs is not None else [{"id": r["id"], "contents": f"\"{r['title']}\"\n{r['text']}"}
+                                                   for r in corpus]
         super().__init__(self.respond, "/retrieve")
 
     def respond(self, body):
