@@ -245,14 +245,17 @@ class QASearchTaskConfig(Strict):
         "search_r1", description="search_r1: Search-R1's prompt and <search>/<information> tags; search_p1: "
         "Search-P1's (App. D.1: a plan in the first <reasoning>, <tool_call>/<tool_response>); compact: a short "
         "lowercase prompt the tiny model can read (CPU tests and demos)")
-    max_searches: int = Field(4, ge=1, le=32, description="searches an episode may make (Search-P1's action "
-                              "budget B = 4); the turn after the last must answer")
-    force_answer: bool = Field(True, description="after the last search, open <answer> for the model (Search-P1 "
-                               "Alg. 2, lines 15-16); off: the episode just ends")
-    max_observation_tokens: int = Field(500, ge=1, description="retrieved tokens an episode may receive in all; "
-                                        "what is over is cut (Search-R1: 500 per turn)")
-    passage_words: int = Field(100, ge=1, description="words kept of each retrieved passage (wiki-18 passages are "
-                               "100 words)")
+    max_searches: int = Field(4, ge=1, le=32, description="environment replies an episode may get (Search-P1's "
+                              "action budget B = 4; Search-R1's max_turns); the turn after the last must answer")
+    force_answer: bool | None = Field(None, description="after the last search, open <answer> for the model "
+                                      "(Search-P1 Alg. 2, lines 15-16); off: the episode just ends. Default: on, "
+                                      "except under template search_r1 (Search-R1 has no forced answer)")
+    max_observation_tokens: int = Field(500, ge=1, description="tokens one environment reply may hold (per turn, "
+                                        "as Search-R1's max_obs_length: 500); a longer one is cut, never its "
+                                        "closing tag nor an opened <answer>")
+    passage_words: int | None = Field(None, ge=1, description="words kept of each retrieved passage's text. "
+                                      "Default: whole passages under template search_r1 (as Search-R1 renders "
+                                      "them), 100 under the others (wiki-18 passages are 100 words)")
     reward: Literal["em", "acc"] = Field("em", description="outcome reward: em = exact match after normalisation "
                                          "(Search-R1's training reward); acc = a golden answer contained in the "
                                          "answer (the papers' reported ACC)")
@@ -428,8 +431,8 @@ class GCRLConfig(TechniqueConfig):
     critiques_per_response: int | None = Field(None, ge=0, description="n critiques per pair (§3: n, the rollout's "
                                                "samples per question; None: rollout.group_size)")
     data_filter: bool = Field(True, description="§3's filter: per question, drop all-right and all-wrong groups, "
-                              "else cache one right and one wrong response; off: every response enters the cache "
-                              "(§5.1's random sampling)")
+                              "else cache one right and one wrong response; off: two responses per question drawn uniformly "
+                              "at random from all of the step's responses (§5.1's random sampling)")
     cache_capacity: int = Field(16, ge=1, description="pairs the cache holds; the oldest leave first, so the "
                                 "critiqued responses stay recent (§5.3: dynamic data suits GC-RL); sigx's default, "
                                 "the paper gives none")

@@ -100,38 +100,39 @@ class RolloutBackend(ABC):
                 break
             contexts = [trajectories[i].prompt_ids + trajectories[i].completion_ids for i in active]
             outputs = self.generate_turn(contexts, task.turn_stop_strings, params, generator)
-            waiting = []  # episodes whose turn ended in an action the environment answers
+            waiting = []  # episodes whose turn the environment is asked about
             for i, out in zip(active, outputs):
                 traj = trajectories[i]
-                ids, stopped = out.ids, out.stopped
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-                traj.add(ids, by_model=True, turn=turn, text=text, sampling_logprobs=out.logprobs)
-                if not stopped:
-                    traj.truncated = True
-                    continue
-                if ids and ids[-1] == tokenizer.eos_token_id:
-                    continue
-                waiting.append(i)
+                text = tokenizer.decode(out.ids, skip_special_tokens=True)
+                traj.add(out.ids, by_model=True, turn=turn, text=text, sampling_logprobs=out.logprobs)
+                traj.truncated = not out.stopped  # the last turn decides: cut by max_new_tokens
+                by_stop_string = out.stopped and not (out.ids and out.ids[-1] == tokenizer.eos_token_id)
+                if by_stop_string or task.answers_every_turn:
+                    waiting.append(i)
             replies = task.respond_batch([trajectories[i].problem for i in waiting],  # one call per turn
                                          [[s.text for s in trajectories[i].segments if s.by_model] for i in waiting])
-            cap = task.max_observation_tokens
             active = []
             for i, reply in zip(waiting, replies):
                 if reply is None:
                     continue
-                traj = trajectories[i]
-                reply, tail = reply if isinstance(reply, tuple) else (reply, "")
-                ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
-                if cap is not None:  # the episode's budget of environment tokens
-                    room = max(0, cap - (len(traj.loss_mask) - sum(traj.loss_mask)))
-                    if len(ids) > room:
-                        ids = ids[:room]
-                        reply = tokenizer.decode(ids, skip_special_tokens=True)
-                if tail:  # a part of the reply the cap never cuts (an answer tag the environment opens)
-                    ids = ids + tokenizer(tail, add_special_tokens=False)["input_ids"]
-                traj.add(ids, by_model=False, turn=turn, text=reply + tail)
+                ids, text = observation_ids(tokenizer, reply, task.max_observation_tokens)
+                trajectories[i].add(ids, by_model=False, turn=turn, text=text)
                 active.append(i)
         return trajectories
+
+
+def observation_ids(tokenizer, reply: str | tuple[str, str], cap: int | None) -> tuple[list[int], str]:
+    """An environment reply as (token ids, text), at most ``cap`` tokens (per turn, as Search-R1's
+    ``max_obs_length``). A reply ``(observation, tail)`` is cut in its observation only: the tail (a closing
+    tag, an answer tag the environment opens) is never cut, so a long observation still closes. A reply that
+    fits is tokenized whole, as Search-R1 tokenizes each observation."""
+    observation, tail = reply if isinstance(reply, tuple) else (reply, "")
+    ids = tokenizer(observation + tail, add_special_tokens=False)["input_ids"]
+    if cap is None or len(ids) <= cap:
+        return ids, observation + tail
+    tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+    kept = tokenizer(observation, add_special_tokens=False)["input_ids"][: max(0, cap - len(tail_ids))]
+    return kept + tail_ids, tokenizer.decode(kept, skip_special_tokens=True) + tail
 
 
 class HFRolloutBackend(RolloutBackend):

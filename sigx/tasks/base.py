@@ -58,8 +58,12 @@ class Task(ABC):
     #: a turn ends when the model emits one of these (besides EOS); the environment then replies
     turn_stop_strings: tuple[str, ...] = ()
     max_turns: int = 1
-    #: environment tokens an episode may receive in all (the rollout cuts what is over); None: no cap
+    #: environment tokens one reply may hold (per turn; the rollout cuts what is over, never a reply's kept
+    #: tail); None: no cap
     max_observation_tokens: int | None = None
+    #: False: a turn cut by ``max_new_tokens`` or ended by EOS ends the episode. True: the environment is asked
+    #: after every turn (Search-R1 answers a turn without an action with a message, and the episode goes on)
+    answers_every_turn: bool = False
 
     @abstractmethod
     def train_problem(self, rng: random.Random) -> Problem:
@@ -80,7 +84,8 @@ class Task(ABC):
     def respond_batch(self, problems: list[Problem], turns: list[list[str]]) -> list[str | tuple[str, str] | None]:
         """The replies to every episode still running after a turn, in one call: a task whose environment is a
         service (a retriever) answers them in one request. By default, :meth:`respond` for each. A reply may be
-        ``(observation, tail)``: the rollout's cap on observation tokens cuts the observation, never the tail."""
+        ``(observation, tail)``: the rollout's per-turn cap on observation tokens cuts the observation, never the
+        tail (a closing tag, an answer tag the environment opens)."""
         return [self.respond(p, t) for p, t in zip(problems, turns)]
 
     @abstractmethod

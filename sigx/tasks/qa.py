@@ -5,21 +5,34 @@ training, seven benchmarks for evaluation, each reported on its own); the model 
 (:mod:`sigx.retrieval`: BM25 over a local corpus, or Search-R1's retrieval server) and answers.
 
 - **Templates.** ``search_r1``: Search-R1's prompt (its ``make_prefix``: the question stripped, a ``?``
-  appended), ``<search> q </search>`` actions, results returned as ``<information>Doc 1(Title: t) text ...
-  </information>`` (its ``_passages2string``). ``search_p1``: Search-P1's prompt (App. D.1, Figure 7): a plan of
-  sub-questions in the first ``<reasoning>``, ``<tool_call>`` searches answered by ``<tool_response>``.
-  ``compact``: ``q:question`` / ``s[query]`` / ``o:results`` / ``a[answer]`` in lowercase, for the tiny model.
-- **Episode.** At most ``max_searches`` searches (Search-P1's action budget B = 4, App. B.4), top-``topk``
-  passages each (3 in both papers), each cut to ``passage_words`` words; all searches of a turn go to the
-  retriever in one batch. With ``force_answer`` the environment opens ``<answer>`` after the last search and the
-  model completes it (Search-P1 Alg. 2, lines 15-16). Retrieved text is environment tokens: masked from the
-  loss, and capped per episode at ``max_observation_tokens`` (by the rollout, in the model's tokens).
+  appended), ``<search> q </search>`` actions, results in ``<information>`` exactly as Search-R1's
+  ``llm_agent/generation.py`` renders them, and its episode rules (below). ``search_p1``: Search-P1's prompt
+  (App. D.1, Figure 7): a plan of sub-questions in the first ``<reasoning>``, ``<tool_call>`` searches answered by
+  ``<tool_response>``. ``compact``: ``q:question`` / ``s[query]`` / ``o:results`` / ``a[answer]`` in lowercase,
+  for the tiny model.
+- **Episode.** At most ``max_searches`` environment replies (Search-P1's action budget B = 4, App. B.4;
+  Search-R1's ``max_turns``), top-``topk`` passages per search (3 in both papers); all searches of a turn go to
+  the retriever in one batch. Each reply is capped at ``max_observation_tokens`` tokens (per turn, as Search-R1's
+  ``max_obs_length``; by the rollout, in the model's tokens), cutting the passages and never the closing tag.
+  With ``force_answer`` the environment opens ``<answer>`` after the last search and the model completes it
+  (Search-P1 Alg. 2, lines 15-16). Retrieved text is environment tokens, masked from the loss.
+- **Search-R1's rules** (template ``search_r1``, from its ``generation.py``): a turn's action is its *first*
+  ``<search>``/``<answer>`` pair; a turn without one (no tags, cut by the token limit, or ended by EOS) gets
+  Search-R1's "My previous action is invalid ..." message and the episode goes on, until an answer or the turn
+  limit; no forced answer (``force_answer`` defaults off); passages rendered by ``_passages2string`` from the
+  document's ``contents`` as served (title line with its quotes, text with its newlines, no word cut) and
+  stripped, inside ``\\n\\n<information>...</information>\\n\\n``. The other templates keep sigx's rules: the
+  action a turn *ends* in, an episode ends on a turn without one, passages cut to ``passage_words`` (100).
+  What still differs from Search-R1 is listed in docs/search.md.
 - **Scoring** (Search-R1's ``qa_em.py``; SQuAD's normalisation: lowercase, punctuation and the articles a / an /
-  the removed, whitespace collapsed) of the last ``<answer>``: ``em`` = equal to a golden answer; ``acc`` = a
-  golden answer contained in it. Search-P1 §4.1 reports ACC as "the ground-truth answer is contained in the
-  model's generated response"; sigx reads "response" as the response's answer (containment in the whole
-  response would also credit answers copied into reasoning), and says so here. The outcome reward is ``em``
-  (Search-R1's training reward) or ``acc`` (``task.reward``); both are logged per held-out set.
+  the removed, whitespace collapsed) of the answer of the episode's last turn: ``em`` = equal to a golden answer;
+  ``acc`` = a golden answer contained in it. Search-R1 reads the last ``<answer>`` of prompt + response, so a
+  response without an answer is scored on the prompt's own "<answer> Beijing </answer>" example; sigx reads the
+  response only (docs/search.md gives the difference's size). Search-P1 §4.1 reports ACC as "the ground-truth
+  answer is contained in the model's generated response"; sigx reads "response" as the response's answer
+  (containment in the whole response would also credit answers copied into reasoning), and says so here. The
+  outcome reward is ``em`` (Search-R1's training reward) or ``acc`` (``task.reward``); both are logged per
+  held-out set. Blank golden answers are dropped (Search-R1 keeps them; a blank gold matches a blank answer).
 - **Search-P1 on this task**: the plan is the numbered list of the first ``<reasoning>`` (``search_p1``
   template), the executed steps are the search queries; a row's ``reference_path`` (e.g. Search-P1's
   ``<correct_reasoning_path>`` queries, App. D.2) and ``reference_plan`` columns feed the reference track. Free
@@ -62,6 +75,15 @@ SEARCH_P1_PROMPT = (
 )
 
 
+#: Search-R1's reply to a turn without a valid action (``execute_predictions``); the episode goes on
+SEARCH_R1_INVALID_ACTION = (
+    "\nMy previous action is invalid. If I want to search, I should put the query between <search> and </search>. "
+    "If I want to give the final answer, I should put the answer between <answer> and </answer>. Let me try again.\n"
+)
+#: Search-R1's action: the first ``<search>`` or ``<answer>`` pair of a turn (``postprocess_predictions``)
+SEARCH_R1_ACTION = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL)
+
+
 @dataclass(frozen=True)
 class Template:
     prompt: str
@@ -70,16 +92,39 @@ class Template:
     results: tuple[str, str]
     plan: tuple[str, str] | None = None
     lowercase: bool = False
+    #: Search-R1's episode rules and rendering (see the module docstring); the other templates keep sigx's
+    search_r1_rules: bool = False
 
-    def passages(self, found: list[Passage], words: int) -> str:
+    def passages(self, found: list[Passage], words: int | None) -> str:
+        if self.search_r1_rules:
+            return search_r1_passages(found, words)
+        words = 100 if words is None else words
         if self.lowercase:
             return " | ".join(f"{p.title}: {_words(p.text, words)}".lower() for p in found) or "none"
         return "".join(f"Doc {i + 1}(Title: {p.title}) {_words(p.text, words)}\n" for i, p in enumerate(found))
 
+    def observation(self, found: list[Passage], words: int | None) -> tuple[str, str]:
+        """(what the per-turn cap may cut, the closing tag it never cuts). Under Search-R1's rules the passages
+        are stripped as its ``execute_predictions`` does: ``\\n\\n<information>{...strip()}</information>\\n\\n``."""
+        body = self.passages(found, words)
+        return f"{self.results[0]}{body.strip() if self.search_r1_rules else body}", self.results[1]
+
+
+def search_r1_passages(found: list[Passage], words: int | None = None) -> str:
+    """Search-R1's ``_passages2string``, byte for byte: per document its ``contents`` as served, the first line
+    the title (quotes kept: ``(Title: "Evan Morris")``), the other lines the text (newlines kept), each as
+    ``Doc i(Title: t) text\\n``. ``words`` (not Search-R1's) cuts each text to that many words."""
+    out = ""
+    for i, passage in enumerate(found):
+        lines = passage.raw.split("\n")
+        title, text = lines[0], "\n".join(lines[1:])
+        out += f"Doc {i + 1}(Title: {title}) {text if words is None else _words(text, words)}\n"
+    return out
+
 
 TEMPLATES = {
     "search_r1": Template(SEARCH_R1_PROMPT, ("<search>", "</search>"), ("<answer>", "</answer>"),
-                          ("\n\n<information>", "</information>\n\n")),
+                          ("\n\n<information>", "</information>\n\n"), search_r1_rules=True),
     "search_p1": Template(SEARCH_P1_PROMPT, ("<tool_call>", "</tool_call>"), ("<answer>", "</answer>"),
                           ("\n<tool_response>", "</tool_response>\n"), plan=("<reasoning>", "</reasoning>")),
     "compact": Template("q:{question}\n", ("s[", "]"), ("a[", "]"), ("\no:", "\n"), lowercase=True),
@@ -151,6 +196,9 @@ class QASearchTask(NaturalCritique, Task):
         self.template = TEMPLATES[config.template]
         self.max_turns = config.max_searches + 1
         self.max_observation_tokens = config.max_observation_tokens
+        rules = self.template.search_r1_rules
+        self.force_answer = (not rules) if config.force_answer is None else config.force_answer
+        self.answers_every_turn = rules  # Search-R1: a turn without an action gets its message, and goes on
         self.turn_stop_strings = tuple(dict.fromkeys((self.template.search[1], self.template.answer[1])))
         self._train = [self._problem(row, source.label)  # the training sets mixed, as Search-R1 merges them
                        for i, source in enumerate(config.train)
@@ -181,7 +229,11 @@ class QASearchTask(NaturalCritique, Task):
 
     # ---------------------------------------------------------------- environment
     def _action(self, turn: str) -> tuple[str, str] | None:
-        """("search" | "answer", its argument) when the turn ends in an action, else None."""
+        """("search" | "answer", its argument) when the turn holds an action, else None. Search-R1's rule: the
+        first ``<search>``/``<answer>`` pair of the turn. The others: the action the turn ends in."""
+        if self.template.search_r1_rules:
+            match = SEARCH_R1_ACTION.search(turn)
+            return (match.group(1), match.group(2).strip()) if match else None
         text = turn.rstrip()
         for kind, (open_tag, close_tag) in (("answer", self.template.answer), ("search", self.template.search)):
             if text.endswith(close_tag):
@@ -190,21 +242,27 @@ class QASearchTask(NaturalCritique, Task):
                     return kind, text[start + len(open_tag): len(text) - len(close_tag)].strip()
         return None
 
-    def respond_batch(self, problems: list[Problem], turns: list[list[str]]) -> list[str | None]:
+    def respond_batch(self, problems: list[Problem], turns: list[list[str]]) -> list[str | tuple[str, str] | None]:
+        """The replies after a turn: search results for a search within the budget (one retriever call for all
+        rows), None for an answer or past the budget (the episode ends), and for a turn without an action None,
+        or under Search-R1's rules its invalid-action message (the episode goes on to the turn limit)."""
         queries, rows = [], []
+        replies: list[str | tuple[str, str] | None] = [None] * len(turns)
         for row, history in enumerate(turns):
+            if len(history) > self.config.max_searches:
+                continue  # the turn after the last reply: nothing more is returned
             action = self._action(history[-1])
-            if action is not None and action[0] == "search" and len(history) <= self.config.max_searches:
+            if action is not None and action[0] == "search":
                 queries.append(action[1])
                 rows.append(row)
+            elif action is None and self.template.search_r1_rules:
+                replies[row] = SEARCH_R1_INVALID_ACTION
         found = self.retriever.search(queries, self.config.retriever.topk) if queries else []
-        replies: list[str | tuple[str, str] | None] = [None] * len(turns)
-        open_tag, close_tag = self.template.results
         for row, passages in zip(rows, found):
-            reply = f"{open_tag}{self.template.passages(passages, self.config.passage_words)}{close_tag}"
-            if len(turns[row]) == self.config.max_searches and self.config.force_answer:
-                reply = (reply, self.template.answer[0])  # the budget is spent: the model answers now (Alg. 2)
-            replies[row] = reply
+            observation, closing = self.template.observation(passages, self.config.passage_words)
+            if len(turns[row]) == self.config.max_searches and self.force_answer:
+                closing += self.template.answer[0]  # the budget is spent: the model answers now (Alg. 2)
+            replies[row] = (observation, closing)
         return replies
 
     def respond(self, problem: Problem, turns: list[str]) -> str | tuple[str, str] | None:
@@ -219,21 +277,18 @@ class QASearchTask(NaturalCritique, Task):
         answer = rng.choice(self._train).answer if rng.random() < noise else problem.answer
         answer = answer.lower() if self.template.lowercase else answer
         plan = f"{self.template.plan[0]}1. {question}{self.template.plan[1]} " if self.template.plan else ""
-        open_r, close_r = self.template.results
+        observation, closing = self.template.observation(passages, self.config.passage_words)
         return [Segment(f"{plan}{open_s}{question}{close_s}", True),
-                Segment(f"{open_r}{self.template.passages(passages, self.config.passage_words)}{close_r}", False),
+                Segment(observation + closing, False),
                 Segment(f"{self.template.answer[0]}{answer}{self.template.answer[1]}", True)]
 
     # ---------------------------------------------------------------- reward
-    def _agent_text(self, transcript: list[Segment]) -> str:
-        """The model's text, with an ``<answer>`` the environment opened for it (retrieved text left out)."""
-        opener = self.template.answer[0]
-        return "".join(s.text if s.by_model else (opener if s.text.endswith(opener) else "\n") for s in transcript)
-
     def final_answer(self, transcript: list[Segment]) -> str | None:
-        """The answer the transcript ends in (an opened answer completed counts), or None."""
-        action = self._action(self._agent_text(transcript))
-        return action[1] if action is not None and action[0] == "answer" else None
+        """The answer of the transcript's last model turn (an ``<answer>`` the environment opened and the model
+        completed counts), or None. Only the response is read, never the prompt (see the module docstring)."""
+        actions = self._turn_actions(transcript)
+        last = actions[-1] if actions else None
+        return last[1] if last is not None and last[0] == "answer" else None
 
     def score(self, problem: Problem, transcript: list[Segment]) -> Score:
         answer = self.final_answer(transcript)

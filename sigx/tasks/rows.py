@@ -33,9 +33,16 @@ def read_rows(path: Path, field: str) -> list[dict]:
             rows.append(row)
         return rows
     if path.suffix == ".parquet":
-        import pandas as pd
-
-        return pd.read_parquet(path).to_dict("records")
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RecipeError([f"{field}: {path} is Parquet, which needs pyarrow: pip install 'sigx[search]' "
+                               "(or give a .jsonl copy)"]) from None
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as err:  # not Parquet, truncated, unreadable: pyarrow's own error, its first line
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise RecipeError([f"{field}: {path}: not a readable Parquet file ({first})"]) from None
     raise RecipeError([f"{field}: {str(path)!r} is not a .jsonl or .parquet file"])
 
 

@@ -9,7 +9,8 @@ already known. One step (§3, Figure 2), and the code that does it:
     Eq. 1  R(r) = 1 if the response is correct, else 0                      the task's verifier (the trainer)
     §3     data filter: per question, if its n responses are all right or all wrong, drop them; else one right
            and one wrong response, chosen at random, enter the question-response cache    filter_pairs
-           (``data_filter: false``: every response enters, §5.1's "random sampling")
+           (``data_filter: false``: §5.1's "random sampling": two responses per question drawn uniformly at
+           random from the whole step's responses, App. C)
     §3     a batch of pairs is sampled from the cache without replacement               QuestionResponseCache.take
            (this step's filtered pairs are added first; the oldest leave past ``cache_capacity``)
     §3     n critiques per pair (n = the rollout group size unless set)                 GCRL.expand_rollouts
@@ -64,6 +65,7 @@ class CritiqueEnvironment:
     max_turns = 1
     turn_stop_strings: tuple[str, ...] = ()
     max_observation_tokens = None
+    answers_every_turn = False
 
     def respond_batch(self, problems, turns):
         return [None] * len(problems)
@@ -96,13 +98,17 @@ class CachedPair:
 def filter_pairs(responses, rng: random.Random, data_filter: bool = True) -> list[CachedPair]:
     """§3's data filter over one step's responses (a question's responses share their GRPO group): drop a
     question whose responses are all right or all wrong, else keep one right and one wrong, chosen at random.
-    Without the filter every response becomes a pair."""
+
+    Without the filter, §5.1's "randomly sampling responses" (App. C: "responses are sampled uniformly at
+    random", so the labels keep the rollout's E[R(r)] : 1 - E[R(r)] balance): as many pairs as the filter keeps
+    at most, two per question, drawn uniformly at random from all of the step's responses, in random order (so
+    that a cache cut to its capacity keeps a random subset, not the last questions' responses)."""
     pairs = [CachedPair(t.problem, tuple(t.segments), t.correct) for t in responses]
-    if not data_filter:
-        return pairs
     by_question: dict[int, list[CachedPair]] = {}
     for traj, pair in zip(responses, pairs):
         by_question.setdefault(traj.group, []).append(pair)
+    if not data_filter:
+        return rng.sample(pairs, min(len(pairs), 2 * len(by_question)))
     kept = []
     for group in by_question.values():
         right = [p for p in group if p.correct]

@@ -92,8 +92,10 @@ def test_one_retriever_call_per_turn_for_every_row_that_searched_with_observatio
     assert [s.by_model for s in first.segments] == [True, False, True, False, True]
     assert first.segments[3].text.endswith("a[")  # budget spent: the environment opened the answer
     assert task.final_answer(first.segments) == "x" and task.format_check(problems[0], first.segments) == "valid"
-    # retrieved tokens are masked and capped at 120 per episode in all; the opened answer tag (2 tokens) is not cut
-    assert len(first.loss_mask) - sum(first.loss_mask) == 120 + 2
+    # retrieved tokens are masked and capped at 120 per reply, the closing newline and the opened answer tag
+    # (kept, never cut) included
+    assert len(first.loss_mask) - sum(first.loss_mask) == 120 + 120
+    assert first.segments[1].text.endswith("\n") and first.segments[3].text.endswith("\na[")
     assert len(second.loss_mask) - sum(second.loss_mask) == 120
     model_text = tok.decode([t for t, m in zip(first.completion_ids, first.loss_mask) if m])
     assert model_text == "s[first]s[second]x]"
@@ -135,9 +137,12 @@ def test_search_r1_prompt_and_answer_after_thinking(tmp_path):
                 Segment("\n\n<information>Doc 1(Title: a) b\n</information>\n\n", False),
                 Segment(f"<think>found</think>\n<answer> The {golden} </answer>", True)]
     assert task.final_answer(segments) == f"The {golden}" and task.score(problem, segments).reward == 1.0
-    reply = task.respond(problem, ["<think>?</think><search>who</search>"])
-    assert reply.startswith("\n\n<information>Doc 1(Title: T0) passage about who") and reply.endswith("</information>\n\n")
-    assert len(reply.split()) < 110  # each passage cut to passage_words (100) words
+    observation, closing = task.respond(problem, ["<think>?</think><search>who</search>"])
+    assert observation.startswith("\n\n<information>Doc 1(Title: T0) passage about who")
+    assert closing == "</information>\n\n"
+    assert len(observation.split()) > 200  # Search-R1 renders passages whole (passage_words cuts only when set)
+    short, _ = qa_task(tmp_path, CountingRetriever(), template="search_r1", passage_words=100).respond(problem, ["<search>who</search>"])
+    assert len(short.split()) < 110
 
 
 @pytest.mark.parametrize("row, message", [
