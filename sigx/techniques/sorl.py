@@ -8,9 +8,12 @@ weigh in the update.
     turn ratio      w_{i,k} = exp( mean_{t in turn k} (log pi_theta(y_t) - log pi_old(y_t)) )
                     (the geometric mean of the turn's token ratios; observation tokens belong to no turn)
     per-turn PPO    loss_t = -min( w_{i,k} A_i, clip(w_{i,k}, 1 - eps, 1 + eps_high) A_i )   for t in turn k
-                    a turn whose ratio leaves the band is clipped as a whole: its gradient is zero, the other
-                    turns of the trajectory keep theirs, so one drifted turn does not distort the trajectory
-    clipping bias   C_i = (1 / |y_i|) * sum_{t : turn(t) clipped} w_{i,turn(t)} |A_i|       (no gradient)
+                    a turn whose clip binds (w past the band on the side A pushes: A > 0 and w > 1 + eps_high,
+                    or A < 0 and w < 1 - eps) is clipped as a whole: its gradient is zero, the other turns keep
+                    theirs, so one drifted turn does not distort the trajectory. A turn outside the band on the
+                    other side keeps its gradient, as in PPO.
+    clipping bias   C_i = (1 / |y_i|) * sum_{t : turn(t) clipped} w_{i,turn(t)} |A_i|       (no gradient; "clipped"
+                    = the clip binds, as above)
     normalisation   loss_i <- loss_i / (1 + alpha * C_i)
                     triggered only when sample i has a clipped turn (C_i = 0 otherwise): a sample that has
                     drifted far from the behaviour policy contributes a smaller, more conservative update
@@ -50,6 +53,15 @@ def band(config: SORLConfig) -> tuple[float, float]:
     return config.clip_eps, config.clip_eps_high if config.clip_eps_high is not None else config.clip_eps
 
 
+def clip_binds(turn_ratio: torch.Tensor, advantages: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Where PPO's clip is in force on a turn [B, T]: its ratio past the band on the side its advantage pushes
+    (A > 0 and w > 1 + eps_high, or A < 0 and w < 1 - eps). Only there does the clipped surrogate lose its
+    gradient; a turn outside the band on the other side keeps it, as in PPO. This is what triggers SORL's
+    normalisation, in ``sorl`` and in ``sorl+sspo`` alike."""
+    adv = advantages[:, None]
+    return ((adv > 0) & (turn_ratio > 1 + high)) | ((adv < 0) & (turn_ratio < 1 - low))
+
+
 def clipping_normalisation(turn_ratio: torch.Tensor, advantages, mask, out_of_band: torch.Tensor,
                            config: SORLConfig) -> torch.Tensor:
     """1 / (1 + alpha C_i) per sample [B, 1], C_i = the clipped turns' w |A| averaged over the sample's tokens
@@ -83,7 +95,7 @@ def sorl_loss(x: PolicyLossInputs, config: SORLConfig):
     unclipped = -adv * ratio
     clipped = -adv * torch.clamp(ratio, 1 - low, 1 + high)
     loss = torch.maximum(unclipped, clipped)
-    in_force = (clipped > unclipped)  # the clipped branch decides: this turn's gradient is zero
+    in_force = clip_binds(ratio.detach(), x.advantages, low, high)  # the clipped branch decides: no gradient
     scale = clipping_normalisation(ratio, x.advantages, x.mask, in_force, config)
     return loss * scale, {
         "clip_fraction": masked_mean(in_force.float(), x.mask),

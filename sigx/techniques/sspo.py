@@ -56,10 +56,17 @@ def log_gate(log_ratio: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     return torch.log(4.0 / tau) + F.logsigmoid(tau * (ratio - 1.0))
 
 
-def gate_gradient_weight(log_ratio: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """f'(r) = 4 sigma (1 - sigma): the gate's gradient weight relative to plain PG (1 at r = 1)."""
-    sig = torch.sigmoid(tau * (torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)) - 1.0))
-    return 4.0 * sig * (1.0 - sig)
+def token_gradient_weight(weight: torch.Tensor, log_ratio: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Each token's weight in SSPO's gradient, relative to the plain policy gradient (1 at the behaviour policy).
+
+    With W_i = exp(mean_t log f(r_t)) over the sequence's T_i tokens (or a turn's, in ``sorl+sspo``),
+    d(-A_i W_i)/d log pi_t = -(A_i / T_i) * W_i * r_t * f'(r_t) / f(r_t), and the plain gradient is -A_i / T_i,
+    so the token's weight is W_i r_t f'(r_t)/f(r_t) = W_i * r_t * tau * (1 - sigmoid(tau (r_t - 1))). This is
+    what the update uses: the gate's slope f'(r) = 4 sigma (1 - sigma) alone (what sigx logged before
+    2026-11-30) leaves out the geometric mean W and the ratio (one token at r = e of three, the others at 1:
+    slope 0.516, weight 0.986)."""
+    ratio = torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
+    return weight * ratio * tau * torch.sigmoid(-tau * (ratio - 1.0))  # 1 - sigma, without cancellation
 
 
 def soft_gated_weight(logprobs, old_logprobs, advantages, mask, config: SSPOConfig, group_ids=None):
@@ -67,7 +74,7 @@ def soft_gated_weight(logprobs, old_logprobs, advantages, mask, config: SSPOConf
 
     ``group_ids`` [B, T] (>= 0 where masked in) splits a sequence into groups that each get their own weight
     (SORL's turns, in the SORL+SSPO composition); None means one group per sequence (plain SSPO). Returns the
-    per-token weight [B, T] (with gradient) and the gate's gradient weight per token (for diagnostics).
+    per-token weight [B, T] (with gradient) and each token's weight in the gradient (for diagnostics).
     """
     tau = gate_temperatures(advantages, config)[:, None].to(logprobs.dtype)
     log_ratio = logprobs - old_logprobs
@@ -76,14 +83,16 @@ def soft_gated_weight(logprobs, old_logprobs, advantages, mask, config: SSPOConf
         per_token = masked_mean(log_f, mask, dim=-1)[:, None].expand_as(log_f)
     else:
         per_token = turn_mean(log_f, mask, group_ids)
-    return torch.exp(per_token), gate_gradient_weight(log_ratio.detach(), tau)
+    weight = torch.exp(per_token)
+    return weight, token_gradient_weight(weight.detach(), log_ratio.detach(), tau)
 
 
-def gate_diagnostics(gate_grad: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+def gate_diagnostics(token_weight: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     return {
-        "sspo/gate_weight": masked_mean(gate_grad, mask),
+        # the mean token weight in the gradient, relative to plain PG (1 on-policy)
+        "sspo/gate_weight": masked_mean(token_weight, mask),
         # tokens whose gradient the gate has cut by more than half: SSPO's counterpart of the clip fraction
-        "sspo/gated_fraction": masked_mean((gate_grad < 0.5).float(), mask),
+        "sspo/gated_fraction": masked_mean((token_weight < 0.5).float(), mask),
     }
 
 

@@ -3,6 +3,7 @@ rewards of Eq. 2-4, the grouping of critiques with responses, and an exact resum
 
 import io
 import random
+from collections import Counter
 import statistics
 
 import pytest
@@ -64,7 +65,27 @@ def gcrl(policy, group_size=4, **config) -> GCRL:
 def test_filter_keeps_one_right_and_one_wrong_per_mixed_question_only():
     pairs = filter_pairs(step_responses(), random.Random(0))
     assert [(p.question, p.correct) for p in pairs] == [("7+5-3=", True), ("7+5-3=", False)]
-    assert len(filter_pairs(step_responses(), random.Random(0), data_filter=False)) == 12
+    assert len(filter_pairs(step_responses(), random.Random(0), data_filter=False)) == 6  # two per question
+
+
+def test_without_the_filter_the_cache_holds_a_uniform_random_sample_of_the_steps_responses():
+    """§5.1 / App. C: random sampling draws responses uniformly, so every response of the step is equally
+    likely to reach the cache (16 slots, 64 responses: 1/4 each) and the labels keep the rollout's balance. The
+    old reading put all 64 in and kept the last 16: the last 2 questions only."""
+    questions, group_size, capacity, draws = 8, 8, 16, 3000
+    responses = [Trajectory(problem=Problem(f"q{g}", ""), group=g, prompt_ids=[0], segments=[Segment(f"r{g}.{i}", True)],
+                            correct=i % 4 == 0) for g in range(questions) for i in range(group_size)]
+    rng, chosen, spans = random.Random(0), Counter(), []
+    for _ in range(draws):
+        cache = QuestionResponseCache(capacity)
+        cache.add(filter_pairs(responses, rng, data_filter=False))
+        chosen.update(p.transcript[0].text for p in cache.pairs)
+        spans.append(len({p.question for p in cache.pairs}))
+    shares = [chosen[t.segments[0].text] / draws for t in responses]
+    assert all(abs(share - capacity / len(responses)) < 0.05 for share in shares)  # ~0.25 each, sd ~0.008
+    assert sum(spans) / draws > 6  # questions represented (the FIFO reading: 2)
+    label = sum(chosen[t.segments[0].text] for t in responses if t.correct) / (draws * capacity)
+    assert abs(label - 0.25) < 0.01  # E[R(r)] = 1/4 of responses right
 
 
 def test_cache_takes_without_replacement_and_drops_the_oldest():

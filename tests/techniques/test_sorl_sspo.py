@@ -1,5 +1,7 @@
 """The SORL+SSPO composition (sigx's construction) and how the loss in force is resolved."""
 
+import math
+
 import pytest
 import torch
 
@@ -19,6 +21,21 @@ def test_single_turn_without_normalisation_is_exactly_sspo():
     _, composed, _ = loss_and_grad("sorl+sspo", logp, x, sorl=SORLConfig(clip_normalization=False))
     _, sspo, _ = loss_and_grad("sspo", logp, x)
     assert torch.allclose(composed, sspo)
+
+
+def test_the_normalisation_is_triggered_where_sorls_clip_binds_as_under_sorl_alone():
+    """A = +1, r = 0.7: outside the band, but on the side where PPO's clip does not bind (the gradient flows), so
+    neither loss normalises (the composition once gave 0.588 here); A = +1, r = 1.5 and A = -1, r = 0.7 bind."""
+    for log_ratio, adv, binds in ((math.log(0.7), 1.0, False), (math.log(1.5), 1.0, True), (math.log(0.7), -1.0, True),
+                                  (math.log(1.5), -1.0, False)):
+        scales = []
+        for name in ("sorl", "sorl+sspo"):
+            logp, x = inputs([[log_ratio]], [adv])
+            _, _, diag = loss_and_grad(name, logp, x)
+            scales.append(diag["sorl/normalization_scale"].item())
+        assert scales[0] == pytest.approx(scales[1]) and (scales[0] < 1) is binds
+        r = math.exp(log_ratio)
+        assert not binds or scales[0] == pytest.approx(1 / (1 + r * abs(adv)))  # C = w |A| on the one token
 
 
 def test_the_gated_mean_is_per_turn_so_a_drifted_turn_leaves_the_other_alone():

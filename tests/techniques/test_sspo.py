@@ -68,6 +68,23 @@ def test_sspo_far_from_one_is_small_but_not_zero_where_the_hard_clip_is_zero(log
     _, ppo_grad, _ = loss_and_grad("ppo_clip", logp, x)
     assert ppo_grad.item() == 0.0
     assert 0 < abs(sspo_grad.item()) < 0.3
-    # the gate's own weight f'(r) decays above 1; below 1 it stays >= 4 sigma(-tau) (1 - sigma(-tau)) and
-    # the ratio itself makes the gradient small
-    assert diag["sspo/gated_fraction"].item() == (1.0 if log_ratio > 0 else 0.0)
+    # the logged token weight is the gradient's own (one token: |grad| = |A| * weight): far from 1 both ways
+    assert diag["sspo/gate_weight"].item() == pytest.approx(abs(sspo_grad.item()), rel=1e-5)
+    assert diag["sspo/gated_fraction"].item() == 1.0
+
+
+def test_the_logged_token_weight_is_the_one_the_gradient_uses():
+    """One token at r = e among three at r = 1, A = +1 (tau 1): W = (4 sigma(e - 1) * 2 * 2)^(1/3) = 2.3845 and
+    the token's weight W e (1 - sigma(e - 1)) = 0.986, by hand; the gate's slope f'(e) = 0.516 is not it. Each
+    token's logged weight equals its gradient relative to plain PG, -A / T grad log pi, checked by autograd."""
+    logp, x = inputs([[1.0, 0.0, 0.0]], [1.0])
+    _, grad, diag = loss_and_grad("sspo", logp, x)
+    sig = 1 / (1 + math.exp(-(math.e - 1)))
+    w = (4 * sig * 2 * 2) ** (1 / 3)
+    assert w * math.e * (1 - sig) == pytest.approx(0.986, abs=5e-4) and 4 * sig * (1 - sig) == pytest.approx(0.516, abs=5e-4)
+    expected = [w * math.e * (1 - sig), w * 0.5, w * 0.5]  # at r = 1: W * 1 * tau * (1 - 1/2)
+    assert (-grad[0] * 3).tolist() == pytest.approx(expected, rel=1e-5)
+    assert diag["sspo/gate_weight"].item() == pytest.approx(sum(expected) / 3, rel=1e-5)
+    logp, x = inputs([[0.4, -0.3, 0.0]], [-1.0])  # A < 0: tau_neg, and the weight still matches the gradient
+    _, grad, diag = loss_and_grad("sspo", logp, x)
+    assert diag["sspo/gate_weight"].item() == pytest.approx((grad[0] * 3).mean().item(), rel=1e-5)
