@@ -121,7 +121,8 @@ def train(
 
 @app.command(epilog="Examples:  sigx ablate recipes/tiny.yaml --dry-run  ·  sigx ablate recipes/stress.yaml "
                      "--workers 2  ·  sigx ablate recipes/full.yaml --executor ray --address auto  ·  "
-                     "sigx ablate recipes/tiny.yaml --retry-failed")
+                     "sigx ablate recipes/tiny.yaml --retry-failed  ·  sigx ablate recipes/stress.yaml --until-resolved "
+                     "--max-seeds 20 (declared metric; looks at 5, 10, 15, 20 seeds, each at 0.05 / 4)")
 def ablate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file; its `ablation` section names factors and seeds.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (with each cell's status) and stop.")] = False,
@@ -129,6 +130,9 @@ def ablate(
     executor: Annotated[Optional[str], typer.Option(help="local (default), ray or slurm.")] = None,
     address: Annotated[Optional[str], typer.Option(help="ray: address of an existing cluster (default: a local one).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Re-run the cells recorded as failed.")] = False,
+    until_resolved: Annotated[bool, typer.Option("--until-resolved", help="Add whole seed blocks until every declared additivity gap is resolved (needs ablation.metric declared and --max-seeds); the 5% is spent over the planned looks.")] = False,
+    max_seeds: Annotated[Optional[int], typer.Option(help="--until-resolved: the cap on seeds per cell.", show_default=False)] = None,
+    seed_step: Annotated[Optional[int], typer.Option(help="--until-resolved: seeds added per look (default: the recipe's seed count).", show_default=False)] = None,
     set_: SetOption = None,
 ) -> None:
     """Run the 2^k on/off matrix of techniques x seeds on shared engines; resumes where a previous run stopped."""
@@ -138,9 +142,22 @@ def ablate(
     from sigx.ablation.runner import run_ablation
     from sigx.ablation.store import StoreError
 
+    if (max_seeds is not None or seed_step is not None) and not until_resolved:
+        fail("--max-seeds / --seed-step: only with --until-resolved")
+    if until_resolved and (max_seeds is None or dry_run):
+        fail("--until-resolved: needs --max-seeds N (the cap on seeds per cell), and cannot be a dry run")
+    if seed_step is not None and seed_step < 1:
+        fail(f"--seed-step: must be >= 1 (got {seed_step})")
     with one_line_errors():
         try:
-            outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed)
+            if until_resolved:
+                from sigx.ablation.sequential import run_until_resolved
+
+                outcome, last = run_until_resolved(r, max_seeds, seed_step, console, retry_failed)
+                typer.echo(f"sequential: stopped at look {last.get('look')} with {last.get('seeds')} seeds per "
+                           f"cell: {last.get('stopped')}")
+            else:
+                outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed)
         except (RecipeError, StoreError) as err:
             fail(err.problems if isinstance(err, RecipeError) else str(err))
     done, failed, pending = outcome.count("done"), outcome.count("failed"), outcome.count("pending")
@@ -155,16 +172,22 @@ def ablate(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Examples:  sigx report  ·  sigx report ablations/stress --metric reward_auc  ·  "
-                     "sigx report ablations/tiny --format md --format csv --format json --out results")
+@app.command(epilog="Examples:  sigx report  ·  sigx report ablations/stress  ·  sigx report ablations/stress --metric "
+                     "reward_auc (not the declared metric: the report says so first)  ·  sigx report ablations/tiny "
+                     "--format md --format csv --format json --out results  ·  sigx report results/stress/runs.csv "
+                     "--recipe recipes/stress.yaml (an archived result, its store gone)")
 def report(
-    stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/).", show_default=False)] = None,
-    metric: Annotated[str, typer.Option(help="Metric of the effects and additivity tables: final_reward, reward_auc, final_critique_accuracy, tokens_per_s.")] = "final_reward",
+    stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/); with --recipe, archived runs.csv files.", show_default=False)] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Metric of the effects and additivity tables (default: the recipe's ablation.metric, else final_reward): final_reward, reward_auc, final_critique_accuracy, tokens_per_s.", show_default=False)] = None,
     format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md).")] = None,
-    margin: Annotated[float, typer.Option(help="Additivity margin: a gap whose 95% CI lies within +-margin is 'additive'.")] = 0.02,
+    margin: Annotated[Optional[float], typer.Option(help="Additivity / equivalence margin (default: the recipe's ablation.margin, else 0.02).", show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Reports go to OUT/<ablation name>/.")] = Path("results"),
+    recipe: Annotated[Optional[Path], typer.Option(help="Report archived runs (a runs.csv) made by this recipe.", show_default=False)] = None,
 ) -> None:
-    """Compare an ablation's cells and test whether the techniques' gains add up (effects, interactions, gaps)."""
+    """Compare an ablation's cells and test whether the techniques' gains add up (effects, interactions, gaps).
+
+    The analysis (metric, margin) is the one the recipe declared in its ablation section; another is allowed, and
+    the report's first line says it was chosen at report time."""
     from sigx.report.generate import FORMATS, generate_report
     from sigx.report.load import METRICS, ReportError, find_ablations
 
@@ -172,17 +195,17 @@ def report(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         fail(f"--format: unknown format {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
-    if metric not in METRICS:
+    if metric is not None and metric not in METRICS:
         fail(f"--metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
-    if not margin > 0:
-        fail(f"--margin: must be > 0 (got {margin})")
-    stores = stores or find_ablations()
+    if margin is not None and not 0 < margin <= 1:
+        fail(f"--margin: must be in (0, 1] (got {margin})")
+    stores = stores or ([] if recipe else find_ablations())
     if not stores:
         fail("no ablation run store under ablations/; run `sigx ablate RECIPE` first or name a store directory")
     for store in stores:
         with one_line_errors():
             try:
-                _, written = generate_report(store, out, metric, margin, formats, console)
+                _, written = generate_report(store, out, metric, margin, formats, console, recipe)
             except ReportError as err:
                 fail(str(err))
         typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")

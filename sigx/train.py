@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sigx.checkpoint import Checkpoints
 from sigx.config import Recipe, RecipeError
+from sigx.provenance import provenance
 from sigx.runs import RunWriter
 from sigx.tracking import Tracker
 
@@ -123,7 +124,7 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
             summary = trainer.train(on_step, checkpoints=checkpoints, resume=resume)
         summary.update(run_dir=str(run_dir), cell=name.rsplit("/seed", 1)[0], seed=recipe.seed,
                        techniques=recipe.techniques.enabled_names(), base=str(engine.base_path),
-                       resumed_from_step=resume["step"] if resume else None)
+                       resumed_from_step=resume["step"] if resume else None, provenance=provenance())
         writer.write_summary(summary)
         checkpoints.remove()
         tracker.finish(summary)

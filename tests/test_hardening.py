@@ -95,7 +95,7 @@ CLI = [
     (["ablate", str(TINY), "--workers", "0"], "ablation.workers"),
     (["report", "--metric", "loss", "nowhere"], "--metric: unknown metric 'loss'"),
     (["report", "--format", "pdf", "nowhere"], "--format: unknown format pdf"),
-    (["report", "--margin", "0", "nowhere"], "--margin: must be > 0"),
+    (["report", "--margin", "0", "nowhere"], "--margin: must be in (0, 1]"),
     (["report", "nowhere"], "nowhere: not a directory"),
 ]
 

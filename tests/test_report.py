@@ -76,7 +76,8 @@ def test_two_by_two_matches_hand_computation(tmp_path):
     t = stats.t.ppf(0.975, 3)
     assert effects.loc["sspo", "ci_low"] == pytest.approx(0.13 - t * se)
     assert effects.loc["sspo", "p"] == pytest.approx(2 * stats.t.sf(0.13 / se, 3))
-    assert effects.loc["sspo", "mde"] == pytest.approx((t + stats.t.ppf(0.8, 3)) * se)
+    # the MDE under Holm over the 3 terms: its first step tests at 0.05 / 3
+    assert effects.loc["sspo", "mde"] == pytest.approx((stats.t.ppf(1 - 0.05 / 6, 3) + stats.t.ppf(0.8, 3)) * se)
     # unpaired (no seed blocks): within-cell variances 0.0002 x 3 and 0.0008, 4 df
     unpaired_se = 2 * math.sqrt((3 * 0.0002 + 0.0008) / 4 / 8)
     assert effects.loc["sspo", "unpaired_width_ratio"] == pytest.approx(
@@ -89,16 +90,28 @@ def test_two_by_two_matches_hand_computation(tmp_path):
     gap = report.additivity.iloc[0]
     assert gap.observed_gain == pytest.approx(0.21) and gap.sum_of_gains == pytest.approx(0.15)
     assert gap.gap == pytest.approx(0.06)  # = 2 x the Yates interaction
+    # seed-paired: the gap per seed is 0.70 - 0.60 - 0.55 + 0.50 = 0.05 and 0.74 - 0.62 - 0.57 + 0.52 = 0.07,
+    # so SE = sd(0.05, 0.07) / sqrt(2) = 0.01 on 1 degree of freedom
+    assert gap.gap_se == pytest.approx(0.01) and gap.df == 1
+    assert gap.gap_low == pytest.approx(0.06 - stats.t.ppf(0.975, 1) * 0.01)
+    assert gap.p == pytest.approx(2 * stats.t.sf(6.0, 1)) and gap.family == 1
     assert cells.loc["sspo", "tokens_per_s"] == pytest.approx(500.0)  # 1000 tokens in 1 s of a 2 s step
 
 
 def test_seeds_to_resolve_by_hand():
-    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
-    # a gap's SE shrinks as 1/sqrt(seeds); this gap exceeds the margin, so only detection can resolve it
-    se = 0.05 * math.sqrt(4 / 2)  # a pair's gap from 2 seeds per cell, seed-to-seed SD 0.05
-    assert seeds_to_resolve(0.03, se, 2, 0.02) == math.ceil(2 * (se * z / 0.03) ** 2)  # 88
-    # a small gap: bounding it within the margin is cheaper than detecting it
-    assert seeds_to_resolve(0.005, se, 2, 0.02) == math.ceil(2 * (se * stats.norm.ppf(0.975) / 0.015) ** 2)
+    """Where many seeds are needed the t-test is nearly a z-test, so the normal formula by hand, n = ((z_{1-a/2m}
+    + z_0.8) sd / gap)^2, is a slightly low (t's heavier tails) but close answer."""
+    sd = 0.05 * math.sqrt(4)  # a pair's per-seed gap: 4 cells of seed-to-seed SD 0.05
+    for family in (1, 22):
+        z = stats.norm.ppf(1 - 0.05 / (2 * family)) + stats.norm.ppf(0.8)
+        by_hand = (z * sd / 0.03) ** 2  # a gap beyond the margin: only detection resolves it
+        assert by_hand <= seeds_to_resolve(0.03, sd, 0.02, family) <= 1.05 * by_hand + 2
+    # a small gap: bounding it within the margin (TOST; normal formula with the margin's distance) is cheaper
+    # than detecting it, and either outcome resolves it, so fewer seeds than TOST alone needs
+    detect = ((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * sd / 0.005) ** 2
+    tost = ((stats.norm.ppf(0.95) + stats.norm.ppf(0.8)) * sd / 0.015) ** 2
+    assert seeds_to_resolve(0.005, sd, 0.02, 1) <= tost < detect
+    assert seeds_to_resolve(0.0001, sd, 0.02, 1, limit=10) == math.inf  # neither within reach
 
 
 # ------------------------------------------------------------------------------------------------ synthetic
@@ -201,3 +214,94 @@ def test_report_cli_errors_are_one_line(tmp_path):
                            (["report", str(tmp_path), "--format", "pdf"], "--format: unknown format pdf")]:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
+
+
+# ------------------------------------------------------------------------------------------------ declared analysis
+def test_the_declared_metric_and_margin_are_used_and_another_is_flagged_in_the_first_line(tmp_path):
+    root = make_store(tmp_path / "declared", ["sspo", "sorl"], [0, 1, 2], lambda on, seed: 0.5 + noise(seed, on, 0.01))
+    (root / "recipe.yaml").write_text("name: declared\nablation:\n  metric: reward_auc\n  margin: 0.05\n")
+    ab = load_ablation(root)
+    report = build_report(ab)
+    assert (report.metric, report.margin) == ("reward_auc", 0.05)
+    assert report.declaration == ("Analysis: metric `reward_auc` as declared in the recipe (ablation.metric); "
+                                  "margin +-0.05 as declared.")
+    other = build_report(ab, metric="final_reward")
+    assert "metric `final_reward` is NOT the declared one (`reward_auc`" in other.declaration
+    (root / "recipe.yaml").write_text("name: declared\nablation:\n  seeds: [0, 1, 2]\n")
+    silent = build_report(load_ablation(root))
+    assert silent.metric == "final_reward" and "was NOT declared" in silent.declaration
+    result = CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "results"), "--format", "md",
+                                      "--format", "json"])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "results" / "declared" / "report.md").read_text()
+    assert md.splitlines()[2].startswith("Analysis: metric `final_reward` was NOT declared")
+    assert str(tmp_path) not in md and str(tmp_path) not in (tmp_path / "results" / "declared" / "report.json").read_text()
+    assert "```yaml" in md and "seeds:" in md  # the store's recipe, whole
+    (root / "recipe.yaml").write_bytes(b"\xff\xfe not yaml: [")
+    result = CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "results")])
+    assert result.exit_code == 2 and "recipe.yaml: not a readable recipe" in result.output
+
+
+def test_a_recipe_that_changes_its_declared_metric_is_refused_by_its_store(tmp_path):
+    from sigx.ablation.store import AblationStore, StoreError
+
+    data = {"name": "decl", "ablation": {"factors": ["sspo"], "seeds": [0], "metric": "reward_auc",
+                                         "output_dir": str(tmp_path)}}
+    store = AblationStore(tmp_path / "decl")
+    store.prepare(recipe_from_data(data), [])
+    data["ablation"]["metric"] = "final_reward"
+    with pytest.raises(StoreError, match="differs in ablation.metric"):
+        store.prepare(recipe_from_data(data), [])
+
+
+def test_batches_are_named_and_a_fold_over_batch_is_aliased_with_its_defining_interaction(tmp_path):
+    """A 2^3 filled as a half fraction then its fold-over: the batch column is the 3-way interaction's sign, so
+    the report names it as aliased; batches that cut across the design are estimated and tested instead."""
+    factors = ["search_p1", "sspo", "sorl"]
+    root = make_store(tmp_path / "folded", factors, [0, 1, 2], lambda on, seed: 0.5 + noise(seed, on, 0.01))
+    for summary_path in root.glob("*/seed*/summary.json"):
+        on = set(summary_path.parent.parent.name.split("+")) - {"baseline"}
+        first = (-1) ** (3 - len(on)) == -1  # the half with the 3-way contrast at -1
+        summary = json.loads(summary_path.read_text())
+        summary["provenance"] = {"commit": "aaa111" if first else "bbb222", "threads": 1,
+                                 "libraries": {"torch": "2.13.0", "transformers": "5.24.0"}}
+        write_json_atomic(summary_path, summary)
+    lines = build_report(load_ablation(root)).batches
+    assert lines[0].startswith("batches: commit ") and "12 run(s)" in lines[0]
+    assert "is aliased with search_p1 x sspo x sorl" in lines[1]
+    assert lines[-1] == "torch threads per run: 1 (24 run(s))"
+    for summary_path in root.glob("*/seed2/summary.json"):  # now seed 2 alone is a later batch: aliased with its block
+        summary = json.loads(summary_path.read_text())
+        summary["provenance"]["commit"] = "ccc333"
+        write_json_atomic(summary_path, summary)
+    for summary_path in root.glob("*/seed[01]/summary.json"):
+        summary = json.loads(summary_path.read_text())
+        summary["provenance"]["commit"] = "aaa111"
+        write_json_atomic(summary_path, summary)
+    lines = build_report(load_ablation(root)).batches
+    assert any("is aliased with seed[2]" in line for line in lines)
+    for i, summary_path in enumerate(sorted(root.glob("*/seed*/summary.json"))):  # across the design: tested
+        summary = json.loads(summary_path.read_text())
+        summary["provenance"]["commit"] = "aaa111" if i % 5 else "ddd444"
+        write_json_atomic(summary_path, summary)
+    lines = build_report(load_ablation(root)).batches
+    assert any("(a level shift estimated beside the model's terms)" in line for line in lines)
+
+
+def test_an_archived_runs_table_is_reported_against_its_recipe(tmp_path):
+    root = make_store(tmp_path / "arch", ["sspo", "sorl"], [0, 1, 2], lambda on, seed: 0.5 + 0.05 * on["sspo"]
+                      + noise(seed, on, 0.01))
+    recipe = tmp_path / "arch.yaml"
+    recipe.write_text("name: arch\nablation:\n  factors: [sspo, sorl]\n  seeds: [0, 1, 2]\n  metric: final_reward\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["report", str(root), "--out", str(tmp_path / "first"), "--format", "csv"]).exit_code == 0
+    archived = tmp_path / "first" / "arch" / "runs.csv"
+    result = runner.invoke(app, ["report", str(archived), "--recipe", str(recipe), "--out", str(tmp_path / "again"),
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "again" / "arch" / "report.json").read_text())
+    direct = build_report(load_ablation(root))
+    assert again["effects"][0]["effect"] == pytest.approx(direct.effects.table.effect.iloc[0])
+    assert again["declaration"].startswith("Analysis: metric `final_reward` as declared")
+    bad = runner.invoke(app, ["report", str(tmp_path / "nothing.csv"), "--recipe", str(recipe)])
+    assert bad.exit_code == 2 and "not a file (an archived runs.csv)" in bad.output

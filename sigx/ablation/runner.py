@@ -14,6 +14,7 @@ from sigx.ablation.design import alias_lines, describe
 from sigx.ablation.plan import Cell, crossed, design_of, expand, factors_of
 from sigx.ablation.store import AblationStore, store_root
 from sigx.config import Recipe
+from sigx.provenance import provenance
 
 
 @dataclass
@@ -59,7 +60,7 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         store.prepare(recipe, cells)
         store.record_session({"event": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                               "host": socket.gethostname(), "pid": os.getpid(), "executor": a.executor,
-                              "workers": a.workers})
+                              "workers": a.workers, "provenance": provenance()})
         for cell_id in store.set_aside_unreadable(cells):
             console.print(f"[yellow]{cell_id}: its summary.json is unreadable; set aside under .failed/ and run "
                           "again[/yellow]", highlight=False)

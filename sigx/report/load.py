@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+import yaml
+
+from sigx.ablation.looks import look_alpha
 from sigx.ablation.store import cell_status
+from sigx.provenance import batch_key
 from sigx.runs import read_json, read_jsonl
 
 # Metrics of the cell table: summary.json key (or a value derived from metrics.jsonl) -> what it is.
@@ -60,6 +64,17 @@ class Ablation:
     info: dict[str, FactorInfo] = field(default_factory=dict)
     design: dict = field(default_factory=lambda: {"fraction": 0, "resolution": None, "words": [],
                                                     "description": [], "aliases": []})
+    #: the store's resolved recipe (its ``recipe.yaml``), as plain data; None when the store has none
+    recipe: dict | None = None
+    #: the level of every test (alpha / looks under a sequential plan) and the line that says why
+    alpha: float = 0.05
+    sequential: str | None = None
+
+    @property
+    def declared(self) -> dict:
+        """The analysis the recipe declared before its runs: ``metric`` and ``margin`` (None where not set)."""
+        section = (self.recipe or {}).get("ablation") or {}
+        return {"metric": section.get("metric"), "margin": section.get("margin")}
 
     def __post_init__(self):
         for name in self.factors:
@@ -148,7 +163,7 @@ def load_ablation(root: str | Path) -> Ablation:
     rows, curves = [], []
     for cell in plan["cells"]:
         row = {"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
-               **{f: int(f in cell["factors_on"]) for f in factors}}
+               **{f: int(f in cell["factors_on"]) for f in factors}, "batch": None}
         summary = read_json(root / cell["id"] / "summary.json")
         if summary is not None and not isinstance(summary, dict):
             row.update(status="failed", error="summary.json is not a run summary (a JSON object)")
@@ -163,20 +178,75 @@ def load_ablation(root: str | Path) -> Ablation:
             metrics = [r for r in read_jsonl(root / cell["id"] / "metrics.jsonl") if isinstance(r, dict)]
             metrics = [r for r in metrics if isinstance(r.get("step"), int)]
             numbers = {k: summary.get(k) for k in METRICS if isinstance(summary.get(k), (int, float))}
-            row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics), **numbers)
+            made = summary.get("provenance") if isinstance(summary.get("provenance"), dict) else {}
+            row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics), **numbers,
+                       batch=batch_key(made or None),
+                       threads=made.get("threads") if isinstance(made.get("threads"), int) else None)
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
                        if isinstance(r.get("eval/reward"), (int, float))]
         rows.append(row)
     runs = pd.DataFrame(rows)
-    for column in ["error", *METRICS, *ROOM]:
+    for column in ["error", "batch", "threads", *METRICS, *ROOM]:
         if column not in runs:
             runs[column] = None
     runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
     design = plan.get("design") if isinstance(plan.get("design"), dict) else {}
     design = {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": [], **design}
-    return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design)
+    alpha, sequential = look_alpha(root)
+    return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design,
+                    _stored_recipe(root / "recipe.yaml"), alpha, sequential)
+
+
+def _stored_recipe(path: Path) -> dict | None:
+    """The store's recipe.yaml as data; a damaged one is a one-line error (it declares the analysis)."""
+    if not path.exists():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        raise ReportError(f"{path}: not a readable recipe ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: not a recipe (expected a mapping of sections)")
+    return data
+
+
+def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
+    """An ablation from its archived ``runs.csv`` (what ``sigx report --format csv`` writes, one row per planned
+    run) and the recipe that made it: for re-analysing a result whose run store is gone. Reward curves are not
+    archived, so the report has no curve plot. A ``batch`` column, where present, says which batch each run came
+    from (stores record it themselves since 2026-11-30)."""
+    from sigx.ablation.plan import factors_of
+    from sigx.config import load_recipe
+
+    runs_csv = Path(runs_csv)
+    if not runs_csv.is_file():
+        raise ReportError(f"{runs_csv}: not a file (an archived runs.csv)")
+    recipe = load_recipe(recipe_path)
+    infos = [_factor_info(f.to_json()) for f in factors_of(recipe)]
+    factors = [i.name for i in infos]
+    try:
+        runs = pd.read_csv(runs_csv)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise ReportError(f"{runs_csv}: not a readable runs table ({type(err).__name__})") from None
+    needed = {"cell", "combination", "seed", "status", *factors}
+    if not needed <= set(runs.columns):
+        raise ReportError(f"{runs_csv}: lacks the columns {', '.join(sorted(needed - set(runs.columns)))} "
+                          f"(the recipe's factors: {', '.join(factors)})")
+    if runs.cell.duplicated().any():
+        raise ReportError(f"{runs_csv}: run {runs.cell[runs.cell.duplicated()].iloc[0]!r} is listed twice")
+    for column in ["error", "batch", *METRICS, *ROOM]:
+        if column not in runs:
+            runs[column] = None
+    runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
+    design = {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": []}
+    archived = read_json(runs_csv.parent / "report.json")
+    if isinstance(archived, dict) and isinstance(archived.get("design"), dict):
+        design.update(archived["design"])
+    curves = pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"])
+    return Ablation(recipe.name, runs_csv.parent, factors, runs, curves, {i.name: i for i in infos}, design,
+                    recipe.model_dump(mode="json"))
 
 
 def find_ablations(base: str | Path = "ablations") -> list[Path]:

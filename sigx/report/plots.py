@@ -134,7 +134,8 @@ def interaction_plots(report: Report, path: Path) -> None:
 
 def write_plots(report: Report, out: Path) -> list[Path]:
     paths = []
-    drawers = [("reward_curves.png", reward_curves), ("effects.png", effects_plot)]
+    drawers = [("reward_curves.png", reward_curves)] if len(report.ablation.curves) else []  # archives have none
+    drawers += [("effects.png", effects_plot)]
     if len(report.ablation.of_role("technique", "regime")) >= 2:
         drawers += [("interactions_heatmap.png", interaction_heatmap), ("interaction_plots.png", interaction_plots)]
     for name, draw in drawers:

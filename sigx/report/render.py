@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -24,14 +25,21 @@ HOW_TO_READ = """\
 treatment level), with the seed as a block (cells with the same seed share prompts and noise draws);
 effect = 2 x coefficient = mean with the term "on" minus mean with it "off", averaged over the other factors.
 A main effect is what a factor adds on average; a 2-way effect A x B is half the difference between A's effect
-with B on and with B off. p-values are Holm-corrected over all terms; *MDE* is the smallest true effect the
-design detects with 80% power (two-sided 5%), so "not significant" reads as "smaller than the MDE, if anything".
+with B on and with B off. p-values are Holm-corrected over all terms. *within +-{margin}*: the effect is shown
+smaller than the margin (equivalence: two one-sided tests, Holm over the terms); only there does this report
+claim "no effect". *MDE* is the smallest true effect called significant with 80% probability under that same
+Holm rule; an effect that is neither significant nor shown within the margin is unresolved, not absent.
 *Additivity*: for each set of techniques, in each regime, the observed gain over that regime's baseline against
-the sum of its members' own gains; the gap (observed - sum) with the exact 95% t-interval of that contrast from
-the same blocked fit. *additive*: the whole CI lies within +-{margin} (too small to matter); else *synergistic* /
-*redundant*: the CI lies above / below zero; *inconclusive*: neither, and "seeds to resolve" estimates the
-seeds per cell that would settle it. "x unpaired" is how many times wider the interval would be without the
-seed blocks (the same runs analysed as if unpaired)."""
+the sum of its members' own gains; the gap (observed - sum) with a seed-paired 95% t-interval (each seed's own
+estimate of the gap, so cells of unequal noise are weighed as they are; seeds - 1 degrees of freedom). Over the
+family of all gaps (Holm): *additive* when the gap is shown within +-{margin}; else *synergistic* / *redundant*
+when it is shown different from zero; else *inconclusive*, with the seeds per cell that would resolve it with the
+probability given, if the true gap were the estimate (a guide: the estimate is noisy). With every gap null, a
+false synergistic/redundant call anywhere in the table has probability <= 5%; with every gap at the margin, a
+false additive call <= 5%. "x unpaired": the width of the same contrast's interval from the pooled fit without
+seed blocks, relative to the one shown (above 1: what pairing on the seed buys; below 1, in a gap table: the
+pooled variance understates these cells' noise). Tests use alpha = 0.05, or 0.05 / looks under a sequential
+plan (the notes say so)."""
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -70,26 +78,37 @@ def _ratio(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}x"
 
 
+def _shown(p: float, alpha: float) -> str:
+    return "" if math.isnan(p) else ("yes" if p < alpha else "no")
+
+
 def effect_rows(report: Report) -> list[list[str]]:
     rows = []
     for _, row in report.effects.table.iterrows():
         ci = "-" if math.isnan(row.ci_low) else f"[{_signed(row.ci_low)}, {_signed(row.ci_high)}]"
-        significant = "" if math.isnan(row.p_holm) else ("yes" if row.p_holm < 0.05 else "no")
         rows.append([row.term, row.role, _signed(row.effect), _num(row.se), ci, _p(row.p), _p(row.p_holm),
-                     significant, _num(row.mde), _ratio(row.unpaired_width_ratio)])
+                     _shown(row.p_holm, report.alpha), _shown(row.p_equivalent_holm, report.alpha), _num(row.mde),
+                     _ratio(row.unpaired_width_ratio)])
     return rows
+
+
+def _seeds(row) -> str:
+    need = row.get("seeds_to_resolve", math.nan)
+    if need is None or math.isnan(need):
+        return "-"
+    return "> 1000" if math.isinf(need) else f"{int(need)} (P {row.resolve_probability:.2f})"
 
 
 def additivity_rows(report: Report) -> list[list[str]]:
     rows = []
     for _, row in report.additivity.iterrows():
         if "gap" not in row or (isinstance(row.get("gap"), float) and math.isnan(row["gap"])):
-            rows.append([row.regime, row.techniques, "-", "-", "-", "-", row.verdict, "-", "-", "-"])
+            rows.append([row.regime, row.techniques, "-", "-", "-", "-", "-", "-", row.verdict, "-", "-", "-"])
             continue
         ci = "-" if math.isnan(row.gap_low) else f"[{_signed(row.gap_low)}, {_signed(row.gap_high)}]"
-        need = "-" if math.isnan(row.seeds_to_resolve) else f"{int(row.seeds_to_resolve)}"
         rows.append([row.regime, row.techniques, _signed(row.observed_gain), _signed(row.sum_of_gains),
-                     _signed(row.gap), ci, row.verdict, _num(row.mde), _ratio(row.unpaired_width_ratio), need])
+                     _signed(row.gap), ci, _p(row.p_holm), _p(row.p_equivalent_holm), row.verdict, _num(row.mde),
+                     _ratio(row.unpaired_width_ratio), _seeds(row)])
     return rows
 
 
@@ -98,10 +117,12 @@ def room_rows(report: Report) -> list[list[str]]:
 
 
 CELL_HEADER = ["#", "combination", "runs", *[f"{SHORT[m]} (95% CI)" for m in METRICS]]
-EFFECT_HEADER = ["term", "role", "effect", "SE", "95% CI", "p", "p (Holm)", "significant", "MDE (80%)",
-                 "x unpaired"]
-ADDITIVITY_HEADER = ["regime", "techniques", "observed gain", "sum of single gains", "gap", "gap 95% CI (t)",
-                     "verdict", "MDE (80%)", "x unpaired", "seeds to resolve"]
+EFFECT_HEADER = ["term", "role", "effect", "SE", "95% CI", "p", "p (Holm)", "significant", "within margin",
+                 "MDE (80%, Holm)", "x unpaired"]
+ADDITIVITY_HEADER = ["regime", "techniques", "observed gain", "sum of single gains", "gap", "gap 95% CI (seed-paired)",
+                     "p (Holm)", "p within margin (Holm)", "verdict", "MDE (80%, Holm)", "x unpaired",
+                     "seeds to resolve (P)"]
+VERDICT_COLUMN = ADDITIVITY_HEADER.index("verdict")
 ROOM_HEADER = ["runs", "n", *ROOM]
 
 
@@ -126,7 +147,7 @@ def control_lines(report: Report) -> list[str]:
     """The positive control(s): is an effect known to be real detected?"""
     lines = []
     for _, row in report.effects.table[report.effects.table.role == "control"].iterrows():
-        found = "detected" if row.p_holm < 0.05 else "NOT detected: the set-up could not see a real effect"
+        found = "detected" if row.p_holm < report.alpha else "NOT detected: the set-up could not see a real effect"
         lines.append(f"Positive control `{row.term}`: effect {_signed(row.effect)} "
                      f"[{_signed(row.ci_low)}, {_signed(row.ci_high)}], Holm p {_p(row.p_holm)}: {found}.")
     return lines
@@ -142,7 +163,7 @@ def blocking_line(report: Report) -> str:
 
 def markdown(report: Report, plots: list[Path]) -> str:
     ab = report.ablation
-    parts = [f"# Ablation report: {ab.name}", "", f"Run store: `{ab.root}`. " + headline(report), ""]
+    parts = [f"# Ablation report: {ab.name}", "", report.declaration, "", headline(report), ""]
     if report.notes:
         parts += ["**Notes.**", ""] + [f"- {n}" for n in report.notes] + [""]
     if report.effects.residual_df > 0:
@@ -160,7 +181,18 @@ def markdown(report: Report, plots: list[Path]) -> str:
               f"## Additivity of `{report.metric}` gains", "", _md_table(ADDITIVITY_HEADER, additivity_rows(report)), "",
               "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
+    parts += ["", "## Provenance", ""] + [f"- {line}" for line in report.batches or ["batches: not recorded"]]
+    parts += [f"- this report: {_made_with(report)}"]
+    if ab.recipe is not None:
+        parts += ["", "The recipe, as the store holds it (every default filled in):", "", "```yaml",
+                  yaml.safe_dump(ab.recipe, sort_keys=False).rstrip(), "```"]
     return "\n".join(parts) + "\n"
+
+
+def _made_with(report: Report) -> str:
+    made = report.provenance or {}
+    libraries = ", ".join(f"{k} {v}" for k, v in (made.get("libraries") or {}).items() if v)
+    return f"sigx commit {made.get('commit') or 'unknown'}, python {made.get('python')}, {libraries}"
 
 
 ROOM_NOTE = "; ".join(f"*{c}*: {how}" for c, (_, _, how) in ROOM.items()) + "."
@@ -177,8 +209,10 @@ def _records(df) -> list[dict]:
 
 def as_json(report: Report) -> dict:
     records = _records
-    return {"ablation": report.ablation.name, "store": str(report.ablation.root), "metric": report.metric,
-            "margin": report.margin, "notes": report.notes, "residual_sd": report.effects.residual_sd,
+    return {"ablation": report.ablation.name, "store": report.ablation.name, "metric": report.metric,
+            "margin": report.margin, "declared": report.ablation.declared, "declaration": report.declaration,
+            "batches": report.batches, "provenance": report.provenance, "recipe": report.ablation.recipe,
+            "notes": report.notes, "residual_sd": report.effects.residual_sd,
             "residual_df": report.effects.residual_df, "runs": records(report.ablation.runs),
             "design": report.ablation.design, "cells": records(report.cells),
             "effects": records(report.effects.table), "additivity": records(report.additivity),
@@ -202,6 +236,7 @@ def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]
 
 
 def print_report(report: Report, console: Console) -> None:
+    console.print(report.declaration.replace("`", ""), highlight=False)
     console.print(f"[bold]ablation {report.ablation.name}[/bold]: " + headline(report), highlight=False)
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
@@ -216,8 +251,8 @@ def print_report(report: Report, console: Console) -> None:
         for column in header:
             table.add_column(column)
         for row in rows:
-            verdict = row[6] if header is ADDITIVITY_HEADER else None
+            verdict = row[VERDICT_COLUMN] if header is ADDITIVITY_HEADER else None
             if verdict in VERDICT_STYLE:
-                row = row[:6] + [f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"] + row[7:]
+                row = row[:VERDICT_COLUMN] + [f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"] + row[VERDICT_COLUMN + 1:]
             table.add_row(*[r.replace("**", "") for r in row])
         console.print(table)

@@ -10,18 +10,28 @@ Conventions, so that the numbers can be read without the code:
   (common random numbers), so seed-to-seed variation common to all cells is taken out of the error.
 - **Effect** (Yates): 2 x coefficient = mean with the term's sign +1 minus mean with it -1, averaged over the
   other factors. Standard errors from the residual variance (``residual_df`` degrees of freedom), 95% t-intervals,
-  p-values Holm-corrected over all terms, and the **minimum detectable effect** (80% power, two-sided 5%):
-  (t_0.975 + t_0.8) x SE, the smallest true effect the design would call significant four times in five.
+  p-values Holm-corrected over all terms. An effect averages every cell, so unequal noise across cells averages
+  out and the pooled variance keeps its level (checked by simulation with the stress experiment's 13x pattern).
+  **Equivalence** (TOST at the margin, Holm over the terms): "no effect" is claimed only where it is shown.
+- **MDE** (minimum detectable effect) under the rule the report calls significance by: Holm over the m terms
+  (or gaps) of the family, whose first step is a test at alpha/m, so (t_{1-alpha/(2m)} + t_0.8) x SE: a true
+  effect of that size is called significant with ~80% probability when the others are null (simulation).
 - **Additivity gap** of a set S of techniques, in a regime R (the regime factors set as named, every other factor
   at its reference): mu(S+R) - mu(R) - sum_f [mu(f+R) - mu(R)], with mu the model's cell mean. Zero when gains add
-  up; > 0 synergistic, < 0 redundant. It is a linear contrast of the coefficients, so its 95% interval is the
-  exact t-interval of that contrast from the same blocked fit (``t_test``), which keeps its level at any number
-  of seeds (the test suite checks the coverage by simulation). For a full factorial with every cell present it
-  equals the contrast of the cell means.
-- **Verdict**: *additive* when the whole CI lies within +-margin (an equivalence test at the chosen margin);
-  otherwise *synergistic* / *redundant* when the CI lies above / below 0; *inconclusive* otherwise, with the seeds
-  per cell that would resolve it (detect the gap at 80% power, or fit its CI inside the margin, whichever is
-  fewer), from the contrast's standard error.
+  up; > 0 synergistic, < 0 redundant. A gap is a contrast of a few cells, whose noise may differ (13x in the
+  stress experiment): a pooled variance would be too wide for quiet cells and too narrow for noisy ones. So its
+  interval is **seed-paired**: the model (without seed blocks) is fitted to each seed's runs alone, each seed gives
+  its own estimate of the contrast, and the t-interval is taken over the seeds (n - 1 degrees of freedom). That
+  is exact whatever the cells' variances and however cells of one seed are correlated (common random numbers),
+  and its point estimate is the pooled fit's (balanced seeds). It needs every seed to hold a full-rank design;
+  a seed that does not is left out of the gaps (a note says so).
+- **Verdicts over the family of gaps** (every gap the report declares): *additive* when the gap is shown within
+  +-margin by TOST (two one-sided t-tests) with Holm over the family; else *synergistic* / *redundant* when the
+  two-sided test of gap = 0, Holm over the family, rejects (sign of the gap); *inconclusive* otherwise. So with
+  every gap null, the chance of any false synergistic/redundant call is <= 5%, and with every gap at the margin,
+  the chance of any false additive call is <= 5% (simulation). "Seeds to resolve": the seeds per cell with which
+  the gap would be resolved by that same rule with probability 0.8 **if its true value were the estimate** (a
+  noisy estimate: a guide, not a promise).
 - **Paired vs unpaired**: the same contrasts from the fit without seed blocks; the report gives how much wider
   those intervals are, i.e. what blocking on the seed buys.
 """
@@ -38,6 +48,7 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from sigx.provenance import provenance
 from sigx.report.load import METRICS, ROOM, Ablation
 
 ALPHA = 0.05
@@ -59,11 +70,30 @@ def mean_ci(values: pd.Series) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
-def detectable(se: float, df: int) -> float:
-    """Minimum detectable effect at 80% power, two-sided 5%: (t_{1-a/2} + t_{power}) x SE."""
+def detectable(se: float, df: int, family: int = 1, alpha: float = ALPHA) -> float:
+    """Minimum detectable effect at 80% power, two-sided, for a test at alpha / ``family`` (the first step of
+    Holm over ``family`` tests): (t_{1-a/(2m)} + t_{power}) x SE."""
     if not (se > 0) or df <= 0:
         return math.nan
-    return float((stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * se)
+    return float((stats.t.ppf(1 - alpha / (2 * max(family, 1)), df) + stats.t.ppf(POWER, df)) * se)
+
+
+def tost_p(value: float, se: float, df: float, margin: float) -> float:
+    """p of the equivalence test |true value| < margin (two one-sided t-tests, the larger p)."""
+    if not (se > 0) or not df > 0 or math.isnan(value):
+        return math.nan
+    below = stats.t.sf((value + margin) / se, df)  # H0: value <= -margin
+    above = stats.t.cdf((value - margin) / se, df)  # H0: value >= margin
+    return float(max(below, above))
+
+
+def holm(p: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values over the non-missing entries (NaN stays NaN)."""
+    out = pd.Series(math.nan, index=p.index, dtype=float)
+    known = p.notna()
+    if known.any():
+        out[known] = multipletests(p[known].to_numpy(dtype=float), alpha=ALPHA, method="holm")[1]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- cell table
@@ -163,6 +193,49 @@ def fit_model(ab: Ablation, metric: str, blocked: bool = True) -> Model:
     return Model(None, factors, [], blocked, ["no effect is estimable from the finished runs"], controls)
 
 
+@dataclass
+class SeedFits:
+    """The model (without seed blocks) fitted to each seed's runs alone: each seed's own estimate of any contrast
+    of the model's cell means, for seed-paired intervals (see the module docstring)."""
+
+    seeds: list
+    coefficients: np.ndarray  # [seeds, 1 + terms + controls]
+    left_out: list  # seeds whose runs do not hold a full-rank design
+
+    def estimate(self, weights: np.ndarray, margin: float = math.nan) -> dict[str, float]:
+        """value, se, df, 95% CI, two-sided p and TOST p at ``margin`` of the contrast over the seeds."""
+        per_seed = self.coefficients @ weights if len(self.seeds) else np.array([])
+        n = len(per_seed)
+        value = float(per_seed.mean()) if n else math.nan
+        if n < 2:
+            return {"value": value, "se": math.nan, "df": 0, "low": math.nan, "high": math.nan, "p": math.nan,
+                    "p_tost": math.nan, "sd": math.nan}
+        sd = float(per_seed.std(ddof=1))
+        se, df = sd / math.sqrt(n), n - 1
+        if se == 0:
+            return {"value": value, "se": 0.0, "df": df, "low": value, "high": value,
+                    "p": 0.0 if value else 1.0, "p_tost": 0.0 if abs(value) < margin else 1.0, "sd": 0.0}
+        half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
+        return {"value": value, "se": se, "df": df, "low": value - half, "high": value + half,
+                "p": float(2 * stats.t.sf(abs(value) / se, df)), "p_tost": tost_p(value, se, df, margin), "sd": sd}
+
+
+def seed_fits(ab: Ablation, metric: str, model: Model) -> SeedFits:
+    data = ab.done[ab.factors + ["seed", metric]].dropna()
+    seeds, coefficients, left_out = [], [], []
+    for seed, runs in data.groupby("seed", sort=True):
+        exog = design_matrix(runs, model.factors, model.terms, blocked=False, controls=model.controls)
+        x = exog.to_numpy()
+        if np.linalg.matrix_rank(x) < x.shape[1]:
+            left_out.append(seed)
+            continue
+        beta, *_ = np.linalg.lstsq(x, runs[metric].to_numpy(dtype=float), rcond=None)
+        seeds.append(seed)
+        coefficients.append(beta)
+    width = 1 + len(model.terms) + len(model.controls)
+    return SeedFits(seeds, np.array(coefficients).reshape(len(seeds), width), left_out)
+
+
 # ---------------------------------------------------------------------------------------------- effects
 @dataclass
 class Effects:
@@ -172,10 +245,12 @@ class Effects:
     notes: list[str] = field(default_factory=list)
 
 
-COLUMNS = ["term", "order", "role", "effect", "se", "ci_low", "ci_high", "p", "p_holm", "mde", "unpaired_width_ratio"]
+COLUMNS = ["term", "order", "role", "effect", "se", "ci_low", "ci_high", "p", "p_holm", "p_equivalent",
+           "p_equivalent_holm", "mde", "unpaired_width_ratio"]
 
 
-def factorial_effects(ab: Ablation, metric: str, model: Model | None = None, unpaired: Model | None = None) -> Effects:
+def factorial_effects(ab: Ablation, metric: str, model: Model | None = None, unpaired: Model | None = None,
+                      margin: float = 0.02, alpha: float = ALPHA) -> Effects:
     model = model or fit_model(ab, metric)
     unpaired = unpaired or fit_model(ab, metric, blocked=False)
     if model.fit is None:
@@ -193,15 +268,16 @@ def factorial_effects(ab: Ablation, metric: str, model: Model | None = None, unp
         ratio = (u["high"] - u["low"]) / (e["high"] - e["low"]) if u and e["high"] > e["low"] else math.nan
         role = ab.info[t[0]].role if len(t) == 1 else "interaction"
         rows.append({"term": term_name(t), "order": len(t), "role": role, "effect": e["value"], "se": e["se"],
-                     "ci_low": e["low"], "ci_high": e["high"], "p": e["p"], "mde": detectable(e["se"], model.df),
-                     "unpaired_width_ratio": ratio})
-    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_holm"])
+                     "ci_low": e["low"], "ci_high": e["high"], "p": e["p"],
+                     "p_equivalent": tost_p(e["value"], e["se"], model.df, margin),
+                     "mde": detectable(e["se"], model.df, len(estimated), alpha), "unpaired_width_ratio": ratio})
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.endswith("_holm")])
     notes = list(model.notes)
+    table["p_holm"] = holm(table["p"])
+    table["p_equivalent_holm"] = holm(table["p_equivalent"])
     if model.df > 0:
-        table["p_holm"] = multipletests(table["p"], alpha=ALPHA, method="holm")[1]
         residual_sd = math.sqrt(model.fit.mse_resid)
     else:
-        table["p_holm"] = math.nan
         residual_sd = math.nan
         notes.append("one run per cell: no seed-to-seed variance, so no standard errors or p-values; add seeds")
     if not ab.full:
@@ -212,29 +288,50 @@ def factorial_effects(ab: Ablation, metric: str, model: Model | None = None, unp
 
 
 # ---------------------------------------------------------------------------------------------- additivity
-def seeds_to_resolve(gap: float, se: float, seeds: int, margin: float) -> float:
-    """Seeds per cell to resolve a gap: detect it (power 0.8, two-sided 5%), or bound it within +-margin; the
-    standard error shrinks as 1/sqrt(seeds)."""
-    if not (se > 0) or math.isnan(gap):
+def resolve_probability(gap: float, sd: float, seeds: int, margin: float, family: int, grid: int = 256,
+                        alpha: float = ALPHA) -> float:
+    """The probability that a gap whose true value is ``gap`` is resolved with ``seeds`` seeds per cell by the
+    report's rule at its first Holm step (alpha / family): detected (two-sided t-test) or shown within +-margin
+    (TOST). ``sd`` is the seed-to-seed SD of the per-seed contrast. Exact up to the grid: given the sample SD s
+    (a scaled chi distribution, integrated over ``grid`` quantiles), each outcome is an interval of the mean."""
+    if seeds < 2 or not sd > 0:
         return math.nan
-    z_alpha, z_power = stats.norm.ppf(1 - ALPHA / 2), stats.norm.ppf(POWER)
-    needed = []
-    if gap != 0:
-        needed.append(seeds * (se * (z_alpha + z_power) / gap) ** 2)
-    if abs(gap) < margin:
-        needed.append(seeds * (se * z_alpha / (margin - abs(gap))) ** 2)
-    return float(math.ceil(min(needed))) if needed else math.nan
+    df, level = seeds - 1, alpha / max(family, 1)
+    t_two, t_one = stats.t.ppf(1 - level / 2, df), stats.t.ppf(1 - level, df)
+    s = sd * np.sqrt(stats.chi2.ppf((np.arange(grid) + 0.5) / grid, df) / df)
+    tau = sd / math.sqrt(seeds)
+    detect_at, within = t_two * s / math.sqrt(seeds), margin - t_one * s / math.sqrt(seeds)
+    cdf = stats.norm.cdf
+    detected = cdf((-detect_at - gap) / tau) + 1 - cdf((detect_at - gap) / tau)
+    equivalent = np.where(within > 0, cdf((within - gap) / tau) - cdf((-within - gap) / tau), 0.0)
+    union = np.where(within >= detect_at, 1.0, detected + equivalent)  # the two regions overlap only then
+    return float(union.mean())
 
 
-def verdict(low: float, high: float, margin: float) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "inconclusive"
-    if -margin <= low and high <= margin:  # negligible, even where the CI happens to exclude zero
+def seeds_to_resolve(gap: float, sd: float, margin: float, family: int, limit: int = 1000,
+                     alpha: float = ALPHA) -> float:
+    """Seeds per cell with which the gap would be resolved by the report's rule with probability POWER, if its
+    true value were ``gap``; ``inf`` past ``limit``."""
+    if not sd > 0 or math.isnan(gap):
+        return math.nan
+    low, high = 2, limit
+    if resolve_probability(gap, sd, high, margin, family, alpha=alpha) < POWER:
+        return math.inf
+    while low < high:  # the probability grows with the seeds: bisect
+        mid = (low + high) // 2
+        if resolve_probability(gap, sd, mid, margin, family, alpha=alpha) >= POWER:
+            high = mid
+        else:
+            low = mid + 1
+    return float(low)
+
+
+def verdict(p_equivalent: float, p_different: float, gap: float, alpha: float = ALPHA) -> str:
+    """The report's call on one gap from its family-adjusted p-values (see the module docstring)."""
+    if p_equivalent < alpha:  # negligible, even where the gap is also shown to differ from zero
         return "additive"
-    if low > 0:
-        return "synergistic"
-    if high < 0:
-        return "redundant"
+    if p_different < alpha:
+        return "synergistic" if gap > 0 else "redundant"
     return "inconclusive"
 
 
@@ -256,14 +353,18 @@ def gap_weights(model: Model, group: tuple[str, ...], regime: tuple[str, ...]) -
 
 
 def additivity_table(ab: Ablation, metric: str, margin: float, model: Model | None = None,
-                     unpaired: Model | None = None) -> pd.DataFrame:
+                     unpaired: Model | None = None, fits: SeedFits | None = None, alpha: float = ALPHA,
+                     plan_seeds: bool = True) -> pd.DataFrame:
+    """Every declared gap (each set of >= 2 techniques in each regime): estimate, seed-paired 95% CI, p-values
+    Holm-adjusted over the family of gaps, verdict, MDE under that rule, and (``plan_seeds``) the seeds that
+    would resolve an inconclusive one."""
     model = model or fit_model(ab, metric)
     unpaired = unpaired or fit_model(ab, metric, blocked=False)
+    fits = fits or (seed_fits(ab, metric, model) if model.fit is not None else None)
     techniques = ab.of_role("technique")
     done = ab.done.dropna(subset=[metric])
     present = {tuple(int(x) for x in (key if isinstance(key, tuple) else (key,)))
                for key in done.groupby(ab.factors).size().index} if len(done) else set()
-    seeds = int(done.groupby(ab.factors).size().min()) if len(done) else 0
     rows = []
     for regime in regimes(ab):
         for size in range(2, len(techniques) + 1):
@@ -282,18 +383,34 @@ def additivity_table(ab: Ablation, metric: str, margin: float, model: Model | No
                     rows.append({**row, "verdict": "not estimable: the fitted model has no interactions of these "
                                  "techniques (cells missing)"})
                     continue
-                gap, observed = model.estimate(gap_w), model.estimate(observed_w)
+                gap, observed = fits.estimate(gap_w, margin), fits.estimate(observed_w, margin)
                 u = unpaired.estimate(gap_w) if unpaired.fit is not None and unpaired.terms == model.terms else None
                 ratio = (u["high"] - u["low"]) / (gap["high"] - gap["low"]) if u and gap["high"] > gap["low"] \
                     else math.nan
-                v = verdict(gap["low"], gap["high"], margin)
                 row.update(observed_gain=observed["value"], sum_of_gains=observed["value"] - gap["value"],
-                           gap=gap["value"], gap_low=gap["low"], gap_high=gap["high"], p=gap["p"],
-                           mde=detectable(gap["se"], model.df), unpaired_width_ratio=ratio, verdict=v, seeds=seeds,
-                           seeds_to_resolve=seeds_to_resolve(gap["value"], gap["se"], seeds, margin)
-                           if v == "inconclusive" else math.nan)
+                           gap=gap["value"], gap_low=gap["low"], gap_high=gap["high"], gap_se=gap["se"],
+                           gap_sd=gap["sd"], df=gap["df"], p=gap["p"], p_equivalent=gap["p_tost"],
+                           unpaired_width_ratio=ratio, seeds=len(fits.seeds))
                 rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "gap" not in table:
+        return table
+    estimated = table.gap.notna()
+    family = int(estimated.sum())
+    table["family"] = family
+    table["p_holm"] = holm(table.p.where(estimated))
+    table["p_equivalent_holm"] = holm(table.p_equivalent.where(estimated))
+    for i in table.index[estimated]:
+        row = table.loc[i]
+        v = verdict(row.p_equivalent_holm, row.p_holm, row.gap, alpha)
+        table.loc[i, "verdict"] = v
+        table.loc[i, "mde"] = detectable(row.gap_se, int(row.df), family, alpha)
+        need = seeds_to_resolve(row.gap, row.gap_sd, margin, family, alpha=alpha) \
+            if v == "inconclusive" and plan_seeds else math.nan
+        table.loc[i, "seeds_to_resolve"] = need
+        table.loc[i, "resolve_probability"] = resolve_probability(row.gap, row.gap_sd, int(need), margin, family,
+                                                                  alpha=alpha) if math.isfinite(need) else math.nan
+    return table
 
 
 # ---------------------------------------------------------------------------------------------- room
@@ -314,7 +431,56 @@ def room_table(ab: Ablation) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------------------------------------- batches
+def batch_lines(ab: Ablation, metric: str, model: Model) -> list[str]:
+    """Which runs came from which batch (code and libraries), and what a batch difference would do to the
+    analysis: a store filled in several batches (a fold-over, added seeds, another machine) may carry a batch
+    effect. Aliased with a model term (a fold-over's batch is its defining interaction; added seeds' batch is
+    their seed blocks), its effect is inside that term's estimate; otherwise it is estimated and tested."""
+    if "batch" not in ab.runs:
+        return []
+    data = ab.done[ab.factors + ["seed", metric]].dropna()  # the model's rows, in its order
+    if not len(data):
+        return []
+    labels = ab.done.loc[data.index, "batch"].fillna("not recorded").astype(str)
+    counts = labels.value_counts(sort=False)
+    lines = [f"{label}: {n} run(s)" for label, n in counts.items()]
+    if len(counts) == 1:
+        return [f"one batch: {lines[0]}"] + threads_line(ab)
+    if model.fit is None:
+        return ["batches: " + "; ".join(lines) + " (no model to test a batch effect)"]
+    exog = model.fit.model.exog
+    names = list(model.fit.model.exog_names)
+    order = list(counts.index)
+    found = []
+    for label in order[1:]:
+        column = (labels.to_numpy() == label).astype(float)
+        gamma, *_ = np.linalg.lstsq(exog, column, rcond=None)
+        if np.allclose(exog @ gamma, column, atol=1e-8):
+            terms = [n for n, g in zip(names, gamma) if abs(g) > 1e-8 and n != "const"]
+            found.append(f"batch '{label}' vs '{order[0]}' is aliased with {', '.join(terms) or 'the intercept'}: "
+                         "any difference between the batches is inside those estimates and cannot be told apart")
+            continue
+        fit = sm.OLS(model.fit.model.endog, np.column_stack([exog, column])).fit()
+        test = fit.t_test(np.eye(exog.shape[1] + 1)[-1])
+        low, high = np.asarray(test.conf_int(alpha=ALPHA)).ravel()
+        found.append(f"batch '{label}' vs '{order[0]}': {float(np.asarray(test.effect).ravel()[0]):+.4f} "
+                     f"[{low:+.4f}, {high:+.4f}], p {float(np.asarray(test.pvalue).ravel()[0]):.3g} (a level shift "
+                     "estimated beside the model's terms)")
+    return ["batches: " + "; ".join(lines)] + found + threads_line(ab)
+
+
+def threads_line(ab: Ablation) -> list[str]:
+    if "threads" not in ab.runs or ab.done.threads.isna().all():
+        return []
+    counts = ab.done.threads.dropna().astype(int).value_counts().sort_index()
+    return ["torch threads per run: " + ", ".join(f"{t} ({n} run(s))" for t, n in counts.items())]
+
+
 # ---------------------------------------------------------------------------------------------- the report
+DEFAULT_METRIC, DEFAULT_MARGIN = "final_reward", 0.02
+
+
 @dataclass
 class Report:
     ablation: Ablation
@@ -325,9 +491,35 @@ class Report:
     additivity: pd.DataFrame
     room: pd.DataFrame
     notes: list[str]
+    declaration: str = ""  # the report's first line: is this the analysis the recipe declared?
+    alpha: float = ALPHA  # the level of every test (alpha / looks under a sequential plan)
+    batches: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)  # what made the report (sigx commit, library versions)
 
 
-def build_report(ab: Ablation, metric: str = "final_reward", margin: float = 0.02) -> Report:
+def declaration_line(ab: Ablation, metric: str, margin: float) -> str:
+    declared = ab.declared
+    parts = []
+    if declared["metric"] is None:
+        parts.append(f"metric `{metric}` was NOT declared (the recipe sets no ablation.metric): chosen at report time")
+    elif metric != declared["metric"]:
+        parts.append(f"metric `{metric}` is NOT the declared one (`{declared['metric']}`, ablation.metric): chosen "
+                     "at report time")
+    else:
+        parts.append(f"metric `{metric}` as declared in the recipe (ablation.metric)")
+    if declared["margin"] is None:
+        parts.append(f"margin +-{margin} not declared")
+    elif margin != declared["margin"]:
+        parts.append(f"margin +-{margin} is NOT the declared +-{declared['margin']}")
+    else:
+        parts.append(f"margin +-{margin} as declared")
+    return "Analysis: " + "; ".join(parts) + "."
+
+
+def build_report(ab: Ablation, metric: str | None = None, margin: float | None = None) -> Report:
+    alpha = ab.alpha
+    metric = metric or ab.declared["metric"] or DEFAULT_METRIC
+    margin = margin if margin is not None else (ab.declared["margin"] or DEFAULT_MARGIN)
     if metric not in METRICS:
         raise ValueError(f"--metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
     notes = []
@@ -342,7 +534,14 @@ def build_report(ab: Ablation, metric: str = "final_reward", margin: float = 0.0
     if ab.done[metric].isna().all() and len(ab.done):
         notes.append(f"no finished run reports {metric}")
     model, unpaired = fit_model(ab, metric), fit_model(ab, metric, blocked=False)
-    effects = factorial_effects(ab, metric, model, unpaired)
-    additivity = additivity_table(ab, metric, margin, model, unpaired)
+    effects = factorial_effects(ab, metric, model, unpaired, margin, alpha)
+    fits = seed_fits(ab, metric, model) if model.fit is not None else None
+    if ab.sequential:
+        notes.append(ab.sequential + f": every test of this report is at {alpha:.4g}")
+    if fits is not None and fits.left_out:
+        notes.append(f"seed(s) {', '.join(map(str, fits.left_out))} do not hold a full design of finished runs and "
+                     "are left out of the seed-paired gap intervals")
+    additivity = additivity_table(ab, metric, margin, model, unpaired, fits, alpha)
     return Report(ab, metric, margin, cell_table(ab, metric), effects, additivity, room_table(ab),
-                  notes + effects.notes)
+                  notes + effects.notes, declaration_line(ab, metric, margin), alpha, batch_lines(ab, metric, model),
+                  provenance(threads=False))

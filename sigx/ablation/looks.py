@@ -1,0 +1,68 @@
+"""The planned looks of a sequential ablation (``sigx ablate --until-resolved``): the store's ``sequential.json``,
+and the level every test of the store's report uses under it (see :mod:`sigx.ablation.sequential` for why)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sigx.ablation.store import StoreError
+from sigx.runs import read_json
+
+FILE = "sequential.json"
+ALPHA = 0.05
+
+
+@dataclass
+class SequentialPlan:
+    first_seeds: list[int]
+    step: int
+    max_seeds: int
+    alpha: float = ALPHA
+    looks_done: list[dict] = field(default_factory=list)
+
+    @property
+    def schedule(self) -> list[list[int]]:
+        """The seeds of each look: the recipe's, then ``step`` new ones at a time (the next unused integers)."""
+        seeds, out = list(self.first_seeds), [list(self.first_seeds)]
+        candidate = max(seeds) + 1
+        while len(seeds) < self.max_seeds:
+            for _ in range(min(self.step, self.max_seeds - len(seeds))):
+                while candidate in seeds:
+                    candidate += 1
+                seeds.append(candidate)
+            out.append(list(seeds))
+        return out
+
+    @property
+    def looks(self) -> int:
+        return len(self.schedule)
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha / self.looks
+
+    def describe(self) -> str:
+        sizes = ", ".join(str(len(s)) for s in self.schedule)
+        return (f"sequential seeds: {self.looks} planned look(s) at {sizes} seeds per cell, each tested at "
+                f"{self.alpha:g} / {self.looks} = {self.alpha_per_look:.4g} (Bonferroni alpha spending)")
+
+
+def load_plan(root: Path) -> SequentialPlan | None:
+    data = read_json(root / FILE)
+    if data is None:
+        return None
+    try:
+        return SequentialPlan(**data)
+    except TypeError:
+        raise StoreError(f"{root / FILE}: not a sigx sequential plan") from None
+
+
+def look_alpha(root: Path, alpha: float = ALPHA) -> tuple[float, str | None]:
+    """The level every test of a store's report uses, and the line that says why (None without a plan)."""
+    plan = load_plan(root)
+    if plan is None:
+        return alpha, None
+    done = len(plan.looks_done)
+    return plan.alpha_per_look, plan.describe() + f"; {done} look(s) done"
+
