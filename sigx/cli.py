@@ -208,6 +208,8 @@ def report(
                 _, written = generate_report(store, out, metric, margin, formats, console, recipe)
             except ReportError as err:
                 fail(str(err))
+            except RecipeError as err:  # --recipe of an archive that does not load
+                fail(err.problems)
         typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
 
 

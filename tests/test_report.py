@@ -305,3 +305,16 @@ def test_an_archived_runs_table_is_reported_against_its_recipe(tmp_path):
     assert again["declaration"].startswith("Analysis: metric `final_reward` as declared")
     bad = runner.invoke(app, ["report", str(tmp_path / "nothing.csv"), "--recipe", str(recipe)])
     assert bad.exit_code == 2 and "not a file (an archived runs.csv)" in bad.output
+
+
+def test_an_archive_reported_against_another_recipe_is_refused(tmp_path):
+    root = make_store(tmp_path / "arch2", ["sspo", "sorl"], [0, 1], lambda on, seed: 0.5 + noise(seed, on, 0.01))
+    runner = CliRunner()
+    assert runner.invoke(app, ["report", str(root), "--out", str(tmp_path / "out"), "--format", "csv"]).exit_code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\nablation:\n  factors: [sspo, gcrl]\n")
+    result = runner.invoke(app, ["report", str(tmp_path / "out" / "arch2" / "runs.csv"), "--recipe", str(other)])
+    assert result.exit_code == 2 and "lacks the columns gcrl (the recipe's factors: sspo, gcrl)" in result.output
+    other.write_text("name: other\nablation:\n  factors: [sspo]\n")  # a subset: the other column would be ignored
+    result = runner.invoke(app, ["report", str(tmp_path / "out" / "arch2" / "runs.csv"), "--recipe", str(other)])
+    assert result.exit_code == 2 and "its factors are sspo, sorl, the recipe's sspo" in result.output

@@ -234,6 +234,11 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
     if not needed <= set(runs.columns):
         raise ReportError(f"{runs_csv}: lacks the columns {', '.join(sorted(needed - set(runs.columns)))} "
                           f"(the recipe's factors: {', '.join(factors)})")
+    columns = list(runs.columns)
+    archived = [c for c in columns[columns.index("seed") + 1: columns.index("status")] if c not in ("batch", "threads")]
+    if archived and archived != factors:  # the archive's factor columns sit between seed and status
+        raise ReportError(f"{runs_csv}: its factors are {', '.join(archived)}, the recipe's {', '.join(factors)}: "
+                          "name the recipe that made these runs")
     if runs.cell.duplicated().any():
         raise ReportError(f"{runs_csv}: run {runs.cell[runs.cell.duplicated()].iloc[0]!r} is listed twice")
     for column in ["error", "batch", *METRICS, *ROOM]:
