@@ -104,7 +104,7 @@ def test_cli_validate_ok_and_enable_errors(tmp_path):
 def test_shipped_recipes_validate():
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parent.parent.glob("recipes/*.yaml")):
+    for path in sorted(Path(__file__).parent.parent.glob("recipes/**/*.yaml")):  # screens included
         load_recipe(path)
 
 
