@@ -41,6 +41,20 @@ ROOM = {
 }
 
 
+def full_design(**stored) -> dict:
+    """A store's design as the report reads it: a full factorial unless the plan (or archive) says otherwise."""
+    return {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": [], **stored}
+
+
+def complete_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every column the report reads, present (None where a run has no value), metrics and room as floats."""
+    for column in ["error", "batch", "threads", *METRICS, *ROOM]:
+        if column not in runs:
+            runs[column] = None
+    runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
+    return runs
+
+
 class ReportError(ValueError):
     """A directory that is not a readable ablation run store; one line for the CLI."""
 
@@ -62,8 +76,7 @@ class Ablation:
     runs: pd.DataFrame  # one row per planned run: cell, combination, seed, status, error, <factor> 0/1, metrics, room
     curves: pd.DataFrame  # long format: cell, combination, seed, step, reward (held-out)
     info: dict[str, FactorInfo] = field(default_factory=dict)
-    design: dict = field(default_factory=lambda: {"fraction": 0, "resolution": None, "words": [],
-                                                    "description": [], "aliases": []})
+    design: dict = field(default_factory=full_design)
     #: the store's resolved recipe (its ``recipe.yaml``), as plain data; None when the store has none
     recipe: dict | None = None
     #: the level of every test (alpha / looks under a sequential plan) and the line that says why
@@ -186,14 +199,10 @@ def load_ablation(root: str | Path) -> Ablation:
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
                        if isinstance(r.get("eval/reward"), (int, float))]
         rows.append(row)
-    runs = pd.DataFrame(rows)
-    for column in ["error", "batch", "threads", *METRICS, *ROOM]:
-        if column not in runs:
-            runs[column] = None
-    runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
+    runs = complete_runs(pd.DataFrame(rows))
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
     design = plan.get("design") if isinstance(plan.get("design"), dict) else {}
-    design = {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": [], **design}
+    design = full_design(**design)
     alpha, sequential = look_alpha(root)
     return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design,
                     _stored_recipe(root / "recipe.yaml"), alpha, sequential)
@@ -235,20 +244,17 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
         raise ReportError(f"{runs_csv}: lacks the columns {', '.join(sorted(needed - set(runs.columns)))} "
                           f"(the recipe's factors: {', '.join(factors)})")
     columns = list(runs.columns)
-    archived = [c for c in columns[columns.index("seed") + 1: columns.index("status")] if c not in ("batch", "threads")]
-    if archived and archived != factors:  # the archive's factor columns sit between seed and status
-        raise ReportError(f"{runs_csv}: its factors are {', '.join(archived)}, the recipe's {', '.join(factors)}: "
-                          "name the recipe that made these runs")
+    columns_between = [c for c in columns[columns.index("seed") + 1: columns.index("status")]
+                       if c not in ("batch", "threads")]
+    if columns_between and columns_between != factors:  # the archive's factor columns sit between seed and status
+        raise ReportError(f"{runs_csv}: its factors are {', '.join(columns_between)}, the recipe's "
+                          f"{', '.join(factors)}: name the recipe that made these runs")
     if runs.cell.duplicated().any():
         raise ReportError(f"{runs_csv}: run {runs.cell[runs.cell.duplicated()].iloc[0]!r} is listed twice")
-    for column in ["error", "batch", *METRICS, *ROOM]:
-        if column not in runs:
-            runs[column] = None
-    runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
-    design = {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": []}
+    runs = complete_runs(runs)
     archived = read_json(runs_csv.parent / "report.json")
-    if isinstance(archived, dict) and isinstance(archived.get("design"), dict):
-        design.update(archived["design"])
+    stored = archived.get("design") if isinstance(archived, dict) else None
+    design = full_design(**(stored if isinstance(stored, dict) else {}))
     curves = pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"])
     return Ablation(recipe.name, runs_csv.parent, factors, runs, curves, {i.name: i for i in infos}, design,
                     recipe.model_dump(mode="json"))

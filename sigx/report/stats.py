@@ -114,6 +114,12 @@ def cell_table(ab: Ablation, metric: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- the model
+def model_rows(ab: Ablation, metric: str) -> pd.DataFrame:
+    """The finished runs the model is fitted on (factors, seed, metric; runs without the metric left out), in
+    order: the pooled fit, the per-seed fits and the batch check all read these same rows."""
+    return ab.done[ab.factors + ["seed", metric]].dropna()
+
+
 def term_name(term: tuple[str, ...]) -> str:
     return " x ".join(term)
 
@@ -175,7 +181,7 @@ def design_matrix(data: pd.DataFrame, factors: list[str], terms: list[tuple[str,
 def fit_model(ab: Ablation, metric: str, blocked: bool = True) -> Model:
     """The report's model (see the module docstring). With missing cells a full factorial's highest-order
     interactions may not be estimable: they are dropped until the fit is, and a note says so."""
-    data = ab.done[ab.factors + ["seed", metric]].dropna()
+    data = model_rows(ab, metric)
     factors = ab.of_role("technique", "regime")
     controls = [c for c in ab.of_role("control") if len(data) and data[c].any()]  # a control not run yet: no term
     top = len(factors) if ab.full else min(2, len(factors))
@@ -221,7 +227,7 @@ class SeedFits:
 
 
 def seed_fits(ab: Ablation, metric: str, model: Model) -> SeedFits:
-    data = ab.done[ab.factors + ["seed", metric]].dropna()
+    data = model_rows(ab, metric)
     seeds, coefficients, left_out = [], [], []
     for seed, runs in data.groupby("seed", sort=True):
         exog = design_matrix(runs, model.factors, model.terms, blocked=False, controls=model.controls)
@@ -439,7 +445,7 @@ def batch_lines(ab: Ablation, metric: str, model: Model) -> list[str]:
     their seed blocks), its effect is inside that term's estimate; otherwise it is estimated and tested."""
     if "batch" not in ab.runs:
         return []
-    data = ab.done[ab.factors + ["seed", metric]].dropna()  # the model's rows, in its order
+    data = model_rows(ab, metric)
     if not len(data):
         return []
     labels = ab.done.loc[data.index, "batch"].fillna("not recorded").astype(str)
