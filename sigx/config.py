@@ -9,6 +9,7 @@ and what is allowed, so that the CLI can print them without a traceback.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -506,6 +507,22 @@ class FieldFactor(Strict):
         return self
 
 
+#: characters a level may not carry into a cell's directory name: path separators, NUL and control characters,
+#: and the escape character itself, each written %XX instead (so ``http://a/v1`` names one directory, never three)
+_UNSAFE_IN_NAME = re.compile(r"[%/\\\x00-\x1f\x7f]")
+#: the longest a level's label, and a cell's whole combination name, may be (one path component: 255 bytes)
+MAX_LABEL = 100
+MAX_COMBINATION = 240
+
+
+def level_label(value: Any) -> str:
+    """How a field factor's treatment level appears in a cell's name (``staleness=4``, ``lr=0.0001``): one path
+    component whatever the value, so that no level can place a cell outside its store."""
+    text = format(value, "g") if isinstance(value, float) else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+    return _UNSAFE_IN_NAME.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+
+
 def _factor_kind(value: Any) -> str:
     return "technique" if isinstance(value, str) else "field"
 
@@ -772,6 +789,11 @@ def field_factor_problems(recipe: Recipe, source: str) -> list[str]:
             continue
         if path[0] == "techniques" and path[-1] == "enabled":
             problems.append(f"{where}: write the technique's name ({path[1]}) as the factor")
+            continue
+        label = level_label(factor.levels[1])
+        if len(label.encode()) > MAX_LABEL:
+            problems.append(f"{where}: the treatment level names the cells' directories and is {len(label.encode())} "
+                            f"bytes written as a name; at most {MAX_LABEL} allowed")
             continue
         found = []
         for level in factor.levels:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sigx.ablation.design import Design, make_design
-from sigx.config import FieldFactor, Recipe, set_path
+from sigx.config import MAX_COMBINATION, FieldFactor, Recipe, RecipeError, level_label, set_path
 from sigx.engine.hooks import TECHNIQUE_ORDER
 
 
@@ -29,16 +29,11 @@ class Factor:
     @property
     def on_label(self) -> str:
         """How the factor at its treatment level appears in a cell's name."""
-        return self.name if self.kind == "technique" else f"{self.name}={_short(self.levels[1])}"
+        return self.name if self.kind == "technique" else f"{self.name}={level_label(self.levels[1])}"
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "role": self.role, "path": ".".join(self.path),
                 "levels": list(self.levels), "on_label": self.on_label}
-
-
-def _short(value: Any) -> str:
-    return format(value, "g") if isinstance(value, float) else str(value).lower() if isinstance(value, bool) \
-        else str(value)
 
 
 def factors_of(recipe: Recipe) -> list[Factor]:
@@ -103,5 +98,9 @@ def expand(recipe: Recipe) -> list[Cell]:
         for seed in recipe.ablation.seeds:
             r = cell_recipe(recipe, factors, on, seed)
             name = combination_name(r, factors, on)
+            if len(name.encode()) > MAX_COMBINATION:
+                raise RecipeError([f"ablation.factors: the cell name {name[:60]}... is {len(name.encode())} bytes, "
+                                   f"at most {MAX_COMBINATION} allowed (it names a directory); use shorter levels "
+                                   "or fewer field factors"])
             cells.append(Cell(f"{name}/seed{seed}", name, tuple(r.techniques.enabled_names()), on, seed, r))
     return cells

@@ -1,0 +1,40 @@
+"""What the hardening tests share: the smallest recipe that trains, and the one-error-line check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def tiny_data(tmp_path: Path, **sections) -> dict:
+    """A recipe (as data) that trains in a second or two: a 1-layer model, 2 steps, 2 prompts of 2 samples."""
+    data = {
+        "name": "hard", "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                                           "intermediate_size": 64, "sft_steps": 5}},
+        "task": {"eval_prompts": 4}, "rollout": {"group_size": 2, "max_new_tokens": 16},
+        "training": {"steps": 2, "prompts_per_step": 2, "eval_every": 2, "eval_samples": 1},
+        "ablation": {"factors": ["sspo"], "seeds": [0], "output_dir": str(tmp_path / "ablations")},
+        "logging": {"wandb": "disabled", "output_dir": str(tmp_path / "runs")}}
+    for section, value in sections.items():
+        data[section] = {**data.get(section, {}), **value} if isinstance(value, dict) else value
+    return data
+
+
+def one_error_line(result) -> str:
+    """The command failed with exactly one ``error:`` line and no traceback; that line."""
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output and len(lines) == 1, result.output
+    assert lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """A working directory that must stay empty: nothing may be written beside the paths a command names."""
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    yield here
+    assert not any(here.iterdir()), sorted(p.name for p in here.iterdir())
