@@ -17,7 +17,7 @@ __all__ = ["Judge", "JudgeError", "PathEvaluation", "PathRequest", "RuleJudge", 
 
 def build_judge(config: SearchP1Config) -> Judge:
     if config.judge == "llm":
-        from sigx.judges.llm import LLMJudge  # the openai client: an optional dependency
+        from sigx.judges.llm import LLMJudge
 
         return LLMJudge(config.llm_judge)
     return RuleJudge()

@@ -6,10 +6,12 @@ JSON output fields; sigx adds one sentence per count field saying what it counts
 and asks for the JSON object alone. The reply's scores are snapped to the paper's scales and its counts
 clamped to what the trajectory can hold (:func:`sigx.judges.base.consistent`).
 
-Operational: requests of a step go out concurrently (``concurrency`` at once); transport failures, 429 and
-5xx are retried by the ``openai`` client with backoff, a reply that is not the rubric's JSON is asked again,
-both up to ``max_retries``; after that the run stops with one line (:class:`~sigx.judges.base.JudgeError`)
-and resumes from its checkpoint. Evaluations are cached in SQLite by (model, prompt): a resumed run or a
+Operational: requests of a step go out concurrently (``concurrency`` at once) to ``<base_url>/chat/completions``
+through :mod:`sigx.http_json` (``timeout_s`` is a deadline for the whole request, not per socket read, which
+the openai client cannot give); transport failures, 408 / 429 / 5xx and a reply that is not the rubric's JSON
+with finite scores are asked again, backing off 1, 2, 4 ... s, up to ``max_retries``; after that (or at once
+for another 4xx) the run stops with one line (:class:`~sigx.judges.base.JudgeError`) and resumes from its
+checkpoint. Evaluations are cached in SQLite by (model, prompt): a resumed run or a
 second cell on the same trajectories asks nothing twice. Temperature 0, so the cache loses nothing.
 """
 
@@ -20,10 +22,12 @@ import json
 import os
 import re
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sigx.config import LLMJudgeConfig
+from sigx.http_json import HTTPFailure, finite_number, loads_strict, post_json
 from sigx.judges.base import Judge, JudgeError, PathEvaluation, PathRequest, consistent
 
 PROMPT_VERSION = "search-p1-d3-v1"  # part of the cache key: a changed prompt never reuses old answers
@@ -64,23 +68,23 @@ def render_prompt(r: PathRequest) -> str:
 
 def parse_evaluation(text: str) -> PathEvaluation:
     """The rubric's JSON object in a reply (fenced or bare); ValueError when there is none or a field is
-    missing or not a number."""
+    missing or not a finite number (a NaN score would otherwise snap to the lowest score and become a reward)."""
     match = re.search(r"\{.*\}", text or "", re.DOTALL)
     if match is None:
         raise ValueError("no JSON object in the reply")
     try:
-        data = json.loads(match.group(0))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"invalid JSON ({err.msg})") from None
+        data = loads_strict(match.group(0))
+    except ValueError as err:
+        raise ValueError(f"invalid JSON ({err})") from None
     if not isinstance(data, dict):
         raise ValueError("the JSON is not an object")
     missing = [f for f in FIELDS if f not in data]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    try:
-        values = {f: float(data[f]) for f in FIELDS}
-    except (TypeError, ValueError):
-        raise ValueError("a field is not a number") from None
+    values = {f: finite_number(data[f]) for f in FIELDS}
+    wrong = [f for f, v in values.items() if v is None or (f in COUNT_FIELDS and abs(v) > 1e6)]
+    if wrong:
+        raise ValueError(f"{wrong[0]} is {str(data[wrong[0]])[:20]}, not a finite number of the rubric's range")
     return PathEvaluation(**{f: int(round(v)) if f in COUNT_FIELDS else v for f, v in values.items()})
 
 
@@ -127,17 +131,24 @@ def _evaluation_json(e: PathEvaluation) -> str:
     return json.dumps({f: getattr(e, f) for f in FIELDS})
 
 
+def reply_content(answer: object) -> str:
+    """The message text of an OpenAI chat-completion answer; ValueError for an answer of another shape."""
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = first.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        raise ValueError("not a chat completion (no choices[0].message.content)")
+    return content
+
+
 class LLMJudge(Judge):
-    def __init__(self, config: LLMJudgeConfig):
-        try:
-            import openai
-        except ImportError:
-            raise JudgeError("techniques.search_p1.judge: 'llm' needs the openai package: pip install "
-                             "'sigx[judge]' (or judge: rules)") from None
+    def __init__(self, config: LLMJudgeConfig, backoff_s: float = 1.0):
         self.config = config
-        self.openai = openai
-        self.client = openai.OpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "EMPTY",
-                                    timeout=config.timeout_s, max_retries=config.max_retries)
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        key = os.environ.get(config.api_key_env)
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.backoff_s = backoff_s
         default = Path(os.environ.get("SIGX_CACHE", Path.home() / ".cache" / "sigx")) / "judge" / "evaluations.sqlite"
         self.cache = EvaluationCache(Path(config.cache_path).expanduser() if config.cache_path else default)
         self.requests_sent = 0
@@ -160,26 +171,29 @@ class LLMJudge(Judge):
 
     def _ask(self, prompt: str) -> PathEvaluation:
         c = self.config
-        extra = {"response_format": {"type": "json_object"}} if c.json_mode else {}
-        problem = "no reply"
-        for _ in range(c.max_retries + 1):  # the client itself retries transport errors, 429 and 5xx
+        payload = {"model": c.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0,
+                   "max_tokens": c.max_tokens, **({"response_format": {"type": "json_object"}} if c.json_mode else {})}
+        transport, problem = None, "no reply"
+        for attempt in range(c.max_retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                reply = self.client.chat.completions.create(
-                    model=c.model, messages=[{"role": "user", "content": prompt}], temperature=0.0,
-                    max_tokens=c.max_tokens, **extra)
-            except self.openai.APIStatusError as err:
-                raise JudgeError(f"techniques.search_p1.llm_judge: {c.base_url} answered HTTP {err.status_code} "
-                                 f"for model {c.model!r} (after {c.max_retries} retries)") from None
-            except self.openai.APIError as err:  # connection refused, timeout, a malformed HTTP answer
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise JudgeError(f"techniques.search_p1.llm_judge: cannot get an answer from {c.base_url} "
-                                 f"({reason}, after {c.max_retries} retries); is the server up?") from None
+                answer = post_json(self.url, payload, c.timeout_s, self.headers)
+            except HTTPFailure as err:
+                transport = err.why
+                if not err.retryable:
+                    raise JudgeError(f"techniques.search_p1.llm_judge: {c.base_url} answered {err.why} for model "
+                                     f"{c.model!r}") from None
+                continue
             self.requests_sent += 1
-            content = reply.choices[0].message.content if reply.choices else None
+            transport = None
             try:
-                return parse_evaluation(content or "")
+                return parse_evaluation(reply_content(answer))
             except ValueError as err:
                 problem = str(err)
+        if transport is not None:
+            raise JudgeError(f"techniques.search_p1.llm_judge: cannot get an answer from {c.base_url} ({transport}, "
+                             f"after {c.max_retries} retries); is the server up?")
         raise JudgeError(f"techniques.search_p1.llm_judge: {c.model!r} at {c.base_url} gave no valid evaluation "
                          f"in {c.max_retries + 1} tries (last: {problem})")
 

@@ -65,7 +65,7 @@ def stub_factory():
 
 def judge(url, tmp_path, **config) -> LLMJudge:
     return LLMJudge(LLMJudgeConfig(base_url=url, model="evaluator", cache_path=str(tmp_path / "cache.sqlite"),
-                                   **{"max_retries": 1, "timeout_s": 5, **config}))
+                                   **{"max_retries": 1, "timeout_s": 5, **config}), backoff_s=0.01)
 
 
 def test_the_papers_rubric_is_sent_and_the_reply_parsed(stub_factory, tmp_path):
