@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sigx.config import Recipe, RecipeError, load_recipe, recipe_warnings
 
@@ -26,9 +27,16 @@ console = Console(stderr=True)
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe field, e.g. --set training.lr=1e-4 (repeatable).")]
 
 
+#: an error line longer than this is shortened in its middle (a 20 MB value echoed back is no message)
+MAX_ERROR_LINE = 600
+
+
 def fail(lines: list[str] | str) -> None:
     for line in [lines] if isinstance(lines, str) else lines:
-        console.print(f"[red]error:[/red] {line}", markup=True, highlight=False, soft_wrap=True)
+        line = " ".join(str(line).split("\n"))
+        if len(line) > MAX_ERROR_LINE:
+            line = f"{line[:MAX_ERROR_LINE - 120]} ...[{len(line) - MAX_ERROR_LINE + 40} characters]... {line[-80:]}"
+        console.print(f"[red]error:[/red] {escape(line)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -39,8 +47,20 @@ def one_line_errors():
     try:
         yield
     except OSError as err:
-        where = err.filename or "sigx"
+        where = str(err.filename or "sigx")
+        where = where if len(where) <= 200 else where[:100] + "..." + where[-40:]
         fail(f"{where}: {err.strerror or type(err).__name__}" + (f" ({err.filename2})" if err.filename2 else ""))
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A --run-dir that names a directory sigx may create or use: not empty (that is the current folder), not
+    too long for the file system, not a file. (A NUL byte cannot reach here: no argument holds one.)"""
+    text = str(run_dir)
+    if text in ("", "."):  # Typer turns '' into Path('.')
+        fail("--run-dir: empty or '.'; name a directory for the run (default: <logging.output_dir>/<name>/...)")
+    with one_line_errors():
+        if run_dir.exists() and not run_dir.is_dir():
+            fail(f"--run-dir {run_dir}: exists and is not a directory")
 
 
 def free_cpus() -> int:
@@ -100,8 +120,8 @@ def train(
     An interrupted run (Ctrl-C, kill, crash) resumes from its last checkpoint when the same command is run
     again (training.checkpoint_every steps apart), and continues exactly as if it had not stopped."""
     r = load_or_fail(recipe, (set_ or []) + enable_overrides(enable))
-    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
-        fail(f"--run-dir {run_dir}: exists and is not a directory")
+    if run_dir is not None:
+        check_run_dir(run_dir)
     import torch
 
     from sigx.train import run_training
@@ -188,7 +208,7 @@ def report(
 
     The analysis (metric, margin) is the one the recipe declared in its ablation section; another is allowed, and
     the report's first line says it was chosen at report time."""
-    from sigx.report.generate import FORMATS, generate_report
+    from sigx.report.generate import FORMATS, generate_report, load_store
     from sigx.report.load import METRICS, ReportError, find_ablations
 
     formats = tuple(format_ or ["md"])
@@ -202,14 +222,26 @@ def report(
     stores = stores or ([] if recipe else find_ablations())
     if not stores:
         fail("no ablation run store under ablations/; run `sigx ablate RECIPE` first or name a store directory")
+    loaded, first_of = [], {}
     for store in stores:
         with one_line_errors():
             try:
-                _, written = generate_report(store, out, metric, margin, formats, console, recipe)
+                loaded.append(load_store(store, recipe))
             except ReportError as err:
                 fail(str(err))
             except RecipeError as err:  # --recipe of an archive that does not load
                 fail(err.problems)
+        name = loaded[-1].name
+        if name in first_of:  # both reports would go to OUT/<name>/, the second replacing the first
+            fail(f"{first_of[name]} and {store} are both ablation {name!r}: their reports would overwrite each "
+                 f"other in {out / name}/; report them one at a time, each with its own --out")
+        first_of[name] = store
+    for ablation in loaded:
+        with one_line_errors():
+            try:
+                _, written = generate_report(ablation, out, metric, margin, formats, console)
+            except ReportError as err:
+                fail(str(err))
         typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
 
 

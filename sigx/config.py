@@ -43,22 +43,37 @@ def _yaml_switch(value: Any) -> Any:
 Switch = BeforeValidator(_yaml_switch)
 
 
-BOOLEAN_FIELD = "boolean in numeric field "  # marks the error so that its field joins the error's path
+FIELD_PROBLEM = "problem in field "  # marks the error so that its field joins the error's path
+#: the longest text any field takes (a prompt instruction; a model path is at most PATH_MAX, 4096)
+MAX_TEXT = 10_000
+#: the largest integer any field takes: torch's and numpy's 64-bit range
+MAX_INT = 2**63 - 1
+MAX_NEW_TOKENS = 2**20
 
 
 class Strict(BaseModel):
-    """Every recipe section: unknown keys are errors (a typo is never silently ignored) and numbers must be finite."""
+    """Every recipe section: unknown keys are errors (a typo is never silently ignored), numbers must be finite
+    and fit 64 bits, and text must be text (no NUL byte, not megabytes)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _booleans_are_not_numbers(cls, data: Any) -> Any:
+    def _plain_values(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for name, value in data.items():
                 field = cls.model_fields.get(name)
-                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
-                    raise ValueError(f"{BOOLEAN_FIELD}{name}: expected a number, got a boolean ({str(value).lower()})")
+                if field is None:
+                    continue
+                if isinstance(value, bool) and _numeric(field.annotation):
+                    raise ValueError(f"{FIELD_PROBLEM}{name}: expected a number, got a boolean ({str(value).lower()})")
+                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+                    raise ValueError(f"{FIELD_PROBLEM}{name}: {str(value)[:12]}... is beyond a 64-bit integer "
+                                     f"(at most {MAX_INT})")
+                if isinstance(value, str) and "\0" in value:
+                    raise ValueError(f"{FIELD_PROBLEM}{name}: contains a NUL byte")
+                if isinstance(value, str) and len(value) > MAX_TEXT:
+                    raise ValueError(f"{FIELD_PROBLEM}{name}: {len(value)} characters; at most {MAX_TEXT} allowed")
         return data
 
 
@@ -110,7 +125,8 @@ class TinyModelConfig(Strict):
 class ModelConfig(Strict):
     """The policy: the built-in tiny model or any causal LM transformers can load."""
 
-    name: str = Field("sigx/tiny", description="'sigx/tiny' (built locally) or a Hugging Face hub id / local path")
+    name: str = Field("sigx/tiny", min_length=1, max_length=4096,
+                      description="'sigx/tiny' (built locally) or a Hugging Face hub id / local path")
     tiny: TinyModelConfig = Field(TinyModelConfig(), description="shape and warm start of sigx/tiny")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the trained weights "
                                                               "(keep float32 for fp32 master weights with autocast)")
@@ -288,7 +304,8 @@ class RolloutConfig(Strict):
                                                         "(in dtype bfloat16 with decoder static: the GPU choice "
                                                         "without vLLM); vllm: the colocated GPU engine")
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
-    max_new_tokens: int = Field(48, ge=1, description="per agent turn")
+    max_new_tokens: int = Field(48, ge=1, le=MAX_NEW_TOKENS, description="per agent turn (at most 2^20: beyond any "
+                                "model's context)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature; the ratio's log-probs use it too")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling (1: off; < 1 makes the sampler's log-probs "
                          "differ from the trainer's by construction)")
@@ -318,7 +335,7 @@ class RolloutConfig(Strict):
 class TrainingConfig(Strict):
     """The GRPO update: steps, optimizer, loss, and how the batch is laid out in memory."""
 
-    steps: int = Field(60, ge=1, description="GRPO steps (one rollout batch each)")
+    steps: int = Field(60, ge=1, le=10**9, description="GRPO steps (one rollout batch each)")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate (betas 0.9 / 0.99)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping by global norm")
@@ -585,7 +602,8 @@ class AblationConfig(Strict):
     margin: float | None = Field(None, gt=0, le=1, description="the additivity / equivalence margin declared with "
                                  "the metric: a gap (or effect) shown within +-margin is negligible. Unset: 0.02, "
                                  "reported as not declared")
-    output_dir: str = Field("ablations", description="run store root; the ablation goes to <output_dir>/<name>")
+    output_dir: str = Field("ablations", min_length=1, max_length=4096,
+                            description="run store root; the ablation goes to <output_dir>/<name>")
     executor: Literal["local", "ray", "slurm"] = Field(
         "local", description="where cells run: local (this process, or `workers` processes), ray (a Ray "
         "cluster, see ray), slurm (Slurm jobs through submitit, see slurm)")
@@ -613,7 +631,11 @@ class LoggingConfig(Strict):
     wandb: Literal["offline", "online", "disabled"] = Field("offline", description="Weights & Biases mode (offline: "
                                                             "written locally, `wandb sync` later)")
     project: str = Field("sigx", description="W&B project")
-    output_dir: str = Field("runs", description="root of `sigx train`'s run directories")
+    output_dir: str = Field("runs", min_length=1, max_length=4096, description="root of `sigx train`'s run "
+                            "directories")
+    wandb_unreachable: Literal["stop", "offline"] = Field(
+        "stop", description="wandb: online and W&B cannot be reached (or refuses the key): stop with one line, or "
+        "go on offline (written locally; `wandb sync` later), said in one warning line")
 
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
@@ -720,8 +742,8 @@ def format_validation_error(err: ValidationError, data: dict, source: str) -> li
             msg = (f"unknown technique {e['input']!r}; a factor is a technique "
                    f"({', '.join(TechniquesConfig.model_fields)}) or a recipe field at two levels, e.g. "
                    "{rollout.staleness: [0, 4]}")
-        elif e["msg"].removeprefix("Value error, ").startswith(BOOLEAN_FIELD):
-            field, msg = e["msg"].removeprefix("Value error, ").removeprefix(BOOLEAN_FIELD).split(": ", 1)
+        elif e["msg"].removeprefix("Value error, ").startswith(FIELD_PROBLEM):
+            field, msg = e["msg"].removeprefix("Value error, ").removeprefix(FIELD_PROBLEM).split(": ", 1)
             path = f"{path}.{field}" if path != "(recipe)" else field
         else:
             msg = e["msg"].removeprefix("Value error, ")
@@ -746,6 +768,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def _is_section(path: list[str]) -> bool:
+    """Whether ``path`` names a recipe section (a model of fields), not a value."""
+    model: Any = Recipe
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    return isinstance(model, type) and issubclass(model, BaseModel) or path == ["task"]
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = json.loads(json.dumps(data))  # deep copy of plain data
     for text in overrides:
@@ -758,6 +791,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise RecipeError([f"--set {text}: {part} is a value, not a section"])
             node = child
+        if isinstance(value, dict) and (isinstance(node.get(path[-1]), dict) or _is_section(path)):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise RecipeError([f"--set {shown}: would replace the whole section {'.'.join(path)}; set its fields one "
+                               f"by one (--set {'.'.join(path)}.FIELD=VALUE)"])
+        problem = _not_plain(value, ".".join(path))
+        if problem:
+            raise RecipeError([f"--set {'.'.join(path)}: {problem.split(': ', 1)[1]}"])
         node[path[-1]] = value
     return data
 
@@ -863,6 +903,26 @@ def _expanded_size(node, memo: dict) -> int:
     return memo[id(node)]
 
 
+def _not_plain(data: Any, where: str = "") -> str | None:
+    """What in a recipe's data YAML made of something other than text, numbers, booleans, null, lists and
+    mappings (a ``!!binary``, ``!!set`` or timestamp value), with its field path; None when it is all plain."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = _not_plain(value, f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found = _not_plain(value, f"{where}.{i}")
+            if found:
+                return found
+    elif data is not None and not isinstance(data, (str, int, float, bool)):
+        kind = {bytes: "a !!binary value", set: "a !!set value"}.get(type(data), f"a {type(data).__name__} value "
+                                                                                 "(quote it to use it as text)")
+        return f"{where or '(recipe)'}: {kind}; a recipe holds text, numbers, booleans, lists and mappings"
+    return None
+
+
 def read_recipe_file(path: Path) -> Any:
     """The YAML data of a recipe file, or a one-line RecipeError naming the file (and line) and the problem."""
     try:
@@ -880,9 +940,16 @@ def read_recipe_file(path: Path) -> Any:
             if node is not None and _expanded_size(node, {}) > MAX_RECIPE_VALUES:
                 raise RecipeError([f"{path}: the recipe's YAML aliases expand to more than {MAX_RECIPE_VALUES} "
                                    "values; write it out without nested aliases"])
-            return loader.construct_document(node) if node is not None else None
+            data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+        problem = _not_plain(data)
+        if problem:
+            raise RecipeError([f"{path}: {problem}"])
+        return data
+    except RecursionError:
+        raise RecipeError([f"{path}: the recipe's YAML is nested too deep to read; a recipe is a few levels of "
+                           "sections"]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -44,6 +44,14 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise
 
 
+def remove_write_leftovers(directory: str | Path) -> None:
+    """The temporary files of atomic writes that a kill cut short (``.summary.json.x1y2`` ...): a signal that
+    ends the process runs no cleanup. Only the directory's one writer, under its lock, may call this."""
+    for name in ("config.json", "summary.json", "metrics.jsonl"):
+        for leftover in Path(directory).glob(f".{name}.*"):
+            leftover.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=True))
 
@@ -71,29 +79,40 @@ def config_differences(old, new, ignore: set[tuple[str, ...]] = frozenset(), pat
 
 def list_differences(changed: list[str], shown: int = 4) -> str:
     """The first ``shown`` differing fields for a one-line error, with "..." when there are more."""
-    return ", ".join(changed[:shown]) + (", ..." if len(changed) > shown else "")
+    named = [c or "(the whole recipe: not a mapping of sections)" for c in changed]
+    return ", ".join(named[:shown]) + (", ..." if len(named) > shown else "")
 
 
 def read_json(path: str | Path) -> Any:
-    """The parsed file, or None when it is absent or unreadable (never written completely by sigx)."""
+    """The parsed file, or None when it is absent or unreadable (never written completely by sigx; not UTF-8;
+    not JSON; nested deeper than Python can parse)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # ValueError: JSONDecodeError and UnicodeDecodeError
         return None
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Every complete line; a torn last line (a crash mid-write) is ignored."""
-    rows = []
-    path = Path(path)
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+def read_jsonl_lines(path: str | Path) -> tuple[list[Any], int]:
+    """Every complete line's value, and how many lines could not be read (a torn last line after a crash
+    mid-write; bytes that are not UTF-8 or not JSON)."""
+    rows, unreadable = [], 0
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return rows, unreadable
+    for line in data.splitlines():
+        if not line.strip():
             continue
-    return rows
+        try:
+            rows.append(json.loads(line.decode("utf-8")))
+        except (ValueError, RecursionError):
+            unreadable += 1
+    return rows, unreadable
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Every complete line; a torn last line (a crash mid-write) or a damaged one is ignored."""
+    return read_jsonl_lines(path)[0]
 
 
 class RunWriter:

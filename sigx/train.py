@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sigx.checkpoint import Checkpoints
 from sigx.config import Recipe, RecipeError
 from sigx.provenance import provenance
-from sigx.runs import RunWriter
+from sigx.runs import RunWriter, read_json, remove_write_leftovers
 from sigx.tracking import Tracker
 
 
@@ -93,17 +93,28 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
         raise RecipeError([str(err)]) from None
     config = recipe.model_dump(mode="json")
     checkpoints = Checkpoints(run_dir, recipe.training.checkpoint_every, config)
+    checkpoints.remove_leftovers()
+    remove_write_leftovers(run_dir)
+    finished = read_json(run_dir / "summary.json")
+    if not fresh and isinstance(finished, dict) and finished.get("status") == "completed":
+        made_by = read_json(run_dir / "config.json")
+        made_by = str(made_by.get("name", "?"))[:60] if isinstance(made_by, dict) else "?"
+        raise RecipeError([f"{run_dir}: holds a completed run (recipe {made_by}, {str(finished.get('cell', '?'))[:60]}"
+                           f", seed {finished.get('seed', '?')}); pass --fresh to replace it, or write this run "
+                           "elsewhere with --run-dir"])
     if fresh:
         checkpoints.remove()
     resume = checkpoints.load()
     if resume is not None:
         log(f"resuming {run_dir} from its checkpoint at step {resume['step']}")
     checkpoints.meta = {"wandb_id": resume["meta"]["wandb_id"] if resume else uuid.uuid4().hex[:12]}
-    writer = RunWriter(run_dir, resumed_rows=resume["history"] if resume else None)
-    writer.write_config(config)
     name = name or cell_id(recipe)  # an ablation passes its cell's id (which names field factors too)
     tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
-                      tags=recipe.techniques.enabled_names() or ["baseline"], run_id=checkpoints.meta["wandb_id"])
+                      tags=recipe.techniques.enabled_names() or ["baseline"], run_id=checkpoints.meta["wandb_id"],
+                      unreachable=recipe.logging.wandb_unreachable,
+                      warn=lambda m: console.print(f"[yellow]warning:[/yellow] {m}", highlight=False, soft_wrap=True))
+    writer = RunWriter(run_dir, resumed_rows=resume["history"] if resume else None)  # after W&B: nothing written
+    writer.write_config(config)  # for a run that W&B stopped before it began
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=False,
                         disable=on_progress is not None)

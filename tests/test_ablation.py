@@ -282,7 +282,7 @@ def test_each_cell_is_tracked_with_group_name_tags_and_resolved_config(tmp_path,
 
     class FakeTracker:
         def __init__(self, mode, project, run_dir, name, config, group=None, tags=None, job_type="train",
-                     run_id=None):
+                     run_id=None, unreachable="stop", warn=None):
             calls.append(dict(mode=mode, name=name, group=group, tags=tags, job_type=job_type, config=config,
                               run_id=run_id))
 

@@ -61,9 +61,9 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         store.record_session({"event": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                               "host": socket.gethostname(), "pid": os.getpid(), "executor": a.executor,
                               "workers": a.workers, "provenance": provenance()})
-        for cell_id in store.set_aside_unreadable(cells):
-            console.print(f"[yellow]{cell_id}: its summary.json is unreadable; set aside under .failed/ and run "
-                          "again[/yellow]", highlight=False)
+        for cell_id, why in store.set_aside_unreadable(cells):
+            console.print(f"[yellow]{cell_id}: {why}; set aside under .failed/ and run again[/yellow]",
+                          highlight=False)
         if retry_failed:
             for cell in cells:
                 if store.status(cell.id) == "failed":

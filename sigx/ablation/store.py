@@ -156,14 +156,19 @@ class AblationStore:
         os.rename(self.cell_dir(cell_id), target)
         return target
 
-    def set_aside_unreadable(self, plan: list) -> list[str]:
-        """Cells whose directory exists without a readable summary (a finished cell's summary damaged after the
-        fact) would count as pending forever and never publish again: set them aside, so that they re-run."""
+    def set_aside_unreadable(self, plan: list) -> list[tuple[str, str]]:
+        """Cells whose place holds something without a readable summary (a finished cell's summary damaged after
+        the fact, a file where its directory belongs) would count as pending forever, run again and again and
+        never publish: set it aside, so that the cell re-runs and publishes."""
         moved = []
         for cell in plan:
-            if self.cell_dir(cell.id).is_dir() and not isinstance(self.summary(cell.id), dict):
+            place = self.cell_dir(cell.id)
+            if place.is_symlink() or (place.exists() and not place.is_dir()):
+                self.set_aside(cell.id, "not-a-directory")
+                moved.append((cell.id, "is not a directory (a file or a link where the finished cell belongs)"))
+            elif place.is_dir() and not isinstance(self.summary(cell.id), dict):
                 self.set_aside(cell.id, "unreadable")
-                moved.append(cell.id)
+                moved.append((cell.id, "has no readable summary.json"))
         return moved
 
     # ------------------------------------------------------------------------------------------ the ablation
@@ -191,7 +196,14 @@ class AblationStore:
         resolved = recipe.model_dump(mode="json")
         stored_path = self.root / "recipe.yaml"
         if stored_path.exists():
-            stored = yaml.safe_load(stored_path.read_text()) or {}
+            try:
+                stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
+            except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+                raise StoreError(f"{stored_path}: not a readable recipe ({type(err).__name__}); the store's record "
+                                 "of what it measures is damaged: restore it, or start another store") from None
+            if not isinstance(stored, dict):
+                raise StoreError(f"{stored_path}: not a recipe (expected a mapping of sections); restore it, or "
+                                 "start another store")
             changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS, defaults=default_recipe_like(stored))
             if changed:
                 raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in "

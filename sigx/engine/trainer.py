@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
-from sigx.config import Recipe
+from sigx.config import Recipe, RecipeError
 from sigx.engine.advantages import advantage_estimator
 from sigx.engine.behaviour import BehaviourPolicy
 from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
@@ -391,7 +391,13 @@ class GRPOTrainer:
         t = self.recipe.training
         start = time.perf_counter()
         if resume is not None:
-            self.load_state_dict(resume["trainer"])
+            try:
+                self.load_state_dict(resume["trainer"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:  # an older or foreign trainer state
+                where = checkpoints.path if checkpoints is not None else "checkpoint"
+                raise RecipeError([f"{where}: its trainer state does not fit this run ({type(err).__name__}: "
+                                   f"{str(err).splitlines()[0][:100] if str(err) else ''}); start afresh with "
+                                   "--fresh"]) from None
             history, first_step, spent = list(resume["history"]), resume["step"] + 1, resume["elapsed_s"]
         else:
             row = {"step": 0, **self.evaluate()}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sigx.report.load import load_ablation, load_archive
+from sigx.report.load import Ablation, load_ablation, load_archive
 from sigx.report.plots import write_plots
 from sigx.report.render import print_report, write_files
 from sigx.report.stats import Report, build_report
@@ -14,16 +14,20 @@ from sigx.report.stats import Report, build_report
 FORMATS = ("md", "csv", "json")
 
 
-def generate_report(store: str | Path, out_base: str | Path = "results", metric: str | None = None,
-                    margin: float | None = None, formats: tuple[str, ...] = ("md",),
-                    console: Console | None = None, recipe: str | Path | None = None) -> tuple[Report, list[Path]]:
-    """``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so). With
-    ``recipe``, ``store`` is an archived runs.csv (or the results folder holding one) made by that recipe."""
+def load_store(store: str | Path, recipe: str | Path | None = None) -> Ablation:
+    """A run store, or with ``recipe`` an archived runs.csv (or the results folder holding one) made by it."""
     if recipe is not None:
         store = Path(store)
-        ablation = load_archive(store / "runs.csv" if store.is_dir() else store, recipe)
-    else:
-        ablation = load_ablation(store)
+        return load_archive(store / "runs.csv" if store.is_dir() else store, recipe)
+    return load_ablation(store)
+
+
+def generate_report(store: str | Path | Ablation, out_base: str | Path = "results", metric: str | None = None,
+                    margin: float | None = None, formats: tuple[str, ...] = ("md",),
+                    console: Console | None = None, recipe: str | Path | None = None) -> tuple[Report, list[Path]]:
+    """``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so). ``store``
+    is a run store's path, an archive's (with ``recipe``, see :func:`load_store`) or an ablation loaded by it."""
+    ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
     report = build_report(ablation, metric, margin)
     out = Path(out_base) / ablation.name
     out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ plan lists technique names only) read as technique factors.
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import yaml
 from sigx.ablation.looks import look_alpha
 from sigx.ablation.store import cell_status
 from sigx.provenance import batch_key
-from sigx.runs import read_json, read_jsonl
+from sigx.runs import read_json, read_jsonl_lines
 
 # Metrics of the cell table: summary.json key (or a value derived from metrics.jsonl) -> what it is.
 METRICS = {
@@ -82,6 +83,8 @@ class Ablation:
     #: the level of every test (alpha / looks under a sequential plan) and the line that says why
     alpha: float = 0.05
     sequential: str | None = None
+    #: what was found damaged while reading the store (one line each; the report lists them in its notes)
+    damage: list[str] = field(default_factory=list)
 
     @property
     def declared(self) -> dict:
@@ -115,7 +118,7 @@ class Ablation:
 
 def _throughput(rows: list[dict]) -> float | None:
     keys = ("rollout_tokens_per_s", "rollout_s", "step_s")
-    steps = [r for r in rows if all(isinstance(r.get(k), (int, float)) for k in keys)]
+    steps = [r for r in rows if all(_is_number(r.get(k)) for k in keys)]
     if not steps:
         return None
     generated = sum(r["rollout_tokens_per_s"] * r["rollout_s"] for r in steps)
@@ -125,7 +128,7 @@ def _throughput(rows: list[dict]) -> float | None:
 def _room(rows: list[dict]) -> dict[str, float | None]:
     out = {}
     for column, (key, how, _) in ROOM.items():
-        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        values = [r[key] for r in rows if _is_number(r.get(key))]
         out[column] = (values[0] if how == "first" else statistics.fmean(values)) if values else None
     return out
 
@@ -155,12 +158,18 @@ def _check_plan(plan, root: Path) -> None:
             raise ReportError(f"{where}: factors[{i}] is neither a technique name nor a factor object")
     for i, cell in enumerate(plan["cells"]):
         ok = (isinstance(cell, dict) and isinstance(cell.get("id"), str) and isinstance(cell.get("combination"), str)
-              and isinstance(cell.get("seed"), int) and isinstance(cell.get("factors_on"), list))
+              and isinstance(cell.get("seed"), int) and not isinstance(cell.get("seed"), bool)
+              and isinstance(cell.get("factors_on"), list))
         if not ok:
             raise ReportError(f"{where}: cells[{i}] lacks an id, combination, seed or factors_on of the right type")
         parts = Path(cell["id"]).parts
         if Path(cell["id"]).is_absolute() or ".." in parts or len(parts) != 2:
             raise ReportError(f"{where}: cells[{i}] id {cell['id']!r} is not <combination>/seed<k> inside the store")
+    ids = [cell["id"] for cell in plan["cells"]]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:  # copies of one run would be read as independent runs: standard errors from copies
+        raise ReportError(f"{where}: cell {repeated[0]!r} is listed {ids.count(repeated[0])} times; a plan lists "
+                          "each run once (restore plan.json, or run `sigx ablate` on the recipe to rewrite it)")
 
 
 def load_ablation(root: str | Path) -> Ablation:
@@ -173,11 +182,14 @@ def load_ablation(root: str | Path) -> Ablation:
     _check_plan(plan, root)
     infos = [_factor_info(f) for f in plan["factors"]]
     factors = [i.name for i in infos]
-    rows, curves = [], []
+    rows, curves, damage = [], [], []
     for cell in plan["cells"]:
         row = {"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                **{f: int(f in cell["factors_on"]) for f in factors}, "batch": None}
-        summary = read_json(root / cell["id"] / "summary.json")
+        summary_path = root / cell["id"] / "summary.json"
+        summary = read_json(summary_path)
+        if summary is None and summary_path.exists():
+            damage.append(f"{cell['id']}/summary.json is unreadable (not UTF-8 JSON): the run counts as missing")
         if summary is not None and not isinstance(summary, dict):
             row.update(status="failed", error="summary.json is not a run summary (a JSON object)")
             rows.append(row)
@@ -188,16 +200,23 @@ def load_ablation(root: str | Path) -> Ablation:
         elif status == "failed":
             row.update(status="failed", error=str(summary.get("error", "unknown error")))
         else:
-            metrics = [r for r in read_jsonl(root / cell["id"] / "metrics.jsonl") if isinstance(r, dict)]
-            metrics = [r for r in metrics if isinstance(r.get("step"), int)]
-            numbers = {k: summary.get(k) for k in METRICS if isinstance(summary.get(k), (int, float))}
+            lines, unreadable = read_jsonl_lines(root / cell["id"] / "metrics.jsonl")
+            metrics = [r for r in lines if isinstance(r, dict) and _is_int(r.get("step"))]
+            if unreadable or len(metrics) < len(lines):
+                damage.append(f"{cell['id']}/metrics.jsonl: {unreadable + len(lines) - len(metrics)} line(s) "
+                              "unreadable or not a step's metrics, left out of its curve and room")
+            numbers = {k: summary.get(k) for k in METRICS if _is_number(summary.get(k))}
+            for k in METRICS:
+                if k in summary and summary[k] is not None and k not in numbers:
+                    damage.append(f"{cell['id']}/summary.json: {k} is {str(summary[k])[:20]!s}, not a finite "
+                                  "number: left out")
             made = summary.get("provenance") if isinstance(summary.get("provenance"), dict) else {}
             row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics), **numbers,
                        batch=batch_key(made or None),
-                       threads=made.get("threads") if isinstance(made.get("threads"), int) else None)
+                       threads=made.get("threads") if _is_int(made.get("threads")) else None)
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
-                       if isinstance(r.get("eval/reward"), (int, float))]
+                       if _is_number(r.get("eval/reward"))]
         rows.append(row)
     runs = complete_runs(pd.DataFrame(rows))
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
@@ -205,7 +224,18 @@ def load_ablation(root: str | Path) -> Ablation:
     design = full_design(**design)
     alpha, sequential = look_alpha(root)
     return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design,
-                    _stored_recipe(root / "recipe.yaml"), alpha, sequential)
+                    _stored_recipe(root / "recipe.yaml"), alpha, sequential, damage)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A finite int or float, not a boolean (JSON's true is no metric), and not the +-1e308 sigx writes for an
+    infinite value (:func:`sigx.runs.write_json_atomic`)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and abs(value) < 1e308)
 
 
 def _stored_recipe(path: Path) -> dict | None:

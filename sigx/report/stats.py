@@ -528,7 +528,7 @@ def build_report(ab: Ablation, metric: str | None = None, margin: float | None =
     margin = margin if margin is not None else (ab.declared["margin"] or DEFAULT_MARGIN)
     if metric not in METRICS:
         raise ValueError(f"--metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
-    notes = []
+    notes = [f"store damage: {line}" for line in ab.damage]
     missing = ab.runs[ab.runs.status == "missing"]
     failed = ab.runs[ab.runs.status == "failed"]
     if len(missing):

@@ -1,0 +1,82 @@
+"""A run store with damaged or nonsensical files (issue #26, item 6): one line where nothing can be reported, and
+otherwise a report that leaves the bad values out and says so in its notes, never a traceback or an inf."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hardening_fixtures import one_error_line, tiny_data
+from sigx.cli import app
+from sigx.runs import write_json_atomic
+
+
+def store(root: Path, seeds=(0, 1), summaries=None, metrics=None, plan_cells=None) -> Path:
+    """A two-cell x seeds store (baseline, sspo) whose files the case replaces."""
+    cells = [{"id": f"{c}/seed{s}", "combination": c, "factors_on": [] if c == "baseline" else ["sspo"],
+              "techniques": [], "seed": s} for c in ("baseline", "sspo") for s in seeds]
+    write_json_atomic(root / "plan.json", {"name": root.name, "factors": ["sspo"], "seeds": list(seeds),
+                                           "cells": plan_cells if plan_cells is not None else cells})
+    for i, cell in enumerate(cells):
+        run = root / cell["id"]
+        run.mkdir(parents=True, exist_ok=True)
+        summary = (summaries or {}).get(cell["id"], {"status": "completed", "final_reward": 0.5 + 0.01 * i,
+                                                     "reward_auc": 0.4 + 0.01 * i})
+        (run / "summary.json").write_bytes(summary if isinstance(summary, bytes) else json.dumps(summary).encode())
+        rows = (metrics or {}).get(cell["id"], b'{"step": 0, "eval/reward": 0.5}\n{"step": 1, "eval/reward": 0.6}\n')
+        (run / "metrics.jsonl").write_bytes(rows)
+    return root
+
+
+def report(root: Path, tmp_path: Path):
+    return CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "out"), "--format", "json"])
+
+
+@pytest.mark.parametrize("contents", [b"ablation: {factors: [sspo\n", "name: caf\xe9\n".encode("latin-1"),
+                                      b"- a list\n", b"[" * 5000 + b"]" * 5000])
+def test_a_damaged_recipe_in_a_store_is_one_line_for_report_and_ablate(contents, tmp_path, cwd):
+    root = store(tmp_path / "ablations" / "hard")
+    (root / "recipe.yaml").write_bytes(contents)
+    line = one_error_line(report(root, tmp_path))
+    assert f"{root / 'recipe.yaml'}: not a" in line
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_data(tmp_path)))
+    line = one_error_line(CliRunner().invoke(app, ["ablate", str(recipe)]))
+    assert f"{root / 'recipe.yaml'}: not a" in line and "restore it, or start another store" in line
+
+
+def test_a_plan_that_lists_one_run_four_times_is_refused(tmp_path, cwd):
+    cell = {"id": "baseline/seed0", "combination": "baseline", "factors_on": [], "techniques": [], "seed": 0}
+    root = store(tmp_path / "abl", plan_cells=[cell] * 4)
+    assert "cell 'baseline/seed0' is listed 4 times" in one_error_line(report(root, tmp_path))
+
+
+def test_a_seed_of_true_is_not_a_number(tmp_path, cwd):
+    cell = {"id": "baseline/seed0", "combination": "baseline", "factors_on": [], "techniques": [], "seed": True}
+    root = store(tmp_path / "abl", plan_cells=[cell])
+    assert "cells[0] lacks an id, combination, seed" in one_error_line(report(root, tmp_path))
+
+
+@pytest.mark.parametrize("value, shown", [("Infinity", "inf"), ("NaN", "nan"), ("true", "True"), ("1e308", "1e+308")])
+def test_a_metric_that_is_not_a_finite_number_is_left_out_with_a_note(value, shown, tmp_path, cwd):
+    bad = f'{{"status": "completed", "final_reward": {value}, "reward_auc": 0.4}}'.encode()
+    root = store(tmp_path / "abl", summaries={"sspo/seed1": bad})
+    result = report(root, tmp_path)
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "out" / "abl" / "report.json").read_text())
+    assert f"store damage: sspo/seed1/summary.json: final_reward is {shown}, not a finite number: left out" in \
+        written["notes"]
+    assert "Infinity" not in json.dumps(written["cells"]) and "inf" not in json.dumps(written["cells"])
+
+
+def test_binary_and_unreadable_files_are_read_around_and_noted(tmp_path, cwd):
+    root = store(tmp_path / "abl", summaries={"baseline/seed1": b"\xff\xfe not json"},
+                 metrics={"sspo/seed0": b"\x00\xff\xfe\x80garbage\n{\"step\": 0, \"eval/reward\": 0.5}\n[1]\n"})
+    result = report(root, tmp_path)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    notes = json.loads((tmp_path / "out" / "abl" / "report.json").read_text())["notes"]
+    assert "store damage: baseline/seed1/summary.json is unreadable (not UTF-8 JSON): the run counts as missing" in notes
+    assert ("store damage: sspo/seed0/metrics.jsonl: 2 line(s) unreadable or not a step's metrics, left out of its "
+            "curve and room") in notes

@@ -1,0 +1,54 @@
+"""W&B that cannot start (issue #26, item 8): a bad WANDB_MODE and an unreachable server are one line, and a run
+that asked to go on offline does so, said in one warning line."""
+
+import socket
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from hardening_fixtures import one_error_line, tiny_data
+from sigx.cli import app
+
+
+def recipe(tmp_path: Path, **logging) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_data(tmp_path, logging={"wandb": "offline", **logging})))
+    return path
+
+
+def test_a_wandb_mode_that_is_no_mode_is_one_line(tmp_path, monkeypatch, cwd):
+    monkeypatch.setenv("WANDB_MODE", "bogus")
+    line = one_error_line(CliRunner().invoke(app, ["train", str(recipe(tmp_path)), "--run-dir", str(tmp_path / "r")]))
+    assert "WANDB_MODE=bogus: not a W&B mode (it overrides logging.wandb); allowed: online, offline" in line
+
+
+def _unreachable_wandb(monkeypatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "3")
+
+
+def test_online_with_w_and_b_unreachable_is_one_line(tmp_path, monkeypatch, cwd):
+    _unreachable_wandb(monkeypatch)
+    run = tmp_path / "r"
+    line = one_error_line(CliRunner().invoke(app, ["train", str(recipe(tmp_path, wandb="online")), "--run-dir",
+                                                   str(run)]))
+    assert "logging.wandb: online: W&B did not start (CommError" in line
+    assert "logging.wandb_unreachable: offline" in line
+    assert not (run / "metrics.jsonl").exists()  # nothing begun
+
+
+def test_online_with_w_and_b_unreachable_goes_on_offline_when_asked(tmp_path, monkeypatch, cwd):
+    _unreachable_wandb(monkeypatch)
+    run = tmp_path / "r"
+    result = CliRunner().invoke(app, ["train", str(recipe(tmp_path, wandb="online", wandb_unreachable="offline")),
+                                      "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "warning: logging.wandb: W&B cannot be reached (CommError" in said and "going on offline" in said
+    assert list((run / "wandb").glob("offline-run-*"))
