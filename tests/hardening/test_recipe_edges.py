@@ -62,9 +62,13 @@ def test_a_difference_at_the_top_names_the_whole_recipe():
     assert list_differences([""]) == "(the whole recipe: not a mapping of sections)"
 
 
-def test_an_error_line_never_echoes_megabytes(tmp_path, cwd):
-    from sigx.cli import fail
+def test_an_error_line_never_echoes_megabytes(capsys):
     import typer
 
+    from sigx.cli import fail
+
     with pytest.raises(typer.Exit):
-        fail("x: " + "y" * 5_000_000)
+        fail("model.name: cannot load " + "y" * 5_000_000 + " [from the hub]")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: model.name: cannot load yyy") and line.endswith("yyy [from the hub]")
+    assert len(line) <= MAX_ERROR_LINE + 20 and "characters]..." in line
