@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from sigx.config import RecipeError, default_recipe_like
-from sigx.runs import COMPUTE_LAYOUT_FIELDS, config_differences, list_differences
+from sigx.runs import CHECKPOINT_FILE, COMPUTE_LAYOUT_FIELDS, config_differences, list_differences
 
-FILE = "checkpoint.pt"
+FILE = CHECKPOINT_FILE
 #: what a sigx checkpoint holds (``digest`` since 2026-11-30: older checkpoints resume unchecked)
 PARTS = ("step", "trainer", "history", "elapsed_s", "config", "meta")
 

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sigx.config import Recipe, RecipeError, load_recipe, recipe_warnings
+from sigx.config import TECHNIQUE_ORDER, AblationConfig, Recipe, RecipeError, load_recipe, recipe_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO with composable signal techniques (SSPO, Search-P1, GC-RL, SORL) and their ablations.",
@@ -24,6 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                          "--dry-run  ·  sigx report ablations/stress  ·  docs: docs/ (recipe fields: docs/recipe.md)")
 console = Console(stderr=True)
 
+EXECUTORS = AblationConfig.model_fields["executor"].annotation.__args__  # the recipe's choices, written once
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe field, e.g. --set training.lr=1e-4 (repeatable).")]
 
 
@@ -78,7 +79,7 @@ def enable_overrides(enable: str | None) -> list[str]:
     """``--enable sspo,gcrl`` -> ``techniques.sspo.enabled=true`` ... (unknown names are an error)."""
     if enable is None:
         return []
-    known = list(Recipe.model_fields["techniques"].annotation.model_fields)
+    known = list(TECHNIQUE_ORDER)
     names = [n.strip() for n in enable.split(",") if n.strip()]
     if not names:
         fail(f"--enable: no technique named; give one or more of {', '.join(known)} (comma-separated)")
@@ -110,7 +111,7 @@ def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], 
                      "--set seed=1  ·  sigx train recipes/tiny-search.yaml --run-dir runs/mine --fresh")
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
-    enable: Annotated[Optional[str], typer.Option(help="Comma-separated techniques to switch on: sspo,search_p1,gcrl,sorl.")] = None,
+    enable: Annotated[Optional[str], typer.Option(help=f"Comma-separated techniques to switch on: {','.join(TECHNIQUE_ORDER)}.")] = None,
     set_: SetOption = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: <logging.output_dir>/<recipe name>/<cell>/seed<seed>).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the run directory holds the checkpoint of an interrupted run (which is otherwise resumed).")] = False,
@@ -147,7 +148,7 @@ def ablate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file; its `ablation` section names factors and seeds.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (with each cell's status) and stop.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="local executor: cells in parallel, one process (and GPU) each.")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local (default), ray or slurm.")] = None,
+    executor: Annotated[Optional[str], typer.Option(help=f"{', '.join(EXECUTORS)} (default: local).")] = None,
     address: Annotated[Optional[str], typer.Option(help="ray: address of an existing cluster (default: a local one).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Re-run the cells recorded as failed.")] = False,
     until_resolved: Annotated[bool, typer.Option("--until-resolved", help="Add whole seed blocks until every declared additivity gap is resolved (needs ablation.metric declared and --max-seeds); the 5% is spent over the planned looks.")] = False,

@@ -17,7 +17,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       model_validator)
 
-from sigx.ablation.design import make_design
+from sigx.design import make_design
 
 
 class RecipeError(ValueError):
@@ -111,7 +111,8 @@ class TinyModelConfig(Strict):
     sft_critique_noise: float = Field(0.2, ge=0, le=0.5, description="share of SFT critique verdicts flipped")
     sft_critique_style: Literal["verdict", "verify"] = Field(
         "verdict", description="SFT critiques: verdict: the bare yes/no; verify: the question solved anew, then "
-        "the verdict (single-turn tasks), a critic that checks by re-deriving, so the base judges above chance")
+        "the verdict (single-turn tasks), or the chain of searches re-walked (task search), a critic that checks by "
+        "re-deriving, so the base judges above chance")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TinyModelConfig":
@@ -493,8 +494,13 @@ class TechniquesConfig(Strict):
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
 
 
+#: the techniques' names, in the order the GRPO loop meets them (reward density, reward dimension, then the ratio):
+#: written once, as the sections of TechniquesConfig
+TECHNIQUE_ORDER: tuple[str, ...] = tuple(TechniquesConfig.model_fields)
+
+
 # --------------------------------------------------------------------------------------------------- ablation
-TechniqueName = Literal["search_p1", "gcrl", "sspo", "sorl"]
+TechniqueName = Literal[TECHNIQUE_ORDER]
 
 
 class FieldFactor(Strict):

@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any
 
 
+#: a run directory's checkpoint (see :mod:`sigx.checkpoint`), named here so that readers of run directories
+#: need not load torch
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def cell_status(summary: dict | None) -> str:
+    """``done``, ``failed`` or ``pending`` (never run, or killed before it finished), from a run's summary."""
+    if summary is None:
+        return "pending"
+    return "done" if summary.get("status") == "completed" else "failed"
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else (1e308 if value > 0 else -1e308)

@@ -29,11 +29,6 @@ def default_run_dir(recipe: Recipe) -> Path:
     return Path(recipe.logging.output_dir) / recipe.name / cell_name(recipe) / f"seed{recipe.seed}"
 
 
-def cell_id(recipe: Recipe) -> str:
-    """The run's id inside an ablation, e.g. ``gcrl+sspo/seed1``: also its W&B name and store sub-path."""
-    return f"{cell_name(recipe)}/seed{recipe.seed}"
-
-
 def step_stats(row: dict, last_eval: dict) -> str:
     """One line of live numbers for a progress display."""
     if "eval/reward" in row:
@@ -47,16 +42,17 @@ def step_stats(row: dict, last_eval: dict) -> str:
 def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console | None = None,
                  engine=None, group: str | None = None,
                  on_progress: Callable[[int, str], None] | None = None, fresh: bool = False,
-                 name: str | None = None) -> dict:
+                 combination: str | None = None) -> dict:
     """Train one run and write it to ``run_dir``. Progress goes to a display of its own, or, when the caller
     draws one (an ablation showing many cells), to ``on_progress(step, stats)``.
 
     A ``run_dir`` holding the checkpoint of an interrupted run of the same recipe is resumed from it (exactly:
-    see :mod:`sigx.checkpoint`); ``fresh`` discards such a checkpoint and starts over."""
+    see :mod:`sigx.checkpoint`); ``fresh`` discards such a checkpoint and starts over. ``combination``: the
+    run's cell name when an ablation runs it (it names field factors too), else the techniques it enables."""
     console = console or Console(stderr=True)
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     with run_lock(run_dir):
-        return _run(recipe, run_dir, console, engine, group, on_progress, fresh, name)
+        return _run(recipe, run_dir, console, engine, group, on_progress, fresh, combination or cell_name(recipe))
 
 
 @contextmanager
@@ -79,7 +75,7 @@ def run_lock(run_dir: Path):
 
 
 def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
-         name: str | None) -> dict:
+         combination: str) -> dict:
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import TechniqueError, build
@@ -108,7 +104,7 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
     if resume is not None:
         log(f"resuming {run_dir} from its checkpoint at step {resume['step']}")
     checkpoints.meta = {"wandb_id": resume["meta"]["wandb_id"] if resume else uuid.uuid4().hex[:12]}
-    name = name or cell_id(recipe)  # an ablation passes its cell's id (which names field factors too)
+    name = f"{combination}/seed{recipe.seed}"  # the W&B run's name, as the cell's id in an ablation
     tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
                       tags=recipe.techniques.enabled_names() or ["baseline"], run_id=checkpoints.meta["wandb_id"],
                       unreachable=recipe.logging.wandb_unreachable,
@@ -133,7 +129,7 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
     try:
         with progress:
             summary = trainer.train(on_step, checkpoints=checkpoints, resume=resume)
-        summary.update(run_dir=str(run_dir), cell=name.rsplit("/seed", 1)[0], seed=recipe.seed,
+        summary.update(run_dir=str(run_dir), cell=combination, seed=recipe.seed,
                        techniques=recipe.techniques.enabled_names(), base=str(engine.base_path),
                        resumed_from_step=resume["step"] if resume else None, provenance=provenance())
         writer.write_summary(summary)

@@ -63,3 +63,22 @@ def test_techniques_never_import_each_other_except_the_composition():
 
 def test_the_graph_sees_late_imports():  # the test would be hollow if function-level imports were missed
     assert "sigx.engine.vllm_backend" in GRAPH["sigx.engine.backends"]
+
+
+def test_the_config_imports_nothing_above_it():
+    """The recipe is the ground floor: every other floor reads it, it reads none of them (the factorial
+    design's arithmetic it validates fractions with is a floor of its own, sigx.design)."""
+    above = ("sigx.ablation", "sigx.engine", "sigx.report", "sigx.techniques", "sigx.tasks", "sigx.cli")
+    assert not [m for m in GRAPH["sigx.config"] if m.startswith(above)]
+
+
+def test_the_report_loads_no_torch():
+    """`sigx report` reads JSON and fits OLS: loading torch and transformers made it start ~3x slower
+    (bench/report_startup.py: 9.8 s -> 3.4 s under load on this project's 2-core machine)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, sigx.report.generate, sigx.report.load; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=ROOT.parent)
+    assert out.stdout.strip() == "[]"

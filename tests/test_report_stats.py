@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sigx.ablation.design import alias_lines, describe, make_design
+from sigx.design import alias_lines, describe, make_design
 from sigx.report.load import Ablation, FactorInfo
 from sigx.report.stats import additivity_table, build_report, detectable, fit_model
 

@@ -21,10 +21,10 @@ from typing import Callable
 
 from rich.console import Console
 
-from sigx.ablation.store import AblationStore, cell_status
-from sigx.checkpoint import FILE as CHECKPOINT_FILE
+from sigx.ablation.plan import combination_of
+from sigx.ablation.store import AblationStore
 from sigx.config import Recipe, RecipeError
-from sigx.runs import read_json, write_json_atomic
+from sigx.runs import CHECKPOINT_FILE, cell_status, read_json, write_json_atomic
 
 _ENGINE = {"key": None, "engine": None, "setup_s": 0.0, "cells": 0}
 
@@ -58,7 +58,8 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     try:
         engine = shared_engine(recipe, log)
         summary = run_training(recipe, run_dir=staging, console=console, engine=engine, group=group,
-                               on_progress=on_progress or (lambda step, stats: None), name=cell_id)
+                               on_progress=on_progress or (lambda step, stats: None),
+                               combination=combination_of(cell_id))
     except RecipeError:
         raise  # a recipe the engine cannot use (model not found, technique unknown) fails every cell: stop
     except Exception as err:  # the cell's own failure: recorded, and the ablation goes on

@@ -7,7 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sigx.ablation.plan import Cell
-from sigx.ablation.store import AblationStore, cell_status
+from sigx.ablation.store import AblationStore
+from sigx.runs import cell_status
 
 STATUS_STYLE = {"done": "green", "failed": "red", "pending": "yellow"}
 

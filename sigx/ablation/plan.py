@@ -13,9 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sigx.ablation.design import Design, make_design
-from sigx.config import MAX_COMBINATION, FieldFactor, Recipe, RecipeError, level_label, set_path
-from sigx.engine.hooks import TECHNIQUE_ORDER
+from sigx.design import Design, make_design
+from sigx.config import MAX_COMBINATION, TECHNIQUE_ORDER, FieldFactor, Recipe, RecipeError, level_label, set_path
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,16 @@ def cell_recipe(recipe: Recipe, factors: list[Factor], on: tuple[str, ...], seed
     return Recipe.model_validate(data)
 
 
+def cell_id(combination: str, seed: int) -> str:
+    """A cell's id, ``<combination>/seed<k>``: its directory in the store and its W&B name."""
+    return f"{combination}/seed{seed}"
+
+
+def combination_of(cell: str) -> str:
+    """The combination part of a cell id (launchers hand cells on by id)."""
+    return cell.rsplit("/seed", 1)[0]
+
+
 def combination_name(recipe: Recipe, factors: list[Factor], on: tuple[str, ...]) -> str:
     """Techniques enabled (in the loop's order), then field factors at their treatment level."""
     fields = [f.on_label for f in factors if f.kind == "field" and f.name in on]
@@ -102,5 +111,5 @@ def expand(recipe: Recipe) -> list[Cell]:
                 raise RecipeError([f"ablation.factors: the cell name {name[:60]}... is {len(name.encode())} bytes, "
                                    f"at most {MAX_COMBINATION} allowed (it names a directory); use shorter levels "
                                    "or fewer field factors"])
-            cells.append(Cell(f"{name}/seed{seed}", name, tuple(r.techniques.enabled_names()), on, seed, r))
+            cells.append(Cell(cell_id(name, seed), name, tuple(r.techniques.enabled_names()), on, seed, r))
     return cells

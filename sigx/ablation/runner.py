@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from sigx.ablation.display import AblationProgress, plan_table
-from sigx.ablation.design import alias_lines, describe
+from sigx.design import alias_lines, describe
 from sigx.ablation.plan import Cell, crossed, design_of, expand, factors_of
 from sigx.ablation.store import AblationStore, store_root
 from sigx.config import Recipe

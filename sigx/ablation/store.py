@@ -30,12 +30,11 @@ from pathlib import Path
 
 import yaml
 
-from sigx.ablation.design import Design, alias_lines, describe
 from sigx.ablation.plan import crossed, design_of, factors_of
-from sigx.checkpoint import FILE as CHECKPOINT_FILE
 from sigx.config import Recipe, default_recipe_like
-from sigx.runs import (COMPUTE_LAYOUT_FIELDS, config_differences, list_differences, read_json, write_json_atomic,
-                       write_text_atomic)
+from sigx.design import Design, alias_lines, describe
+from sigx.runs import (CHECKPOINT_FILE, COMPUTE_LAYOUT_FIELDS, cell_status, config_differences, list_differences,
+                       read_json, write_json_atomic, write_text_atomic)
 
 # Fields that say where and how an ablation runs, not what it measures: they may change between a crash and
 # its resume (e.g. resume a local ablation on Ray, or with more workers, or with smaller micro-batches after
@@ -62,13 +61,6 @@ def design_json(design: Design, names: list[str]) -> dict:
 
 class StoreError(RuntimeError):
     """A run store that cannot be used as asked; the message is one line for the CLI."""
-
-
-def cell_status(summary: dict | None) -> str:
-    """``done``, ``failed`` or ``pending`` (never run, or killed before it finished), from a cell's summary."""
-    if summary is None:
-        return "pending"
-    return "done" if summary.get("status") == "completed" else "failed"
 
 
 def store_root(recipe: Recipe) -> Path:

@@ -6,7 +6,7 @@ technique overrides only the hooks of its stage, and the engine calls the hooks 
 
     rollout ──► expand_rollouts ──► outcome reward ──► shape_rewards ──► advantages ──► adjust_advantages
             ──► policy loss (``policy_loss`` names a registered loss: IS ratio and trust region)
-            ──► + extra_loss ──► optimizer step
+            ──► optimizer step
 
 ``expand_rollouts``  add trajectories of a new kind (GC-RL's critiques), scored by the technique itself.
 ``shape_rewards``    rewrite ``trajectory.reward`` from the outcome and the transcript (Search-P1).
@@ -15,8 +15,6 @@ technique overrides only the hooks of its stage, and the engine calls the hooks 
                      SORL); it is bound to the technique's own section. At most one loss is in force, so
                      techniques that both reshape the ratio need a composed loss registered under their loss
                      names joined by "+" in sorted order (``sorl+sspo``), bound to ``{technique: section}``.
-``extra_loss``       a term added to the aggregated policy loss (a technique that overrides it keeps rows with
-                     zero advantage in the update, which are otherwise left out as carrying no gradient).
 ``metrics``          diagnostics logged each step under ``<technique>/``.
 ``summary``          entries a technique adds to the run's ``summary.json``, from the metrics history.
 ``state_dict`` / ``load_state_dict``
@@ -28,7 +26,7 @@ A technique receives what it needs and nothing more: its own recipe section, the
 function for techniques that sample, such as GC-RL's critiques). It never sees the engine or the recipe.
 
 The engine defines this module and never imports a technique; the caller builds the enabled techniques
-(:func:`build_techniques`, after importing :mod:`sigx.techniques`, whose modules register themselves) and
+(:func:`sigx.techniques.build`: importing :mod:`sigx.techniques` registers its modules) and
 hands them to the trainer.
 """
 
@@ -40,7 +38,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
 import torch
 
-from sigx.config import TechniqueConfig, TechniquesConfig, TrainingConfig
+from sigx.config import TECHNIQUE_ORDER, TechniqueConfig, TrainingConfig
 from sigx.engine.losses import BoundPolicyLoss, bind_policy_loss, policy_loss_spec
 from sigx.engine.rollout import SamplingParams
 
@@ -48,9 +46,6 @@ if TYPE_CHECKING:
     from sigx.engine.trajectory import RolloutBatch, Trajectory
     from sigx.tasks.base import Problem
 
-#: the order in which hooks run: the recipe's own section order (reward density, reward dimension, then the
-#: ratio), defined once in :class:`sigx.config.TechniquesConfig`
-TECHNIQUE_ORDER: tuple[str, ...] = tuple(TechniquesConfig.model_fields)
 
 
 class Environment(Protocol):
@@ -112,9 +107,6 @@ class Technique:
     def adjust_advantages(self, trajectories: list["Trajectory"], advantages: torch.Tensor) -> torch.Tensor:
         return advantages
 
-    def extra_loss(self, batch: "RolloutBatch", logprobs: torch.Tensor) -> torch.Tensor | None:
-        return None
-
     def metrics(self, trajectories: list["Trajectory"]) -> dict[str, float]:
         return {}
 
@@ -141,16 +133,6 @@ def register_technique(cls: type[Technique]) -> type[Technique]:
         raise ValueError(f"technique {cls.name!r} is registered twice")
     TECHNIQUES[cls.name] = cls
     return cls
-
-
-def build_techniques(config: TechniquesConfig, task, context: TechniqueContext) -> list[Technique]:
-    """The enabled techniques of a recipe's ``techniques`` section, in ``TECHNIQUE_ORDER``."""
-    built = []
-    for name in config.enabled_names():
-        if name not in TECHNIQUES:
-            raise TechniqueError(f"techniques.{name}: not implemented; implemented: {', '.join(TECHNIQUES) or 'none'}")
-        built.append(TECHNIQUES[name](getattr(config, name), task, context))
-    return sorted(built, key=lambda t: TECHNIQUE_ORDER.index(t.name))
 
 
 def resolve_policy_loss(techniques: list[Technique], training: TrainingConfig) -> BoundPolicyLoss:

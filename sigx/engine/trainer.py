@@ -81,10 +81,9 @@ class GRPOTrainer:
                                            betas=(0.9, 0.99), fused=True if self.model.device.type == "cuda" else None)
         self.reference = engine.reference_model() if t.kl_beta > 0 else None
         # Rows with advantage 0 may be left out of the update when their gradient is exactly zero: the policy
-        # loss is proportional to the advantage, there is no KL term and no technique adds a loss.
+        # loss is proportional to the advantage and there is no KL term.
         self.skips_zero_advantage = (t.skip_zero_advantage and self.reference is None
-                                     and self.policy_loss.spec.zero_at_zero_advantage
-                                     and all(type(x).extra_loss is Technique.extra_loss for x in self.techniques))
+                                     and self.policy_loss.spec.zero_at_zero_advantage)
         r = recipe.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p)
 
@@ -209,10 +208,6 @@ class GRPOTrainer:
             per_token = per_token + t.kl_beta * kl
             diag["kl"] = masked_mean(kl.detach(), micro.loss_mask)
         loss = aggregate_loss(per_token, micro.loss_mask, self.aggregation)
-        for tech in self.techniques:
-            extra = tech.extra_loss(micro, logp)
-            if extra is not None:
-                loss = loss + extra
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at update {n_updates}")
         (loss * share).backward()

@@ -25,10 +25,9 @@ outcome_reasoning      reasoning quality from the share c of the reference path 
 
 from __future__ import annotations
 
-import re
-import string
 from collections import Counter
 
+from sigx.answers import normalize_answer
 from sigx.judges.base import Judge, PathEvaluation, PathRequest
 
 
@@ -47,13 +46,6 @@ def planner_score(planned: tuple[str, ...], reference_plan: tuple[str, ...]) -> 
         return 1.2
     covered = matched(reference_plan, planned) / len(reference_plan)
     return 1.0 if covered == 1 else 0.6 if covered >= 0.5 else 0.2
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
 
 
 def token_f1(prediction: str, golden: str) -> float:

@@ -19,9 +19,8 @@ import pandas as pd
 import yaml
 
 from sigx.ablation.looks import look_alpha
-from sigx.ablation.store import cell_status
 from sigx.provenance import batch_key
-from sigx.runs import read_json, read_jsonl_lines
+from sigx.runs import cell_status, read_json, read_jsonl_lines
 
 # Metrics of the cell table: summary.json key (or a value derived from metrics.jsonl) -> what it is.
 METRICS = {

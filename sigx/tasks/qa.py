@@ -44,10 +44,10 @@ from __future__ import annotations
 
 import random
 import re
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from sigx.answers import normalize_answer
 from sigx.config import QADataSource, QASearchTaskConfig, RecipeError
 from sigx.retrieval import Passage, build_retriever
 from sigx.tasks.base import Format, Problem, Score, Segment, Task
@@ -134,14 +134,6 @@ TEMPLATES = {
 def _words(text: str, n: int) -> str:
     words = text.split()
     return " ".join(words[:n])
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's (and Search-R1's) answer normalisation: lowercase, no punctuation, no articles, single spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
 
 
 def exact_match(prediction: str, golden: list[str]) -> bool:

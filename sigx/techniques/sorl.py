@@ -62,7 +62,7 @@ def clip_binds(turn_ratio: torch.Tensor, advantages: torch.Tensor, low: float, h
     return ((adv > 0) & (turn_ratio > 1 + high)) | ((adv < 0) & (turn_ratio < 1 - low))
 
 
-def clipping_normalisation(turn_ratio: torch.Tensor, advantages, mask, out_of_band: torch.Tensor,
+def clipping_normalization(turn_ratio: torch.Tensor, advantages, mask, out_of_band: torch.Tensor,
                            config: SORLConfig) -> torch.Tensor:
     """1 / (1 + alpha C_i) per sample [B, 1], C_i = the clipped turns' w |A| averaged over the sample's tokens
     (no gradient). sigx's form: the paper's formula could not be read."""
@@ -96,7 +96,7 @@ def sorl_loss(x: PolicyLossInputs, config: SORLConfig):
     clipped = -adv * torch.clamp(ratio, 1 - low, 1 + high)
     loss = torch.maximum(unclipped, clipped)
     in_force = clip_binds(ratio.detach(), x.advantages, low, high)  # the clipped branch decides: no gradient
-    scale = clipping_normalisation(ratio, x.advantages, x.mask, in_force, config)
+    scale = clipping_normalization(ratio, x.advantages, x.mask, in_force, config)
     return loss * scale, {
         "clip_fraction": masked_mean(in_force.float(), x.mask),
         "ratio_mean": masked_mean(ratio.detach(), x.mask),

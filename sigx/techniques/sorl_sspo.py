@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from sigx.engine.losses import PolicyLossInputs, masked_mean, register_policy_loss
-from sigx.techniques.sorl import band, clip_binds, clipping_normalisation, turn_log_ratio, turn_stats
+from sigx.techniques.sorl import band, clip_binds, clipping_normalization, turn_log_ratio, turn_stats
 from sigx.techniques.sspo import gate_diagnostics, soft_gated_weight
 
 
@@ -36,7 +36,7 @@ def sorl_sspo_loss(x: PolicyLossInputs, sections: dict):
     weight, gate_grad = soft_gated_weight(x.logprobs, x.old_logprobs, x.advantages, x.mask, sspo, x.turn_ids)
     turn_ratio = torch.exp(turn_log_ratio(x)).detach()
     binds = clip_binds(turn_ratio, x.advantages, low, high)
-    scale = clipping_normalisation(turn_ratio, x.advantages, x.mask, binds, sorl)
+    scale = clipping_normalization(turn_ratio, x.advantages, x.mask, binds, sorl)
     loss = -x.advantages[:, None] * weight * scale
     return loss, {
         "ratio_mean": masked_mean(turn_ratio, x.mask),

@@ -22,7 +22,8 @@ from sigx.retrieval import Passage, Retriever
 from sigx.runs import read_jsonl
 from sigx.tasks import build_task
 from sigx.tasks.base import Segment
-from sigx.tasks.qa import contains_answer, exact_match, normalize_answer
+from sigx.answers import normalize_answer
+from sigx.tasks.qa import contains_answer, exact_match
 
 
 # ------------------------------------------------------------------------------------------------ metrics
