@@ -76,3 +76,16 @@ def test_a_verifying_critique_re_derives_the_answer_and_compares_it_with_the_cla
     assert critique.text == "7+5=12;12-3=9#9 9-8=1 no" and task.parse_verdict(critique.text) is False
     (bare,) = task.critique_demonstration(problem, wrong, correct=False)
     assert bare.text == "no"
+
+
+def test_a_verifying_search_critique_re_walks_the_chain_and_names_the_wrong_hop():
+    from sigx.tasks.base import Problem
+
+    task = SearchTask(SearchTaskConfig())
+    problem = Problem("q:ann.boss.city\n", "rome", ("ann.boss", "bob.city"), meta={"plan": ("boss", "city"),
+                                                                                 "start": "ann"})
+    slipped = [Segment("p:boss.city\n", True), Segment("s[ann.boss]", True), Segment("\no:bob\n", False),
+               Segment("s[cal.city]", True), Segment("\no:oslo\n", False), Segment("a[oslo]", True)]
+    (critique,) = task.critique_demonstration(problem, slipped, correct=False, verify=True)
+    assert critique.text == "ann=ann bob=cal no" and task.parse_verdict(critique.text) is False
+    assert task.critique_demonstration(problem, slipped, correct=True)[0].text == "yes"  # the bare verdict

@@ -24,7 +24,8 @@ from sigx.config import TinyModelConfig
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
-FORMAT_VERSION = 6  # 2: weight init seeded; 3: critique examples in the SFT mix; 4-6: verifying critiques
+FORMAT_VERSION = 7  # 2: weight init seeded; 3: critique examples in the SFT mix; 4-6: verifying critiques;
+#                    7: verifying critiques of search episodes
 
 
 def cache_root() -> Path:

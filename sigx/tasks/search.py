@@ -190,6 +190,25 @@ class SearchTask(Task):
                 out.append(key)
         return out
 
+    # ---------------------------------------------------------------- critiques
+    def critique_demonstration(self, problem: Problem, transcript: list[Segment], correct: bool,
+                               verify: bool = False) -> list[Segment]:
+        """With ``verify``, the critic re-walks the chain before its verdict: for each search, the entity the
+        chain has reached (the question's start, then each observation) and the entity searched, ``tad=tad
+        fin=lap no``, so that a wrong hop shows as two different names (GC-RL's cold-start critiques "verify
+        step by step", arXiv 2602.22765 App. A). A bare verdict on this task left the base critic below chance
+        (bench/critic_accuracy.py, docs/benchmarks.md). ``correct`` is the verdict to teach (it may be flipped)."""
+        if not verify:
+            return super().critique_demonstration(problem, transcript, correct)
+        reached, checks = problem.meta["start"], []
+        for segment in transcript:
+            if segment.by_model:
+                for key in _SEARCHES.findall(segment.text):
+                    checks.append(f"{reached}={key.strip().rpartition('.')[0]}")
+            elif segment.text.strip().startswith("o:"):
+                reached = segment.text.strip()[2:]
+        return [Segment(" ".join(checks + ["yes" if correct else "no"]), True)]
+
     @staticmethod
     def alphabet() -> str:
         return "abcdefghijklmnopqrstuvwxyz.:[]\n"
