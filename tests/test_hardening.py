@@ -93,7 +93,7 @@ CLI = [
     (["validate", str(TINY), "--set", "seed=99999999999999999999"], "seed: 999999999999... is beyond a 64-bit integer"),
     (["ablate", str(TINY), "--executor", "slurmm"], "ablation.executor"),
     (["ablate", str(TINY), "--workers", "0"], "ablation.workers"),
-    (["report", "--metric", "loss", "nowhere"], "--metric: unknown metric 'loss'"),
+    (["report", "--metric", "../loss", "nowhere"], "--metric: '../loss' is not a summary key"),
     (["report", "--format", "pdf", "nowhere"], "--format: unknown format pdf"),
     (["report", "--margin", "0", "nowhere"], "--margin: must be in (0, 1]"),
     (["report", "nowhere"], "nowhere: not a directory"),

@@ -210,7 +210,7 @@ def test_report_of_a_real_smoke_ablation(tmp_path):
 
 def test_report_cli_errors_are_one_line(tmp_path):
     for args, expected in [(["report", str(tmp_path)], "not an ablation run store"),
-                           (["report", str(tmp_path), "--metric", "loss"], "--metric: unknown metric 'loss'"),
+                           (["report", str(tmp_path), "--metric", "a/b"], "--metric: 'a/b' is not a summary key"),
                            (["report", str(tmp_path), "--format", "pdf"], "--format: unknown format pdf")]:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output

@@ -41,6 +41,16 @@ ROOM = {
 }
 
 
+def metric_description(metric: str) -> str:
+    """What a metric is: the table's own words, or the summary key it is (any numeric key a run's summary.json
+    holds may be analysed: a technique's own summary entries reach the report that way)."""
+    return METRICS.get(metric, f"the runs' summary.json key {metric}")
+
+
+#: the runs table's own columns: a summary key of the same name is not read as a metric
+RESERVED = {"cell", "combination", "seed", "status", "error", "batch", "threads", "tokens_per_s", *ROOM}
+
+
 def full_design(**stored) -> dict:
     """A store's design as the report reads it: a full factorial unless the plan (or archive) says otherwise."""
     return {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": [], **stored}
@@ -53,6 +63,12 @@ def complete_runs(runs: pd.DataFrame) -> pd.DataFrame:
             runs[column] = None
     runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
     return runs
+
+
+def numeric_metrics(runs: pd.DataFrame, factors: list[str]) -> list[str]:
+    """The columns of the runs table a report may analyse: the table's metrics and every numeric summary key."""
+    return [c for c in runs.columns
+            if c not in RESERVED and c not in factors and pd.api.types.is_numeric_dtype(runs[c])]
 
 
 class ReportError(ValueError):
@@ -204,11 +220,11 @@ def load_ablation(root: str | Path) -> Ablation:
             if unreadable or len(metrics) < len(lines):
                 damage.append(f"{cell['id']}/metrics.jsonl: {unreadable + len(lines) - len(metrics)} line(s) "
                               "unreadable or not a step's metrics, left out of its curve and room")
-            numbers = {k: summary.get(k) for k in METRICS if _is_number(summary.get(k))}
-            for k in METRICS:
-                if k in summary and summary[k] is not None and k not in numbers:
-                    damage.append(f"{cell['id']}/summary.json: {k} is {str(summary[k])[:20]!s}, not a finite "
-                                  "number: left out")
+            numbers = {k: v for k, v in summary.items()
+                       if _is_number(v) and k not in RESERVED and k not in factors and NAME.match(str(k))}
+            for k, v in summary.items():
+                if k not in numbers and (k in METRICS and v is not None or _is_nonfinite(v)):
+                    damage.append(f"{cell['id']}/summary.json: {k} is {str(v)[:20]!s}, not a finite number: left out")
             made = summary.get("provenance") if isinstance(summary.get("provenance"), dict) else {}
             row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics), **numbers,
                        batch=batch_key(made or None),
@@ -224,6 +240,10 @@ def load_ablation(root: str | Path) -> Ablation:
     alpha, sequential = look_alpha(root)
     return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design,
                     _stored_recipe(root / "recipe.yaml"), alpha, sequential, damage)
+
+
+def _is_nonfinite(value) -> bool:
+    return (isinstance(value, float) and (not math.isfinite(value) or abs(value) >= 1e308))
 
 
 def _is_int(value) -> bool:

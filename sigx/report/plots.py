@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sigx.report.load import METRICS  # noqa: E402
+from sigx.report.load import metric_description  # noqa: E402
 from sigx.report.stats import Report  # noqa: E402
 
 
@@ -127,7 +127,7 @@ def interaction_plots(report: Report, path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
-    fig.suptitle(f"interaction plots: {METRICS[report.metric]}", fontsize=9)
+    fig.suptitle(f"interaction plots: {metric_description(report.metric)}", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 

@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sigx.report.load import METRICS, ROOM
+from sigx.report.load import METRICS, ROOM, metric_description
 from sigx.report.stats import Report
 from sigx.runs import write_json_atomic, write_text_atomic
 
@@ -70,8 +70,17 @@ def cell_rows(report: Report) -> list[list[str]]:
         runs = f"{row.runs}/{row.planned}" + (f" ({row.failed} failed)" if row.failed else "") + \
                (f" ({row.missing} missing)" if row.missing else "")
         name = row.combination + (f" **({row.mark})**" if row.mark else "")
-        rows.append([str(i + 1), name, runs, *[_mean_ci(row, m) for m in METRICS]])
+        rows.append([str(i + 1), name, runs, *[_mean_ci(row, m) for m in shown_metrics(report)]])
     return rows
+
+
+def shown_metrics(report: Report) -> list[str]:
+    """The cell table's metrics: the usual four, and the one analysed when it is another."""
+    return list(dict.fromkeys([*METRICS, report.metric]))
+
+
+def cell_header(report: Report) -> list[str]:
+    return ["#", "combination", "runs", *[f"{SHORT.get(m, m)} (95% CI)" for m in shown_metrics(report)]]
 
 
 def _ratio(x: float) -> str:
@@ -116,7 +125,6 @@ def room_rows(report: Report) -> list[list[str]]:
     return [[row.runs, str(row.n), *[_num(row[c]) for c in ROOM]] for _, row in report.room.iterrows()]
 
 
-CELL_HEADER = ["#", "combination", "runs", *[f"{SHORT[m]} (95% CI)" for m in METRICS]]
 EFFECT_HEADER = ["term", "role", "effect", "SE", "95% CI", "p", "p (Holm)", "significant", "within margin",
                  "MDE (80%, Holm)", "x unpaired"]
 ADDITIVITY_HEADER = ["regime", "techniques", "observed gain", "sum of single gains", "gap", "gap 95% CI (seed-paired)",
@@ -139,7 +147,7 @@ def headline(report: Report) -> str:
     described = [f if ab.info[f].kind == "technique" else f"{f} {list(ab.info[f].levels)} ({ab.info[f].role})"
                  for f in ab.factors]
     return (f"{len(ab.factors)} factors ({', '.join(described)}), {len(seeds)} seed(s) per cell; "
-            f"{done} of {len(ab.runs)} planned runs finished. Metric: `{report.metric}` ({METRICS[report.metric]}); "
+            f"{done} of {len(ab.runs)} planned runs finished. Metric: `{report.metric}` ({metric_description(report.metric)}); "
             f"additivity margin +-{report.margin}.")
 
 
@@ -175,7 +183,7 @@ def markdown(report: Report, plots: list[Path]) -> str:
     if ab.design.get("aliases"):
         parts += ["Aliases (each estimated term and the lowest-order terms it is confounded with):", ""]
         parts += [f"- {line}" for line in ab.design["aliases"]] + [""]
-    parts += ["## Cells", "", _md_table(CELL_HEADER, cell_rows(report)), "",
+    parts += ["## Cells", "", _md_table(cell_header(report), cell_rows(report)), "",
               "## Room for each mechanism", "", ROOM_NOTE, "", _md_table(ROOM_HEADER, room_rows(report)), "",
               f"## Effects on `{report.metric}`", "", _md_table(EFFECT_HEADER, effect_rows(report)), "",
               f"## Additivity of `{report.metric}` gains", "", _md_table(ADDITIVITY_HEADER, additivity_rows(report)), "",
@@ -243,7 +251,7 @@ def print_report(report: Report, console: Console) -> None:
     for line in control_lines(report) + [blocking_line(report)] + report.ablation.design.get("description", []):
         if line:
             console.print(line.replace("`", ""), highlight=False)
-    for title, header, rows in [("cells (mean [95% CI] over seeds)", CELL_HEADER, cell_rows(report)),
+    for title, header, rows in [("cells (mean [95% CI] over seeds)", cell_header(report), cell_rows(report)),
                                 ("room for each mechanism", ROOM_HEADER, room_rows(report)),
                                 (f"effects on {report.metric}", EFFECT_HEADER, effect_rows(report)),
                                 (f"additivity of {report.metric} gains", ADDITIVITY_HEADER, additivity_rows(report))]:

@@ -49,7 +49,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from sigx.provenance import provenance
-from sigx.report.load import METRICS, ROOM, Ablation
+from sigx.report.load import METRICS, ROOM, Ablation, ReportError, numeric_metrics
 
 ALPHA = 0.05
 POWER = 0.8
@@ -106,7 +106,7 @@ def cell_table(ab: Ablation, metric: str) -> pd.DataFrame:
         row = {"combination": combination, "runs": len(done), "planned": len(runs),
                "failed": int((runs.status == "failed").sum()), "missing": int((runs.status == "missing").sum()),
                "mark": "baseline" if combination == ab.combination(set()) else ("all on" if combination == all_on else "")}
-        for m in METRICS:
+        for m in dict.fromkeys([*METRICS, metric]):  # the table's metrics, and the one analysed
             row[m], row[f"{m}_low"], row[f"{m}_high"] = mean_ci(done[m])
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -526,8 +526,10 @@ def build_report(ab: Ablation, metric: str | None = None, margin: float | None =
     alpha = ab.alpha
     metric = metric or ab.declared["metric"] or DEFAULT_METRIC
     margin = margin if margin is not None else (ab.declared["margin"] or DEFAULT_MARGIN)
-    if metric not in METRICS:
-        raise ValueError(f"--metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    available = numeric_metrics(ab.runs, ab.factors)
+    if metric not in available:
+        raise ReportError(f"--metric: {metric!r} is no numeric summary key of {ab.name}'s runs; allowed: "
+                          f"{', '.join(available)}")
     notes = [f"store damage: {line}" for line in ab.damage]
     missing = ab.runs[ab.runs.status == "missing"]
     failed = ab.runs[ab.runs.status == "failed"]

@@ -80,3 +80,19 @@ def test_binary_and_unreadable_files_are_read_around_and_noted(tmp_path, cwd):
     assert "store damage: baseline/seed1/summary.json is unreadable (not UTF-8 JSON): the run counts as missing" in notes
     assert ("store damage: sspo/seed0/metrics.jsonl: 2 line(s) unreadable or not a step's metrics, left out of its "
             "curve and room") in notes
+
+
+def test_any_numeric_summary_key_is_a_metric_and_an_unknown_one_lists_them(tmp_path, cwd):
+    summaries = {f"{c}/seed{s}": {"status": "completed", "final_reward": 0.5, "reward_auc": 0.4,
+                                  "my_gate_mean": 0.1 * s + (0.2 if c == "sspo" else 0.0)}
+                 for c in ("baseline", "sspo") for s in (0, 1)}
+    root = store(tmp_path / "abl", summaries={k: json.dumps(v).encode() for k, v in summaries.items()})
+    ok = CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "out"), "--format", "json",
+                                  "--metric", "my_gate_mean"])
+    assert ok.exit_code == 0, ok.output
+    written = json.loads((tmp_path / "out" / "abl" / "report.json").read_text())
+    (effect,) = [e for e in written["effects"] if e["term"] == "sspo"]
+    assert abs(effect["effect"] - 0.2) < 1e-9
+    line = one_error_line(CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "o2"),
+                                                   "--metric", "nope"]))
+    assert "--metric: 'nope' is no numeric summary key of abl's runs; allowed:" in line and "my_gate_mean" in line
