@@ -216,6 +216,9 @@ def test_a_store_written_by_an_older_sigx_is_resumed_when_the_new_fields_keep_th
         run_ablation(small_recipe(tmp_path))
     stored["training"]["lr"] = lr
     stored_path.write_text(yaml.safe_dump(stored))
+    where = small_recipe(tmp_path)
+    where.logging.wandb_unreachable = "offline"  # how it logs, not what it measures: the same experiment
+    assert run_ablation(where).count("done") == 4
     recipe = small_recipe(tmp_path)
     recipe.rollout.decoder = "static"  # a new field away from its default is a different experiment
     with pytest.raises(StoreError, match=r"differs in rollout\.decoder\)"):

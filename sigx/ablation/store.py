@@ -45,6 +45,7 @@ from sigx.runs import (CHECKPOINT_FILE, COMPUTE_LAYOUT_FIELDS, cell_status, conf
 EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablation", "ray"),
                     ("ablation", "slurm"), ("ablation", "seeds"), ("ablation", "fraction"),
                     ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"),
+                    ("logging", "wandb_unreachable"), ("logging", "output_dir"),
                     ("seed",),
                     # where a store ran, as sigx before the launchers' own sections (#17) wrote it
                     ("ablation", "address"), ("ablation", "gpus_per_cell"), ("ablation", "cpus_per_cell")
