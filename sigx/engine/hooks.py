@@ -34,28 +34,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
 from sigx.config import TECHNIQUE_ORDER, TechniqueConfig, TrainingConfig
 from sigx.engine.losses import BoundPolicyLoss, bind_policy_loss, policy_loss_spec
-from sigx.engine.rollout import SamplingParams
+from sigx.engine.rollout import Environment, SamplingParams
 
 if TYPE_CHECKING:
     from sigx.engine.trajectory import RolloutBatch, Trajectory
     from sigx.tasks.base import Problem
 
-
-
-class Environment(Protocol):
-    """What the rollout needs of a task to run episodes: a turn ends on a stop string (or EOS), and the
-    environment replies (None ends the episode). A :class:`sigx.tasks.base.Task` is one."""
-
-    max_turns: int
-    turn_stop_strings: tuple[str, ...]
-
-    def respond(self, problem: "Problem", turns: list[str]) -> str | None: ...
 
 
 #: generate(environment, problems, group ids, sampling, generator) -> one trajectory per problem, from the

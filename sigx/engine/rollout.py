@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import torch
 
@@ -21,10 +22,27 @@ from sigx.engine.sampler import sample
 from sigx.engine.static_sampler import StaticDecoder
 from sigx.engine.trajectory import Trajectory
 from sigx.engine.weight_sync import StateDictReceiver, push_weights
-from sigx.tasks.base import Problem, Task
+from sigx.tasks.base import Problem
 
 #: ``rollout.dtype`` -> torch dtype ("auto", absent here, keeps the checkpoint's / training model's dtype)
 ROLLOUT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class Environment(Protocol):
+    """What a rollout reads of a task to run its episodes (a :class:`sigx.tasks.base.Task` is one; so is GC-RL's
+    one-turn critique environment): a turn ends on a stop string (or EOS); the environment replies to the
+    episodes still running, one call per turn (None ends an episode), each reply capped at
+    ``max_observation_tokens`` (None: uncapped); ``answers_every_turn``: the environment is asked after every
+    turn, one cut by the token budget or ended by EOS too (Search-R1's rule), rather than such a turn ending the
+    episode."""
+
+    max_turns: int
+    turn_stop_strings: tuple[str, ...]
+    max_observation_tokens: int | None
+    answers_every_turn: bool
+
+    def respond_batch(self, problems: list[Problem], turns: list[list[str]]) -> list[str | tuple[str, str] | None]:
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +98,7 @@ class RolloutBackend(ABC):
         """A context held around a whole rollout phase (all turns): a colocated engine wakes up for it once."""
         return nullcontext()
 
-    def rollout(self, task: Task, problems: list[Problem], groups: list[int], params: SamplingParams,
+    def rollout(self, task: Environment, problems: list[Problem], groups: list[int], params: SamplingParams,
                 tokenizer, generator: torch.Generator | None = None) -> list[Trajectory]:
         """Episodes for ``problems``; every random draw comes from ``generator``, so that each consumer of
         randomness (the responses, a technique's critiques, evaluation) keeps a stream of its own."""
