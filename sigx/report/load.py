@@ -32,6 +32,8 @@ METRICS = {
 
 #: each mechanism's "room" in a run, read off its metrics.jsonl: (column, metrics key, how it is summarised)
 ROOM = {
+    "turns": ("turns", "mean", "model turns per response, mean over steps (SORL's turn ratio differs from the "
+              "sequence's only with 2 or more)"),
     "clip_fraction": ("clip_fraction", "mean", "tokens (or turns) whose ratio the clip cut, mean over steps"),
     "log_ratio_abs": ("log_ratio_abs", "mean", "|log pi/pi_behaviour| over trained tokens: how off-policy"),
     "zero_variance_groups": ("zero_variance_groups", "mean", "share of groups whose rewards all tie (no signal)"),
