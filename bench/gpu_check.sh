@@ -56,7 +56,7 @@ SHAPE_05B="--set model.tiny.hidden_size=896 --set model.tiny.num_layers=24 --set
 BENCH="--set training.autocast=bfloat16 --set rollout.max_new_tokens=256 --set training.skip_zero_advantage=false"
 TESTS=tests WORKERS=14 TRAIN_STEPS=20
 if [ -n "$SMOKE" ]; then
-  SHAPE_150M="" SHAPE_05B="" TESTS="tests/test_sampler.py tests/test_rollout_correction.py" WORKERS=2 TRAIN_STEPS=4
+  SHAPE_150M="" SHAPE_05B="" TESTS="tests/engine/test_sampler.py tests/engine/test_rollout_correction.py" WORKERS=2 TRAIN_STEPS=4
   BENCH="--set rollout.max_new_tokens=16 --set training.skip_zero_advantage=false"
 fi
 

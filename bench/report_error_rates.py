@@ -2,7 +2,7 @@
 
     python bench/report_error_rates.py --draws 1000        # ~10 min on one core
 
-Scenarios (the tests in tests/test_report_error_rates.py check the same with fewer draws):
+Scenarios (the tests in tests/report/test_report_error_rates.py check the same with fewer draws):
 - null: every gap 0, the stress experiment's 13x noise pattern: coverage of each gap's 95% interval (quiet
   on-policy gaps, noisy off-policy ones with SORL), and the chance of any false synergistic/redundant call;
   for comparison, the pooled (equal-variance) interval's coverage and the unadjusted per-gap false calls;

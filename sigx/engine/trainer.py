@@ -1,7 +1,9 @@
 """The GRPO loop: rollout -> reward -> advantage -> policy loss -> optimizer step, with technique hooks.
 
-Kept deliberately plain (nanoGPT-style): one function per stage, all in this file, so that a reader sees the
-whole algorithm at once. Techniques enter only through :mod:`sigx.engine.hooks`.
+Kept deliberately plain (nanoGPT-style): one method per stage, all in this file, so that a reader sees the
+whole algorithm at once; the pure helpers live beside it (:mod:`sigx.engine.batching`: how the batch is laid out
+for the update; :mod:`sigx.engine.metrics`: what a step and a run report). Techniques enter only through
+:mod:`sigx.engine.hooks`.
 
 Off-policy-ness is real: the behaviour log-probs are computed once per rollout batch, before any update, and
 the batch is consumed in ``mini_batches`` optimizer steps for ``inner_epochs`` passes; every mini-batch after
@@ -12,20 +14,20 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import numpy as np
 import torch
 
 from sigx.config import Recipe, RecipeError
 from sigx.engine.advantages import advantage_estimator
+from sigx.engine.batching import loss_share, micro_batches, place
 from sigx.engine.behaviour import BehaviourPolicy
 from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
 from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean, rollout_correction
+from sigx.engine.metrics import logprob_gap, per_set_metrics, step_metrics, summarize
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logprobs
@@ -127,36 +129,8 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------------------------------ update
     def _micro_batches(self, batch: RolloutBatch, rows: torch.Tensor | None = None):
-        """``rows`` of ``batch`` (default: all) in micro-batches of at most ``micro_batch_size`` rows and
-        ``micro_batch_tokens`` padded tokens, each cut to its longest row. With either bound set, rows are
-        taken longest first, so that rows of similar length share a micro-batch (less padding) and the first
-        micro-batch is the largest (an out-of-memory error shows at once). Yields (row indices into ``batch``,
-        micro-batch)."""
         t = self.recipe.training
-        rows = torch.arange(len(batch)) if rows is None else rows
-        lengths = batch.attention_mask[rows].sum(1)
-        if t.micro_batch_size is None and t.micro_batch_tokens is None:
-            parts = [rows] if len(rows) else []
-        else:
-            order = torch.argsort(lengths, descending=True, stable=True)
-            max_rows, max_tokens = t.micro_batch_size or len(rows), t.micro_batch_tokens or math.inf
-            parts, current, width = [], [], 0
-            for row, length in zip(rows[order].tolist(), lengths[order].tolist()):
-                if current and (len(current) >= max_rows or (len(current) + 1) * max(width, length) > max_tokens):
-                    parts.append(torch.tensor(current))
-                    current, width = [], 0
-                current.append(row)
-                width = max(width, length)
-            if current:
-                parts.append(torch.tensor(current))
-        return [(index, batch.select(index).trimmed()) for index in parts]
-
-    @staticmethod
-    def _place(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
-        """Write a trimmed micro-batch's per-token values into the batch-wide tensor; the columns it cut off are
-        padding, set to 0 (finite, so that any later micro-batch that is cut wider stays finite there)."""
-        full[rows] = 0.0
-        full[rows, : values.shape[1]] = values.to(full.device, full.dtype)
+        return micro_batches(batch, rows, t.micro_batch_size, t.micro_batch_tokens)
 
     @torch.no_grad()
     def _logprobs(self, model, batch: RolloutBatch, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,7 +140,7 @@ class GRPOTrainer:
             with self._autocast():
                 logp = token_logprobs(model, micro.input_ids.to(model.device), micro.attention_mask.to(model.device),
                                       self.recipe.rollout.temperature)
-            self._place(out, index, logp.cpu())
+            place(out, index, logp.cpu())
         return out
 
     def _autocast(self):
@@ -174,15 +148,6 @@ class GRPOTrainer:
         if dtype == "off" or self.model.device.type != "cuda":
             return nullcontext()
         return torch.autocast("cuda", dtype=getattr(torch, dtype))
-
-    def _share(self, micro: RolloutBatch, mini: RolloutBatch) -> float:
-        """The micro-batch's share of the mini-batch's loss normaliser, so that the accumulated gradient is
-        the mini-batch's exactly: its share of generated tokens (token-mean) or of non-empty sequences. The
-        normaliser counts every row of the mini-batch, those left out for a zero advantage included."""
-        if self.aggregation == "token-mean":
-            return float(micro.loss_mask.sum() / mini.loss_mask.sum().clamp_min(1))
-        has_tokens = lambda b: float((b.loss_mask.sum(-1) > 0).sum())  # noqa: E731
-        return has_tokens(micro) / max(has_tokens(mini), 1.0)
 
     def _micro_step(self, micro: RolloutBatch, share: float, n_updates: int) -> tuple[torch.Tensor, dict]:
         """Forward, loss and backward of one micro-batch, its loss scaled by its ``share`` of the mini-batch's
@@ -228,10 +193,10 @@ class GRPOTrainer:
         for micro_rows, micro in self._micro_batches(batch, rows):
             if on_policy:
                 micro.old_logprobs = None
-            share = self._share(micro, mini)
+            share = loss_share(micro, mini, self.aggregation)
             used, diag = self._micro_step(micro, share, n_updates)
             if on_policy:
-                self._place(batch.old_logprobs, micro_rows, used.cpu())
+                place(batch.old_logprobs, micro_rows, used.cpu())
             loss += share * diag.pop("loss")
             weight = float(micro.loss_mask.sum())  # diagnostics are token means: weigh micro-batches by tokens
             tokens += weight
@@ -300,27 +265,8 @@ class GRPOTrainer:
         batch = collate(trajectories, advantages, self.tokenizer.pad_token_id)
         update_metrics = self.update(batch)
         t2 = time.perf_counter()
-        gen = [x for x in trajectories if x.kind == "generation"]
-        rewards = torch.tensor([x.outcome_reward for x in gen])
-        group_std = [torch.tensor([x.outcome_reward for x in gen if x.group == g]).std().item()
-                     for g in sorted({x.group for x in gen})]
-        generated = sum(sum(x.loss_mask) for x in trajectories)
-        metrics = {
-            "reward": rewards.mean().item(),
-            "shaped_reward": sum(x.reward for x in gen) / len(gen),
-            "accuracy": sum(x.correct for x in gen) / len(gen),
-            "zero_variance_groups": sum(s == 0 for s in group_std) / len(group_std),
-            "response_tokens": sum(sum(x.loss_mask) for x in gen) / len(gen),
-            "turns": sum(x.num_turns for x in gen) / len(gen),
-            "truncated": sum(x.truncated for x in gen) / len(gen),
-            "advantage_abs": advantages.abs().mean().item(),
-            **update_metrics,
-            "rollout_s": t1 - t0,
-            "train_s": t2 - t1,
-            "step_s": t2 - t0,
-            "rollout_tokens_per_s": generated / max(t1 - t0, 1e-9),
-            "train_tokens_per_s": generated * self.recipe.training.inner_epochs / max(t2 - t1, 1e-9),
-        }
+        metrics = step_metrics(trajectories, advantages, update_metrics, t1 - t0, t2 - t1,
+                               self.recipe.training.inner_epochs)
         for tech in self.techniques:
             metrics.update({f"{tech.name}/{k}": v for k, v in tech.metrics(trajectories).items()})
         return StepResult(metrics, trajectories)
@@ -414,69 +360,3 @@ class GRPOTrainer:
         for tech in self.techniques:
             summary.update(tech.summary(history))
         return summary
-
-
-def logprob_gap(batch: RolloutBatch) -> float:
-    """Mean |log-prob the rollout engine reported - log-prob the trainer computes| over generated tokens before
-    any update: 0 up to numerics when the engine samples the trained weights (NaN when it reports none). A gap
-    that grows means the engine is stale or numerically different (or ``top_p`` < 1: the engine's log-probs are
-    renormalised over the nucleus, the trainer's are not); the importance ratio never uses it."""
-    reported = batch.sampling_logprobs
-    if reported is None:
-        return math.nan
-    mask = (batch.loss_mask > 0) & ~torch.isnan(reported) & ~torch.isnan(batch.old_logprobs)
-    if not mask.any():
-        return math.nan
-    return float((reported[mask] - batch.old_logprobs[mask]).abs().mean())
-
-
-def per_set_metrics(sampled: list[Trajectory], greedy: list[Trajectory]) -> dict:
-    """``eval/<set>/<measure>`` (sampled) and ``eval/<set>/greedy_<measure>`` for every held-out set that the
-    task names in ``problem.meta["source"]`` (a QA task's NQ, HotpotQA, ...): the reward and the task's own
-    measures of each answer (e.g. ``em``, ``acc``). Empty for a task with one unnamed held-out set."""
-    out = {}
-    for prefix, trajectories in (("", sampled), ("greedy_", greedy)):
-        by_set: dict[str, list[Trajectory]] = {}
-        for t in trajectories:
-            if t.problem.meta.get("source"):
-                by_set.setdefault(t.problem.meta["source"], []).append(t)
-        for name, group in by_set.items():
-            out[f"eval/{name}/{prefix}reward"] = sum(t.outcome_reward for t in group) / len(group)
-            for key in group[0].info.get("metrics", {}):
-                out[f"eval/{name}/{prefix}{key}"] = sum(t.info["metrics"][key] for t in group) / len(group)
-    return out
-
-
-def summarize(history: list[dict], wall_s: float) -> dict:
-    evals = [(r["step"], r["eval/reward"]) for r in history if "eval/reward" in r]
-    greedy = [r["eval/greedy_reward"] for r in history if "eval/greedy_reward" in r]
-    train_rewards = [r["reward"] for r in history if "reward" in r]
-    steps, rewards = zip(*evals)
-    # Area under the held-out reward curve (trapezoid rule), normalised by the step span: the mean reward
-    # over training.
-    auc = float(np.trapezoid(rewards, steps)) / (steps[-1] - steps[0]) if len(evals) > 1 else rewards[0]
-    step_times = [r["step_s"] for r in history if "step_s" in r]
-    return {
-        "status": "completed",
-        "steps": len(train_rewards),
-        "start_reward": evals[0][1],
-        "final_reward": evals[-1][1],
-        "best_reward": max(r for _, r in evals),
-        "reward_auc": auc,
-        "start_greedy_reward": greedy[0],
-        "final_greedy_reward": greedy[-1],
-        "final_train_reward": sum(train_rewards[-5:]) / max(1, len(train_rewards[-5:])),
-        "median_step_s": statistics.median_high(step_times) if step_times else math.nan,
-        "wall_s": wall_s,
-    } | _final_per_set(history)
-
-
-def _final_per_set(history: list[dict]) -> dict:
-    """The last evaluation's per-set measures, as ``{"final_eval_sets": {set: {measure: value}}}``."""
-    last = next((r for r in reversed(history) if "eval/reward" in r), {})
-    sets: dict[str, dict] = {}
-    for key, value in last.items():
-        parts = key.split("/")
-        if len(parts) == 3 and parts[0] == "eval":
-            sets.setdefault(parts[1], {})[parts[2]] = value
-    return {"final_eval_sets": sets} if sets else {}

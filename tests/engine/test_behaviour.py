@@ -13,7 +13,7 @@ from sigx.engine.trajectory import collate
 from sigx.runs import read_jsonl
 from sigx.train import run_training
 
-RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 SMALL = ["training.prompts_per_step=4",  # the demo's model (cached by the demo): its rewards vary
          "training.eval_samples=1", "rollout.group_size=4", "training.eval_every=3", "logging.wandb=disabled",
          "training.lr=1e-3"]  # big steps, so that every step's weights differ visibly

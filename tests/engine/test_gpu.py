@@ -20,7 +20,7 @@ from sigx.engine.trainer import GRPOTrainer  # noqa: E402
 from sigx.engine.trajectory import collate  # noqa: E402
 from sigx.engine.vllm_backend import VLLMRolloutBackend  # noqa: E402
 
-RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 GPU_TINY = ["rollout.backend=vllm", "rollout.dtype=float32", "rollout.gpu_memory_utilization=0.2",
             "rollout.vllm_enforce_eager=true", "training.prompts_per_step=8", "training.eval_samples=1",
             "task.eval_prompts=32", "logging.wandb=disabled"]

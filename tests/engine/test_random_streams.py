@@ -12,7 +12,7 @@ from sigx.engine.shared import SharedEngine
 from sigx.engine.trainer import GRPOTrainer
 from sigx.techniques import build
 
-RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 SMALL = ["model.tiny.sft_steps=20", "model.tiny.hidden_size=64", "task.eval_prompts=8", "training.prompts_per_step=4",
          "training.eval_samples=1", "rollout.group_size=4", "logging.wandb=disabled",
          "techniques.gcrl.pairs_per_step=2", "techniques.gcrl.data_filter=false"]

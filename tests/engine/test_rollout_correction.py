@@ -14,7 +14,7 @@ from sigx.engine.losses import rollout_correction
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trainer import GRPOTrainer
 
-RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 # trainer log-probs minus sampler log-probs, per token: exp -> 1.5, 0.5, 4.0 (sequence 0), 1.0, 1.2 (sequence 1)
 OLD = torch.log(torch.tensor([[1.5, 0.5, 4.0], [1.0, 1.2, 1.0]]))
 SAMPLED = torch.zeros(2, 3)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sigx.engine.trainer import summarize
+from sigx.engine.metrics import summarize
 
 
 def test_summary_of_a_hand_built_history():

@@ -14,7 +14,7 @@ from sigx.engine.trainer import GRPOTrainer
 from sigx.techniques import policy_loss_with_defaults  # (importing sigx.techniques registers their losses)
 from sigx.engine.trajectory import RolloutBatch, collate
 
-RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 SHORT = ["training.steps=2", "training.eval_every=2", "training.prompts_per_step=4", "training.eval_samples=1",
          "rollout.group_size=4", "logging.wandb=disabled"]
 SMALL = ["model.tiny.sft_steps=20", "model.tiny.hidden_size=64", "task.eval_prompts=8", "training.mini_batches=2"]

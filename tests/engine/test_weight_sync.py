@@ -21,7 +21,7 @@ from sigx.engine.trajectory import collate, token_logprobs
 from sigx.engine.weight_sync import StateDictReceiver, buckets, checkpoint_name, iter_checkpoint_weights, push_weights
 from sigx.engine.vllm_backend import VLLMRolloutBackend, turn_output
 
-RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 SHORT = ["training.steps=2", "training.eval_every=2", "training.prompts_per_step=4", "training.eval_samples=1",
          "rollout.group_size=4", "logging.wandb=disabled"]
 SMALL = ["model.tiny.sft_steps=20", "model.tiny.hidden_size=64", "task.eval_prompts=8", "training.mini_batches=2"]
