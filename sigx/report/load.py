@@ -50,7 +50,7 @@ def metric_description(metric: str) -> str:
 
 
 #: the runs table's own columns: a summary key of the same name is not read as a metric
-RESERVED = {"cell", "combination", "seed", "status", "error", "batch", "threads", "tokens_per_s", *ROOM}
+RESERVED = {"cell", "combination", "seed", "status", "error", "batch", "threads", "warm_start", "tokens_per_s", *ROOM}
 
 
 def full_design(**stored) -> dict:
@@ -60,7 +60,7 @@ def full_design(**stored) -> dict:
 
 def complete_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Every column the report reads, present (None where a run has no value), metrics and room as floats."""
-    for column in ["error", "batch", "threads", *METRICS, *ROOM]:
+    for column in ["error", "batch", "threads", "warm_start", *METRICS, *ROOM]:
         if column not in runs:
             runs[column] = None
     runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
@@ -230,7 +230,8 @@ def load_ablation(root: str | Path) -> Ablation:
             made = summary.get("provenance") if isinstance(summary.get("provenance"), dict) else {}
             row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics), **numbers,
                        batch=batch_key(made or None),
-                       threads=made.get("threads") if _is_int(made.get("threads")) else None)
+                       threads=made.get("threads") if _is_int(made.get("threads")) else None,
+                       warm_start=Path(summary["base"]).name if isinstance(summary.get("base"), str) else None)
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
                        if _is_number(r.get("eval/reward"))]

@@ -438,6 +438,16 @@ def room_table(ab: Ablation) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- batches
+def warm_start_line(ab: Ablation) -> list[str]:
+    """The base model the runs started from (the tiny model's cache key is the hash of everything its warm start
+    depends on): a conclusion is about that base model; one of another warm start may differ."""
+    starts = ab.done["warm_start"].dropna() if "warm_start" in ab.runs else []
+    if not len(starts):
+        return ["warm start: not recorded"]
+    counts = starts.value_counts()
+    return ["warm start: " + "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())]
+
+
 def batch_lines(ab: Ablation, metric: str, model: Model) -> list[str]:
     """Which runs came from which batch (code and libraries), and what a batch difference would do to the
     analysis: a store filled in several batches (a fold-over, added seeds, another machine) may carry a batch
@@ -551,5 +561,5 @@ def build_report(ab: Ablation, metric: str | None = None, margin: float | None =
                      "are left out of the seed-paired gap intervals")
     additivity = additivity_table(ab, metric, margin, model, unpaired, fits, alpha)
     return Report(ab, metric, margin, cell_table(ab, metric), effects, additivity, room_table(ab),
-                  notes + effects.notes, declaration_line(ab, metric, margin), alpha, batch_lines(ab, metric, model),
+                  notes + effects.notes, declaration_line(ab, metric, margin), alpha, warm_start_line(ab) + batch_lines(ab, metric, model),
                   provenance(threads=False))

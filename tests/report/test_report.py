@@ -318,3 +318,13 @@ def test_an_archive_reported_against_another_recipe_is_refused(tmp_path):
     other.write_text("name: other\nablation:\n  factors: [sspo]\n")  # a subset: the other column would be ignored
     result = runner.invoke(app, ["report", str(tmp_path / "out" / "arch2" / "runs.csv"), "--recipe", str(other)])
     assert result.exit_code == 2 and "its factors are sspo, sorl, the recipe's sspo" in result.output
+
+
+def test_the_report_names_the_warm_start_its_runs_came_from(tmp_path):
+    root = make_store(tmp_path / "abl", ["sspo"], [0, 1], lambda on, seed: 0.5 + 0.1 * on["sspo"])
+    for i, summary in enumerate(sorted(root.glob("*/seed*/summary.json"))):
+        data = json.loads(summary.read_text())
+        data["base"] = f"/home/x/.cache/sigx/tiny/{'aaaa1111' if i < 3 else 'bbbb2222'}"
+        write_json_atomic(summary, data)
+    report = build_report(load_ablation(root))
+    assert report.batches[0] == "warm start: aaaa1111 (3 runs); bbbb2222 (1 run)"
