@@ -189,7 +189,8 @@ def markdown(report: Report, plots: list[Path]) -> str:
               f"## Additivity of `{report.metric}` gains", "", _md_table(ADDITIVITY_HEADER, additivity_rows(report)), "",
               "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
-    parts += ["", "## Provenance", ""] + [f"- {line}" for line in report.batches or ["batches: not recorded"]]
+    parts += ["", "## Provenance", "", f"- {report.warm_start}"]
+    parts += [f"- {line}" for line in report.batches or ["batches: not recorded"]]
     parts += [f"- this report: {_made_with(report)}"]
     if ab.recipe is not None:
         parts += ["", "The recipe, as the store holds it (every default filled in):", "", "```yaml",
@@ -219,7 +220,7 @@ def as_json(report: Report) -> dict:
     records = _records
     return {"ablation": report.ablation.name, "store": report.ablation.name, "metric": report.metric,
             "margin": report.margin, "declared": report.ablation.declared, "declaration": report.declaration,
-            "batches": report.batches, "provenance": report.provenance, "recipe": report.ablation.recipe,
+            "batches": report.batches, "warm_start": report.warm_start, "provenance": report.provenance, "recipe": report.ablation.recipe,
             "notes": report.notes, "residual_sd": report.effects.residual_sd,
             "residual_df": report.effects.residual_df, "runs": records(report.ablation.runs),
             "design": report.ablation.design, "cells": records(report.cells),

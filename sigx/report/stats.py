@@ -432,20 +432,20 @@ def room_table(ab: Ablation) -> pd.DataFrame:
             groups.append((f"{info.name}={info.levels[level]}", done[done[f] == level]))
     rows = []
     for label, runs in groups:
-        rows.append({"runs": label, "n": len(runs), **{c: float(runs[c].mean()) if runs[c].notna().any() else math.nan
-                                                       for c in ROOM}})
+        rows.append({"runs": label, "n": len(runs),
+                     **{c: float(runs[c].mean()) if c in runs and runs[c].notna().any() else math.nan for c in ROOM}})
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------- batches
-def warm_start_line(ab: Ablation) -> list[str]:
+def warm_start_line(ab: Ablation) -> str:
     """The base model the runs started from (the tiny model's cache key is the hash of everything its warm start
     depends on): a conclusion is about that base model; one of another warm start may differ."""
     starts = ab.done["warm_start"].dropna() if "warm_start" in ab.runs else []
     if not len(starts):
-        return ["warm start: not recorded"]
+        return "warm start: not recorded"
     counts = starts.value_counts()
-    return ["warm start: " + "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())]
+    return "warm start: " + "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())
 
 
 def batch_lines(ab: Ablation, metric: str, model: Model) -> list[str]:
@@ -511,6 +511,7 @@ class Report:
     alpha: float = ALPHA  # the level of every test (alpha / looks under a sequential plan)
     batches: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # what made the report (sigx commit, library versions)
+    warm_start: str = ""  # the base model the runs started from
 
 
 def declaration_line(ab: Ablation, metric: str, margin: float) -> str:
@@ -561,5 +562,5 @@ def build_report(ab: Ablation, metric: str | None = None, margin: float | None =
                      "are left out of the seed-paired gap intervals")
     additivity = additivity_table(ab, metric, margin, model, unpaired, fits, alpha)
     return Report(ab, metric, margin, cell_table(ab, metric), effects, additivity, room_table(ab),
-                  notes + effects.notes, declaration_line(ab, metric, margin), alpha, warm_start_line(ab) + batch_lines(ab, metric, model),
-                  provenance(threads=False))
+                  notes + effects.notes, declaration_line(ab, metric, margin), alpha, batch_lines(ab, metric, model),
+                  provenance(threads=False), warm_start_line(ab))

@@ -327,4 +327,4 @@ def test_the_report_names_the_warm_start_its_runs_came_from(tmp_path):
         data["base"] = f"/home/x/.cache/sigx/tiny/{'aaaa1111' if i < 3 else 'bbbb2222'}"
         write_json_atomic(summary, data)
     report = build_report(load_ablation(root))
-    assert report.batches[0] == "warm start: aaaa1111 (3 runs); bbbb2222 (1 run)"
+    assert report.warm_start == "warm start: aaaa1111 (3 runs); bbbb2222 (1 run)"
