@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default="runs/bench-learning")
+    parser.add_argument("--fresh", action="store_true", help="replace completed runs under --out (else refused)")
     args = parser.parse_args()
     rows = []
     for path in args.recipes:
@@ -30,7 +31,8 @@ def main() -> None:
         engine = SharedEngine(base)
         for seed in args.seeds:
             recipe = base.model_copy(update={"seed": seed})
-            s = run_training(recipe, run_dir=Path(args.out) / base.name / f"seed{seed}", engine=engine)
+            s = run_training(recipe, run_dir=Path(args.out) / base.name / f"seed{seed}", engine=engine,
+                             fresh=args.fresh)
             rows.append((base.name, seed, s))
             print(f"{base.name} seed {seed}: {s['start_reward']:.3f} -> {s['final_reward']:.3f} "
                   f"(greedy {s['start_greedy_reward']:.3f} -> {s['final_greedy_reward']:.3f}) in {s['wall_s']:.0f}s",
