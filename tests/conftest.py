@@ -13,3 +13,13 @@ def sigx_test_environment(tmp_path_factory):
     mp.setenv("WANDB_MODE", "disabled")
     yield
     mp.undo()
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """A working directory that must stay empty: nothing may be written beside the paths a command names."""
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    yield here
+    assert not any(here.iterdir()), sorted(p.name for p in here.iterdir())

@@ -64,16 +64,6 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def cwd(tmp_path, monkeypatch):
-    """A working directory that must stay empty: nothing may be written beside the paths a command names."""
-    here = tmp_path / "cwd"
-    here.mkdir()
-    monkeypatch.chdir(here)
-    yield here
-    assert not any(here.iterdir()), sorted(p.name for p in here.iterdir())
-
-
 @pytest.mark.parametrize("name, contents, expected", RECIPES, ids=[r[0] for r in RECIPES])
 def test_a_malformed_recipe_is_one_line_naming_file_and_field(name, contents, expected, tmp_path, cwd):
     path = tmp_path / name

@@ -1,10 +1,9 @@
-"""What the hardening tests share: the smallest recipe that trains, and the one-error-line check."""
+"""What the hardening tests share: the smallest recipe that trains, and the one-error-line check (the `cwd`
+fixture that must stay empty is in tests/conftest.py, shared with tests/test_hardening.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 
 def tiny_data(tmp_path: Path, **sections) -> dict:
@@ -30,12 +29,3 @@ def one_error_line(result) -> str:
     assert result.output.rstrip().endswith(errors[0].rstrip()), result.output
     return errors[0]
 
-
-@pytest.fixture
-def cwd(tmp_path, monkeypatch):
-    """A working directory that must stay empty: nothing may be written beside the paths a command names."""
-    here = tmp_path / "cwd"
-    here.mkdir()
-    monkeypatch.chdir(here)
-    yield here
-    assert not any(here.iterdir()), sorted(p.name for p in here.iterdir())
