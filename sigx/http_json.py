@@ -16,7 +16,11 @@ import json
 import math
 import socket
 import threading
+import time
 import urllib.parse
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 #: the largest answer read (a top-k retrieval answer or one chat completion is a few hundred kB at most)
 MAX_ANSWER_BYTES = 64 * 2**20
@@ -123,3 +127,32 @@ def post_json(url: str, payload: object, timeout_s: float, headers: dict[str, st
         return loads_strict(outcome["body"])
     except ValueError as err:
         raise HTTPFailure(f"malformed answer ({err})") from None
+
+
+class GaveUp(Exception):
+    """``with_retries`` stopped: ``last`` is the last failure (an HTTPFailure, or the ValueError of an answer of
+    the wrong shape), after ``attempts`` tries."""
+
+    def __init__(self, last: Exception, attempts: int):
+        super().__init__(str(last))
+        self.last, self.attempts = last, attempts
+
+
+def with_retries(attempt: Callable[[], T], retries: int, backoff_s: float = 1.0) -> T:
+    """``attempt()``'s result, asking again up to ``retries`` times, backing off 1, 2, 4 ... x ``backoff_s``
+    seconds, while it fails with an HTTPFailure that may pass (a 4xx other than 408 / 429 stops at once) or with
+    a ValueError (an answer that is not what was asked for); then :class:`GaveUp`. The one retry loop of sigx's
+    HTTP clients: each turns GaveUp into its own one-line message."""
+    last: Exception | None = None
+    for tried in range(retries + 1):
+        if tried:
+            time.sleep(backoff_s * 2 ** (tried - 1))
+        try:
+            return attempt()
+        except HTTPFailure as err:
+            last = err
+            if not err.retryable:
+                raise GaveUp(err, tried + 1) from None
+        except ValueError as err:
+            last = err
+    raise GaveUp(last, retries + 1)

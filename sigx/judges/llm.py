@@ -22,12 +22,11 @@ import json
 import os
 import re
 import sqlite3
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sigx.config import LLMJudgeConfig
-from sigx.http_json import HTTPFailure, finite_number, loads_strict, post_json
+from sigx.http_json import GaveUp, HTTPFailure, finite_number, loads_strict, post_json, with_retries
 from sigx.judges.base import Judge, JudgeError, PathEvaluation, PathRequest, consistent
 
 PROMPT_VERSION = "search-p1-d3-v1"  # part of the cache key: a changed prompt never reuses old answers
@@ -173,29 +172,24 @@ class LLMJudge(Judge):
         c = self.config
         payload = {"model": c.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0,
                    "max_tokens": c.max_tokens, **({"response_format": {"type": "json_object"}} if c.json_mode else {})}
-        transport, problem = None, "no reply"
-        for attempt in range(c.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                answer = post_json(self.url, payload, c.timeout_s, self.headers)
-            except HTTPFailure as err:
-                transport = err.why
-                if not err.retryable:
-                    raise JudgeError(f"techniques.search_p1.llm_judge: {c.base_url} answered {err.why} for model "
-                                     f"{c.model!r}") from None
-                continue
+
+        def attempt() -> PathEvaluation:
+            answer = post_json(self.url, payload, c.timeout_s, self.headers)
             self.requests_sent += 1
-            transport = None
-            try:
-                return parse_evaluation(reply_content(answer))
-            except ValueError as err:
-                problem = str(err)
-        if transport is not None:
-            raise JudgeError(f"techniques.search_p1.llm_judge: cannot get an answer from {c.base_url} ({transport}, "
-                             f"after {c.max_retries} retries); is the server up?")
-        raise JudgeError(f"techniques.search_p1.llm_judge: {c.model!r} at {c.base_url} gave no valid evaluation "
-                         f"in {c.max_retries + 1} tries (last: {problem})")
+            return parse_evaluation(reply_content(answer))
+
+        try:
+            return with_retries(attempt, c.max_retries, self.backoff_s)
+        except GaveUp as gave_up:
+            err = gave_up.last
+            if isinstance(err, HTTPFailure) and not err.retryable:
+                raise JudgeError(f"techniques.search_p1.llm_judge: {c.base_url} answered {err.why} for model "
+                                 f"{c.model!r}") from None
+            if isinstance(err, HTTPFailure):
+                raise JudgeError(f"techniques.search_p1.llm_judge: cannot get an answer from {c.base_url} "
+                                 f"({err.why}, after {c.max_retries} retries); is the server up?") from None
+            raise JudgeError(f"techniques.search_p1.llm_judge: {c.model!r} at {c.base_url} gave no valid "
+                             f"evaluation in {c.max_retries + 1} tries (last: {err})") from None
 
     def stats(self) -> dict[str, float]:
         return {"judge_requests": float(self.requests_sent), "judge_cache_hits": float(self.cache_hits)}

@@ -14,10 +14,9 @@ server and what went wrong, and the same command resumes it from its last checkp
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
-from sigx.http_json import HTTPFailure, finite_number, post_json
+from sigx.http_json import GaveUp, HTTPFailure, finite_number, post_json, with_retries
 from sigx.retrieval.base import Passage, RetrievalError, Retriever
 from sigx.retrieval.corpus import passage_from_row
 
@@ -52,18 +51,13 @@ class HTTPRetriever(Retriever):
         if not queries:
             return []
         payload = {"queries": queries, "topk": k, "return_scores": True}
-        why = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                return self._parse(post_json(self.url, payload, self.timeout_s), len(queries))
-            except HTTPFailure as err:  # transport, HTTP status, a body that is not JSON
-                why = err.why
-                if not err.retryable:
-                    break
-            except ValueError as err:  # JSON that does not parse, or of the wrong shape (RetrievalError included)
-                why = f"malformed answer ({err.problems[0] if isinstance(err, RetrievalError) else err})"
-        raise RetrievalError(f"task.retriever.url: {self.url}: {why} after {attempt + 1} "
-                             f"attempt{'s' if attempt else ''}; start the retrieval server (or raise "
-                             "task.retriever.timeout_s), then run the same command again to resume")
+        try:
+            return with_retries(lambda: self._parse(post_json(self.url, payload, self.timeout_s), len(queries)),
+                                self.retries, self.backoff_s)
+        except GaveUp as gave_up:
+            err = gave_up.last  # transport, HTTP status, a body that is not JSON: HTTPFailure; else the wrong shape
+            why = err.why if isinstance(err, HTTPFailure) else \
+                f"malformed answer ({err.problems[0] if isinstance(err, RetrievalError) else err})"
+            raise RetrievalError(f"task.retriever.url: {self.url}: {why} after {gave_up.attempts} "
+                                 f"attempt{'s' if gave_up.attempts > 1 else ''}; start the retrieval server (or raise "
+                                 "task.retriever.timeout_s), then run the same command again to resume") from None

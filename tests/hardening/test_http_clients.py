@@ -176,3 +176,38 @@ def test_a_client_error_is_not_retried(hostile, tmp_path):
     with pytest.raises(JudgeError, match="answered HTTP 404 Not Found for model 'm'"):
         judge(server.url + "/v1", tmp_path, max_retries=3).evaluate([request()])
     assert server.requests == 1
+
+
+def test_the_one_retry_loop_backs_off_and_stops_at_a_failure_that_cannot_pass(monkeypatch):
+    """sigx.http_json.with_retries serves the retriever and the judge: 1, 2, 4 x backoff between tries, a
+    ValueError (an answer of the wrong shape) retried like a transport failure, a 4xx not retried."""
+    import sigx.http_json as http_json
+
+    slept = []
+    monkeypatch.setattr(http_json.time, "sleep", slept.append)
+    failures = iter([http_json.HTTPFailure("HTTP 503"), ValueError("no passages"), http_json.HTTPFailure("HTTP 502")])
+
+    def flaky():
+        raise next(failures)
+
+    with pytest.raises(http_json.GaveUp) as gave_up:
+        http_json.with_retries(flaky, retries=2, backoff_s=0.5)
+    assert slept == [0.5, 1.0] and gave_up.value.attempts == 3 and str(gave_up.value.last) == "HTTP 502"
+    calls = []
+
+    def refused():
+        calls.append(1)
+        raise http_json.HTTPFailure("HTTP 401 Unauthorized", retryable=False, status=401)
+
+    with pytest.raises(http_json.GaveUp) as gave_up:
+        http_json.with_retries(refused, retries=5)
+    assert len(calls) == 1 and gave_up.value.attempts == 1
+    answers = iter([ValueError("bad"), {"ok": 1}])
+
+    def second_time_lucky():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert http_json.with_retries(second_time_lucky, retries=1, backoff_s=0) == {"ok": 1}
