@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from sigx.config import RecipeError, default_recipe_like
-from sigx.runs import CHECKPOINT_FILE, COMPUTE_LAYOUT_FIELDS, config_differences, list_differences
+from sigx.config import RESUMABLE_CHANGES, RecipeError, default_recipe_like
+from sigx.runs import CHECKPOINT_FILE, config_differences, list_differences
 
 FILE = CHECKPOINT_FILE
 #: what a sigx checkpoint holds (``digest`` since 2026-11-30: older checkpoints resume unchecked)
@@ -68,12 +68,6 @@ def digest(state: dict) -> str:
     hasher = hashlib.sha256()
     _feed(hasher, {k: v for k, v in state.items() if k != "digest"})
     return hasher.hexdigest()
-
-#: recipe fields a resumed run may change: where it logs, how long it runs, how often it checkpoints, the
-#: ablation's execution settings and how the update is laid out in memory. Anything else would make the
-#: resumed run a different experiment.
-RESUMABLE_CHANGES = {("logging",), ("ablation",), ("training", "steps"),
-                     ("training", "checkpoint_every")} | COMPUTE_LAYOUT_FIELDS
 
 
 class Checkpoints:

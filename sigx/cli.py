@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sigx.config import TECHNIQUE_ORDER, AblationConfig, Recipe, RecipeError, load_recipe, recipe_warnings
+from sigx.config import (EXECUTORS, TECHNIQUE_ORDER, Recipe, RecipeError, load_recipe, recipe_warnings,
+                         technique_order)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO with composable signal techniques (SSPO, Search-P1, GC-RL, SORL) and their ablations.",
@@ -24,7 +25,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                          "--dry-run  ·  sigx report ablations/stress  ·  docs: docs/ (recipe fields: docs/recipe.md)")
 console = Console(stderr=True)
 
-EXECUTORS = AblationConfig.model_fields["executor"].annotation.__args__  # the recipe's choices, written once
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe field, e.g. --set training.lr=1e-4 (repeatable).")]
 
 
@@ -79,7 +79,7 @@ def enable_overrides(enable: str | None) -> list[str]:
     """``--enable sspo,gcrl`` -> ``techniques.sspo.enabled=true`` ... (unknown names are an error)."""
     if enable is None:
         return []
-    known = list(TECHNIQUE_ORDER)
+    known = list(technique_order())
     names = [n.strip() for n in enable.split(",") if n.strip()]
     if not names:
         fail(f"--enable: no technique named; give one or more of {', '.join(known)} (comma-separated)")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
+                      ValidationError, model_validator)
 
 from sigx.design import make_design
 
@@ -85,6 +85,70 @@ def _numeric(annotation: Any) -> bool:
     return annotation in (int, float)
 
 
+# --------------------------------------------------------------------------------------------------- field roles
+#: What a change of a field means, declared once, on the field (``**role(...)``), and read by every check that
+#: must know it: which fields the shared engine fixes, which a field factor may vary, which a resumed run or a
+#: resumed ablation store may change, which the warm start's cache key leaves out. A field without a role is
+#: part of what a run measures: changing it makes another experiment.
+ROLES = {
+    "engine": "fixed when the shared engine builds its rollout backend: one engine serves every cell, so no "
+              "factor may vary it",
+    "layout": "how the update is computed, not what: micro-batching, skipped zero-gradient rows, activation "
+              "checkpointing change float rounding and memory only, so a run or a store resumes with another value",
+    "extent": "how long a run goes and how often it checkpoints: a resumed run may change it",
+    "execution": "where and how runs execute and are logged (and, for a store, which seeds and which fraction of "
+                 "the design it runs: a cell depends only on its own levels and seed): a run or a store resumes "
+                 "with another value",
+    "cell_seed": "replaced by each cell's own seed in an ablation: a store resumes with another value",
+    "ablation_only": "read by `sigx ablate`, never by a run: a resumed run ignores it",
+    "held_out": "shapes the held-out set only: the warm start's cache key leaves it out, so changing it reuses "
+                "the built model",
+    "per_cell": "a section whose fields a field factor may vary (cells differ in them; the engine's are excepted)",
+}
+
+
+def role(*names: str) -> dict:
+    """Keyword arguments of ``Field`` declaring a field's roles (see ROLES)."""
+    unknown = [n for n in names if n not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown field role {unknown[0]!r}; allowed: {', '.join(ROLES)}")
+    return {"json_schema_extra": {"roles": list(names)}}
+
+
+def roles_of(field) -> tuple[str, ...]:
+    """The roles declared on a pydantic field."""
+    extra = field.json_schema_extra
+    return tuple(extra.get("roles", ())) if isinstance(extra, dict) else ()
+
+
+def field_names_with_role(model: type[BaseModel], name: str) -> tuple[str, ...]:
+    """The fields of one section that carry role ``name``, in the section's order."""
+    return tuple(f for f, info in model.model_fields.items() if name in roles_of(info))
+
+
+def _sections_of(field_name: str, annotation: Any) -> list[type[BaseModel]]:
+    """The sections (models) a field holds: its own type, a union's members, a task's registered configs."""
+    if field_name == "task" and annotation is Any:
+        return list(TASK_CONFIGS.values())
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in getattr(annotation, "__args__", ()) or () for m in _sections_of("", a)]
+
+
+def fields_with_role(name: str, model: type[BaseModel] | None = None,
+                     prefix: tuple[str, ...] = ()) -> frozenset[tuple[str, ...]]:
+    """Every field path (``("training", "steps")``) of the recipe, or of ``model``, that carries role ``name``.
+    A section that carries it stands for everything under it."""
+    found: set[tuple[str, ...]] = set()
+    for field_name, info in (model or Recipe).model_fields.items():
+        path = prefix + (field_name,)
+        if name in roles_of(info):
+            found.add(path)
+        for section in _sections_of(field_name, info.annotation):
+            found |= fields_with_role(name, section, path)
+    return frozenset(found)
+
+
 # --------------------------------------------------------------------------------------------------- model
 class TinyModelConfig(Strict):
     """Shape and warm start of the built-in ``sigx/tiny`` model (used only when ``model.name == "sigx/tiny"``).
@@ -132,21 +196,20 @@ class ModelConfig(Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the trained weights "
                                                               "(keep float32 for fp32 master weights with autocast)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
-                                         "memory, ~30% more compute; the update is the same")
+                                         "memory, ~30% more compute; the update is the same", **role("layout"))
 
 
 # --------------------------------------------------------------------------------------------------- tasks
 class ArithmeticTaskConfig(Strict):
     """Left-to-right chains such as ``7+5-3=``, solved step by step (``7+5=12;12-3=9#9``)."""
 
-    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts", "seed")  # seed: the held-out set only
-
     name: Literal["arithmetic"] = Field("arithmetic", description="the task")
     min_ops: int = Field(2, ge=1, description="fewest operations in a chain")
     max_ops: int = Field(3, ge=1, description="most operations in a chain")
     max_operand: int = Field(9, ge=1, le=99, description="largest operand")
-    eval_prompts: int = Field(128, ge=1, description="held-out prompts (a fixed set, never drawn for training)")
-    seed: int = Field(1234, description="seed of the held-out set")
+    eval_prompts: int = Field(128, ge=1, description="held-out prompts (a fixed set, never drawn for training)",
+                              **role("held_out"))
+    seed: int = Field(1234, description="seed of the held-out set", **role("held_out"))
 
     @model_validator(mode="after")
     def _ops_order(self) -> "ArithmeticTaskConfig":
@@ -158,15 +221,14 @@ class ArithmeticTaskConfig(Strict):
 class SearchTaskConfig(Strict):
     """Multi-hop questions over a generated knowledge base, answered through ``s[...]`` search actions."""
 
-    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts",)  # seed: the knowledge base itself
-
     name: Literal["search"] = Field("search", description="the task")
     num_people: int = Field(40, ge=4, description="people in the generated knowledge base")
     num_cities: int = Field(8, ge=2, description="cities in the generated knowledge base")
     min_hops: int = Field(1, ge=1, description="fewest relations a question chains")
     max_hops: int = Field(2, ge=1, le=4, description="most relations a question chains")
     max_turns: int = Field(4, ge=1, description="agent turns an episode may take (the last one must answer)")
-    eval_prompts: int = Field(128, ge=1, description="held-out questions (split off by a hash of the prompt)")
+    eval_prompts: int = Field(128, ge=1, description="held-out questions (split off by a hash of the prompt)",
+                              **role("held_out"))
     seed: int = Field(1234, description="seed of the knowledge base and the held-out order")
     interface: Literal["compact", "natural"] = Field(
         "compact", description="compact: the tiny model's q:/p:/s[...] format; natural: a plain-language "
@@ -183,16 +245,15 @@ class GSM8KTaskConfig(Strict):
     """GSM8K-style word problems from a dataset (rows: ``question``, ``answer`` ending in ``#### <number>``),
     for hub models: from a local copy (``path``) or the hub (``dataset``)."""
 
-    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval_prompts", "eval_split")
-
     name: Literal["gsm8k"] = Field("gsm8k", description="the task")
     path: str | None = Field(None, description="local directory with train.jsonl/test.jsonl (or .parquet), or "
                              "one such file; wins over dataset")
     dataset: str = Field("openai/gsm8k", description="hub dataset id (needs the datasets package and a network)")
     subset: str = Field("main", description="hub dataset configuration")
     train_split: str = Field("train", description="split (or file name prefix) of the training questions")
-    eval_split: str = Field("test", description="split (or file name prefix) of the held-out questions")
-    eval_prompts: int = Field(256, ge=1, description="held-out questions used (shuffled with seed)")
+    eval_split: str = Field("test", description="split (or file name prefix) of the held-out questions",
+                            **role("held_out"))
+    eval_prompts: int = Field(256, ge=1, description="held-out questions used (shuffled with seed)", **role("held_out"))
     answer_format: Literal["strict", "flexible"] = Field(
         "flexible", description="strict: only a '#### <number>' line counts; flexible: else the last number")
     instruction: str = Field("Solve the problem step by step. Then write the final answer as a number on its own "
@@ -253,11 +314,10 @@ class QASearchTaskConfig(Strict):
     """Agentic retrieval QA as Search-R1, Search-P1 and SORL evaluate it: questions from QA data sets, searches
     against a real retriever, answers scored by exact match and accuracy (a golden answer contained)."""
 
-    WARM_START_IGNORES: ClassVar[tuple[str, ...]] = ("eval", "seed")
-
     name: Literal["search_qa"] = Field("search_qa", description="the task")
     train: list[QADataSource] = Field(min_length=1, description="training sets, mixed (Search-R1: NQ + HotpotQA)")
-    eval: list[QADataSource] = Field(min_length=1, description="held-out sets, each reported on its own")
+    eval: list[QADataSource] = Field(min_length=1, description="held-out sets, each reported on its own",
+                                     **role("held_out"))
     retriever: RetrieverConfig = Field(description="BM25 over a local corpus, or a retrieval server")
     template: Literal["search_r1", "search_p1", "compact"] = Field(
         "search_r1", description="search_r1: Search-R1's prompt and <search>/<information> tags; search_p1: "
@@ -277,14 +337,45 @@ class QASearchTaskConfig(Strict):
     reward: Literal["em", "acc"] = Field("em", description="outcome reward: em = exact match after normalisation "
                                          "(Search-R1's training reward); acc = a golden answer contained in the "
                                          "answer (the papers' reported ACC)")
-    seed: int = Field(1234, description="seed of the held-out sets' order")
+    seed: int = Field(1234, description="seed of the held-out sets' order", **role("held_out"))
 
 
 #: every task config by its ``name``: the single source for the union below and for error messages
+#: every task's recipe section by its ``name``: the built-in ones here, others added by
+#: ``sigx.tasks.register_task(name, factory, config=...)`` (through register_task_config); read when a recipe
+#: is validated, so a task registered from the user's own module is as valid as a built-in one
 TASK_CONFIGS: dict[str, type[Strict]] = {"arithmetic": ArithmeticTaskConfig, "search": SearchTaskConfig,
                                          "gsm8k": GSM8KTaskConfig, "search_qa": QASearchTaskConfig}
 DEFAULT_TASK = "arithmetic"
-TaskConfig = Annotated[Union[tuple(TASK_CONFIGS.values())], Field(discriminator="name")]
+
+
+def register_task_config(config: type[Strict]) -> None:
+    """Make a task's recipe section valid under its name (its ``name`` field's default, a Literal of one word)."""
+    field = config.model_fields.get("name")
+    name = field.default if field is not None else None
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"{config.__name__}: a task config needs a field name whose default is the task's name "
+                         "(lowercase letters, digits, _)")
+    if TASK_CONFIGS.get(name, config) is not config:
+        raise ValueError(f"task {name!r} already has a recipe section ({TASK_CONFIGS[name].__name__})")
+    TASK_CONFIGS[name] = config
+
+
+def _task_section(value: Any) -> Any:
+    """The task section validated by the config registered under its ``name``."""
+    if isinstance(value, tuple(TASK_CONFIGS.values())):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("the task section is a mapping with the task's name and its fields")
+    name = value.get("name", DEFAULT_TASK)
+    if not isinstance(name, str) or name not in TASK_CONFIGS:
+        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        raise ValueError(f"unknown task {shown}; allowed: {', '.join(TASK_CONFIGS)}")
+    return TASK_CONFIGS[name].model_validate(value)
+
+
+#: a recipe's task section: one of TASK_CONFIGS, chosen by its name when the recipe is validated
+TaskConfig = Annotated[Any, BeforeValidator(_task_section)]
 
 
 # --------------------------------------------------------------------------------------------------- rollout
@@ -295,15 +386,11 @@ class RolloutConfig(Strict):
     on CPU: what the weight-sync tests use; on a GPU without vLLM, with ``dtype: bfloat16``, ``decoder: static``
     and ``compile: true``, the fast transformers rollout: bf16 weights, so no per-step casts)."""
 
-    #: fields fixed when the shared engine builds its rollout backend; the rest vary per run
-    ENGINE_FIELDS: ClassVar[tuple[str, ...]] = ("backend", "chat_template", "dtype", "decoder", "compile",
-                                                "gpu_memory_utilization", "max_model_len", "vllm_sleep",
-                                                "vllm_enforce_eager")
-
     backend: Literal["hf", "hf_synced", "vllm"] = Field("hf", description="hf: sample from the training model "
                                                         "itself (CPU default); hf_synced: a separate pushed copy "
                                                         "(in dtype bfloat16 with decoder static: the GPU choice "
-                                                        "without vLLM); vllm: the colocated GPU engine")
+                                                        "without vLLM); vllm: the colocated GPU engine",
+                                                        **role("engine"))
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, le=MAX_NEW_TOKENS, description="per agent turn (at most 2^20: beyond any "
                                 "model's context)")
@@ -314,29 +401,38 @@ class RolloutConfig(Strict):
                            "from the weights of `staleness` steps earlier (their log-probs are the behaviour "
                            "policy of the ratio); 0: on-policy. Costs staleness + 1 weight copies in host memory")
     chat_template: Annotated[Literal["auto", "on", "off"], Switch] = Field(
-        "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has none)")
+        "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has "
+        "none)", **role("engine"))
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="weights of a separate rollout engine (vllm, hf_synced; pushed weights are cast to "
         "it); for hf with decoder static, the autocast dtype of decoding (its weights are cast at every step: "
-        "hf_synced avoids that). auto: the training weights' dtype")
+        "hf_synced avoids that). auto: the training weights' dtype", **role("engine"))
     decoder: Literal["dynamic", "static"] = Field(
         "dynamic", description="hf/hf_synced decoding loop: dynamic (rows leave the batch as they stop: least "
         "arithmetic, the CPU's choice) or static (a static KV cache, fixed shapes, finished rows masked: one "
-        "decode step that can be captured once, the GPU's choice)")
+        "decode step that can be captured once, the GPU's choice)", **role("engine"))
     compile: bool = Field(False, description="decoder static: compile the decode step with torch.compile "
-                          "(mode reduce-overhead: CUDA graphs on a GPU); the first call pays the compilation")
+                          "(mode reduce-overhead: CUDA graphs on a GPU); the first call pays the compilation",
+                          **role("engine"))
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vllm: its share of GPU memory "
-                                          "(weights + KV cache); the rest is left to training")
-    max_model_len: int = Field(4096, ge=16, description="vllm: longest prompt + completion it must hold")
-    vllm_sleep: bool = Field(True, description="vllm: sleep (weights to CPU, KV cache freed) while training runs")
-    vllm_enforce_eager: bool = Field(False, description="vllm: no CUDA graphs (slower, starts faster)")
+                                          "(weights + KV cache); the rest is left to training", **role("engine"))
+    max_model_len: int = Field(4096, ge=16, description="vllm: longest prompt + completion it must hold",
+                               **role("engine"))
+    vllm_sleep: bool = Field(True, description="vllm: sleep (weights to CPU, KV cache freed) while training runs",
+                             **role("engine"))
+    vllm_enforce_eager: bool = Field(False, description="vllm: no CUDA graphs (slower, starts faster)",
+                                     **role("engine"))
+
+
+#: the rollout fields fixed when the shared engine builds its rollout backend; the rest vary per run
+ENGINE_FIELDS = field_names_with_role(RolloutConfig, "engine")
 
 
 # --------------------------------------------------------------------------------------------------- training
 class TrainingConfig(Strict):
     """The GRPO update: steps, optimizer, loss, and how the batch is laid out in memory."""
 
-    steps: int = Field(60, ge=1, le=10**9, description="GRPO steps (one rollout batch each)")
+    steps: int = Field(60, ge=1, le=10**9, description="GRPO steps (one rollout batch each)", **role("extent"))
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate (betas 0.9 / 0.99)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping by global norm")
@@ -359,19 +455,21 @@ class TrainingConfig(Strict):
     eval_samples: int = Field(4, ge=1, description="sampled responses per held-out prompt at evaluation")
     checkpoint_every: int = Field(
         25, ge=0, description="steps between checkpoints (weights, optimizer, RNG streams) from which an "
-        "interrupted run resumes exactly; 0: none. Deleted when the run completes")
+        "interrupted run resumes exactly; 0: none. Deleted when the run completes", **role("extent"))
     micro_batch_size: int | None = Field(
         None, ge=1, description="sequences per forward/backward; gradients accumulate over a mini-batch's "
-        "micro-batches (same update, bounded memory). None: the whole mini-batch at once")
+        "micro-batches (same update, bounded memory). None: the whole mini-batch at once", **role("layout"))
     micro_batch_tokens: int | None = Field(
         None, ge=1, description="padded tokens per forward/backward (rows x the longest row): a mini-batch's rows "
         "are sorted by length and packed greedily under this budget, so memory is bounded by tokens rather than "
         "rows and short rows are not padded to long ones (verl's dynamic batch size); a row longer than the "
-        "budget gets a micro-batch of its own. Combines with micro_batch_size. None: no token bound")
+        "budget gets a micro-batch of its own. Combines with micro_batch_size. None: no token bound",
+        **role("layout"))
     skip_zero_advantage: bool = Field(
         True, description="leave rows whose advantage is exactly 0 out of the forward/backward: with no KL term "
         "and a loss proportional to the advantage their gradient is exactly zero, and the loss normaliser still "
-        "counts them, so the update is the same for less work. Loss diagnostics then cover the trained rows")
+        "counts them, so the update is the same for less work. Loss diagnostics then cover the trained rows",
+        **role("layout"))
     rollout_correction: Literal["off", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] = Field(
         "off", description="importance correction for the gap between the sampling engine and the trainer (a "
         "bf16 or vLLM sampler): weights exp(logp_trainer - logp_sampler) per token or per sequence, truncated "
@@ -482,25 +580,84 @@ class SORLConfig(TechniqueConfig):
     normalization_strength: float = Field(1.0, ge=0, description="alpha in 1 / (1 + alpha * C_i) (sigx's form)")
 
 
+#: the recipe sections of techniques registered beyond the four built-in ones (``register_technique`` in
+#: sigx.engine.hooks adds a technique's ``config_class`` here), by name, in registration order
+TECHNIQUE_CONFIGS: dict[str, type[TechniqueConfig]] = {}
+
+
 class TechniquesConfig(Strict):
-    """One section per technique, in the order the GRPO loop meets them."""
+    """One section per technique, in the order the GRPO loop meets them; a registered technique's section
+    (TECHNIQUE_CONFIGS) is validated by its own config and present, off, when the recipe leaves it out."""
+
+    model_config = ConfigDict(extra="allow")  # only registered sections: _registered_sections refuses the rest
 
     search_p1: SearchP1Config = Field(SearchP1Config(), description="Search-P1: path-centric reward")
     gcrl: GCRLConfig = Field(GCRLConfig(), description="GC-RL: second-order rollout (critiques)")
     sspo: SSPOConfig = Field(SSPOConfig(), description="SSPO: gated geometric-mean sequence weight")
     sorl: SORLConfig = Field(SORLConfig(), description="SORL: turn-level ratio and clipping-triggered normalisation")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _registered_sections(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, value in data.items():
+            if name not in cls.model_fields and name not in TECHNIQUE_CONFIGS:
+                raise ValidationError.from_exception_data(cls.__name__, [
+                    {"type": "extra_forbidden", "loc": (name,), "input": value}])
+        for name, config in TECHNIQUE_CONFIGS.items():
+            value = data.get(name, {})
+            if isinstance(value, config):
+                continue
+            try:
+                data[name] = config.model_validate(value)
+            except ValidationError as err:  # re-raised under the section's name, as a built-in section's would be
+                raise ValidationError.from_exception_data(cls.__name__, [
+                    {"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"],
+                     **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in err.errors()]) from None
+        return data
+
     def enabled_names(self) -> list[str]:
-        return [name for name in type(self).model_fields if getattr(self, name).enabled]
+        return [name for name in technique_order() if getattr(getattr(self, name, None), "enabled", False)]
 
 
-#: the techniques' names, in the order the GRPO loop meets them (reward density, reward dimension, then the ratio):
-#: written once, as the sections of TechniquesConfig
+#: the built-in techniques' names, in the order the GRPO loop meets them (reward density, reward dimension, then
+#: the ratio): written once, as the sections of TechniquesConfig
 TECHNIQUE_ORDER: tuple[str, ...] = tuple(TechniquesConfig.model_fields)
 
 
+def technique_order() -> tuple[str, ...]:
+    """Every technique a recipe may name: the built-in ones, then the registered ones in registration order."""
+    return TECHNIQUE_ORDER + tuple(TECHNIQUE_CONFIGS)
+
+
+def register_technique_config(name: str, config: type[TechniqueConfig]) -> None:
+    """Make a technique's recipe section (``techniques.<name>``) valid; a built-in section needs no registering."""
+    if name in TECHNIQUE_ORDER:
+        built_in = TechniquesConfig.model_fields[name].annotation
+        if built_in is not config:
+            raise ValueError(f"technique {name!r} is built in, with the section {built_in.__name__}")
+        return
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"technique name {name!r}: lowercase letters, digits and _, starting with a letter")
+    if not (isinstance(config, type) and issubclass(config, TechniqueConfig)):
+        raise ValueError(f"technique {name!r}: its config_class must subclass sigx.config.TechniqueConfig")
+    if TECHNIQUE_CONFIGS.get(name, config) is not config:
+        raise ValueError(f"technique {name!r} already has a recipe section ({TECHNIQUE_CONFIGS[name].__name__})")
+    TECHNIQUE_CONFIGS[name] = config
+
+
 # --------------------------------------------------------------------------------------------------- ablation
-TechniqueName = Literal[TECHNIQUE_ORDER]
+def _known_technique(name: str) -> str:
+    if name not in technique_order():
+        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        raise ValueError(f"unknown technique {shown}; a factor is a technique ({', '.join(technique_order())}) or a "
+                         "recipe field at two levels, e.g. {rollout.staleness: [0, 4]}")
+    return name
+
+
+TechniqueName = Annotated[str, AfterValidator(_known_technique)]
 
 
 class FieldFactor(Strict):
@@ -554,6 +711,25 @@ Factor = Annotated[Union[Annotated[TechniqueName, Tag("technique")], Annotated[F
                    Discriminator(_factor_kind)]
 
 
+#: where an ablation's cells may run (``ablation.executor``): the built-in launchers' names, and those added by
+#: ``register_launcher`` in sigx.ablation.launchers (through register_executor)
+EXECUTORS: list[str] = ["local", "ray", "slurm"]
+
+
+def register_executor(name: str) -> None:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name or ""):
+        raise ValueError(f"launcher name {name!r}: lowercase letters, digits and _, starting with a letter")
+    if name not in EXECUTORS:
+        EXECUTORS.append(name)
+
+
+def _known_executor(name: str) -> str:
+    if name not in EXECUTORS:
+        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        raise ValueError(f"unknown executor {shown}; allowed: {', '.join(EXECUTORS)}")
+    return name
+
+
 class RayConfig(Strict):
     """``executor: ray``: each cell a Ray task."""
 
@@ -597,10 +773,10 @@ class AblationConfig(Strict):
     fraction: int = Field(0, ge=0, description="p of a 2^(k-p) fractional design of resolution >= V (main effects "
                           "and 2-factor interactions unaliased) over the k crossed factors (controls are not "
                           "crossed); 0: the full factorial. Lowering it on a store runs only the cells "
-                          "missing (a fold-over that de-aliases the interactions)")
+                          "missing (a fold-over that de-aliases the interactions)", **role("execution"))
     seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
         default_factory=lambda: [0, 1, 2], min_length=1, description="the seeds every cell runs with (seed is a "
-        "block in the analysis); more may be added to a store later")
+        "block in the analysis); more may be added to a store later", **role("execution"))
     metric: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="the metric the "
                                "analysis is declared on, before any run (a run summary's key: final_reward, "
                                "reward_auc, ...): `sigx report` uses it, and says so in its first line when "
@@ -609,13 +785,16 @@ class AblationConfig(Strict):
                                  "the metric: a gap (or effect) shown within +-margin is negligible. Unset: 0.02, "
                                  "reported as not declared")
     output_dir: str = Field("ablations", min_length=1, max_length=4096,
-                            description="run store root; the ablation goes to <output_dir>/<name>")
-    executor: Literal["local", "ray", "slurm"] = Field(
+                            description="run store root; the ablation goes to <output_dir>/<name>",
+                            **role("execution"))
+    executor: Annotated[str, AfterValidator(_known_executor)] = Field(
         "local", description="where cells run: local (this process, or `workers` processes), ray (a Ray "
-        "cluster, see ray), slurm (Slurm jobs through submitit, see slurm)")
-    workers: int = Field(1, ge=1, description="local: cells run in parallel, one process (and one GPU, if any) each")
-    ray: RayConfig = Field(RayConfig(), description="executor ray: the cluster and each task's resources")
-    slurm: SlurmConfig = Field(SlurmConfig(), description="executor slurm: each cell's job")
+        "cluster, see ray), slurm (Slurm jobs through submitit, see slurm)", **role("execution"))
+    workers: int = Field(1, ge=1, description="local: cells run in parallel, one process (and one GPU, if any) "
+                         "each", **role("execution"))
+    ray: RayConfig = Field(RayConfig(), description="executor ray: the cluster and each task's resources",
+                           **role("execution"))
+    slurm: SlurmConfig = Field(SlurmConfig(), description="executor slurm: each cell's job", **role("execution"))
 
     @model_validator(mode="after")
     def _consistent(self) -> "AblationConfig":
@@ -652,14 +831,20 @@ class Recipe(Strict):
 
     name: str = Field("sigx-run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
                       description="names the run store and run directories: letters, digits, _ . -")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the run's seed: every random stream derives from it")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the run's seed: every random stream derives from it",
+                      **role("cell_seed"))
     model: ModelConfig = Field(ModelConfig(), description="the policy")
-    task: TaskConfig = Field(ArithmeticTaskConfig(), description="prompts, environment and reward (by name)")
-    rollout: RolloutConfig = Field(RolloutConfig(), description="how trajectories are sampled")
-    training: TrainingConfig = Field(TrainingConfig(), description="the GRPO update")
-    techniques: TechniquesConfig = Field(TechniquesConfig(), description="the four techniques, each off by default")
-    ablation: AblationConfig = Field(AblationConfig(), description="what `sigx ablate` runs, and where")
-    logging: LoggingConfig = Field(LoggingConfig(), description="where runs are written and mirrored")
+    task: TaskConfig = Field(ArithmeticTaskConfig(), description="prompts, environment and reward (by name: "
+                             "one of the registered tasks)")
+    rollout: RolloutConfig = Field(RolloutConfig(), description="how trajectories are sampled", **role("per_cell"))
+    training: TrainingConfig = Field(TrainingConfig(), description="the GRPO update", **role("per_cell"))
+    techniques: TechniquesConfig = Field(default_factory=TechniquesConfig, description="the four techniques (and any "
+                                         "registered one), each off by default",
+                                         **role("per_cell"))
+    ablation: AblationConfig = Field(AblationConfig(), description="what `sigx ablate` runs, and where",
+                                     **role("ablation_only"))
+    logging: LoggingConfig = Field(LoggingConfig(), description="where runs are written and mirrored",
+                                   **role("execution"))
 
     @model_validator(mode="before")
     @classmethod
@@ -705,11 +890,9 @@ def recipe_warnings(recipe: Recipe) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------- loading
 def _field_path(loc: tuple) -> str:
-    # Drop the discriminator tags pydantic inserts for unions ("task.search.max_hops" -> "task.max_hops",
-    # "ablation.factors.2.field.levels" -> "ablation.factors.2.levels").
+    # Drop the discriminator tags pydantic inserts for unions ("ablation.factors.2.field.levels" ->
+    # "ablation.factors.2.levels").
     parts = [str(p) for p in loc]
-    if len(parts) >= 2 and parts[0] == "task" and parts[1] in TASK_CONFIGS:
-        parts = [parts[0]] + parts[2:]
     if parts[:2] == ["ablation", "factors"] and len(parts) >= 4 and parts[3] in ("technique", "field"):
         parts = parts[:3] + parts[4:]
     return ".".join(parts) or "(recipe)"
@@ -720,10 +903,11 @@ def _allowed_keys(loc: tuple, data: dict) -> list[str]:
     model: Any = Recipe
     node: Any = data
     for part in loc[:-1]:
-        if part in TASK_CONFIGS:
-            continue
         if isinstance(node, dict):
             node = node.get(part, {})
+        if model is TechniquesConfig and part in TECHNIQUE_CONFIGS:  # a registered technique's section
+            model = TECHNIQUE_CONFIGS[part]
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []
@@ -732,7 +916,7 @@ def _allowed_keys(loc: tuple, data: dict) -> list[str]:
             name = node.get("name", DEFAULT_TASK) if isinstance(node, dict) else DEFAULT_TASK
             ann = TASK_CONFIGS.get(name, TASK_CONFIGS[DEFAULT_TASK])
         model = ann
-    return list(getattr(model, "model_fields", {}))
+    return list(getattr(model, "model_fields", {})) + (list(TECHNIQUE_CONFIGS) if model is TechniquesConfig else [])
 
 
 def format_validation_error(err: ValidationError, data: dict, source: str) -> list[str]:
@@ -742,12 +926,6 @@ def format_validation_error(err: ValidationError, data: dict, source: str) -> li
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(e["loc"], data)
             msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        elif e["type"] == "union_tag_invalid":
-            msg = f"unknown task; allowed: {', '.join(TASK_CONFIGS)}"
-        elif e["loc"][:2] == ("ablation", "factors") and e["type"] == "literal_error":
-            msg = (f"unknown technique {e['input']!r}; a factor is a technique "
-                   f"({', '.join(TechniquesConfig.model_fields)}) or a recipe field at two levels, e.g. "
-                   "{rollout.staleness: [0, 4]}")
         elif e["msg"].removeprefix("Value error, ").startswith(FIELD_PROBLEM):
             field, msg = e["msg"].removeprefix("Value error, ").removeprefix(FIELD_PROBLEM).split(": ", 1)
             path = f"{path}.{field}" if path != "(recipe)" else field
@@ -755,7 +933,9 @@ def format_validation_error(err: ValidationError, data: dict, source: str) -> li
             msg = e["msg"].removeprefix("Value error, ")
             if "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
                 shown = repr(e["input"])
-                msg += f" (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                if shown not in msg:  # the message names the value already
+                    msg += f" (got {shown})"
         lines.append(f"{source}: {path}: {msg}")
     return lines
 
@@ -809,7 +989,16 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 #: the sections a field factor may vary: the shared engine (model, task, rollout backend) serves every cell
-FACTOR_SECTIONS = ("rollout", "training", "techniques")
+FACTOR_SECTIONS = field_names_with_role(Recipe, "per_cell")
+#: fields that change rounding and memory only (role "layout")
+COMPUTE_LAYOUT_FIELDS = fields_with_role("layout")
+#: fields a resumed run may change: where it logs, how long it runs, how often it checkpoints, the ablation's
+#: settings and the update's layout in memory. Anything else would make the resumed run a different experiment
+RESUMABLE_CHANGES = fields_with_role("layout") | fields_with_role("extent") | fields_with_role("execution") \
+    | fields_with_role("ablation_only")
+#: fields an ablation store may be resumed with changed (where and how its cells run, its seeds and fraction,
+#: the update's layout), and the recipe's seed, which each cell replaces with its own
+EXECUTION_FIELDS = fields_with_role("layout") | fields_with_role("execution") | fields_with_role("cell_seed")
 
 
 def set_path(data: dict, path: list[str], value: Any) -> None:
@@ -828,9 +1017,9 @@ def field_factor_problems(recipe: Recipe, source: str) -> list[str]:
             continue
         where = f"{source}: ablation.factors.{i} ({factor.field})"
         path = factor.field.split(".")
-        if path[0] not in FACTOR_SECTIONS or (path[0] == "rollout" and path[-1] in RolloutConfig.ENGINE_FIELDS):
+        if path[0] not in FACTOR_SECTIONS or (path[0] == "rollout" and path[-1] in ENGINE_FIELDS):
             problems.append(f"{where}: a factor may vary {', '.join(FACTOR_SECTIONS)} fields, except the rollout "
-                            f"engine's ({', '.join(RolloutConfig.ENGINE_FIELDS)}): one shared engine serves every "
+                            f"engine's ({', '.join(ENGINE_FIELDS)}): one shared engine serves every "
                             "cell; run separate ablations for another model, task or backend")
             continue
         if path[0] == "techniques" and path[-1] == "enabled":

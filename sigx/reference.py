@@ -9,7 +9,7 @@ import typing
 
 from pydantic import BaseModel
 
-from sigx.config import TASK_CONFIGS, FieldFactor, Recipe
+from sigx.config import EXECUTORS, TASK_CONFIGS, AblationConfig, FieldFactor, Recipe, technique_order
 
 HEADER = """# Recipe reference
 
@@ -66,7 +66,11 @@ def section(model: type[BaseModel], title: str, lines: list[str], seen: set) -> 
     children = []
     for name, field in model.model_fields.items():
         nested = [m for m in _nested(field.annotation) if m not in seen]
-        kind = "section" if nested and name != "factors" else _type(field.annotation)
+        kind = "section" if nested and name != "factors" or name == "task" else _type(field.annotation)
+        if (model, name) == (AblationConfig, "executor"):  # choices of a registry, checked when a recipe is read
+            kind = " \\| ".join(f"`{n}`" for n in EXECUTORS)
+        elif (model, name) == (AblationConfig, "factors"):
+            kind = "list of " + " \\| ".join(f"`{n}`" for n in technique_order()) + " or FieldFactor"
         lines.append(f"| `{name}` | {kind} | {_default(field)} | {(field.description or '').replace('|', '/')} |")
         if name == "task":
             children += [(c, f"task (name: {n})") for n, c in TASK_CONFIGS.items()]

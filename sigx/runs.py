@@ -68,13 +68,6 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=True))
 
 
-#: recipe fields that say how the update is computed, not what it computes: micro-batching, leaving out rows
-#: whose gradient is exactly zero, activation checkpointing. They change float rounding and memory only, so a
-#: run or an ablation may resume with other values (say, smaller micro-batches after running out of memory).
-COMPUTE_LAYOUT_FIELDS = {("training", "micro_batch_size"), ("training", "micro_batch_tokens"),
-                         ("training", "skip_zero_advantage"), ("model", "gradient_checkpointing")}
-
-
 def config_differences(old, new, ignore: set[tuple[str, ...]] = frozenset(), path=(), defaults=None) -> list[str]:
     """Dotted paths of the fields in which two resolved recipes differ, skipping the ``ignore`` paths (and
     everything under them). ``old`` may come from an older sigx: a field it lacks (added since) is compared at

@@ -34,7 +34,7 @@ def test_task_fields_depend_on_the_task():
     [line] = problems({"task": {"name": "search", "max_ops": 3}})
     assert line.startswith("r.yaml: task.max_ops: unknown field; allowed: name, num_people")
     [line] = problems({"task": {"name": "chess"}})
-    assert line == "r.yaml: task: unknown task; allowed: arithmetic, search, gsm8k, search_qa"
+    assert line == "r.yaml: task: unknown task 'chess'; allowed: arithmetic, search, gsm8k, search_qa"
 
 
 def test_several_problems_each_get_a_line():
@@ -146,3 +146,31 @@ def test_every_recipe_field_is_documented_and_the_reference_is_current():
 def test_every_help_shows_an_example(command):
     result = CliRunner().invoke(app, command + ["--help"])
     assert result.exit_code == 0 and "Example" in result.output, result.output
+
+
+def test_field_roles_declared_once_give_the_lists_each_check_uses():
+    """The roles on the fields derive what was six hand-kept lists in four modules; these are their values."""
+    from sigx.ablation.store import STORE_RESUMABLE_CHANGES
+    from sigx.checkpoint import RESUMABLE_CHANGES as CHECKPOINT_RESUMABLE
+    from sigx.config import (COMPUTE_LAYOUT_FIELDS, ENGINE_FIELDS, EXECUTION_FIELDS, FACTOR_SECTIONS,
+                             RESUMABLE_CHANGES, TASK_CONFIGS, field_names_with_role, role)
+
+    layout = {("training", "micro_batch_size"), ("training", "micro_batch_tokens"),
+              ("training", "skip_zero_advantage"), ("model", "gradient_checkpointing")}
+    assert ENGINE_FIELDS == ("backend", "chat_template", "dtype", "decoder", "compile", "gpu_memory_utilization",
+                             "max_model_len", "vllm_sleep", "vllm_enforce_eager")
+    assert FACTOR_SECTIONS == ("rollout", "training", "techniques")
+    assert COMPUTE_LAYOUT_FIELDS == layout
+    ablation_execution = {("ablation", k) for k in ("executor", "workers", "ray", "slurm", "seeds", "fraction",
+                                                    "output_dir")}
+    assert EXECUTION_FIELDS == ablation_execution | {("logging",), ("seed",)} | layout
+    assert STORE_RESUMABLE_CHANGES == EXECUTION_FIELDS | {("ablation", "address"), ("ablation", "gpus_per_cell"),
+                                                          ("ablation", "cpus_per_cell")}
+    assert CHECKPOINT_RESUMABLE is RESUMABLE_CHANGES
+    assert RESUMABLE_CHANGES == {("ablation",), ("logging",), ("training", "steps"),
+                                 ("training", "checkpoint_every")} | ablation_execution | layout
+    held_out = {name: field_names_with_role(c, "held_out") for name, c in TASK_CONFIGS.items()}
+    assert held_out == {"arithmetic": ("eval_prompts", "seed"), "search": ("eval_prompts",),
+                        "gsm8k": ("eval_split", "eval_prompts"), "search_qa": ("eval", "seed")}
+    with pytest.raises(ValueError, match="unknown field role 'fast'; allowed: engine, layout"):
+        role("fast")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sigx.design import Design, make_design
-from sigx.config import MAX_COMBINATION, TECHNIQUE_ORDER, FieldFactor, Recipe, RecipeError, level_label, set_path
+from sigx.config import (MAX_COMBINATION, FieldFactor, Recipe, RecipeError, level_label, set_path,
+                         technique_order)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def factors_of(recipe: Recipe) -> list[Factor]:
             out.append(Factor(e, "technique", "technique", ("techniques", e, "enabled"), (False, True)))
         else:
             short = e.field.rsplit(".", 1)[-1]
-            name = short if last.count(short) == 1 and short not in TECHNIQUE_ORDER else e.field
+            name = short if last.count(short) == 1 and short not in technique_order() else e.field
             out.append(Factor(name, "field", e.role, tuple(e.field.split(".")), tuple(e.levels)))
     return out
 

@@ -31,25 +31,16 @@ from pathlib import Path
 import yaml
 
 from sigx.ablation.plan import crossed, design_of, factors_of
-from sigx.config import Recipe, default_recipe_like
+from sigx.config import EXECUTION_FIELDS, Recipe, default_recipe_like
 from sigx.design import Design, alias_lines, describe
-from sigx.runs import (CHECKPOINT_FILE, COMPUTE_LAYOUT_FIELDS, cell_status, config_differences, list_differences,
+from sigx.runs import (CHECKPOINT_FILE, cell_status, config_differences, list_differences,
                        read_json, write_json_atomic, write_text_atomic)
 
-# Fields that say where and how an ablation runs, not what it measures: they may change between a crash and
-# its resume (e.g. resume a local ablation on Ray, or with more workers, or with smaller micro-batches after
-# running out of memory), and seeds may be added. The fraction may change too: a cell's run depends only on
-# its own factor levels and seed, not on which fraction selected it, so lowering ``fraction`` runs the cells
-# the first fraction left out (the complementary half: a fold-over that de-aliases the interactions) and keeps
-# every cell already done.
-EXECUTION_FIELDS = {("ablation", "executor"), ("ablation", "workers"), ("ablation", "ray"),
-                    ("ablation", "slurm"), ("ablation", "seeds"), ("ablation", "fraction"),
-                    ("ablation", "output_dir"), ("logging", "wandb"), ("logging", "project"),
-                    ("logging", "wandb_unreachable"), ("logging", "output_dir"),
-                    ("seed",),
-                    # where a store ran, as sigx before the launchers' own sections (#17) wrote it
-                    ("ablation", "address"), ("ablation", "gpus_per_cell"), ("ablation", "cpus_per_cell")
-                    } | COMPUTE_LAYOUT_FIELDS
+#: what an ablation store may be resumed with changed: the recipe fields of roles "execution", "layout" and
+#: "cell_seed" (see sigx.config.ROLES), and the settings of where a store ran as sigx wrote them before the
+#: launchers' own sections (#17)
+STORE_RESUMABLE_CHANGES = EXECUTION_FIELDS | {("ablation", "address"), ("ablation", "gpus_per_cell"),
+                                              ("ablation", "cpus_per_cell")}
 
 
 def design_json(design: Design, names: list[str]) -> dict:
@@ -197,7 +188,7 @@ class AblationStore:
             if not isinstance(stored, dict):
                 raise StoreError(f"{stored_path}: not a recipe (expected a mapping of sections); restore it, or "
                                  "start another store")
-            changed = config_differences(stored, resolved, ignore=EXECUTION_FIELDS, defaults=default_recipe_like(stored))
+            changed = config_differences(stored, resolved, ignore=STORE_RESUMABLE_CHANGES, defaults=default_recipe_like(stored))
             if changed:
                 raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in "
                                  f"{list_differences(changed)}); rename the recipe, set ablation.output_dir, or "

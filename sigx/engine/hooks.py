@@ -2,7 +2,8 @@
 
 A technique changes a GRPO step only through these hooks. One GRPO step runs these stages, in order; a
 technique overrides only the hooks of its stage, and the engine calls the hooks of every enabled technique in
-``TECHNIQUE_ORDER`` (the order of the recipe's ``techniques`` section, which follows the loop)::
+``TECHNIQUE_ORDER`` (the order of the recipe's ``techniques`` section, which follows the loop; a technique
+registered from outside sigx comes after the built-in four, in registration order)::
 
     rollout ──► expand_rollouts ──► outcome reward ──► shape_rewards ──► advantages ──► adjust_advantages
             ──► policy loss (``policy_loss`` names a registered loss: IS ratio and trust region)
@@ -16,7 +17,11 @@ technique overrides only the hooks of its stage, and the engine calls the hooks 
                      techniques that both reshape the ratio need a composed loss registered under their loss
                      names joined by "+" in sorted order (``sorl+sspo``), bound to ``{technique: section}``.
 ``metrics``          diagnostics logged each step under ``<technique>/``.
-``summary``          entries a technique adds to the run's ``summary.json``, from the metrics history.
+``summary``          entries a technique adds to the run's ``summary.json``, from its own metrics' history
+                     (its rows, without the ``<technique>/`` prefix).
+``room``             (a class attribute) measures of whether the technique has room to act in a run,
+                     :class:`~sigx.engine.metrics.Room` entries over its own metrics: each run writes them into
+                     its summary, where ``sigx report``'s room table reads them.
 ``state_dict`` / ``load_state_dict``
                      whatever the technique carries from one step to the next (an RNG, GC-RL's data cache),
                      saved in the run's checkpoint so that a resumed run continues exactly.
@@ -38,8 +43,9 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 
-from sigx.config import TECHNIQUE_ORDER, TechniqueConfig, TrainingConfig
+from sigx.config import TechniqueConfig, TrainingConfig, register_technique_config
 from sigx.engine.losses import BoundPolicyLoss, bind_policy_loss, policy_loss_spec
+from sigx.engine.metrics import Room
 from sigx.engine.rollout import Environment, SamplingParams
 
 if TYPE_CHECKING:
@@ -82,11 +88,20 @@ class Technique:
     name: ClassVar[str] = ""
     config_class: ClassVar[type[TechniqueConfig]] = TechniqueConfig
     policy_loss: ClassVar[str | None] = None
+    room: ClassVar[dict[str, Room]] = {}
+    #: what the technique needs of a task beyond sigx.tasks.base.Task: a Protocol declared beside the technique,
+    #: checked when it is built, so that a task that never meets the technique need not implement its methods
+    task_protocol: ClassVar[type | None] = None
 
     def __init__(self, config: TechniqueConfig, task, context: TechniqueContext | None = None):
         self.config = config
         self.task = task
         self.context = context or TechniqueContext()
+        missing = missing_methods(task, self.task_protocol) if task is not None else []
+        if missing:
+            raise TechniqueError(f"techniques.{self.name}: task {getattr(task, 'name', type(task).__name__)!r} "
+                                 f"lacks {', '.join(missing)}, which {self.name} needs of a task "
+                                 f"({self.task_protocol.__name__} in {type(self).__module__})")
 
     def expand_rollouts(self, trajectories: list["Trajectory"], next_group: int) -> list["Trajectory"]:
         return []
@@ -110,17 +125,23 @@ class Technique:
         return None
 
 
+def missing_methods(obj, protocol: type | None) -> list[str]:
+    """The methods ``protocol`` declares that ``obj`` does not have."""
+    if protocol is None:
+        return []
+    declared = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+    return [n for n in declared if not callable(getattr(obj, n, None))]
+
+
 # ------------------------------------------------------------------------------------------------ registry
 TECHNIQUES: dict[str, type[Technique]] = {}
 
 
 def register_technique(cls: type[Technique]) -> type[Technique]:
     """Class decorator: make ``cls`` available by its ``name`` (a section of the recipe's ``techniques``)."""
-    if cls.name not in TECHNIQUE_ORDER:
-        raise ValueError(f"technique {cls.name!r} has no section in the recipe's techniques; "
-                         f"sections: {', '.join(TECHNIQUE_ORDER)}")
     if cls.name in TECHNIQUES:
         raise ValueError(f"technique {cls.name!r} is registered twice")
+    register_technique_config(cls.name, cls.config_class)
     TECHNIQUES[cls.name] = cls
     return cls
 

@@ -5,11 +5,55 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
 from sigx.engine.trajectory import RolloutBatch, Trajectory
+
+
+@dataclass(frozen=True)
+class Room:
+    """One measure of whether a mechanism has room to act in a run (SORL needs turns, SSPO off-policy ratios,
+    GC-RL a critic above chance ...): a metric of the declaring side's step rows, summarised over the run, and
+    what it says. The engine declares its own (ENGINE_ROOM), a technique its own (``Technique.room``); each run
+    writes the values into its summary (``room``), where the report reads them."""
+
+    key: str  # the metric in the declaring side's rows (a technique's without its "<name>/" prefix)
+    how: Literal["mean", "first"]  # mean over the steps that have it, or its first value
+    about: str
+
+
+#: the engine's room measures, one report column each
+ENGINE_ROOM = {
+    "turns": Room("turns", "mean", "model turns per response, mean over steps (SORL's turn ratio differs from the "
+                  "sequence's only with 2 or more)"),
+    "clip_fraction": Room("clip_fraction", "mean", "tokens (or turns) whose ratio the clip cut, mean over steps"),
+    "log_ratio_abs": Room("log_ratio_abs", "mean", "|log pi/pi_behaviour| over trained tokens: how off-policy"),
+    "zero_variance_groups": Room("zero_variance_groups", "mean", "share of groups whose rewards all tie (no "
+                                 "signal)"),
+}
+
+
+def room_values(rows: list[dict], declared: dict[str, Room]) -> dict[str, dict]:
+    """``{column: {"value": v, "about": text}}`` for each declared measure that ``rows`` hold (None when none)."""
+    out = {}
+    for column, room in declared.items():
+        values = [r[room.key] for r in rows if isinstance(r.get(room.key), (int, float))
+                  and not isinstance(r.get(room.key), bool) and math.isfinite(r[room.key])]
+        value = (values[0] if room.how == "first" else statistics.fmean(values)) if values else None
+        out[column] = {"value": value, "about": room.about}
+    return out
+
+
+def own_rows(history: list[dict], name: str) -> list[dict]:
+    """A technique's own metrics out of the run's history, without the ``<name>/`` prefix the trainer logs them
+    under (each row keeps its ``step``): what the technique's ``summary`` and room read."""
+    prefix = f"{name}/"
+    return [{"step": r.get("step"), **{k[len(prefix):]: v for k, v in r.items() if k.startswith(prefix)}}
+            for r in history]
 
 
 def step_metrics(trajectories: list[Trajectory], advantages: torch.Tensor, update: dict, rollout_s: float,

@@ -13,7 +13,7 @@ import json
 
 import torch
 
-from sigx.config import Recipe, RolloutConfig
+from sigx.config import ENGINE_FIELDS, Recipe
 from sigx.engine.backends import build_rollout_backend
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.trajectory import Trajectory
@@ -25,12 +25,8 @@ class IncompatibleRecipeError(ValueError):
     pass
 
 
-#: rollout settings fixed when the rollout engine is built; the rest (group size, temperature, ...) vary per run
-ENGINE_ROLLOUT_FIELDS = RolloutConfig.ENGINE_FIELDS
-
-
 def engine_key(recipe: Recipe) -> str:
-    rollout = {k: getattr(recipe.rollout, k) for k in ENGINE_ROLLOUT_FIELDS}
+    rollout = {k: getattr(recipe.rollout, k) for k in ENGINE_FIELDS}
     return json.dumps({"model": recipe.model.model_dump(), "task": recipe.task.model_dump(), "rollout": rollout},
                       sort_keys=True)
 

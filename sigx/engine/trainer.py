@@ -27,7 +27,8 @@ from sigx.engine.batching import loss_share, micro_batches, place
 from sigx.engine.behaviour import BehaviourPolicy
 from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
 from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean, rollout_correction
-from sigx.engine.metrics import logprob_gap, per_set_metrics, step_metrics, summarize
+from sigx.engine.metrics import (ENGINE_ROOM, logprob_gap, own_rows, per_set_metrics, room_values, step_metrics,
+                                 summarize)
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.shared import SharedEngine
 from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logprobs
@@ -357,6 +358,10 @@ class GRPOTrainer:
             if checkpoints is not None and checkpoints.due(step, t.steps):
                 checkpoints.save(step, self.state_dict(), history, row["elapsed_s"])
         summary = summarize(history, spent + time.perf_counter() - start)
+        room = room_values(history, ENGINE_ROOM)
         for tech in self.techniques:
-            summary.update(tech.summary(history))
+            rows = own_rows(history, tech.name)
+            summary.update(tech.summary(rows))
+            room |= room_values(rows, tech.room)
+        summary["room"] = room
         return summary

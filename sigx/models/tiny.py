@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sigx.config import TinyModelConfig
+from sigx.config import TinyModelConfig, field_names_with_role
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
@@ -35,9 +35,9 @@ def cache_root() -> Path:
 def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
     """Everything the warm start depends on, and nothing else: the model's shape and SFT settings and the task
     fields the demonstrations come from. Fields that only shape evaluation (``eval_prompts``, the held-out set's
-    seed: each task config's ``WARM_START_IGNORES``) are left out, so changing them reuses the built model."""
+    seed: the task fields of role ``held_out``) are left out, so changing them reuses the built model."""
     task = {k: v for k, v in task_config.model_dump().items()
-            if k not in getattr(type(task_config), "WARM_START_IGNORES", ())}
+            if k not in field_names_with_role(type(task_config), "held_out")}
     blob = json.dumps({"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": config.model_dump(), "task": task},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

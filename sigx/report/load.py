@@ -30,8 +30,11 @@ METRICS = {
     "tokens_per_s": "generated tokens per second of training step",
 }
 
-#: each mechanism's "room" in a run, read off its metrics.jsonl: (column, metrics key, how it is summarised)
-ROOM = {
+#: Each mechanism's "room" in a run is declared by the engine and by each technique (sigx.engine.metrics.Room)
+#: and written by the run into its summary.json (``room``: column -> value and what it says), so the report
+#: spells no technique's measure. Runs written before 2026-11-30 carry none: their room is read off their
+#: metrics.jsonl with the measures as they were then, below (column: metrics key, how summarised, what).
+LEGACY_ROOM = {
     "turns": ("turns", "mean", "model turns per response, mean over steps (SORL's turn ratio differs from the "
               "sequence's only with 2 or more)"),
     "clip_fraction": ("clip_fraction", "mean", "tokens (or turns) whose ratio the clip cut, mean over steps"),
@@ -50,7 +53,7 @@ def metric_description(metric: str) -> str:
 
 
 #: the runs table's own columns: a summary key of the same name is not read as a metric
-RESERVED = {"cell", "combination", "seed", "status", "error", "batch", "threads", "warm_start", "tokens_per_s", *ROOM}
+RESERVED = {"cell", "combination", "seed", "status", "error", "batch", "threads", "warm_start", "tokens_per_s"}
 
 
 def full_design(**stored) -> dict:
@@ -58,19 +61,20 @@ def full_design(**stored) -> dict:
     return {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": [], **stored}
 
 
-def complete_runs(runs: pd.DataFrame) -> pd.DataFrame:
+def complete_runs(runs: pd.DataFrame, room: dict[str, str]) -> pd.DataFrame:
     """Every column the report reads, present (None where a run has no value), metrics and room as floats."""
-    for column in ["error", "batch", "threads", "warm_start", *METRICS, *ROOM]:
+    for column in ["error", "batch", "threads", "warm_start", *METRICS, *room]:
         if column not in runs:
             runs[column] = None
-    runs[list(METRICS) + list(ROOM)] = runs[list(METRICS) + list(ROOM)].astype(float)
+    runs[list(METRICS) + list(room)] = runs[list(METRICS) + list(room)].astype(float)
     return runs
 
 
-def numeric_metrics(runs: pd.DataFrame, factors: list[str]) -> list[str]:
-    """The columns of the runs table a report may analyse: the table's metrics and every numeric summary key."""
-    return [c for c in runs.columns
-            if c not in RESERVED and c not in factors and pd.api.types.is_numeric_dtype(runs[c])]
+def numeric_metrics(runs: pd.DataFrame, factors: list[str], room: dict[str, str] | None = None) -> list[str]:
+    """The columns of the runs table a report may analyse: the table's metrics and every numeric summary key (not
+    the room measures, which describe a regime rather than an outcome)."""
+    return [c for c in runs.columns if c not in RESERVED and c not in factors and c not in (room or {})
+            and pd.api.types.is_numeric_dtype(runs[c])]
 
 
 class ReportError(ValueError):
@@ -102,6 +106,8 @@ class Ablation:
     sequential: str | None = None
     #: what was found damaged while reading the store (one line each; the report lists them in its notes)
     damage: list[str] = field(default_factory=list)
+    #: the room measures the runs carry (runs-table columns), each with what it says, in the runs' order
+    room: dict[str, str] = field(default_factory=dict)
 
     @property
     def declared(self) -> dict:
@@ -142,11 +148,17 @@ def _throughput(rows: list[dict]) -> float | None:
     return generated / sum(r["step_s"] for r in steps)
 
 
-def _room(rows: list[dict]) -> dict[str, float | None]:
+def _room(summary: dict, rows: list[dict]) -> dict[str, tuple[float | None, str]]:
+    """A run's room measures, ``{column: (value, what it says)}``: from its summary, or, for a run written before
+    runs recorded them, read off its metrics with LEGACY_ROOM."""
+    stored = summary.get("room")
+    if isinstance(stored, dict):
+        return {str(c): (e.get("value") if _is_number(e.get("value")) else None, str(e.get("about", "")))
+                for c, e in stored.items() if isinstance(e, dict) and NAME.match(str(c)) and c not in RESERVED}
     out = {}
-    for column, (key, how, _) in ROOM.items():
+    for column, (key, how, about) in LEGACY_ROOM.items():
         values = [r[key] for r in rows if _is_number(r.get(key))]
-        out[column] = (values[0] if how == "first" else statistics.fmean(values)) if values else None
+        out[column] = ((values[0] if how == "first" else statistics.fmean(values)) if values else None, about)
     return out
 
 
@@ -199,7 +211,7 @@ def load_ablation(root: str | Path) -> Ablation:
     _check_plan(plan, root)
     infos = [_factor_info(f) for f in plan["factors"]]
     factors = [i.name for i in infos]
-    rows, curves, damage = [], [], []
+    rows, curves, damage, room = [], [], [], {}
     for cell in plan["cells"]:
         row = {"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                **{f: int(f in cell["factors_on"]) for f in factors}, "batch": None}
@@ -228,7 +240,12 @@ def load_ablation(root: str | Path) -> Ablation:
                 if k not in numbers and (k in METRICS and v is not None or _is_nonfinite(v)):
                     damage.append(f"{cell['id']}/summary.json: {k} is {str(v)[:20]!s}, not a finite number: left out")
             made = summary.get("provenance") if isinstance(summary.get("provenance"), dict) else {}
-            row.update(status="done", tokens_per_s=_throughput(metrics), **_room(metrics), **numbers,
+            measures = {c: m for c, m in _room(summary, metrics).items() if c not in factors}
+            for column, (_, about) in measures.items():
+                room.setdefault(column, about)
+            numbers = {k: v for k, v in numbers.items() if k not in measures}
+            row.update(status="done", tokens_per_s=_throughput(metrics), **{c: v for c, (v, _) in measures.items()},
+                       **numbers,
                        batch=batch_key(made or None),
                        threads=made.get("threads") if _is_int(made.get("threads")) else None,
                        warm_start=Path(summary["base"]).name if isinstance(summary.get("base"), str) else None)
@@ -236,13 +253,13 @@ def load_ablation(root: str | Path) -> Ablation:
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
                        if _is_number(r.get("eval/reward"))]
         rows.append(row)
-    runs = complete_runs(pd.DataFrame(rows))
+    runs = complete_runs(pd.DataFrame(rows), room)
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
     design = plan.get("design") if isinstance(plan.get("design"), dict) else {}
     design = full_design(**design)
     alpha, sequential = look_alpha(root)
     return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design,
-                    _stored_recipe(root / "recipe.yaml"), alpha, sequential, damage)
+                    _stored_recipe(root / "recipe.yaml"), alpha, sequential, damage, room)
 
 
 def _is_nonfinite(value) -> bool:
@@ -303,13 +320,23 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
                           f"{', '.join(factors)}: name the recipe that made these runs")
     if runs.cell.duplicated().any():
         raise ReportError(f"{runs_csv}: run {runs.cell[runs.cell.duplicated()].iloc[0]!r} is listed twice")
-    runs = complete_runs(runs)
     archived = read_json(runs_csv.parent / "report.json")
+    room = _archived_room(archived, runs)
+    runs = complete_runs(runs, room)
     stored = archived.get("design") if isinstance(archived, dict) else None
     design = full_design(**(stored if isinstance(stored, dict) else {}))
     curves = pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"])
     return Ablation(recipe.name, runs_csv.parent, factors, runs, curves, {i.name: i for i in infos}, design,
-                    recipe.model_dump(mode="json"))
+                    recipe.model_dump(mode="json"), room=room)
+
+
+def _archived_room(archived, runs: pd.DataFrame) -> dict[str, str]:
+    """The room measures of an archived runs table: as its report.json names them (``room_measures``), else the
+    LEGACY_ROOM columns the table has (archives written before the runs recorded their own)."""
+    named = archived.get("room_measures") if isinstance(archived, dict) else None
+    if isinstance(named, dict):
+        return {str(c): str(a) for c, a in named.items() if c in runs.columns}
+    return {c: about for c, (_, _, about) in LEGACY_ROOM.items() if c in runs.columns}
 
 
 def find_ablations(base: str | Path = "ablations") -> list[Path]:

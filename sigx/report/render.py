@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sigx.report.load import METRICS, ROOM, metric_description
+from sigx.report.load import METRICS, metric_description
 from sigx.report.stats import Report
 from sigx.runs import write_json_atomic, write_text_atomic
 
@@ -122,7 +122,16 @@ def additivity_rows(report: Report) -> list[list[str]]:
 
 
 def room_rows(report: Report) -> list[list[str]]:
-    return [[row.runs, str(row.n), *[_num(row[c]) for c in ROOM]] for _, row in report.room.iterrows()]
+    return [[row.runs, str(row.n), *[_num(row[c]) for c in report.ablation.room]] for _, row in report.room.iterrows()]
+
+
+def room_header(report: Report) -> list[str]:
+    return ["runs", "n", *report.ablation.room]
+
+
+def room_note(report: Report) -> str:
+    """What each room column says, as the runs that recorded it described it."""
+    return "; ".join(f"*{c}*: {about}" for c, about in report.ablation.room.items()) + "."
 
 
 EFFECT_HEADER = ["term", "role", "effect", "SE", "95% CI", "p", "p (Holm)", "significant", "within margin",
@@ -131,7 +140,6 @@ ADDITIVITY_HEADER = ["regime", "techniques", "observed gain", "sum of single gai
                      "p (Holm)", "p within margin (Holm)", "verdict", "MDE (80%, Holm)", "x unpaired",
                      "seeds to resolve (P)"]
 VERDICT_COLUMN = ADDITIVITY_HEADER.index("verdict")
-ROOM_HEADER = ["runs", "n", *ROOM]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -184,7 +192,7 @@ def markdown(report: Report, plots: list[Path]) -> str:
         parts += ["Aliases (each estimated term and the lowest-order terms it is confounded with):", ""]
         parts += [f"- {line}" for line in ab.design["aliases"]] + [""]
     parts += ["## Cells", "", _md_table(cell_header(report), cell_rows(report)), "",
-              "## Room for each mechanism", "", ROOM_NOTE, "", _md_table(ROOM_HEADER, room_rows(report)), "",
+              "## Room for each mechanism", "", room_note(report), "", _md_table(room_header(report), room_rows(report)), "",
               f"## Effects on `{report.metric}`", "", _md_table(EFFECT_HEADER, effect_rows(report)), "",
               f"## Additivity of `{report.metric}` gains", "", _md_table(ADDITIVITY_HEADER, additivity_rows(report)), "",
               "## Plots", ""]
@@ -202,9 +210,6 @@ def _made_with(report: Report) -> str:
     made = report.provenance or {}
     libraries = ", ".join(f"{k} {v}" for k, v in (made.get("libraries") or {}).items() if v)
     return f"sigx commit {made.get('commit') or 'unknown'}, python {made.get('python')}, {libraries}"
-
-
-ROOM_NOTE = "; ".join(f"*{c}*: {how}" for c, (_, _, how) in ROOM.items()) + "."
 
 
 def _records(df) -> list[dict]:
@@ -225,7 +230,7 @@ def as_json(report: Report) -> dict:
             "residual_df": report.effects.residual_df, "runs": records(report.ablation.runs),
             "design": report.ablation.design, "cells": records(report.cells),
             "effects": records(report.effects.table), "additivity": records(report.additivity),
-            "room": records(report.room)}
+            "room": records(report.room), "room_measures": report.ablation.room}
 
 
 def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]) -> list[Path]:
@@ -253,7 +258,7 @@ def print_report(report: Report, console: Console) -> None:
         if line:
             console.print(line.replace("`", ""), highlight=False)
     for title, header, rows in [("cells (mean [95% CI] over seeds)", cell_header(report), cell_rows(report)),
-                                ("room for each mechanism", ROOM_HEADER, room_rows(report)),
+                                ("room for each mechanism", room_header(report), room_rows(report)),
                                 (f"effects on {report.metric}", EFFECT_HEADER, effect_rows(report)),
                                 (f"additivity of {report.metric} gains", ADDITIVITY_HEADER, additivity_rows(report))]:
         table = Table(title=title, title_justify="left")

@@ -49,7 +49,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from sigx.provenance import provenance
-from sigx.report.load import METRICS, ROOM, Ablation, ReportError, numeric_metrics
+from sigx.report.load import METRICS, Ablation, ReportError, numeric_metrics
 
 ALPHA = 0.05
 POWER = 0.8
@@ -421,9 +421,9 @@ def additivity_table(ab: Ablation, metric: str, margin: float, model: Model | No
 
 # ---------------------------------------------------------------------------------------------- room
 def room_table(ab: Ablation) -> pd.DataFrame:
-    """Each mechanism's room, averaged over the finished runs: overall and at each level of each regime factor
-    (the share of clipped tokens and the ratio drift under staleness, the share of all-tied groups, GC-RL's
-    critique accuracy at the first step, Search-P1's failures with a signal)."""
+    """Each mechanism's room, averaged over the finished runs: overall and at each level of each regime factor.
+    The measures are the ones the runs recorded (the engine's: turns, clipped share, ratio drift, all-tied
+    groups; each enabled technique's own, such as GC-RL's critique accuracy at the first step)."""
     done = ab.done
     groups = [("all runs", done)]
     for f in ab.of_role("regime", "control"):
@@ -433,7 +433,7 @@ def room_table(ab: Ablation) -> pd.DataFrame:
     rows = []
     for label, runs in groups:
         rows.append({"runs": label, "n": len(runs),
-                     **{c: float(runs[c].mean()) if c in runs and runs[c].notna().any() else math.nan for c in ROOM}})
+                     **{c: float(runs[c].mean()) if c in runs and runs[c].notna().any() else math.nan for c in ab.room}})
     return pd.DataFrame(rows)
 
 
@@ -537,7 +537,7 @@ def build_report(ab: Ablation, metric: str | None = None, margin: float | None =
     alpha = ab.alpha
     metric = metric or ab.declared["metric"] or DEFAULT_METRIC
     margin = margin if margin is not None else (ab.declared["margin"] or DEFAULT_MARGIN)
-    available = numeric_metrics(ab.runs, ab.factors)
+    available = numeric_metrics(ab.runs, ab.factors, ab.room)
     if metric not in available:
         raise ReportError(f"--metric: {metric!r} is no numeric summary key of {ab.name}'s runs; allowed: "
                           f"{', '.join(available)}")

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from typing import Callable
 
+from sigx.config import TASK_CONFIGS, register_task_config
 from sigx.tasks.arithmetic import ArithmeticTask
 from sigx.tasks.base import Problem, Score, Segment, Task
 
 TASKS: dict[str, Callable[..., Task]] = {"arithmetic": ArithmeticTask}
 
 
-def register_task(name: str, factory: Callable[..., Task]) -> None:
+def register_task(name: str, factory: Callable[..., Task], config: type | None = None) -> None:
+    """Make ``task: {name: <name>, ...}`` build ``factory(section)``. ``config`` is the task's recipe section (a
+    sigx.config.Strict subclass whose ``name`` field defaults to ``name``); the built-in tasks' sections are in
+    sigx.config already. One call adds a task: nothing else in sigx needs to know it."""
+    if config is not None:
+        if config.model_fields.get("name") is None or config.model_fields["name"].default != name:
+            raise ValueError(f"task {name!r}: its config's name field must default to {name!r}")
+        register_task_config(config)
+    elif name not in TASK_CONFIGS:
+        raise ValueError(f"task {name!r} has no recipe section: pass config=<its sigx.config.Strict subclass>")
     TASKS[name] = factory
 
 
 def build_task(config) -> Task:
+    if config.name not in TASKS:
+        raise ValueError(f"task {config.name!r} has a recipe section but no registered factory; registered: "
+                         f"{', '.join(TASKS)}")
     return TASKS[config.name](config)
 
 

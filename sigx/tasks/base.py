@@ -1,7 +1,8 @@
 """The task interface: how sigx asks a task for prompts, demonstrations, environment steps and rewards.
 
 A task is both a data set (``train_problem``/``eval_problems``) and, for multi-turn tasks, an environment
-(``respond``). Everything is text; the rollout engine owns tokenisation, so a task works with any model.
+(``respond``). A technique that needs more of a task states it in a protocol beside the technique (Search-P1's
+``PathTask``, GC-RL's ``CritiqueTask``), checked when the technique is built. Everything is text; the rollout engine owns tokenisation, so a task works with any model.
 Add your own task by subclassing :class:`Task` and registering it with :func:`sigx.tasks.register_task`.
 """
 
@@ -92,11 +93,9 @@ class Task(ABC):
     def score(self, problem: Problem, transcript: list[Segment]) -> Score:
         """Outcome reward of a finished transcript (the completion only, prompt excluded)."""
 
-    @abstractmethod
-    def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
-        """(planned steps, executed steps) read off a transcript; path-level rewards compare these with
-        ``problem.reference_path``. A task without an explicit plan returns an empty plan."""
-
+    # ---------------------------------------------------------------- paths (Search-P1's path-centric reward)
+    # Search-P1 also needs ``path_steps`` (its protocol, sigx.techniques.search_p1.PathTask): a task that never
+    # meets Search-P1 need not read paths. These two have defaults that suit a task without tools.
     def executed_as_plan(self, problem: Problem, executed: list[str]) -> list[str]:
         """The executed steps in the vocabulary of the plan, for matching against it (Search-P1's n_exec). A
         step that does not execute a plan step may map to anything a plan never holds (e.g. itself). By default

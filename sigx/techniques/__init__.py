@@ -9,8 +9,8 @@ a run on a shared engine, handing each only what it needs (its section, the task
 
 from __future__ import annotations
 
-from sigx.config import Recipe, TrainingConfig
-from sigx.engine.hooks import TECHNIQUE_ORDER, TECHNIQUES, Technique, TechniqueContext, TechniqueError
+from sigx.config import TECHNIQUE_ORDER, Recipe, TrainingConfig, technique_order
+from sigx.engine.hooks import TECHNIQUES, Technique, TechniqueContext, TechniqueError
 from sigx.engine.losses import BoundPolicyLoss, bind_policy_loss, policy_loss_spec
 from sigx.engine.rollout import SamplingParams
 from sigx.techniques import gcrl, search_p1, sorl, sorl_sspo, sspo  # noqa: F401  (registration)
@@ -29,14 +29,14 @@ def context(recipe: Recipe, generate=None, device: str = "cpu") -> TechniqueCont
 def build(recipe: Recipe, engine=None) -> list[Technique]:
     """The recipe's enabled techniques for a run on ``engine`` (a :class:`sigx.engine.shared.SharedEngine`;
     None builds them without a task or generate function, for techniques that need neither), in
-    ``TECHNIQUE_ORDER``. The one builder: the registry it reads lives in :mod:`sigx.engine.hooks`."""
+    ``technique_order()``. The one builder: the registry it reads lives in :mod:`sigx.engine.hooks`."""
     made = context(recipe) if engine is None else context(recipe, engine.generate, engine.device)
     built = []
     for name in recipe.techniques.enabled_names():
         if name not in TECHNIQUES:
             raise TechniqueError(f"techniques.{name}: not implemented; implemented: {', '.join(TECHNIQUES) or 'none'}")
         built.append(TECHNIQUES[name](getattr(recipe.techniques, name), engine.task if engine else None, made))
-    return sorted(built, key=lambda t: TECHNIQUE_ORDER.index(t.name))
+    return sorted(built, key=lambda t: technique_order().index(t.name))
 
 
 def policy_loss_with_defaults(name: str, training: TrainingConfig | None = None, **sections) -> BoundPolicyLoss:

@@ -46,13 +46,36 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, replace
+from typing import Protocol
 
 import torch
 
 from sigx.config import GCRLConfig
 from sigx.engine.hooks import Technique, register_technique
+from sigx.engine.metrics import Room
 from sigx.engine.rollout import SamplingParams
-from sigx.tasks.base import Problem, Segment
+from sigx.tasks.base import Problem, Score, Segment
+
+class CritiqueTask(Protocol):
+    """What GC-RL needs of a task (sigx.tasks.base.Task gives defaults for all but score): the critique prompt of
+    a (question, response) pair, the verdict read off a critique, the self-correction prompt of Eq. 4, the
+    model's own text of a transcript, and the outcome that labels each response."""
+
+    def critique_prompt(self, problem: Problem, transcript: list[Segment]) -> str:
+        """Question + response -> a request for a verdict."""
+
+    def parse_verdict(self, text: str) -> bool | None:
+        """True / False for a verdict of correct / wrong; None without one."""
+
+    def refinement_prompt(self, problem: Problem, transcript: list[Segment], critique: str) -> str:
+        """The question asked again in the light of the critique (§5.2)."""
+
+    def model_text(self, transcript: list[Segment]) -> str:
+        """The model's own text of a transcript."""
+
+    def score(self, problem: Problem, transcript: list[Segment]) -> Score:
+        """Eq. 1's verifier."""
+
 
 #: Eq. 3's E[R(r)] is clamped into this range: a step whose responses are all right (or all wrong) would
 #: otherwise divide by zero
@@ -183,6 +206,9 @@ def critique_group_ids(pairs: list[CachedPair], question_groups: dict[str, int],
 class GCRL(Technique):
     name = "gcrl"
     config_class = GCRLConfig
+    task_protocol = CritiqueTask
+    room = {"critique_accuracy_start": Room("critique_accuracy", "first", "GC-RL critique accuracy at the first "
+                                            "step (a critic at chance gives its critiques nothing to learn from)")}
 
     def __init__(self, config, task, context=None):
         super().__init__(config, task, context)
@@ -282,5 +308,5 @@ class GCRL(Technique):
         return out
 
     def summary(self, history: list[dict]) -> dict:
-        accuracy = [row["gcrl/critique_accuracy"] for row in history if "gcrl/critique_accuracy" in row]
+        accuracy = [row["critique_accuracy"] for row in history if "critique_accuracy" in row]
         return {"final_critique_accuracy": sum(accuracy[-5:]) / len(accuracy[-5:])} if accuracy else {}

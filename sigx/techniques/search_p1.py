@@ -44,10 +44,31 @@ Where the paper's parts disagree, and what sigx follows:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from sigx.config import SearchP1Config
 from sigx.engine.hooks import Technique, register_technique
+from sigx.engine.metrics import Room
 from sigx.judges import PathEvaluation, PathRequest, build_judge
+from sigx.tasks.base import Format, Problem, Score, Segment
+
+class PathTask(Protocol):
+    """What Search-P1 needs of a task: its plan and actions read off a transcript, those actions in the plan's
+    vocabulary, Alg. 3's format grade and the outcome. sigx.tasks.base.Task gives the last three defaults."""
+
+    def path_steps(self, problem: Problem, transcript: list[Segment]) -> tuple[list[str], list[str]]:
+        """(planned steps, executed steps) read off a transcript; path-level rewards compare these with
+        ``problem.reference_path``. A task without an explicit plan returns an empty plan."""
+
+    def executed_as_plan(self, problem: Problem, executed: list[str]) -> list[str]:
+        """The executed steps in the plan's vocabulary (n_exec of Eq. 6)."""
+
+    def format_check(self, problem: Problem, transcript: list[Segment]) -> Format:
+        """Alg. 3's valid / partial / invalid."""
+
+    def score(self, problem: Problem, transcript: list[Segment]) -> Score:
+        """The outcome: correct or not, and the answer read."""
+
 
 #: Alg. 3's format grades as R_format (see the module docstring for the scale); "invalid" zeroes R_total
 FORMAT_SCORES = {"valid": 1.0, "partial": 0.5, "invalid": 0.0}
@@ -137,6 +158,9 @@ def path_request(task, trajectory) -> PathRequest:
 class SearchP1(Technique):
     name = "search_p1"
     config_class = SearchP1Config
+    task_protocol = PathTask
+    room = {"failed_with_signal": Room("failed_with_signal", "mean", "share of failed trajectories Search-P1 gives "
+                                       "a reward > 0")}
 
     def __init__(self, config, task, context=None):
         super().__init__(config, task, context)
@@ -177,7 +201,7 @@ class SearchP1(Technique):
         return out
 
     def summary(self, history: list[dict]) -> dict:
-        shares = [row["search_p1/reference_share"] for row in history if "search_p1/reference_share" in row]
+        shares = [row["reference_share"] for row in history if "reference_share" in row]
         if not shares:
             return {}
         share = sum(shares) / len(shares)

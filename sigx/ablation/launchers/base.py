@@ -11,7 +11,7 @@ from rich.console import Console
 from sigx.ablation.cell import run_cell
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import AblationStore
-from sigx.config import AblationConfig
+from sigx.config import AblationConfig, register_executor
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,11 @@ LAUNCHERS: dict[str, type[Launcher]] = {}
 
 
 def register_launcher(cls: type[Launcher]) -> type[Launcher]:
+    """Class decorator: make ``cls`` the launcher of ``ablation.executor: <cls.name>`` (the recipe accepts the
+    name from then on)."""
     if cls.name in LAUNCHERS:
         raise ValueError(f"launcher {cls.name!r} is registered twice")
+    register_executor(cls.name)
     LAUNCHERS[cls.name] = cls
     return cls
 
