@@ -429,6 +429,20 @@ ENGINE_FIELDS = field_names_with_role(RolloutConfig, "engine")
 
 
 # --------------------------------------------------------------------------------------------------- training
+class LoRAConfig(Strict):
+    """LoRA adapters through peft (``r: 0``: off, full fine-tuning): only the adapters train, the base weights stay
+    frozen; the KL reference is the policy with its adapters off, a separate rollout engine receives merged
+    weights, and checkpoints hold the adapters and their optimizer state only."""
+
+    r: int = Field(0, ge=0, le=4096, description="adapter rank (0: no adapters, every weight trains)")
+    alpha: float = Field(16.0, gt=0, description="scale numerator: the update is (alpha / r) B A (peft's lora_alpha)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input while training; keep 0 so "
+                           "the ratio's new and old log-probs come from one function")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="layers that get adapters: 'all-linear' (every linear layer but the output "
+        "head, as peft reads it) or module names, e.g. [q_proj, v_proj]")
+
+
 class TrainingConfig(Strict):
     """The GRPO update: steps, optimizer, loss, and how the batch is laid out in memory."""
 
@@ -477,6 +491,7 @@ class TrainingConfig(Strict):
         "vllm_importance_sampling_mode, verl's rollout correction); off: none")
     rollout_correction_min: float | None = Field(None, ge=0, description="lower bound of the weights (None: 0)")
     rollout_correction_max: float = Field(2.0, gt=1, description="upper bound of the weights")
+    lora: LoRAConfig = Field(LoRAConfig(), description="LoRA adapters (r > 0) instead of full fine-tuning")
     autocast: Annotated[Literal["off", "bfloat16"], Switch] = Field(
         "off", description="mixed precision on CUDA: forward/backward in this dtype, weights and optimizer in "
         "the model's dtype (keep model.dtype float32 for fp32 master weights)")

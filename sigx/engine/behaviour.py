@@ -7,7 +7,8 @@ and deterministically in one process: the step-s rollout (responses and every te
 from the weights after step s - 1 - k, and the behaviour log-probs of the ratio are those weights' log-probs.
 The first k steps sample from the base weights.
 
-Cost: k + 1 copies of the weights in host memory (and in the checkpoint), and two weight loads per step.
+Cost: k + 1 copies of the weights in host memory (and in the checkpoint), and two weight loads per step; of the
+trained weights only (``trained``: a LoRA run's adapters), since the rest never change within a run.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from typing import Callable
 import torch
 
 
-def _copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+def _copy(model: torch.nn.Module, names: set[str] | None = None) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if names is None or k in names}
 
 
 class BehaviourPolicy:
-    def __init__(self, model: torch.nn.Module, staleness: int):
+    def __init__(self, model: torch.nn.Module, staleness: int, trained: set[str] | None = None):
+        """``trained``: the state-dict names of the weights that train (None: all)."""
         self.staleness = staleness
+        self.trained = trained
         #: the weights after each of the last k + 1 steps, oldest first (the base weights to begin with)
-        self.snapshots: deque[dict[str, torch.Tensor]] = deque([_copy(model)] if staleness else [],
+        self.snapshots: deque[dict[str, torch.Tensor]] = deque([_copy(model, trained)] if staleness else [],
                                                                maxlen=staleness + 1)
 
     @contextmanager
@@ -37,19 +40,19 @@ class BehaviourPolicy:
         if not self.staleness:
             yield
             return
-        trained = _copy(model)
-        model.load_state_dict(self.snapshots[0])
+        trained = _copy(model, self.trained)
+        model.load_state_dict(self.snapshots[0], strict=self.trained is None)
         if push is not None:
             push(model)
         try:
             yield
         finally:
-            model.load_state_dict(trained)
+            model.load_state_dict(trained, strict=self.trained is None)
 
     def record(self, model: torch.nn.Module) -> None:
         """After a step's update: its weights join the window (the oldest leave)."""
         if self.staleness:
-            self.snapshots.append(_copy(model))
+            self.snapshots.append(_copy(model, self.trained))
 
     def state_dict(self) -> dict:
         return {"snapshots": list(self.snapshots)}

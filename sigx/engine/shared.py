@@ -15,6 +15,7 @@ import torch
 
 from sigx.config import ENGINE_FIELDS, Recipe
 from sigx.engine.backends import build_rollout_backend
+from sigx.engine.lora import has_adapters, remove_adapters
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.trajectory import Trajectory
 from sigx.models.loading import load_base
@@ -54,7 +55,10 @@ class SharedEngine:
             raise IncompatibleRecipeError("this engine was built for another model, task or rollout backend")
 
     def reset_policy(self) -> None:
-        """Back to the base weights, in place (the rollout backend keeps pointing at the same model)."""
+        """Back to the base weights, in place (the rollout backend keeps pointing at the same model), without the
+        adapters a LoRA run added."""
+        if has_adapters(self.model):
+            remove_adapters(self.model)
         self.model.load_state_dict(self.base_state)
         self.model.zero_grad(set_to_none=True)
         self.rollout.sync_weights(self.model)

@@ -26,6 +26,7 @@ from sigx.engine.advantages import advantage_estimator
 from sigx.engine.batching import loss_share, micro_batches, place
 from sigx.engine.behaviour import BehaviourPolicy
 from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
+from sigx.engine.lora import AdaptersOff, adapter_state, add_adapters
 from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean, rollout_correction
 from sigx.engine.metrics import (ENGINE_ROOM, logprob_gap, own_rows, per_set_metrics, room_values, step_metrics,
                                  summarize)
@@ -65,6 +66,11 @@ class GRPOTrainer:
         engine.check_compatible(recipe)
         engine.reset_policy()
         self.model = engine.model
+        t = recipe.training
+        # LoRA: adapters on the engine's model for this run (the next run's reset takes them off); only they train
+        self.lora = t.lora.r > 0
+        self.trainable = (add_adapters(self.model, t.lora, stream_seed(recipe.seed, "lora")) if self.lora
+                          else list(self.model.parameters()))
         torch.manual_seed(recipe.seed)
         # One random stream per consumer (common random numbers): the prompts, the rollout's token draws and
         # the mini-batch order each have their own, as each technique has, so that a cell with a technique on
@@ -72,17 +78,18 @@ class GRPOTrainer:
         self.rng = random.Random(recipe.seed)  # the training prompts
         self.sampler = torch.Generator(device=engine.device).manual_seed(stream_seed(recipe.seed, "rollout"))
         self.shuffler = torch.Generator().manual_seed(stream_seed(recipe.seed, "minibatches"))
-        self.behaviour = BehaviourPolicy(self.model, recipe.rollout.staleness)
+        self.behaviour = BehaviourPolicy(self.model, recipe.rollout.staleness,
+                                         set(adapter_state(self.model)) if self.lora else None)
         self.techniques = list(techniques)
-        t = recipe.training
         self.policy_loss = resolve_policy_loss(self.techniques, t)  # the loss in force, its settings bound
         self.aggregation = self.policy_loss.aggregation(t)  # the loss's own (SSPO: seq-mean), else the recipe's
         self.estimate_advantages = advantage_estimator(t.advantage)
         # on a GPU the fused kernel (one launch per step, as transformers' default adamw_torch_fused); on a CPU
         # the default implementation, whose results the CPU tests and measured tables were made with
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=t.lr, weight_decay=t.weight_decay,
                                            betas=(0.9, 0.99), fused=True if self.model.device.type == "cuda" else None)
-        self.reference = engine.reference_model() if t.kl_beta > 0 else None
+        # the KL reference: the base policy (with LoRA, the same model with its adapters off: no second copy)
+        self.reference = (AdaptersOff(self.model) if self.lora else engine.reference_model()) if t.kl_beta > 0 else None
         # Rows with advantage 0 may be left out of the update when their gradient is exactly zero: the policy
         # loss is proportional to the advantage and there is no KL term.
         self.skips_zero_advantage = (t.skip_zero_advantage and self.reference is None
@@ -204,10 +211,10 @@ class GRPOTrainer:
             for k, v in diag.items():
                 weighted[k] = weighted.get(k, 0.0) + weight * v
         if not len(rows):  # nothing to train: a step on zero gradients, as the full batch's would be (AdamW's
-            for p in self.model.parameters():  # moments and weight decay still move)
+            for p in self.trainable:  # moments and weight decay still move)
                 if p.requires_grad:
                     p.grad = torch.zeros_like(p)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, t.max_grad_norm)
         self.optimizer.step()
         out = {k: v / tokens for k, v in weighted.items()} if tokens > 0 else {}
         return {**out, "loss": loss, "grad_norm": float(grad_norm)}
@@ -299,7 +306,7 @@ class GRPOTrainer:
     def state_dict(self) -> dict:
         """Everything the next step depends on besides the recipe (see :mod:`sigx.checkpoint`)."""
         return {
-            "model": self.model.state_dict(),
+            "model": adapter_state(self.model) if self.lora else self.model.state_dict(),  # LoRA: the adapters
             "optimizer": self.optimizer.state_dict(),
             "problem_rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
@@ -311,7 +318,13 @@ class GRPOTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        if self.lora:  # the adapters only: the frozen base is the engine's
+            expected = set(adapter_state(self.model))
+            if set(state["model"]) != expected:
+                raise ValueError("the checkpoint's adapters are not this run's (training.lora differs)")
+            self.model.load_state_dict(state["model"], strict=False)
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.setstate(state["problem_rng"])
         torch.set_rng_state(state["torch_rng"])

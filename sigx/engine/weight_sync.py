@@ -21,6 +21,8 @@ from typing import Iterable, Iterator, Protocol
 
 import torch
 
+from sigx.engine.lora import has_adapters, merged_weights
+
 #: prefixes that training wrappers put in front of checkpoint names
 WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_fsdp_wrapped_module.")
 WRAPPER_INFIXES = ("._checkpoint_wrapped_module", "._orig_mod")
@@ -48,7 +50,9 @@ def iter_checkpoint_weights(model: torch.nn.Module,
     """Every parameter and persistent buffer once, under its checkpoint name, detached (and cast only if asked:
     the common case, same dtype, yields views without copying; the receiver copies across devices)."""
     seen: set[int] = set()  # tied weights (input embedding = output head) are one tensor: push it once
-    for name, tensor in model.state_dict(keep_vars=False).items():
+    # a LoRA run's policy is pushed merged, under the base model's names (the engine has no adapters)
+    named = merged_weights(model) if has_adapters(model) else model.state_dict(keep_vars=False).items()
+    for name, tensor in named:
         key = tensor.data_ptr() if tensor.numel() else id(tensor)
         if key in seen:
             continue
