@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from sigx.config import (EXECUTORS, TECHNIQUE_ORDER, Recipe, RecipeError, load_recipe, recipe_warnings,
                          technique_order)
@@ -100,11 +101,45 @@ def load_or_fail(recipe: Path, overrides: list[str]) -> Recipe:
 
 
 @app.command(epilog="Example:  sigx validate recipes/stress.yaml --set training.lr=3e-5")
-def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")], set_: SetOption = None) -> None:
-    """Check a recipe: prints one line per problem (field path and what is allowed), or 'ok'."""
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOption = None,
+    gpu_memory: Annotated[Optional[float], typer.Option(min=0.1, help="The GPU's memory in GiB: say whether the run "
+                                                        "fits (e.g. 80 for an H100).")] = None,
+    prompt_tokens: Annotated[int, typer.Option(min=1, help="Prompt length assumed by the memory plan.")] = 256,
+) -> None:
+    """Check a recipe: prints one line per problem (field path and what is allowed), or 'ok' and the estimated
+    memory of one run on its GPU (weights, gradients, optimizer, activations, rollout; docs/gpu.md).
+
+    Example: sigx validate recipes/full.yaml --set training.lora.r=16 --gpu-memory 80"""
     r = load_or_fail(recipe, set_ or [])
     enabled = ", ".join(r.techniques.enabled_names()) or "none (GRPO baseline)"
     typer.echo(f"ok: {recipe} ({r.task.name} task, model {r.model.name}, techniques: {enabled})")
+    print_memory_plan(r, gpu_memory, prompt_tokens)
+
+
+def print_memory_plan(r: Recipe, gpu_memory: float | None, prompt_tokens: int) -> None:
+    from sigx.memory import GIB, ShapeUnknown, gpu_total, plan
+
+    try:
+        lines = plan(r, prompt_tokens, gpu_memory)
+    except ShapeUnknown as err:
+        typer.echo(f"memory plan: unknown ({err})")
+        return
+    table = Table(title=f"memory of one run (estimate; prompts of {prompt_tokens} tokens assumed)",
+                  title_justify="left")
+    for column in ("component", "GiB", "what"):
+        table.add_column(column)
+    for line in lines:
+        table.add_row(line.component + ("" if line.on_gpu else " (host)"), f"{line.bytes / GIB:.3f}", line.note)
+    Console(width=140).print(table)
+    total = gpu_total(lines) / GIB
+    verdict = ""
+    if gpu_memory is not None:
+        verdict = (f"; fits {gpu_memory:g} GiB with {gpu_memory - total:.1f} GiB to spare" if total <= 0.9 * gpu_memory
+                   else f"; does NOT fit {gpu_memory:g} GiB with 10% headroom: try training.lora.r, "
+                        "model.gradient_checkpointing, training.micro_batch_tokens or a smaller group")
+    typer.echo(f"memory per GPU: {total:.2f} GiB{verdict}")
 
 
 @app.command(epilog="Examples:  sigx train recipes/tiny.yaml  ·  sigx train recipes/tiny.yaml --enable sspo,gcrl "

@@ -1,0 +1,173 @@
+"""The memory a recipe's run needs on its GPU, estimated before anything is loaded (``sigx validate``).
+
+Why estimate: a run that does not fit fails only after minutes of model loading and rollout; the plan says which
+part is large and which knob shrinks it (LoRA, activation checkpointing, smaller micro-batches). The model's shape
+comes from its config alone (instantiated on PyTorch's ``meta`` device: no weights are read), so the plan costs a
+second even for a 7B model, as long as its ``config.json`` is on this machine (a local path or the hub cache).
+
+What is counted, per process (one run on one device):
+- weights in ``model.dtype``; with LoRA, plus the adapters;
+- gradients and AdamW's two moments, in the dtype of the trained weights (all of them, or the adapters);
+- the KL reference (``kl_beta > 0``): a second copy of the weights, except with LoRA (adapters switched off);
+- activations kept for the backward pass of one micro-batch: per token and layer, the inputs of the projections
+  and of the MLP's activation, (7 h + 2 h_kv + 4 i) values (h hidden, h_kv the key/value width, i the MLP width);
+  with activation checkpointing, each layer's input (h) plus one layer's full set; and the logits, which sigx
+  turns to float32 and log-softmaxes (3 vocabulary-sized rows per token);
+- the rollout's KV cache for a whole step's sequences (``hf``, ``hf_synced``), and for ``hf_synced`` its own copy
+  of the weights in ``rollout.dtype``; vLLM takes ``rollout.gpu_memory_utilization`` of the card;
+- in host memory, not on the GPU: the staleness window's weight snapshots.
+
+A sequence is taken as ``prompt_tokens`` (an assumption, stated in the table) plus ``max_new_tokens`` per model
+turn plus the environment's replies between turns. CUDA's own context, allocator fragmentation and temporary
+buffers are not counted: keep ~10-20% free. ``bench/memory_check.py`` compares the estimate with the bytes a run
+holds, measured on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sigx.config import Recipe
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Line:
+    component: str
+    bytes: float
+    note: str
+    on_gpu: bool = True
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the estimate needs of a model."""
+
+    params: int
+    layers: int
+    hidden: int
+    kv_width: int  # key/value heads x head dimension
+    intermediate: int
+    vocab: int
+
+
+class ShapeUnknown(ValueError):
+    pass
+
+
+def model_config(recipe: Recipe):
+    """The transformers config of the recipe's model, without reading weights."""
+    if recipe.model.name == "sigx/tiny":
+        from transformers import Qwen2Config
+
+        from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
+
+        t = recipe.model.tiny
+        vocab = len(build_char_tokenizer(ALPHABET))
+        return Qwen2Config(vocab_size=vocab, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+                           num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads,
+                           num_key_value_heads=t.num_kv_heads, tie_word_embeddings=t.tie_embeddings)
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(recipe.model.name, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ShapeUnknown(f"model.name: {recipe.model.name}: its config.json is not on this machine "
+                           f"({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})") from None
+
+
+def _meta_model(config):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def shape_of(config) -> Shape:
+    model = _meta_model(config)
+    params = sum(p.numel() for p in model.parameters())  # tied weights are one parameter
+    text = getattr(config, "text_config", config)
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    kv = getattr(text, "num_key_value_heads", None) or heads
+    return Shape(params, text.num_hidden_layers, text.hidden_size, kv * head_dim, text.intermediate_size,
+                 text.vocab_size)
+
+
+def adapter_params(config, recipe: Recipe) -> int:
+    from sigx.engine.lora import add_adapters
+
+    model = _meta_model(config)
+    return sum(p.numel() for p in add_adapters(model, recipe.training.lora, seed=0))
+
+
+def turns_of(recipe: Recipe) -> tuple[int, int]:
+    """(model turns, environment replies of at most how many tokens between them) of one episode, at most."""
+    task = recipe.task
+    if task.name == "search":
+        return task.max_turns, 16
+    if task.name == "search_qa":
+        return task.max_searches + 1, task.max_observation_tokens
+    return 1, 0
+
+
+def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None) -> list[Line]:
+    """The estimate, one line per component (see the module docstring)."""
+    config = model_config(recipe)
+    s = shape_of(config)
+    r, t = recipe.rollout, recipe.training
+    w = BYTES[recipe.model.dtype]
+    lora = t.lora.r > 0
+    adapters = adapter_params(config, recipe) if lora else 0
+    trained = adapters if lora else s.params
+    turns, reply = turns_of(recipe)
+    seq = prompt_tokens + turns * r.max_new_tokens + (turns - 1) * reply
+    sequences = t.prompts_per_step * r.group_size
+    if t.micro_batch_tokens:
+        micro_tokens = min(t.micro_batch_tokens, max(seq, 1) * sequences)
+        micro = f"{t.micro_batch_tokens} tokens (training.micro_batch_tokens)"
+    else:
+        rows = t.micro_batch_size or -(-sequences // t.mini_batches)
+        micro_tokens = rows * seq
+        micro = f"{rows} sequences x {seq} tokens"
+    act = 2 if t.autocast == "bfloat16" else w
+    per_token_layer = 7 * s.hidden + 2 * s.kv_width + 4 * s.intermediate
+    if recipe.model.gradient_checkpointing:
+        activations = micro_tokens * (s.layers * s.hidden + per_token_layer) * act
+        how = "checkpointed: each layer's input, one layer's full set"
+    else:
+        activations = micro_tokens * s.layers * per_token_layer * act
+        how = "every layer's, no checkpointing"
+    logits = micro_tokens * s.vocab * (act + 4 + 4)
+    lines = [
+        Line("weights", s.params * w, f"{s.params / 1e6:,.1f}M parameters in {recipe.model.dtype}"),
+        Line("gradients", trained * w, f"{'the adapters' if lora else 'every weight'} ({trained / 1e6:,.2f}M)"),
+        Line("optimizer (AdamW)", 2 * trained * w, "two moments per trained weight"),
+        Line("activations", activations, f"one micro-batch of {micro}: {how}"),
+        Line("logits", logits, f"the micro-batch's logits, float32 copy and log-softmax ({s.vocab:,} words)"),
+    ]
+    if lora:
+        lines.insert(1, Line("LoRA adapters", adapters * w, f"r {t.lora.r} on {t.lora.target_modules}"))
+    if t.kl_beta > 0 and not lora:
+        lines.append(Line("KL reference", s.params * w, "a frozen copy of the base weights (LoRA would need none)"))
+    kv = sequences * seq * s.layers * 2 * s.kv_width * (BYTES.get(r.dtype, w) if r.dtype != "auto" else w)
+    if r.backend == "vllm":
+        lines.append(Line("rollout engine (vLLM)", (gpu_gib or 0) * GIB * r.gpu_memory_utilization,
+                          f"rollout.gpu_memory_utilization {r.gpu_memory_utilization} of the card"
+                          + ("" if gpu_gib else " (give --gpu-memory to count it)")))
+    else:
+        lines.append(Line("rollout KV cache", kv, f"{sequences} sequences x {seq} tokens"))
+        if r.backend == "hf_synced":
+            rollout_bytes = BYTES.get(r.dtype, w) if r.dtype != "auto" else w
+            lines.append(Line("rollout weights", s.params * rollout_bytes, "hf_synced's own copy"))
+    if r.staleness:
+        lines.append(Line("staleness snapshots", (r.staleness + 1) * trained * w,
+                          f"{r.staleness + 1} copies of the trained weights", on_gpu=False))
+    return lines
+
+
+def gpu_total(lines: list[Line]) -> float:
+    return sum(line.bytes for line in lines if line.on_gpu)
