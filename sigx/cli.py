@@ -150,29 +150,61 @@ def train(
     set_: SetOption = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: <logging.output_dir>/<recipe name>/<cell>/seed<seed>).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the run directory holds the checkpoint of an interrupted run (which is otherwise resumed).")] = False,
+    nproc: Annotated[int, typer.Option(min=1, max=1024, help="Processes on this node, the update sharded across them with FSDP2 (one GPU each, or CPU processes with gloo); started under torchrun.")] = 1,
+    save_model: Annotated[bool, typer.Option("--save-model", help="Write the trained policy to <run dir>/model (transformers' format; a LoRA run's merged).")] = False,
 ) -> None:
     """Run one GRPO training run with the chosen techniques on the shared engine.
 
     An interrupted run (Ctrl-C, kill, crash) resumes from its last checkpoint when the same command is run
-    again (training.checkpoint_every steps apart), and continues exactly as if it had not stopped."""
+    again (training.checkpoint_every steps apart), and continues exactly as if it had not stopped.
+    With --nproc N the update is sharded over N processes (docs/engine.md, "One run on N processes")."""
     r = load_or_fail(recipe, (set_ or []) + enable_overrides(enable))
     if run_dir is not None:
         check_run_dir(run_dir)
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model)
+        return
     import torch
 
+    from sigx.engine.distributed import init_from_torchrun
     from sigx.train import run_training
 
-    torch.set_num_threads(min(torch.get_num_threads(), free_cpus()))
+    world = init_from_torchrun()
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), free_cpus()) // world.size))
     with one_line_errors():
         try:
-            summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh)
+            summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh, save_model=save_model)
         except RecipeError as err:
             fail(err.problems)
+    if world.rank != 0:
+        return
     typer.echo(
         f"held-out reward {summary['start_reward']:.3f} -> {summary['final_reward']:.3f} "
         f"(greedy {summary['start_greedy_reward']:.3f} -> {summary['final_greedy_reward']:.3f}) "
         f"in {summary['wall_s']:.0f}s; run written to {summary['run_dir']}"
     )
+
+
+def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Path | None, fresh: bool,
+                     save_model: bool) -> None:
+    """``sigx train`` again under torchrun, ``nproc`` processes on this node; its exit status is this one's."""
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:  # a free port for the process group's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+               "127.0.0.1", "--master_port", str(port), "-m", "sigx.cli", "train", str(recipe)]  # (torchrun would take
+    # an option it knows a prefix of, such as --nproc: the children learn their world from torchrun instead)
+    for override in overrides:
+        command += ["--set", override]
+    command += (["--run-dir", str(run_dir)] if run_dir is not None else []) + (["--fresh"] if fresh else []) + \
+        (["--save-model"] if save_model else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, free_cpus() // nproc)), "TORCHELASTIC_ERROR_FILE": ""}
+    code = subprocess.run(command, env=env).returncode
+    if code:
+        fail([f"--nproc {nproc}: a process of the run stopped (exit status {code}); its error is above"])
 
 
 @app.command(epilog="Examples:  sigx ablate recipes/tiny.yaml --dry-run  ·  sigx ablate recipes/stress.yaml "

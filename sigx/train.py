@@ -42,17 +42,54 @@ def step_stats(row: dict, last_eval: dict) -> str:
 def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console | None = None,
                  engine=None, group: str | None = None,
                  on_progress: Callable[[int, str], None] | None = None, fresh: bool = False,
-                 combination: str | None = None) -> dict:
+                 combination: str | None = None, save_model: bool = False) -> dict:
     """Train one run and write it to ``run_dir``. Progress goes to a display of its own, or, when the caller
     draws one (an ablation showing many cells), to ``on_progress(step, stats)``.
 
     A ``run_dir`` holding the checkpoint of an interrupted run of the same recipe is resumed from it (exactly:
     see :mod:`sigx.checkpoint`); ``fresh`` discards such a checkpoint and starts over. ``combination``: the
     run's cell name when an ablation runs it (it names field factors too), else the techniques it enables."""
+    from sigx.engine.distributed import current_world
+
     console = console or Console(stderr=True)
+    if current_world().rank != 0:  # --nproc: process 0 writes the run; the others train in step with it
+        return _follow(recipe, engine, save_model)
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     with run_lock(run_dir):
-        return _run(recipe, run_dir, console, engine, group, on_progress, fresh, combination or cell_name(recipe))
+        return _run(recipe, run_dir, console, engine, group, on_progress, fresh, combination or cell_name(recipe),
+                    save_model)
+
+
+def _follow(recipe: Recipe, engine, save_model: bool) -> dict:
+    """A process other than 0 of a multi-process run: the same steps (its share of the update), nothing written."""
+    from sigx.engine.shared import SharedEngine
+    from sigx.engine.trainer import GRPOTrainer
+    from sigx.techniques import build
+
+    engine = engine or SharedEngine(recipe, log=lambda msg: None)
+    trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
+    summary = trainer.train()
+    if save_model:
+        save_policy(trainer, None)
+    return summary
+
+
+def save_policy(trainer, directory: Path | None) -> None:
+    """The trained policy in transformers' format (a LoRA run's merged; a sharded run's gathered: every process
+    calls this, process 0 writes)."""
+    from sigx.engine.distributed import full_state_dict
+    from sigx.engine.lora import has_adapters, merged_weights
+
+    model = trainer.model
+    if trainer.world.sharded:
+        state = full_state_dict(model)
+    elif has_adapters(model):
+        state = dict(merged_weights(model))
+    else:
+        state = model.state_dict()
+    if directory is not None:
+        model.save_pretrained(directory, state_dict={k: v.contiguous() for k, v in state.items()})
+        trainer.tokenizer.save_pretrained(directory)
 
 
 @contextmanager
@@ -75,7 +112,7 @@ def run_lock(run_dir: Path):
 
 
 def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
-         combination: str) -> dict:
+         combination: str, save_model: bool = False) -> dict:
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import TechniqueError, build
@@ -88,7 +125,12 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
     except TechniqueError as err:
         raise RecipeError([str(err)]) from None
     config = recipe.model_dump(mode="json")
-    checkpoints = Checkpoints(run_dir, recipe.training.checkpoint_every, config)
+    every = recipe.training.checkpoint_every
+    if trainer.world.sharded and every:
+        log(f"--nproc {trainer.world.size}: checkpoints of a multi-process run are not written yet "
+            "(torch.distributed.checkpoint is next); an interrupted run starts over")
+        every = 0
+    checkpoints = Checkpoints(run_dir, every, config)
     checkpoints.remove_leftovers()
     remove_write_leftovers(run_dir)
     finished = read_json(run_dir / "summary.json")
@@ -129,6 +171,8 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
     try:
         with progress:
             summary = trainer.train(on_step, checkpoints=checkpoints, resume=resume)
+        if save_model:
+            save_policy(trainer, run_dir / "model")
         summary.update(run_dir=str(run_dir), cell=combination, seed=recipe.seed,
                        techniques=recipe.techniques.enabled_names(), base=str(engine.base_path),
                        resumed_from_step=resume["step"] if resume else None, provenance=provenance())

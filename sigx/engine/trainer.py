@@ -26,6 +26,7 @@ from sigx.engine.advantages import advantage_estimator
 from sigx.engine.batching import loss_share, micro_batches, place
 from sigx.engine.behaviour import BehaviourPolicy
 from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
+from sigx.engine.distributed import current_world, shard
 from sigx.engine.lora import AdaptersOff, adapter_state, add_adapters
 from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean, rollout_correction
 from sigx.engine.metrics import (ENGINE_ROOM, logprob_gap, own_rows, per_set_metrics, room_values, step_metrics,
@@ -69,8 +70,18 @@ class GRPOTrainer:
         t = recipe.training
         # LoRA: adapters on the engine's model for this run (the next run's reset takes them off); only they train
         self.lora = t.lora.r > 0
+        self.world = current_world()  # --nproc N: the update sharded over N processes (sigx/engine/distributed.py)
+        if self.world.sharded and (self.lora or recipe.rollout.backend != "hf"):
+            raise RecipeError(["--nproc: a multi-process run supports rollout.backend hf and full fine-tuning for "
+                               "now (not training.lora, not a separate rollout engine)"])
         self.trainable = (add_adapters(self.model, t.lora, stream_seed(recipe.seed, "lora")) if self.lora
                           else list(self.model.parameters()))
+        # the KL reference: the base policy (with LoRA, the same model with its adapters off: no second copy);
+        # built before sharding, so that it is a whole model of its own
+        self.reference = (AdaptersOff(self.model) if self.lora else engine.reference_model()) if t.kl_beta > 0 else None
+        if self.world.sharded:
+            shard(self.model)
+            self.trainable = list(self.model.parameters())
         torch.manual_seed(recipe.seed)
         # One random stream per consumer (common random numbers): the prompts, the rollout's token draws and
         # the mini-batch order each have their own, as each technique has, so that a cell with a technique on
@@ -88,8 +99,6 @@ class GRPOTrainer:
         # the default implementation, whose results the CPU tests and measured tables were made with
         self.optimizer = torch.optim.AdamW(self.trainable, lr=t.lr, weight_decay=t.weight_decay,
                                            betas=(0.9, 0.99), fused=True if self.model.device.type == "cuda" else None)
-        # the KL reference: the base policy (with LoRA, the same model with its adapters off: no second copy)
-        self.reference = (AdaptersOff(self.model) if self.lora else engine.reference_model()) if t.kl_beta > 0 else None
         # Rows with advantage 0 may be left out of the update when their gradient is exactly zero: the policy
         # loss is proportional to the advantage and there is no KL term.
         self.skips_zero_advantage = (t.skip_zero_advantage and self.reference is None
@@ -198,11 +207,16 @@ class GRPOTrainer:
         rows = index[trainable[index]]
         self.optimizer.zero_grad(set_to_none=True)
         weighted, tokens, loss = {}, 0.0, 0.0
-        for micro_rows, micro in self._micro_batches(batch, rows):
+        parts = list(self._micro_batches(batch, self.world.own(rows)))  # with --nproc N, this process's rows
+        for _ in range(self.world.most(len(parts)) - len(parts)):  # as many forward/backward passes as the others:
+            idle = batch.select(index[:1])  # FSDP's collectives must stay in step (a zero-weighted pass)
+            idle.old_logprobs = None
+            self._micro_step(idle, 0.0, n_updates)
+        for micro_rows, micro in parts:
             if on_policy:
                 micro.old_logprobs = None
-            share = loss_share(micro, mini, self.aggregation)
-            used, diag = self._micro_step(micro, share, n_updates)
+            share = loss_share(micro, mini, self.aggregation)  # of the global mini-batch: every process holds it
+            used, diag = self._micro_step(micro, share * self.world.size, n_updates)  # FSDP averages over processes
             if on_policy:
                 place(batch.old_logprobs, micro_rows, used.cpu())
             loss += share * diag.pop("loss")
@@ -216,6 +230,11 @@ class GRPOTrainer:
                     p.grad = torch.zeros_like(p)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, t.max_grad_norm)
         self.optimizer.step()
+        if self.world.sharded:  # the diagnostics of every process's rows
+            summed = self.world.total({**{f"w/{k}": v for k, v in weighted.items()}, "tokens": tokens, "loss": loss})
+            weighted = {k[2:]: v for k, v in summed.items() if k.startswith("w/")}
+            tokens, loss = summed["tokens"], summed["loss"]
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         out = {k: v / tokens for k, v in weighted.items()} if tokens > 0 else {}
         return {**out, "loss": loss, "grad_norm": float(grad_norm)}
 

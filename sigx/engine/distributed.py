@@ -1,0 +1,103 @@
+"""One run on N processes: the update sharded with PyTorch FSDP2 (``fully_shard``), started by ``sigx train
+--nproc N`` under torchrun (gloo on CPU, NCCL on GPUs).
+
+What is split, and why this way (a first slice of issue #28):
+- **The update** is data-parallel and sharded: each decoder layer and the root are ``fully_shard``-ed, so each
+  process holds 1/N of the weights, gradients and AdamW state. Every row of a step's batch belongs to one
+  process (``row % N == rank``), for the whole step, so the log-probs a process computes for its rows are the
+  ones it trains on in every mini-batch and epoch. The loss is normalised by the *global* mini-batch (every
+  process holds the whole batch), and FSDP's gradient average is undone by a factor N, so the summed gradient is
+  the single-process gradient up to the order of float additions.
+- **The rollout and the techniques** run on every process alike, from the same seeds: every process samples the
+  whole step (through the sharded model, whose layers are gathered for each forward), so trajectories, rewards,
+  advantages, GC-RL's cache and every technique's random stream are those of the single-process run. Splitting
+  the sampling across processes (whole groups per rank) is the next step; until then the rollout is not faster
+  with N processes, only the update's memory is divided.
+- **Collectives stay in step**: a process with fewer micro-batches in a mini-batch than another runs
+  zero-weighted ones, so every process enters the same number of forward/backward passes.
+- Process 0 alone writes the run directory and mirrors to W&B; checkpoints of multi-process runs
+  (torch.distributed.checkpoint) are not written yet, so an interrupted ``--nproc`` run starts over.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def sharded(self) -> bool:
+        return self.size > 1
+
+    def own(self, rows: torch.Tensor) -> torch.Tensor:
+        """The rows of ``rows`` (batch row indices) this process trains on."""
+        return rows[rows % self.size == self.rank] if self.sharded else rows
+
+    def most(self, count: int) -> int:
+        """The largest ``count`` over the processes."""
+        if not self.sharded:
+            return count
+        value = torch.tensor([count])
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return int(value)
+
+    def total(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value summed over the processes (a key some process lacks counts 0 there)."""
+        if not self.sharded:
+            return values
+        gathered: list[dict] = [{} for _ in range(self.size)]
+        torch.distributed.all_gather_object(gathered, {k: float(v) for k, v in values.items()})
+        out: dict[str, float] = {}
+        for part in gathered:
+            for k, v in part.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+
+def current_world() -> World:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return World(torch.distributed.get_rank(), torch.distributed.get_world_size())
+    return World()
+
+
+def init_from_torchrun() -> World:
+    """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE`` ...); a plain process is world 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return current_world()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend)
+    return current_world()
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """A causal LM's decoder layers (transformers' ``model.model.layers``), the units FSDP2 shards one by one."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__}: no model.layers to shard; --nproc supports transformers' causal LMs")
+    return list(layers)
+
+
+def shard(model: torch.nn.Module) -> None:
+    """FSDP2 in place: each decoder layer, then the rest (embeddings, final norm, output head) as the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in decoder_layers(model):
+        fully_shard(layer)
+    fully_shard(model)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight whole (gathered from the shards), on the CPU; every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
