@@ -70,20 +70,40 @@ def digest(state: dict) -> str:
     return hasher.hexdigest()
 
 
+#: the directories of sharded parts (a multi-process run's weights and optimizer state) beside checkpoint.pt
+SHARDS = "checkpoint.shards."
+
+
 class Checkpoints:
-    def __init__(self, run_dir: str | Path, every: int, config: dict):
+    """``writer``: whether this process writes checkpoint.pt (process 0 of a multi-process run; the others
+    write only their shards, through ``save``'s ``shards`` callable)."""
+
+    def __init__(self, run_dir: str | Path, every: int, config: dict, writer: bool = True):
         self.path = Path(run_dir) / FILE
         self.every = every
         self.config = config
+        self.writer = writer
         self.meta: dict = {}  # what the caller must find again on resuming (its W&B run id), saved alongside
 
     def due(self, step: int, last_step: int) -> bool:
         """Every ``every`` steps, except the last (a finished run needs none)."""
         return self.every > 0 and step % self.every == 0 and step < last_step
 
-    def save(self, step: int, trainer_state: dict, history: list[dict], elapsed_s: float) -> None:
+    def save(self, step: int, trainer_state: dict, history: list[dict], elapsed_s: float, shards=None) -> None:
+        """``shards(directory)``: a multi-process run's sharded part, written by every process (collective)
+        before process 0 names it in checkpoint.pt; until then the previous checkpoint (and its shards) stand."""
         state = {"step": step, "trainer": trainer_state, "history": history, "elapsed_s": elapsed_s,
                  "config": self.config, "meta": self.meta}
+        if shards is not None:
+            from sigx.engine.distributed import barrier
+
+            name = f"{SHARDS}{step}"
+            shards(self.path.parent / name)
+            barrier()  # every shard written before checkpoint.pt names them
+            state["shards"] = name
+        if not self.writer:
+            barrier()  # process 0 has replaced checkpoint.pt
+            return
         state["digest"] = digest(state)
         tmp = None
         try:
@@ -93,6 +113,11 @@ class Checkpoints:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
+            self._remove_shards(keep=state.get("shards"))
+            if shards is not None:
+                from sigx.engine.distributed import barrier
+
+                barrier()
         except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
@@ -116,6 +141,8 @@ class Checkpoints:
         """The last checkpoint, or None when there is none. One of another recipe is a one-line error: resuming
         it would splice two experiments into one run."""
         if not self.path.exists():
+            if self.writer:
+                self._remove_shards()  # of a first checkpoint whose write a kill cut short
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
@@ -138,7 +165,21 @@ class Checkpoints:
             raise RecipeError([f"{self.path}: a checkpoint of a different recipe (differs in "
                                f"{list_differences(changed)}); start afresh with --fresh, or write this run "
                                "elsewhere with --run-dir"])
+        if state.get("shards") and not (self.path.parent / str(state["shards"])).is_dir():
+            raise RecipeError([f"{self.path}: its sharded part {state['shards']}/ is missing; start afresh with "
+                               "--fresh"])
+        if self.writer:
+            self._remove_shards(keep=state.get("shards"))  # of a later checkpoint whose write a kill cut short
         return state
 
+    def _remove_shards(self, keep: str | None = None) -> None:
+        import shutil
+
+        for directory in self.path.parent.glob(f"{SHARDS}*"):
+            if directory.name != keep:
+                shutil.rmtree(directory, ignore_errors=True)
+
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.writer:
+            self.path.unlink(missing_ok=True)
+            self._remove_shards()

@@ -52,26 +52,42 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     from sigx.engine.distributed import current_world
 
     console = console or Console(stderr=True)
-    if current_world().rank != 0:  # --nproc: process 0 writes the run; the others train in step with it
-        return _follow(recipe, engine, save_model)
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
+    if current_world().rank != 0:  # --nproc: process 0 writes the run; the others train in step with it
+        return _follow(recipe, run_dir, engine, save_model)
     with run_lock(run_dir):
         return _run(recipe, run_dir, console, engine, group, on_progress, fresh, combination or cell_name(recipe),
                     save_model)
 
 
-def _follow(recipe: Recipe, engine, save_model: bool) -> dict:
-    """A process other than 0 of a multi-process run: the same steps (its share of the update), nothing written."""
+def _follow(recipe: Recipe, run_dir: Path, engine, save_model: bool) -> dict:
+    """A process other than 0 of a multi-process run: the same steps (its share of the update), resumed from the
+    same checkpoint; it writes only its shards of the checkpoints."""
+    from sigx.engine.distributed import barrier
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import build
 
     engine = engine or SharedEngine(recipe, log=lambda msg: None)
     trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
-    summary = trainer.train()
+    checkpoints = Checkpoints(run_dir, checkpoint_every(recipe, trainer), recipe.model_dump(mode="json"),
+                              writer=False)
+    barrier()  # process 0 has checked the run directory (and, with --fresh, removed its checkpoint)
+    summary = trainer.train(checkpoints=checkpoints, resume=checkpoints.load())
     if save_model:
         save_policy(trainer, None)
     return summary
+
+
+def checkpoint_every(recipe: Recipe, trainer, log=None) -> int:
+    """The recipe's checkpoint interval, except where a multi-process run cannot checkpoint yet (staleness: its
+    weight snapshots are sharded and not saved)."""
+    if trainer.world.sharded and recipe.rollout.staleness and recipe.training.checkpoint_every:
+        if log is not None:
+            log(f"--nproc {trainer.world.size} with rollout.staleness: checkpoints are not written yet (the "
+                "staleness window's sharded snapshots are not saved); an interrupted run starts over")
+        return 0
+    return recipe.training.checkpoint_every
 
 
 def save_policy(trainer, directory: Path | None) -> None:
@@ -125,11 +141,7 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
     except TechniqueError as err:
         raise RecipeError([str(err)]) from None
     config = recipe.model_dump(mode="json")
-    every = recipe.training.checkpoint_every
-    if trainer.world.sharded and every:
-        log(f"--nproc {trainer.world.size}: checkpoints of a multi-process run are not written yet "
-            "(torch.distributed.checkpoint is next); an interrupted run starts over")
-        every = 0
+    every = checkpoint_every(recipe, trainer, log)
     checkpoints = Checkpoints(run_dir, every, config)
     checkpoints.remove_leftovers()
     remove_write_leftovers(run_dir)
@@ -142,6 +154,10 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
                            "elsewhere with --run-dir"])
     if fresh:
         checkpoints.remove()
+    if trainer.world.sharded:
+        from sigx.engine.distributed import barrier
+
+        barrier()  # the other processes read the checkpoint now
     resume = checkpoints.load()
     if resume is not None:
         log(f"resuming {run_dir} from its checkpoint at step {resume['step']}")

@@ -15,14 +15,17 @@ What is split, and why this way (a first slice of issue #28):
   with N processes, only the update's memory is divided.
 - **Collectives stay in step**: a process with fewer micro-batches in a mini-batch than another runs
   zero-weighted ones, so every process enters the same number of forward/backward passes.
-- Process 0 alone writes the run directory and mirrors to W&B; checkpoints of multi-process runs
-  (torch.distributed.checkpoint) are not written yet, so an interrupted ``--nproc`` run starts over.
+- Process 0 alone writes the run directory and mirrors to W&B. A checkpoint of a multi-process run holds the
+  weights and AdamW state as each process's shards (torch.distributed.checkpoint, ``checkpoint.shards.<step>/``)
+  beside the usual ``checkpoint.pt`` (every other part of the state is the same on every process); it resumes
+  exactly, and into any number of processes, one included.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -101,3 +104,30 @@ def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_shards(model: torch.nn.Module, optimizer, directory: Path) -> None:
+    """The model's and optimizer's state, each process writing its own shards (torch.distributed.checkpoint);
+    every process calls it. ``load_shards`` reads it back into any number of processes."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.save(state, checkpoint_id=str(directory))
+
+
+def load_shards(model: torch.nn.Module, optimizer, directory: Path) -> None:
+    """``save_shards``'s state into this run's model and optimizer, resharded for its processes (N -> M)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                         set_model_state_dict, set_optimizer_state_dict)
+
+    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.load(state, checkpoint_id=str(directory))
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()

@@ -26,7 +26,7 @@ from sigx.engine.advantages import advantage_estimator
 from sigx.engine.batching import loss_share, micro_batches, place
 from sigx.engine.behaviour import BehaviourPolicy
 from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
-from sigx.engine.distributed import current_world, shard
+from sigx.engine.distributed import current_world, load_shards, save_shards, shard
 from sigx.engine.lora import AdaptersOff, adapter_state, add_adapters
 from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean, rollout_correction
 from sigx.engine.metrics import (ENGINE_ROOM, logprob_gap, own_rows, per_set_metrics, room_values, step_metrics,
@@ -324,9 +324,11 @@ class GRPOTrainer:
     # ------------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         """Everything the next step depends on besides the recipe (see :mod:`sigx.checkpoint`)."""
-        return {
+        weights = {} if self.world.sharded else {  # a sharded run's weights and optimizer: save_shards
             "model": adapter_state(self.model) if self.lora else self.model.state_dict(),  # LoRA: the adapters
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict()}
+        return {
+            **weights,
             "problem_rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -336,15 +338,21 @@ class GRPOTrainer:
             "techniques": {tech.name: tech.state_dict() for tech in self.techniques},
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        if self.lora:  # the adapters only: the frozen base is the engine's
+    def load_state_dict(self, state: dict, from_shards: bool = False) -> None:
+        """``from_shards``: the weights and optimizer state were loaded from the checkpoint's shards."""
+        if from_shards:
+            pass
+        elif self.world.sharded:
+            raise ValueError("a checkpoint of a 1-process run resumes in 1 process (--nproc 1) for now")
+        elif self.lora:  # the adapters only: the frozen base is the engine's
             expected = set(adapter_state(self.model))
             if set(state["model"]) != expected:
                 raise ValueError("the checkpoint's adapters are not this run's (training.lora differs)")
             self.model.load_state_dict(state["model"], strict=False)
         else:
             self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not from_shards:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.rng.setstate(state["problem_rng"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
@@ -356,6 +364,9 @@ class GRPOTrainer:
             tech.load_state_dict(state["techniques"].get(tech.name, {}))
         self.engine.rollout.sync_weights(self.model)  # the rollout engine samples the restored weights
 
+    def _save_shards(self, directory) -> None:
+        save_shards(self.model, self.optimizer, directory)
+
     # ------------------------------------------------------------------------------------------ the run
     def train(self, on_step: Callable[[int, dict], None] | None = None, checkpoints: Checkpoints | None = None,
               resume: dict | None = None) -> dict:
@@ -366,8 +377,10 @@ class GRPOTrainer:
         start = time.perf_counter()
         if resume is not None:
             try:
-                self.load_state_dict(resume["trainer"])
-            except (KeyError, TypeError, ValueError, RuntimeError) as err:  # an older or foreign trainer state
+                if resume.get("shards"):  # a multi-process run's weights and optimizer, resharded for this run
+                    load_shards(self.model, self.optimizer, checkpoints.path.parent / resume["shards"])
+                self.load_state_dict(resume["trainer"], from_shards=bool(resume.get("shards")))
+            except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:  # an older or foreign state
                 where = checkpoints.path if checkpoints is not None else "checkpoint"
                 raise RecipeError([f"{where}: its trainer state does not fit this run ({type(err).__name__}: "
                                    f"{str(err).splitlines()[0][:100] if str(err) else ''}); start afresh with "
@@ -388,7 +401,8 @@ class GRPOTrainer:
             if on_step:
                 on_step(step, row)
             if checkpoints is not None and checkpoints.due(step, t.steps):
-                checkpoints.save(step, self.state_dict(), history, row["elapsed_s"])
+                checkpoints.save(step, self.state_dict(), history, row["elapsed_s"],
+                                 shards=self._save_shards if self.world.sharded else None)
         summary = summarize(history, spent + time.perf_counter() - start)
         room = room_values(history, ENGINE_ROOM)
         for tech in self.techniques:

@@ -58,3 +58,56 @@ def test_what_a_multi_process_run_does_not_support_yet_is_one_line(tmp_path):
     assert result.returncode != 0
     assert "--nproc: a multi-process run supports rollout.backend hf and full fine-tuning for now" in result.stdout + \
         result.stderr
+
+
+RESUMED = ["training.steps=10", "training.eval_every=5", "training.checkpoint_every=2",
+           "techniques.gcrl.enabled=true", "techniques.sspo.enabled=true"]  # GC-RL carries a cache and an RNG
+
+
+def _kill_rank_after_checkpoint(run_dir: Path, step: int) -> subprocess.CompletedProcess:
+    """Start a 2-process run; once it has a checkpoint of ``step`` or later, SIGKILL its process of rank 1."""
+    import signal
+    import time
+
+    import psutil
+    import torch
+
+    command = [sys.executable, "-m", "sigx.cli", "train", str(RECIPES / "tiny.yaml"), "--run-dir", str(run_dir),
+               "--save-model", "--nproc", "2"]
+    for override in SMALL + RESUMED:
+        command += ["--set", override]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        try:
+            if torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] >= step:
+                break
+        except (OSError, RuntimeError, EOFError, KeyError):
+            pass
+        time.sleep(0.05)
+    ranks = [c for c in psutil.Process(process.pid).children(recursive=True) if c.environ().get("LOCAL_RANK") == "1"]
+    ranks[0].send_signal(signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+@pytest.mark.multiprocess
+def test_a_killed_rank_stops_the_run_and_its_checkpoint_resumes_exactly_in_two_processes_or_one(tmp_path):
+    """The checkpoint of a 2-process run (torch.distributed.checkpoint shards + checkpoint.pt) resumes exactly in
+    2 processes (bit for bit) and, resharded, in 1 (to the stated tolerance)."""
+    whole = train(tmp_path / "whole", RESUMED, 2)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    expected = load_file(tmp_path / "whole" / "model" / "model.safetensors")
+    for nproc in (2, 1):
+        run_dir = tmp_path / f"cut-then-{nproc}"
+        killed = _kill_rank_after_checkpoint(run_dir, step=4)
+        assert killed.returncode != 0
+        assert killed.stderr.strip().splitlines()[-1].startswith("error: --nproc 2: a process of the run stopped")
+        assert list(run_dir.glob("checkpoint.shards.*"))  # each process's shards, beside checkpoint.pt
+        resumed = train(run_dir, RESUMED, nproc)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        weights = load_file(run_dir / "model" / "model.safetensors")
+        worst = max((expected[k] - weights[k]).abs().max().item() for k in expected)
+        assert worst == 0.0 if nproc == 2 else worst < 1e-5, (nproc, worst)
+        assert not (run_dir / "checkpoint.pt").exists() and not list(run_dir.glob("checkpoint.shards.*"))
