@@ -107,6 +107,7 @@ def validate(
     gpu_memory: Annotated[Optional[float], typer.Option(min=0.1, help="The GPU's memory in GiB: say whether the run "
                                                         "fits (e.g. 80 for an H100).")] = None,
     prompt_tokens: Annotated[int, typer.Option(min=1, help="Prompt length assumed by the memory plan.")] = 256,
+    nproc: Annotated[int, typer.Option(min=1, max=1024, help="The memory plan per process of a run on this many (sigx train --nproc).")] = 1,
 ) -> None:
     """Check a recipe: prints one line per problem (field path and what is allowed), or 'ok' and the estimated
     memory of one run on its GPU (weights, gradients, optimizer, activations, rollout; docs/gpu.md).
@@ -115,18 +116,19 @@ def validate(
     r = load_or_fail(recipe, set_ or [])
     enabled = ", ".join(r.techniques.enabled_names()) or "none (GRPO baseline)"
     typer.echo(f"ok: {recipe} ({r.task.name} task, model {r.model.name}, techniques: {enabled})")
-    print_memory_plan(r, gpu_memory, prompt_tokens)
+    print_memory_plan(r, gpu_memory, prompt_tokens, nproc)
 
 
-def print_memory_plan(r: Recipe, gpu_memory: float | None, prompt_tokens: int) -> None:
+def print_memory_plan(r: Recipe, gpu_memory: float | None, prompt_tokens: int, nproc: int = 1) -> None:
     from sigx.memory import GIB, ShapeUnknown, gpu_total, plan
 
     try:
-        lines = plan(r, prompt_tokens, gpu_memory)
+        lines = plan(r, prompt_tokens, gpu_memory, nproc)
     except ShapeUnknown as err:
         typer.echo(f"memory plan: unknown ({err})")
         return
-    table = Table(title=f"memory of one run (estimate; prompts of {prompt_tokens} tokens assumed)",
+    where = f"each of {nproc} processes of one run" if nproc > 1 else "one run"
+    table = Table(title=f"memory of {where} (estimate; prompts of {prompt_tokens} tokens assumed)",
                   title_justify="left")
     for column in ("component", "GiB", "what"):
         table.add_column(column)

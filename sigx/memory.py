@@ -114,8 +114,11 @@ def turns_of(recipe: Recipe) -> tuple[int, int]:
     return 1, 0
 
 
-def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None) -> list[Line]:
-    """The estimate, one line per component (see the module docstring)."""
+def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None, nproc: int = 1) -> list[Line]:
+    """The estimate, one line per component (see the module docstring), per process of a run on ``nproc``
+    (``sigx train --nproc``: FSDP2 divides weights, gradients and AdamW state by ``nproc``, and each process
+    trains 1/``nproc`` of every mini-batch's rows; every process samples the whole step and holds the KL
+    reference whole)."""
     config = model_config(recipe)
     s = shape_of(config)
     r, t = recipe.rollout, recipe.training
@@ -126,11 +129,12 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None)
     turns, reply = turns_of(recipe)
     seq = prompt_tokens + turns * r.max_new_tokens + (turns - 1) * reply
     sequences = t.prompts_per_step * r.group_size
+    own = -(-sequences // (t.mini_batches * nproc))  # a process's rows of one mini-batch
     if t.micro_batch_tokens:
-        micro_tokens = min(t.micro_batch_tokens, max(seq, 1) * sequences)
+        micro_tokens = min(t.micro_batch_tokens, max(seq, 1) * own)
         micro = f"{t.micro_batch_tokens} tokens (training.micro_batch_tokens)"
     else:
-        rows = t.micro_batch_size or -(-sequences // t.mini_batches)
+        rows = min(t.micro_batch_size, own) if t.micro_batch_size else own
         micro_tokens = rows * seq
         micro = f"{rows} sequences x {seq} tokens"
     act = 2 if t.autocast == "bfloat16" else w
@@ -142,10 +146,12 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None)
         activations = micro_tokens * s.layers * per_token_layer * act
         how = "every layer's, no checkpointing"
     logits = micro_tokens * s.vocab * (act + 4 + 4)
+    shards = f", 1/{nproc} per process (FSDP2)" if nproc > 1 else ""
     lines = [
-        Line("weights", s.params * w, f"{s.params / 1e6:,.1f}M parameters in {recipe.model.dtype}"),
-        Line("gradients", trained * w, f"{'the adapters' if lora else 'every weight'} ({trained / 1e6:,.2f}M)"),
-        Line("optimizer (AdamW)", 2 * trained * w, "two moments per trained weight"),
+        Line("weights", s.params * w / nproc, f"{s.params / 1e6:,.1f}M parameters in {recipe.model.dtype}{shards}"),
+        Line("gradients", trained * w / nproc, f"{'the adapters' if lora else 'every weight'} ({trained / 1e6:,.2f}M)"
+             f"{shards}"),
+        Line("optimizer (AdamW)", 2 * trained * w / nproc, f"two moments per trained weight{shards}"),
         Line("activations", activations, f"one micro-batch of {micro}: {how}"),
         Line("logits", logits, f"the micro-batch's logits, float32 copy and log-softmax ({s.vocab:,} words)"),
     ]

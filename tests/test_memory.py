@@ -69,3 +69,12 @@ def test_validate_prints_the_plan_and_says_when_it_does_not_fit(tmp_path):
     assert "fits 80 GiB" in result.output
     result = runner.invoke(app, ["validate", str(RECIPES / "tiny.yaml"), "--set", f"model.name={tmp_path}"])
     assert result.exit_code == 0 and "memory plan: unknown (model.name:" in result.output
+
+
+def test_a_plan_for_n_processes_divides_what_fsdp2_shards():
+    recipe = load_recipe(RECIPES / "tiny.yaml")
+    one = {line.component: line.bytes for line in plan(recipe, 16)}
+    two = {line.component: line.bytes for line in plan(recipe, 16, nproc=2)}
+    for part in ("weights", "gradients", "optimizer (AdamW)", "activations", "logits"):  # each trains half the rows
+        assert two[part] == one[part] / 2, part
+    assert two["rollout KV cache"] == one["rollout KV cache"]  # every process samples the whole step
