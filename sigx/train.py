@@ -94,11 +94,13 @@ def save_policy(trainer, directory: Path | None) -> None:
     """The trained policy in transformers' format (a LoRA run's merged; a sharded run's gathered: every process
     calls this, process 0 writes)."""
     from sigx.engine.distributed import full_state_dict
-    from sigx.engine.lora import has_adapters, merged_weights
+    from sigx.engine.lora import has_adapters, merge_full_state, merged_weights
 
     model = trainer.model
     if trainer.world.sharded:
         state = full_state_dict(model)
+        if has_adapters(model):
+            state = merge_full_state(state, trainer.recipe.training.lora)
     elif has_adapters(model):
         state = dict(merged_weights(model))
     else:

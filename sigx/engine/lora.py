@@ -111,3 +111,21 @@ def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]
 def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The adapters' tensors: what a checkpoint of a LoRA run holds of the model."""
     return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+def merge_full_state(state: dict[str, torch.Tensor], config: LoRAConfig) -> dict[str, torch.Tensor]:
+    """A whole (gathered) state dict of an adapted model, merged as ``merged_weights`` merges a live one:
+    W + (alpha / r) B A under the base names, the adapters' tensors left out."""
+    scale = config.alpha / config.r
+    out = {}
+    for name, tensor in state.items():
+        if "lora_" in name:
+            continue
+        if ".base_layer." in name:
+            owner, leaf = name.split(".base_layer.")
+            if leaf == "weight" and f"{owner}.lora_A.{ADAPTER}.weight" in state:
+                a, b = state[f"{owner}.lora_A.{ADAPTER}.weight"], state[f"{owner}.lora_B.{ADAPTER}.weight"]
+                tensor = tensor + (scale * (b.float() @ a.float())).to(tensor.dtype)
+            name = f"{owner}.{leaf}"
+        out[name] = tensor
+    return out

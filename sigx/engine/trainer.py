@@ -71,9 +71,9 @@ class GRPOTrainer:
         # LoRA: adapters on the engine's model for this run (the next run's reset takes them off); only they train
         self.lora = t.lora.r > 0
         self.world = current_world()  # --nproc N: the update sharded over N processes (sigx/engine/distributed.py)
-        if self.world.sharded and (self.lora or recipe.rollout.backend != "hf"):
-            raise RecipeError(["--nproc: a multi-process run supports rollout.backend hf and full fine-tuning for "
-                               "now (not training.lora, not a separate rollout engine)"])
+        if self.world.sharded and recipe.rollout.backend != "hf":
+            raise RecipeError(["--nproc: a multi-process run supports rollout.backend hf for now (not a separate "
+                               "rollout engine)"])
         self.trainable = (add_adapters(self.model, t.lora, stream_seed(recipe.seed, "lora")) if self.lora
                           else list(self.model.parameters()))
         # the KL reference: the base policy (with LoRA, the same model with its adapters off: no second copy);
@@ -81,7 +81,7 @@ class GRPOTrainer:
         self.reference = (AdaptersOff(self.model) if self.lora else engine.reference_model()) if t.kl_beta > 0 else None
         if self.world.sharded:
             shard(self.model)
-            self.trainable = list(self.model.parameters())
+            self.trainable = [p for p in self.model.parameters() if p.requires_grad]  # sharded now (DTensors)
         torch.manual_seed(recipe.seed)
         # One random stream per consumer (common random numbers): the prompts, the rollout's token draws and
         # the mini-batch order each have their own, as each technique has, so that a cell with a technique on

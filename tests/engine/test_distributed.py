@@ -32,7 +32,9 @@ def train(run_dir: Path, overrides: list[str], nproc: int) -> subprocess.Complet
     ["techniques.gcrl.enabled=true", "techniques.sspo.enabled=true", "training.kl_beta=0.05", "rollout.staleness=1"],
     ["techniques.search_p1.enabled=true", "techniques.sorl.enabled=true", "training.inner_epochs=2",
      "training.micro_batch_size=3"],  # uneven micro-batches: a process runs zero-weighted passes to stay in step
-], ids=["gcrl+sspo, kl, stale", "search_p1+sorl, 2 epochs, micro-batches"])
+    ["training.lora.r=8", "training.lr=1e-3", "techniques.sspo.enabled=true", "training.kl_beta=0.05"],  # the
+    # reference is the adapters switched off; the saved policy is merged from the gathered shards
+], ids=["gcrl+sspo, kl, stale", "search_p1+sorl, 2 epochs, micro-batches", "lora, sspo, kl"])
 def test_two_processes_train_the_weights_one_process_trains(tmp_path, overrides):
     one, two = train(tmp_path / "one", overrides, 1), train(tmp_path / "two", overrides, 2)
     assert one.returncode == 0, one.stderr[-2000:]
@@ -54,10 +56,9 @@ def test_two_processes_train_the_weights_one_process_trains(tmp_path, overrides)
 
 @pytest.mark.multiprocess
 def test_what_a_multi_process_run_does_not_support_yet_is_one_line(tmp_path):
-    result = train(tmp_path / "lora", ["training.lora.r=4"], 2)
+    result = train(tmp_path / "synced", ["rollout.backend=hf_synced"], 2)
     assert result.returncode != 0
-    assert "--nproc: a multi-process run supports rollout.backend hf and full fine-tuning for now" in result.stdout + \
-        result.stderr
+    assert "--nproc: a multi-process run supports rollout.backend hf for now" in result.stdout + result.stderr
 
 
 RESUMED = ["training.steps=10", "training.eval_every=5", "training.checkpoint_every=2",
