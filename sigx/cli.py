@@ -144,7 +144,8 @@ def print_memory_plan(r: Recipe, gpu_memory: float | None, prompt_tokens: int, n
     typer.echo(f"memory per GPU: {total:.2f} GiB{verdict}")
 
 
-@app.command(epilog="Examples:  sigx train recipes/tiny.yaml  ·  sigx train recipes/tiny.yaml --enable sspo,gcrl "
+@app.command(epilog="Examples:  sigx train recipes/tiny.yaml  ·  sigx train recipes/tiny.yaml --set training.lora.r=8  ·  "
+                     "sigx train recipes/tiny.yaml --nproc 2 --save-model  ·  sigx train recipes/tiny.yaml --enable sspo,gcrl "
                      "--set seed=1  ·  sigx train recipes/tiny-search.yaml --run-dir runs/mine --fresh")
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
@@ -203,7 +204,7 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
         command += ["--set", override]
     command += (["--run-dir", str(run_dir)] if run_dir is not None else []) + (["--fresh"] if fresh else []) + \
         (["--save-model"] if save_model else [])
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, free_cpus() // nproc)), "TORCHELASTIC_ERROR_FILE": ""}
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, free_cpus() // nproc))}
     code = subprocess.run(command, env=env).returncode
     if code:
         fail([f"--nproc {nproc}: a process of the run stopped (exit status {code}); its error is above"])

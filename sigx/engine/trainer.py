@@ -25,8 +25,8 @@ from sigx.config import Recipe, RecipeError
 from sigx.engine.advantages import advantage_estimator
 from sigx.engine.batching import loss_share, micro_batches, place
 from sigx.engine.behaviour import BehaviourPolicy
-from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
 from sigx.engine.distributed import current_world, load_shards, save_shards, shard
+from sigx.engine.hooks import Technique, resolve_policy_loss, stream_seed
 from sigx.engine.lora import AdaptersOff, adapter_state, add_adapters
 from sigx.engine.losses import PolicyLossInputs, aggregate_loss, kl_k3, masked_mean, rollout_correction
 from sigx.engine.metrics import (ENGINE_ROOM, logprob_gap, own_rows, per_set_metrics, room_values, step_metrics,
