@@ -18,7 +18,7 @@ import torch
 from sigx.config import load_recipe
 from sigx.engine.lora import add_adapters
 from sigx.engine.trajectory import token_logprobs
-from sigx.memory import GIB, model_config, plan, turns_of
+from sigx.memory import model_config, plan, turns_of
 
 
 def tensor_bytes(tensors) -> int:
