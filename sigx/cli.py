@@ -155,6 +155,8 @@ def train(
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the run directory holds the checkpoint of an interrupted run (which is otherwise resumed).")] = False,
     nproc: Annotated[int, typer.Option(min=1, max=1024, help="Processes on this node, the update sharded across them with FSDP2 (one GPU each, or CPU processes with gloo); started under torchrun.")] = 1,
     save_model: Annotated[bool, typer.Option("--save-model", help="Write the trained policy to <run dir>/model (transformers' format; a LoRA run's merged).")] = False,
+    group: Annotated[Optional[str], typer.Option(hidden=True, help="W&B group (an ablation's cell run on N processes).")] = None,
+    combination: Annotated[Optional[str], typer.Option(hidden=True, help="The cell's name (an ablation's cell).")] = None,
 ) -> None:
     """Run one GRPO training run with the chosen techniques on the shared engine.
 
@@ -165,7 +167,8 @@ def train(
     if run_dir is not None:
         check_run_dir(run_dir)
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
-        launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model)
+        launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model,
+                         ["--group", group] * bool(group) + ["--combination", combination] * bool(combination))
         return
     import torch
 
@@ -176,7 +179,8 @@ def train(
     torch.set_num_threads(max(1, min(torch.get_num_threads(), free_cpus()) // world.size))
     with one_line_errors():
         try:
-            summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh, save_model=save_model)
+            summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh, save_model=save_model,
+                                   group=group, combination=combination)
         except RecipeError as err:
             fail(err.problems)
     if world.rank != 0:
@@ -189,7 +193,7 @@ def train(
 
 
 def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Path | None, fresh: bool,
-                     save_model: bool) -> None:
+                     save_model: bool, passed: list[str] = ()) -> None:
     """``sigx train`` again under torchrun, ``nproc`` processes on this node; its exit status is this one's."""
     import socket
     import subprocess
@@ -203,7 +207,7 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
     for override in overrides:
         command += ["--set", override]
     command += (["--run-dir", str(run_dir)] if run_dir is not None else []) + (["--fresh"] if fresh else []) + \
-        (["--save-model"] if save_model else [])
+        (["--save-model"] if save_model else []) + list(passed)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, free_cpus() // nproc))}
     code = subprocess.run(command, env=env).returncode
     if code:

@@ -807,6 +807,9 @@ class AblationConfig(Strict):
         "cluster, see ray), slurm (Slurm jobs through submitit, see slurm)", **role("execution"))
     workers: int = Field(1, ge=1, description="local: cells run in parallel, one process (and one GPU, if any) "
                          "each", **role("execution"))
+    nproc_per_cell: int = Field(1, ge=1, le=1024, description="processes of each cell's run (sigx train --nproc: "
+                                "the update sharded with FSDP2, one GPU each); Ray and Slurm give a cell as many "
+                                "GPUs", **role("layout"))
     ray: RayConfig = Field(RayConfig(), description="executor ray: the cluster and each task's resources",
                            **role("execution"))
     slurm: SlurmConfig = Field(SlurmConfig(), description="executor slurm: each cell's job", **role("execution"))

@@ -156,7 +156,7 @@ def test_field_roles_declared_once_give_the_lists_each_check_uses():
                              RESUMABLE_CHANGES, TASK_CONFIGS, field_names_with_role, role)
 
     layout = {("training", "micro_batch_size"), ("training", "micro_batch_tokens"),
-              ("training", "skip_zero_advantage"), ("model", "gradient_checkpointing")}
+              ("training", "skip_zero_advantage"), ("model", "gradient_checkpointing"), ("ablation", "nproc_per_cell")}
     assert ENGINE_FIELDS == ("backend", "chat_template", "dtype", "decoder", "compile", "gpu_memory_utilization",
                              "max_model_len", "vllm_sleep", "vllm_enforce_eager")
     assert FACTOR_SECTIONS == ("rollout", "training", "techniques")

@@ -44,6 +44,38 @@ def shared_engine(recipe: Recipe, log: Callable[[str], None]):
     return _ENGINE["engine"]
 
 
+def run_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str) -> dict:
+    """A cell's run on ``ablation.nproc_per_cell`` processes: ``sigx train --nproc N`` into its staging
+    directory (its checkpoints, sharded, resume there). A recipe the run refuses stops the ablation, as in one
+    process; any other failure is the cell's. Progress is not streamed to the ablation's display."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="sigx-cell-", delete=False) as handle:
+        yaml.safe_dump(recipe_data, handle)
+    try:
+        command = [sys.executable, "-m", "sigx.cli", "train", handle.name, "--run-dir", str(staging), "--nproc",
+                   str(recipe.ablation.nproc_per_cell), "--group", group, "--combination", combination_of(cell_id)]
+        done = subprocess.run(command, capture_output=True, text=True)
+    finally:
+        os.unlink(handle.name)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    if done.returncode == 2 and errors and not (staging / "summary.json").exists():
+        raise RecipeError([errors[0].removeprefix("error: ")])
+    summary = read_json(staging / "summary.json") or {}
+    if done.returncode != 0 and summary.get("status") == "completed":
+        summary = {}
+    if done.returncode != 0:
+        summary.setdefault("error", errors[-1].removeprefix("error: ") if errors else
+                           f"a process of the cell stopped (exit status {done.returncode})")
+        summary["status"] = "failed"
+        summary["traceback"] = done.stderr[-4000:]
+    return summary
+
+
 def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
              on_progress: Callable[[int, str], None] | None = None, console: Console | None = None) -> dict:
     """Train one cell in a staging directory, publish it atomically, and return a short result record."""
@@ -56,10 +88,18 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     staging = store.claim_staging_dir(cell_id)  # an interrupted attempt's, with its checkpoint, if any
     started = time.perf_counter()
     try:
-        engine = shared_engine(recipe, log)
-        summary = run_training(recipe, run_dir=staging, console=console, engine=engine, group=group,
-                               on_progress=on_progress or (lambda step, stats: None),
-                               combination=combination_of(cell_id))
+        if recipe.ablation.nproc_per_cell > 1:
+            summary = run_in_processes(recipe, recipe_data, staging, cell_id, group)
+            if summary.get("status") != "completed":  # --retry-failed starts over: no checkpoint (nor shards) kept
+                from sigx.checkpoint import Checkpoints
+
+                summary["wall_s"] = time.perf_counter() - started
+                Checkpoints(staging, 0, {}).remove()
+        else:
+            engine = shared_engine(recipe, log)
+            summary = run_training(recipe, run_dir=staging, console=console, engine=engine, group=group,
+                                   on_progress=on_progress or (lambda step, stats: None),
+                                   combination=combination_of(cell_id))
     except RecipeError:
         raise  # a recipe the engine cannot use (model not found, technique unknown) fails every cell: stop
     except Exception as err:  # the cell's own failure: recorded, and the ablation goes on

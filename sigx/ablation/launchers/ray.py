@@ -29,8 +29,8 @@ class RayLauncher(Launcher):
             ray.init(address=config.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             gpus = config.gpus_per_cell
-            if gpus is None:
-                gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            if gpus is None:  # one per process of a cell's run (ablation.nproc_per_cell), where the cluster has GPUs
+                gpus = self.config.nproc_per_cell if ray.cluster_resources().get("GPU", 0) > 0 else 0
             # max_calls=0: keep worker processes (and the shared engine each holds) alive across cells; Ray would
             # otherwise recycle a GPU task's worker after every call.
             task = ray.remote(max_calls=0)(run_cell_remotely).options(num_cpus=config.cpus_per_cell, num_gpus=gpus)

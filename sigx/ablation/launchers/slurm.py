@@ -62,7 +62,9 @@ class SlurmLauncher(Launcher):
             executor.update_parameters(timeout_min=c.time_min)
             return executor
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        params = {"timeout_min": c.time_min, "cpus_per_task": c.cpus_per_cell, "gpus_per_node": c.gpus_per_cell,
+        # a cell's run on ablation.nproc_per_cell processes: one task that starts them (torchrun), a GPU for each
+        gpus = max(c.gpus_per_cell, self.config.nproc_per_cell) if c.gpus_per_cell else 0
+        params = {"timeout_min": c.time_min, "cpus_per_task": c.cpus_per_cell, "gpus_per_node": gpus,
                   "slurm_array_parallelism": c.max_parallel, "name": f"sigx-{self.group}"}
         if c.mem_gb is not None:
             params["mem_gb"] = c.mem_gb
