@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from sigx.config import RESUMABLE_CHANGES, RecipeError, default_recipe_like
+from sigx.engine.distributed import barrier
 from sigx.runs import CHECKPOINT_FILE, config_differences, list_differences
 
 FILE = CHECKPOINT_FILE
@@ -95,8 +96,6 @@ class Checkpoints:
         state = {"step": step, "trainer": trainer_state, "history": history, "elapsed_s": elapsed_s,
                  "config": self.config, "meta": self.meta}
         if shards is not None:
-            from sigx.engine.distributed import barrier
-
             name = f"{SHARDS}{step}"
             shards(self.path.parent / name)
             barrier()  # every shard written before checkpoint.pt names them
@@ -115,8 +114,6 @@ class Checkpoints:
             os.replace(tmp, self.path)
             self._remove_shards(keep=state.get("shards"))
             if shards is not None:
-                from sigx.engine.distributed import barrier
-
                 barrier()
         except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
             if tmp is not None:

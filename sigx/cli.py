@@ -177,9 +177,6 @@ def train(
 
     world = init_from_torchrun()
     torch.set_num_threads(max(1, min(torch.get_num_threads(), free_cpus()) // world.size))
-    if world.sharded:
-        with one_line_errors():
-            warm_start_first(r, world.rank)
     with one_line_errors():
         try:
             summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh, save_model=save_model,
@@ -195,22 +192,6 @@ def train(
         f"(greedy {summary['start_greedy_reward']:.3f} -> {summary['final_greedy_reward']:.3f}) "
         f"in {summary['wall_s']:.0f}s; run written to {summary['run_dir']}"
     )
-
-
-def warm_start_first(r: Recipe, rank: int) -> None:
-    """Process 0 builds the tiny model's warm start (if it is not cached) before the others load it:
-    transformers writes a model only from process 0 once a process group exists."""
-    import torch.distributed
-
-    if rank == 0:
-        from sigx.models.loading import resolve_base
-        from sigx.tasks import build_task
-
-        try:
-            resolve_base(r.model, build_task(r.task), r.task, log=lambda msg: console.print(f"[dim]{msg}[/dim]"))
-        except RecipeError as err:
-            fail(err.problems)
-    torch.distributed.barrier()
 
 
 def finish_processes() -> None:

@@ -60,15 +60,10 @@ class ShapeUnknown(ValueError):
 def model_config(recipe: Recipe):
     """The transformers config of the recipe's model, without reading weights."""
     if recipe.model.name == "sigx/tiny":
-        from transformers import Qwen2Config
+        from sigx.models.tiny import tiny_model_config
+        from sigx.models.tokenizer import build_char_tokenizer
 
-        from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
-
-        t = recipe.model.tiny
-        vocab = len(build_char_tokenizer(ALPHABET))
-        return Qwen2Config(vocab_size=vocab, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
-                           num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads,
-                           num_key_value_heads=t.num_kv_heads, tie_word_embeddings=t.tie_embeddings)
+        return tiny_model_config(recipe.model.tiny, build_char_tokenizer())
     from transformers import AutoConfig
 
     try:
@@ -177,3 +172,48 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None,
 
 def gpu_total(lines: list[Line]) -> float:
     return sum(line.bytes for line in lines if line.on_gpu)
+
+
+def _storage_bytes(tensors) -> int:
+    """Bytes of the storages behind ``tensors``, each storage once."""
+    seen: dict[int, int] = {}
+    for tensor in tensors:
+        if tensor is not None:
+            seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
+def measure_held(recipe: Recipe, prompt_tokens: int) -> dict[str, int]:
+    """What a run of the recipe's shape holds, measured on this machine's CPU: the bytes of weights, gradients and
+    AdamW state after one optimizer step, and the activations one micro-batch's forward pass keeps for the
+    backward pass (counted as saved, torch.autograd.graph.saved_tensors_hooks; each storage once), on sigx's loss
+    path (token_logprobs). A CPU has no allocator peak to read: this is what must be held, what ``plan``
+    estimates (its activations and logits together)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sigx.engine.lora import add_adapters
+    from sigx.engine.trajectory import token_logprobs
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(model_config(recipe)).to(getattr(torch, recipe.model.dtype))
+    if recipe.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    trained = add_adapters(model, recipe.training.lora, 0) if recipe.training.lora.r else list(model.parameters())
+    model.train()
+    r, t = recipe.rollout, recipe.training
+    turns, reply = turns_of(recipe)
+    seq = prompt_tokens + turns * r.max_new_tokens + (turns - 1) * reply
+    rows = t.micro_batch_size or -(-(t.prompts_per_step * r.group_size) // t.mini_batches)
+    ids = torch.randint(0, model.config.vocab_size, (rows, seq))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda x: saved.append(x) or x, lambda x: x):
+        logp = token_logprobs(model, ids, torch.ones_like(ids), r.temperature)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    activations = _storage_bytes(x for x in saved if x.untyped_storage().data_ptr() not in weights)
+    optimizer = torch.optim.AdamW(trained, lr=1e-4)
+    logp.sum().backward()
+    optimizer.step()
+    state = [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v) and v.dim() > 0]
+    return {"weights": _storage_bytes(model.parameters()), "gradients": _storage_bytes(p.grad for p in trained),
+            "optimizer (AdamW)": _storage_bytes(state), "activations + logits": activations}

@@ -64,12 +64,8 @@ def _follow(recipe: Recipe, run_dir: Path, engine, save_model: bool) -> dict:
     """A process other than 0 of a multi-process run: the same steps (its share of the update), resumed from the
     same checkpoint; it writes only its shards of the checkpoints."""
     from sigx.engine.distributed import barrier
-    from sigx.engine.shared import SharedEngine
-    from sigx.engine.trainer import GRPOTrainer
-    from sigx.techniques import build
 
-    engine = engine or SharedEngine(recipe, log=lambda msg: None)
-    trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
+    engine, trainer = _engine_and_trainer(recipe, engine, log=lambda msg: None)
     checkpoints = Checkpoints(run_dir, checkpoint_every(recipe, trainer), recipe.model_dump(mode="json"),
                               writer=False)
     barrier()  # process 0 has checked the run directory (and, with --fresh, removed its checkpoint)
@@ -129,19 +125,24 @@ def run_lock(run_dir: Path):
         yield
 
 
-def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
-         combination: str, save_model: bool = False) -> dict:
+def _engine_and_trainer(recipe: Recipe, engine, log):
+    """The run's engine (built unless given) and its trainer with the recipe's techniques."""
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
     from sigx.techniques import TechniqueError, build
 
-    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
     if engine is None:
         engine = SharedEngine(recipe, log=log)
     try:
-        trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
+        return engine, GRPOTrainer(recipe, engine, build(recipe, engine))
     except TechniqueError as err:
         raise RecipeError([str(err)]) from None
+
+
+def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
+         combination: str, save_model: bool = False) -> dict:
+    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
+    engine, trainer = _engine_and_trainer(recipe, engine, log)
     config = recipe.model_dump(mode="json")
     every = checkpoint_every(recipe, trainer, log)
     checkpoints = Checkpoints(run_dir, every, config)

@@ -14,11 +14,20 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve_base(model_config: ModelConfig, task, task_config, log=print) -> str:
-    if model_config.name == "sigx/tiny":
-        from sigx.models.tiny import ensure_tiny_base
+    if model_config.name != "sigx/tiny":
+        return model_config.name
+    from sigx.models.tiny import ensure_tiny_base
 
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return str(ensure_tiny_base(model_config.tiny, task, task_config, log))
-    return model_config.name
+    # In a process group (sigx train --nproc), transformers writes a model only from process 0: process 0 builds
+    # the warm start (if it is not cached) before the others read it.
+    if torch.distributed.get_rank() == 0:
+        path = ensure_tiny_base(model_config.tiny, task, task_config, log)
+        torch.distributed.barrier()
+        return str(path)
+    torch.distributed.barrier()
+    return str(ensure_tiny_base(model_config.tiny, task, task_config, log))
 
 
 def load_base(model_config: ModelConfig, task, task_config, device: str = "cpu", log=print):

@@ -44,7 +44,12 @@ def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
 
 
 def build_tiny_model(config: TinyModelConfig, tokenizer) -> Qwen2ForCausalLM:
-    model_config = Qwen2Config(
+    return Qwen2ForCausalLM(tiny_model_config(config, tokenizer))
+
+
+def tiny_model_config(config: TinyModelConfig, tokenizer) -> Qwen2Config:
+    """The transformers config of ``sigx/tiny`` with this shape (the memory plan reads its shape from it too)."""
+    return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
@@ -57,7 +62,6 @@ def build_tiny_model(config: TinyModelConfig, tokenizer) -> Qwen2ForCausalLM:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    return Qwen2ForCausalLM(model_config)
 
 
 def encode_demonstration(tokenizer, task: Task, prompt: str, segments: list[Segment]) -> tuple[list[int], list[int]]:
