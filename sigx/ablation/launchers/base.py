@@ -67,6 +67,19 @@ def launcher_for(config: AblationConfig, store: AblationStore, group: str, conso
     return LAUNCHERS[config.executor](config, store, group, console)
 
 
+def die_with_parent() -> None:
+    """Linux: have the kernel kill this process the moment its parent (the ``sigx ablate`` that started it) dies,
+    even by ``kill -9``, so no orphan keeps training a cell that the resumed ablation runs again (nor finishes it
+    in the meantime and drops the checkpoint the resumed run would have started from)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the store's atomic publish still keeps a cell from being recorded twice
+
+
 def run_cell_remotely(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int) -> dict:
     """A cell in a process a launcher started elsewhere (a Ray worker, a Slurm job): ``threads`` CPU threads, no
     display of its own (the launcher's events drive the one display)."""

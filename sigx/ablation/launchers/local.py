@@ -13,29 +13,17 @@ from concurrent.futures.process import BrokenProcessPool
 from rich.console import Console
 
 from sigx.ablation.cell import run_cell
-from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher
+from sigx.ablation.launchers.base import Event, Launcher, Report, die_with_parent, payload, register_launcher
 from sigx.ablation.plan import Cell
 from sigx.config import RecipeError
 
 _PROGRESS_QUEUE = None
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel kill this worker when the ``sigx ablate`` process dies (even by ``kill -9``), so
-    no orphan keeps training a cell that the resumed ablation will run again."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere the store's atomic publish still keeps a cell from being recorded twice
-
-
 def _init_worker(progress_queue, device_queue, threads: int) -> None:
     global _PROGRESS_QUEUE
     _PROGRESS_QUEUE = progress_queue
-    _die_with_parent()
+    die_with_parent()
     if device_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(device_queue.get())  # before torch initialises CUDA
     import torch

@@ -13,6 +13,7 @@ a cluster), which is how the tests run it.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 
@@ -27,16 +28,27 @@ ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPEND
 
 def _exit_with(pid: int) -> None:
     """A local job ends when the ``sigx ablate`` that launched it ends (as local workers do); a Slurm job does not:
-    it runs on, and the next invocation re-attaches to it."""
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(1)  # the cell's staging directory keeps its last checkpoint: it resumes from there
+    it runs on, and the next invocation re-attaches to it. The job is not the launcher's child (submitit starts it
+    through a process of its own), so it waits on the launcher's pid: at once through a pidfd (Linux), else by
+    asking every 0.2 s. The end must be prompt: a job that ran on would finish its cell and drop the checkpoint
+    the resumed ablation starts from, and work would be done twice."""
+    def wait_for_exit() -> None:
+        try:
+            handle = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            handle = None
+        if handle is not None:
+            select.select([handle], [], [])  # readable when the process has ended
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
+        os._exit(1)  # the cell's staging directory keeps its last checkpoint: it resumes from there
 
-    threading.Thread(target=watch, daemon=True).start()
+    threading.Thread(target=wait_for_exit, daemon=True).start()
 
 
 def _job_run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int,
