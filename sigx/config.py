@@ -400,6 +400,12 @@ class RolloutConfig(Strict):
     staleness: int = Field(0, ge=0, le=64, description="off-policy regime of asynchronous RL: each step samples "
                            "from the weights of `staleness` steps earlier (their log-probs are the behaviour "
                            "policy of the ratio); 0: on-policy. Costs staleness + 1 weight copies in host memory")
+    seeding: Literal["batch", "sample"] = Field(
+        "batch", description="the rollout's random draws. batch: one stream for the whole batch (a sample's "
+        "tokens depend on its batch; the default, which earlier results were made with); sample: a stream per "
+        "sample, seeded from the run's rollout stream, so a sample's tokens depend on it alone: what lets "
+        "`sigx train --nproc N` split the rollout (each process samples whole groups) and still sample what one "
+        "process samples. The same distribution either way; other draws", **role("engine"))
     chat_template: Annotated[Literal["auto", "on", "off"], Switch] = Field(
         "auto", description="wrap prompts in the tokenizer's chat template (auto: when it has one; sigx/tiny has "
         "none)", **role("engine"))

@@ -13,8 +13,10 @@ What is counted, per process (one run on one device):
   and of the MLP's activation, (7 h + 2 h_kv + 4 i) values (h hidden, h_kv the key/value width, i the MLP width);
   with activation checkpointing, each layer's input (h) plus one layer's full set; and the logits, which sigx
   turns to float32 and log-softmaxes (3 vocabulary-sized rows per token);
-- the rollout's KV cache for a whole step's sequences (``hf``, ``hf_synced``), and for ``hf_synced`` its own copy
-  of the weights in ``rollout.dtype``; vLLM takes ``rollout.gpu_memory_utilization`` of the card;
+- the rollout's KV cache for a whole step's sequences (``hf``, ``hf_synced``; on N processes with
+  ``rollout.seeding: sample``, for the process's share of the groups), and for ``hf_synced`` its own copy of the
+  weights in ``rollout.dtype``; vLLM takes ``rollout.gpu_memory_utilization`` of the card; on N processes, the
+  other processes' weight shards, gathered for the rollout phase;
 - in host memory, not on the GPU: the staleness window's weight snapshots.
 
 A sequence is taken as ``prompt_tokens`` (an assumption, stated in the table) plus ``max_new_tokens`` per model
@@ -112,8 +114,9 @@ def turns_of(recipe: Recipe) -> tuple[int, int]:
 def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None, nproc: int = 1) -> list[Line]:
     """The estimate, one line per component (see the module docstring), per process of a run on ``nproc``
     (``sigx train --nproc``: FSDP2 divides weights, gradients and AdamW state by ``nproc``, and each process
-    trains 1/``nproc`` of every mini-batch's rows; every process samples the whole step and holds the KL
-    reference whole)."""
+    trains 1/``nproc`` of every mini-batch's rows; each process gathers the weights whole for the rollout
+    phase and samples the whole step, or its share of the groups with ``rollout.seeding: sample``; the KL
+    reference is held whole)."""
     config = model_config(recipe)
     s = shape_of(config)
     r, t = recipe.rollout, recipe.training
@@ -154,13 +157,19 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None,
         lines.insert(1, Line("LoRA adapters", adapters * w, f"r {t.lora.r} on {t.lora.target_modules}"))
     if t.kl_beta > 0 and not lora:
         lines.append(Line("KL reference", s.params * w, "a frozen copy of the base weights (LoRA would need none)"))
-    kv = sequences * seq * s.layers * 2 * s.kv_width * (BYTES.get(r.dtype, w) if r.dtype != "auto" else w)
+    split = nproc > 1 and r.seeding == "sample"
+    sampled = -(-t.prompts_per_step // nproc) * r.group_size if split else sequences
+    kv = sampled * seq * s.layers * 2 * s.kv_width * (BYTES.get(r.dtype, w) if r.dtype != "auto" else w)
     if r.backend == "vllm":
         lines.append(Line("rollout engine (vLLM)", (gpu_gib or 0) * GIB * r.gpu_memory_utilization,
                           f"rollout.gpu_memory_utilization {r.gpu_memory_utilization} of the card"
                           + ("" if gpu_gib else " (give --gpu-memory to count it)")))
     else:
-        lines.append(Line("rollout KV cache", kv, f"{sequences} sequences x {seq} tokens"))
+        lines.append(Line("rollout KV cache", kv, f"{sampled} sequences x {seq} tokens"
+                          + (" (this process's groups: rollout.seeding sample)" if split else "")))
+        if nproc > 1:
+            lines.append(Line("rollout: gathered weights", s.params * w * (nproc - 1) / nproc,
+                              "the other processes' shards, gathered for the rollout phase (FSDP2 unshard)"))
         if r.backend == "hf_synced":
             rollout_bytes = BYTES.get(r.dtype, w) if r.dtype != "auto" else w
             lines.append(Line("rollout weights", s.params * rollout_bytes, "hf_synced's own copy"))

@@ -145,6 +145,11 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
     engine, trainer = _engine_and_trainer(recipe, engine, log)
     config = recipe.model_dump(mode="json")
     every = checkpoint_every(recipe, trainer, log)
+    if trainer.world.sharded:
+        log(f"--nproc {trainer.world.size}: " + (
+            "each process samples its share of every rollout (rollout.seeding: sample)"
+            if recipe.rollout.seeding == "sample" else
+            "every process samples the whole rollout (rollout.seeding: batch; seeding sample splits it)"))
     checkpoints = Checkpoints(run_dir, every, config)
     checkpoints.remove_leftovers()
     remove_write_leftovers(run_dir)

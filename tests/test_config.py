@@ -157,8 +157,8 @@ def test_field_roles_declared_once_give_the_lists_each_check_uses():
 
     layout = {("training", "micro_batch_size"), ("training", "micro_batch_tokens"),
               ("training", "skip_zero_advantage"), ("model", "gradient_checkpointing"), ("ablation", "nproc_per_cell")}
-    assert ENGINE_FIELDS == ("backend", "chat_template", "dtype", "decoder", "compile", "gpu_memory_utilization",
-                             "max_model_len", "vllm_sleep", "vllm_enforce_eager")
+    assert ENGINE_FIELDS == ("backend", "seeding", "chat_template", "dtype", "decoder", "compile",
+                             "gpu_memory_utilization", "max_model_len", "vllm_sleep", "vllm_enforce_eager")
     assert FACTOR_SECTIONS == ("rollout", "training", "techniques")
     assert COMPUTE_LAYOUT_FIELDS == layout
     ablation_execution = {("ablation", k) for k in ("executor", "workers", "ray", "slurm", "seeds", "fraction",

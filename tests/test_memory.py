@@ -45,3 +45,7 @@ def test_a_plan_for_n_processes_divides_what_fsdp2_shards():
     for part in ("weights", "gradients", "optimizer (AdamW)", "activations", "logits"):  # each trains half the rows
         assert two[part] == one[part] / 2, part
     assert two["rollout KV cache"] == one["rollout KV cache"]  # every process samples the whole step
+    assert two["rollout: gathered weights"] == one["weights"] / 2  # the other half, whole for the rollout
+    split = {line.component: line.bytes for line in plan(load_recipe(RECIPES / "tiny.yaml", ["rollout.seeding=sample"]),
+                                                         16, nproc=2)}
+    assert split["rollout KV cache"] == one["rollout KV cache"] / 2  # each process samples half the groups

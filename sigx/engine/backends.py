@@ -54,4 +54,5 @@ def build_rollout_backend(config: RolloutConfig, model, tokenizer, model_path: s
         raise RecipeError([f"rollout.backend: unknown backend {config.backend!r}; allowed: {', '.join(ROLLOUT_BACKENDS)}"])
     backend = ROLLOUT_BACKENDS[config.backend](model, tokenizer, config, model_path, seed)
     backend.chat_template = use_chat_template(config.chat_template, tokenizer)
+    backend.seeding = config.seeding
     return backend

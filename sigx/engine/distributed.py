@@ -8,11 +8,17 @@ What is split, and why this way (a first slice of issue #28):
   ones it trains on in every mini-batch and epoch. The loss is normalised by the *global* mini-batch (every
   process holds the whole batch), and FSDP's gradient average is undone by a factor N, so the summed gradient is
   the single-process gradient up to the order of float additions.
-- **The rollout and the techniques** run on every process alike, from the same seeds: every process samples the
-  whole step (through the sharded model, whose layers are gathered for each forward), so trajectories, rewards,
-  advantages, GC-RL's cache and every technique's random stream are those of the single-process run. Splitting
-  the sampling across processes (whole groups per rank) is the next step; until then the rollout is not faster
-  with N processes, only the update's memory is divided.
+- **The rollout** runs on whole weights: for a rollout phase each process gathers the model's shards once
+  (:func:`whole_weights`), so its forwards need no collective and processes may run different numbers of them.
+  With ``rollout.seeding: sample`` (one random stream per sample, seeded from the run's rollout stream) each
+  process samples its share of the batch, whole groups on one process (:meth:`World.share`: a group's samples
+  share their prompt, whose prefill the sampler does once), and the shares are gathered back in order
+  (:meth:`World.gather`): the same trajectories as one process samples, in 1/N of the sampling work each. With
+  the default ``seeding: batch`` (one stream for the whole batch: a sample's draws depend on its batch) every
+  process samples the whole step, the same on each.
+- **The techniques** then run on every process alike, on the whole gathered batch and from the same seeds, so
+  rewards, advantages, GC-RL's cache and every technique's random stream are those of the single-process run
+  (a technique's own sampling, GC-RL's critiques, is split the same way: it goes through the same rollout).
 - **Collectives stay in step**: a process with fewer micro-batches in a mini-batch than another runs
   zero-weighted ones, so every process enters the same number of forward/backward passes.
 - Process 0 alone writes the run directory and mirrors to W&B. A checkpoint of a multi-process run holds the
@@ -24,6 +30,7 @@ What is split, and why this way (a first slice of issue #28):
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +57,30 @@ class World:
         value = torch.tensor([count])
         torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
         return int(value)
+
+    def share(self, groups: list[int]) -> list[int]:
+        """The rows (indices into ``groups``) this process samples: whole groups, group ``g`` on process
+        ``g % size``; when there are fewer groups than processes (held-out evaluation's one group), row ``i`` on
+        process ``i % size``."""
+        if not self.sharded:
+            return list(range(len(groups)))
+        by_group = len(set(groups)) >= self.size
+        return [i for i, g in enumerate(groups) if (g if by_group else i) % self.size == self.rank]
+
+    def gather(self, rows: list[int], items: list, count: int) -> list:
+        """Every process's ``items`` (those of batch ``rows``) put back in batch order: a list of ``count``,
+        the same on every process. Collective."""
+        if not self.sharded:
+            return list(items)
+        parts: list = [None] * self.size
+        torch.distributed.all_gather_object(parts, (rows, items))
+        out: list = [None] * count
+        for part_rows, part_items in parts:
+            for row, item in zip(part_rows, part_items):
+                out[row] = item
+        if any(item is None for item in out):
+            raise RuntimeError("a gathered rollout is missing rows: the processes disagree on the batch")
+        return out
 
     def total(self, values: dict[str, float]) -> dict[str, float]:
         """Each value summed over the processes (a key some process lacks counts 0 there)."""
@@ -97,6 +128,35 @@ def shard(model: torch.nn.Module) -> None:
     for layer in decoder_layers(model):
         fully_shard(layer)
     fully_shard(model)
+
+
+@contextmanager
+def whole_weights(model: torch.nn.Module):
+    """The sharded ``model``'s weights gathered on this process for the duration (FSDP2 ``unshard``, and no
+    re-sharding after each forward), so that its forwards run without collectives: a rollout phase, in which
+    processes sample different shares and stop after different numbers of tokens. Every process enters and leaves
+    together (the gather and the release are collective); nested entries are free. A model that is not sharded
+    is left as it is."""
+    if not current_world().sharded or getattr(model, "_sigx_whole_weights", False):
+        yield
+        return
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    if not units:
+        yield
+        return
+    model._sigx_whole_weights = True
+    for unit in units:
+        unit.unshard()
+        unit.set_reshard_after_forward(False)
+    try:
+        yield
+    finally:
+        for unit in units:
+            unit.reshard()
+            unit.set_reshard_after_forward(True)
+        model._sigx_whole_weights = False
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 
 from sigx.config import RecipeError
+from sigx.engine.distributed import current_world, whole_weights
 from sigx.engine.sampler import sample
 from sigx.engine.static_sampler import StaticDecoder
 from sigx.engine.trajectory import Trajectory
@@ -82,14 +83,27 @@ def use_chat_template(setting: str, tokenizer) -> bool:
     return setting == "on"
 
 
+def sample_streams(count: int, generator: torch.Generator | None) -> list[torch.Generator]:
+    """One generator per sample, each seeded by one draw of ``generator`` (torch's global RNG if None):
+    ``rollout.seeding: sample``. On the CPU wherever ``generator`` lives: a sample draws one number per token,
+    and B CPU draws copied at once cost a GPU less than B kernel launches."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    seeds = torch.randint(0, 2**62, (count,), generator=generator, device=device).tolist()
+    return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
 class RolloutBackend(ABC):
     #: whether prompts are wrapped in the tokenizer's chat template (set by the shared engine from the recipe)
     chat_template: bool = False
+    #: ``rollout.seeding`` (set by the shared engine from the recipe): "batch", one random stream for the whole
+    #: batch; "sample", a stream per sample, so that a sample's tokens do not depend on its batch
+    seeding: str = "batch"
 
     @abstractmethod
     def generate_turn(self, contexts: list[list[int]], stop_strings: tuple[str, ...], params: SamplingParams,
-                      generator: torch.Generator | None = None) -> list[TurnOutput]:
-        """For each context, the generated turn; random draws from ``generator`` (torch's global RNG if None)."""
+                      generator: torch.Generator | list[torch.Generator] | None = None) -> list[TurnOutput]:
+        """For each context, the generated turn; random draws from ``generator`` (torch's global RNG if None; a
+        list: one generator per context)."""
 
     def sync_weights(self, model) -> None:
         """Make the backend sample from ``model``'s current weights (a no-op when it samples from ``model``)."""
@@ -101,9 +115,22 @@ class RolloutBackend(ABC):
     def rollout(self, task: Environment, problems: list[Problem], groups: list[int], params: SamplingParams,
                 tokenizer, generator: torch.Generator | None = None) -> list[Trajectory]:
         """Episodes for ``problems``; every random draw comes from ``generator``, so that each consumer of
-        randomness (the responses, a technique's critiques, evaluation) keeps a stream of its own."""
+        randomness (the responses, a technique's critiques, evaluation) keeps a stream of its own.
+
+        With ``seeding: sample`` each episode draws from a stream of its own (:func:`sample_streams`: one draw of
+        ``generator`` per episode, the same on every process), and in a run on N processes each process samples
+        its share, whole groups together (:meth:`World.share`), the shares gathered back in order: every
+        process returns the trajectories one process would. Collective in such a run: every process calls it
+        with the same arguments."""
         with self.generating():
-            return self._rollout(task, problems, groups, params, tokenizer, generator)
+            if self.seeding != "sample":
+                return self._rollout(task, problems, groups, params, tokenizer, generator)
+            streams = None if params.greedy else sample_streams(len(problems), generator)
+            world = current_world()
+            mine = world.share(groups)
+            own = self._rollout(task, [problems[i] for i in mine], [groups[i] for i in mine], params, tokenizer,
+                                None if streams is None else [streams[i] for i in mine])
+            return world.gather(mine, own, len(problems))
 
     def _rollout(self, task, problems, groups, params, tokenizer, generator=None) -> list[Trajectory]:
         encoded: dict[str, list[int]] = {}  # a group's samples share their prompt: tokenize it once
@@ -117,7 +144,8 @@ class RolloutBackend(ABC):
             if not active:
                 break
             contexts = [trajectories[i].prompt_ids + trajectories[i].completion_ids for i in active]
-            outputs = self.generate_turn(contexts, task.turn_stop_strings, params, generator)
+            streams = [generator[i] for i in active] if isinstance(generator, list) else generator
+            outputs = self.generate_turn(contexts, task.turn_stop_strings, params, streams)
             waiting = []  # episodes whose turn the environment is asked about
             for i, out in zip(active, outputs):
                 traj = trajectories[i]
@@ -166,6 +194,11 @@ class HFRolloutBackend(RolloutBackend):
         specials = [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id]
         self._suppress = sorted({t for t in specials if t is not None and t != tokenizer.eos_token_id})
         self.static = StaticDecoder(model, compile=compile, dtype=dtype) if decoder == "static" else None
+
+    def generating(self):
+        """In a run on N processes the training model is sharded: its weights are gathered for the rollout
+        phase, so each process's forwards need no collective (:func:`sigx.engine.distributed.whole_weights`)."""
+        return whole_weights(self.model)
 
     def _stop_ids(self, stop_strings: tuple[str, ...]) -> list[int] | None:
         ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in stop_strings]

@@ -87,7 +87,7 @@ class StaticDecoder:
     def sample(self, contexts: list[list[int]], *, max_new_tokens: int, pad_id: int, stop_ids: list[int],
                temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False, suppress_ids: Sequence[int] = (),
                stop_strings: tuple[str, ...] = (), decode: Callable[[list[int]], str] | None = None,
-               generator: torch.Generator | None = None) -> list[Sampled]:
+               generator: torch.Generator | list[torch.Generator] | None = None) -> list[Sampled]:
         if not contexts:
             return []
         device, batch = self.model.device, len(contexts)

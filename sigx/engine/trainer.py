@@ -310,8 +310,9 @@ class GRPOTrainer:
         noise = torch.Generator(device=self.engine.device).manual_seed(EVAL_SEED)  # the same draws every time
         with self.engine.rollout.generating():
             sampled = self.engine.rollout.rollout(self.task, [p for p in problems for _ in range(n)],
-                                                  [0] * (len(problems) * n), self.sampling, self.tokenizer, noise)
-            greedy = self.engine.rollout.rollout(self.task, problems, [0] * len(problems), greedy_params,
+                                                  [g for g in range(len(problems)) for _ in range(n)], self.sampling,
+                                                  self.tokenizer, noise)
+            greedy = self.engine.rollout.rollout(self.task, problems, list(range(len(problems))), greedy_params,
                                                  self.tokenizer)
         self.score(sampled)
         self.score(greedy)

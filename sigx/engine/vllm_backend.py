@@ -150,8 +150,11 @@ class VLLMRolloutBackend(RolloutBackend):
     def generate_turn(self, contexts, stop_strings, params, generator=None):
         from vllm.inputs import TokensPrompt
 
-        device = generator.device if generator is not None else "cpu"
-        seeds = torch.randint(0, 2**31 - 1, (len(contexts),), generator=generator, device=device).tolist()
+        if isinstance(generator, list):  # rollout.seeding: sample: each request's seed from its own stream
+            seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device)) for g in generator]
+        else:
+            device = generator.device if generator is not None else "cpu"
+            seeds = torch.randint(0, 2**31 - 1, (len(contexts),), generator=generator, device=device).tolist()
         # A context that has grown to the engine's length limit (a long multi-turn episode) gets no more tokens
         # and ends truncated, as a length cut does, instead of failing the whole batch in vLLM.
         room = [self.max_model_len - len(c) for c in contexts]

@@ -1,6 +1,7 @@
 """One run on 2 processes (`sigx train --nproc 2`, FSDP2 on CPU with gloo) against the same run on 1: the same
-trajectories (every process samples the whole step from the same seeds), the update sharded, the gradient summed
-across processes. Stated tolerance: weights after 5 steps within 1e-5 and every logged number within 1e-3 (the
+trajectories (every process samples the whole step from the same seeds, or with `rollout.seeding: sample` each
+process samples its groups and the shares are gathered), the update sharded, the gradient summed across
+processes. Stated tolerance: weights after 5 steps within 1e-5 and every logged number within 1e-3 (the
 measured differences are float-addition order: 1e-6 in the weights, 3e-4 at most in a ratio diagnostic)."""
 
 import json
@@ -34,7 +35,10 @@ def train(run_dir: Path, overrides: list[str], nproc: int) -> subprocess.Complet
      "training.micro_batch_size=3"],  # uneven micro-batches: a process runs zero-weighted passes to stay in step
     ["training.lora.r=8", "training.lr=1e-3", "techniques.sspo.enabled=true", "training.kl_beta=0.05"],  # the
     # reference is the adapters switched off; the saved policy is merged from the gathered shards
-], ids=["gcrl+sspo, kl, stale", "search_p1+sorl, 2 epochs, micro-batches", "lora, sspo, kl"])
+    ["rollout.seeding=sample", "techniques.gcrl.enabled=true", "techniques.search_p1.enabled=true",
+     "training.eval_samples=2"],  # the rollout split: each process samples its groups (and its share of GC-RL's
+    # critiques and of the held-out evaluation), the shares gathered
+], ids=["gcrl+sspo, kl, stale", "search_p1+sorl, 2 epochs, micro-batches", "lora, sspo, kl", "rollout split"])
 def test_two_processes_train_the_weights_one_process_trains(tmp_path, overrides):
     one, two = train(tmp_path / "one", overrides, 1), train(tmp_path / "two", overrides, 2)
     assert one.returncode == 0, one.stderr[-2000:]
@@ -52,6 +56,8 @@ def test_two_processes_train_the_weights_one_process_trains(tmp_path, overrides)
                 assert abs(v - y[k]) < 1e-3, (x["step"], k, v, y[k])
     assert not list((tmp_path / "two").glob("rank*"))  # process 1 wrote nothing of its own
     assert "stopped" not in two.stdout
+    split = "rollout.seeding=sample" in overrides
+    assert ("each process samples its share" in two.stdout + two.stderr) == split
 
 
 @pytest.mark.multiprocess

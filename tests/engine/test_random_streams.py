@@ -54,3 +54,41 @@ def test_different_seeds_get_different_streams_and_the_same_evaluation_draws(eng
     a, b = trainer_with(engine, seed=0), trainer_with(engine, seed=1)
     assert not torch.equal(a.sampler.get_state(), b.sampler.get_state())
     assert a.evaluate() == trainer_with(engine, seed=1).evaluate()  # same weights, same evaluation noise
+
+
+@pytest.mark.parametrize("recipe_name, warm_start", [("tiny.yaml", SMALL[:2]),
+                                                     ("tiny-search.yaml", ["model.tiny.sft_steps=80", SMALL[1]])])
+def test_a_stream_per_sample_draws_its_tokens_whichever_process_samples_its_group(recipe_name, warm_start):
+    """`rollout.seeding: sample`, what lets `--nproc N` split the rollout: the shares two processes sample apart
+    (whole groups each, their streams from the one rollout stream) are the whole batch's samples, turn by turn."""
+    import random
+
+    from sigx.engine.distributed import World
+    from sigx.engine.rollout import SamplingParams, sample_streams
+
+    recipe = load_recipe(RECIPES / recipe_name, warm_start + ["task.eval_prompts=8", "rollout.seeding=sample"])
+    engine = SharedEngine(recipe)
+    backend, task, rng = engine.rollout, engine.task, random.Random(0)
+    problems = [task.train_problem(rng) for _ in range(4)]
+    expanded, groups = [p for p in problems for _ in range(4)], [g for g in range(4) for _ in range(4)]
+    params = SamplingParams(recipe.rollout.max_new_tokens)
+
+    def share(rank: int, generator) -> list:
+        rows = World(rank, 2).share(groups)
+        return rows, backend._rollout(task, [expanded[i] for i in rows], [groups[i] for i in rows], params,
+                                      engine.tokenizer, generator(rows))
+
+    whole = backend.rollout(task, expanded, groups, params, engine.tokenizer, torch.Generator().manual_seed(7))
+    completions = [t.completion_ids for t in whole]
+    assert len({tuple(c) for c in completions}) > len(problems)  # samples of one prompt differ: real draws
+    streams = sample_streams(len(expanded), torch.Generator().manual_seed(7))
+    for rank in (0, 1):
+        rows, part = share(rank, lambda rows: [streams[i] for i in rows])
+        assert sorted({groups[i] for i in rows}) == [g for g in range(4) if g % 2 == rank]  # whole groups
+        assert [t.completion_ids for t in part] == [completions[i] for i in rows]
+        assert [t.segments for t in part] == [whole[i].segments for i in rows]  # the same turns and replies
+    if recipe_name == "tiny-search.yaml":
+        assert max(len([s for s in t.segments if s.by_model]) for t in whole) >= 2  # (80 SFT steps: searches)
+    # one stream for the batch has no such property: the same share sampled apart draws other tokens
+    rows, part = share(0, lambda rows: torch.Generator().manual_seed(7))
+    assert [t.completion_ids for t in part] != [completions[i] for i in rows]

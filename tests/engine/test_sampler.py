@@ -10,7 +10,7 @@ import torch
 from scipy.stats import chisquare
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sigx.engine.sampler import sample, sampling_scores
+from sigx.engine.sampler import draw, sample, sampling_scores
 from sigx.engine.trajectory import token_logprobs
 
 VOCAB, PAD = 24, 0
@@ -77,6 +77,32 @@ def test_empirical_frequencies_follow_the_distribution(model):
         expected.append(float(probs[~seen].sum() * 3000))
     assert len(observed) > 5  # a real test of the shape, not one dominant token
     assert chisquare(observed, expected, sum_check=False).pvalue > 1e-3
+
+
+def test_a_generator_per_row_draws_from_the_distribution_and_never_a_token_of_zero_probability(model):
+    """`rollout.seeding: sample`: a row's token from its own generator (inverse CDF), whatever rows share its batch."""
+    context = [3, 14, 15]
+    probs = torch.softmax(model(torch.tensor([context])).logits[0, -1] / 2.0, -1).detach()
+    probs[[2, 5]] = 0.0  # as suppressed ids and a nucleus cut leave them
+    probs /= probs.sum()
+    rows = 4000
+    generators = [torch.Generator().manual_seed(1000 + k) for k in range(rows)]
+    tokens = draw(probs.expand(rows, -1), generators).squeeze(-1)
+    counts = torch.bincount(tokens, minlength=VOCAB)
+    assert counts[[2, 5]].sum() == 0
+    seen, pooled = probs * rows >= 5, (probs * rows < 5) & (probs > 0)
+    observed, expected = counts[seen].tolist(), (probs[seen] * rows).tolist()
+    if pooled.any():
+        observed.append(int(counts[pooled].sum()))
+        expected.append(float(probs[pooled].sum() * rows))
+    assert len(observed) > 5 and chisquare(observed, expected, sum_check=False).pvalue > 1e-3
+    # a row's draw depends on its generator alone: the same rows drawn in another batch, in another order
+    again = [torch.Generator().manual_seed(1000 + k) for k in range(rows)]
+    order = torch.randperm(rows, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(draw(probs.expand(rows, -1), [again[k] for k in order.tolist()]).squeeze(-1), tokens[order])
+    # the last token's interval ends at the total mass: a uniform just below 1 lands on it
+    edge = torch.tensor([[0.25, 0.25, 0.0, 0.5]])
+    assert draw(edge, [torch.Generator().manual_seed(0)]).item() in (0, 1, 3)
 
 
 def test_shared_prompt_prefilled_once_and_stopped_rows_leave_the_batch(model):
