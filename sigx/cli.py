@@ -166,6 +166,10 @@ def train(
     r = load_or_fail(recipe, (set_ or []) + enable_overrides(enable))
     if run_dir is not None:
         check_run_dir(run_dir)
+    if nproc > 1 and r.rollout.backend == "vllm":
+        from sigx.engine.trainer import VLLM_WITH_NPROC
+
+        fail([VLLM_WITH_NPROC])
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
         launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model,
                          ["--group", group] * bool(group) + ["--combination", combination] * bool(combination))

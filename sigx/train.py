@@ -66,24 +66,13 @@ def _follow(recipe: Recipe, run_dir: Path, engine, save_model: bool) -> dict:
     from sigx.engine.distributed import barrier
 
     engine, trainer = _engine_and_trainer(recipe, engine, log=lambda msg: None)
-    checkpoints = Checkpoints(run_dir, checkpoint_every(recipe, trainer), recipe.model_dump(mode="json"),
+    checkpoints = Checkpoints(run_dir, recipe.training.checkpoint_every, recipe.model_dump(mode="json"),
                               writer=False)
     barrier()  # process 0 has checked the run directory (and, with --fresh, removed its checkpoint)
     summary = trainer.train(checkpoints=checkpoints, resume=checkpoints.load())
     if save_model:
         save_policy(trainer, None)
     return summary
-
-
-def checkpoint_every(recipe: Recipe, trainer, log=None) -> int:
-    """The recipe's checkpoint interval, except where a multi-process run cannot checkpoint yet (staleness: its
-    weight snapshots are sharded and not saved)."""
-    if trainer.world.sharded and recipe.rollout.staleness and recipe.training.checkpoint_every:
-        if log is not None:
-            log(f"--nproc {trainer.world.size} with rollout.staleness: checkpoints are not written yet (the "
-                "staleness window's sharded snapshots are not saved); an interrupted run starts over")
-        return 0
-    return recipe.training.checkpoint_every
 
 
 def save_policy(trainer, directory: Path | None) -> None:
@@ -144,7 +133,7 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
     log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
     engine, trainer = _engine_and_trainer(recipe, engine, log)
     config = recipe.model_dump(mode="json")
-    every = checkpoint_every(recipe, trainer, log)
+    every = recipe.training.checkpoint_every
     if trainer.world.sharded:
         log(f"--nproc {trainer.world.size}: " + (
             "each process samples its share of every rollout (rollout.seeding: sample)"

@@ -57,6 +57,11 @@ class BehaviourPolicy:
     def state_dict(self) -> dict:
         return {"snapshots": list(self.snapshots)}
 
+    def blank_snapshots(self, model: torch.nn.Module, count: int) -> list[dict[str, torch.Tensor]]:
+        """``count`` snapshots shaped (and, in a sharded run, sharded) as ``model``'s trained weights: what a
+        sharded checkpoint's snapshots are loaded into."""
+        return [_copy(model, self.trained) for _ in range(count)]
+
     def load_state_dict(self, state: dict) -> None:
         if self.staleness:
             self.snapshots = deque(state["snapshots"], maxlen=self.staleness + 1)

@@ -23,8 +23,9 @@ What is split, and why this way (a first slice of issue #28):
   zero-weighted ones, so every process enters the same number of forward/backward passes.
 - Process 0 alone writes the run directory and mirrors to W&B. A checkpoint of a multi-process run holds the
   weights and AdamW state as each process's shards (torch.distributed.checkpoint, ``checkpoint.shards.<step>/``)
-  beside the usual ``checkpoint.pt`` (every other part of the state is the same on every process); it resumes
-  exactly, and into any number of processes, one included.
+  beside the usual ``checkpoint.pt`` (every other part of the state is the same on every process); so do the
+  staleness window's weight snapshots (``rollout.staleness``), sharded as the weights are. It resumes exactly, and
+  into any number of processes, one included.
 """
 
 from __future__ import annotations
@@ -159,6 +160,14 @@ def whole_weights(model: torch.nn.Module):
         model._sigx_whole_weights = False
 
 
+def whole_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """A sharded tensor (FSDP2's DTensor) gathered whole (collective: every process calls it, in the same order);
+    any other tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every weight whole (gathered from the shards), on the CPU; every process must call it."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -166,23 +175,27 @@ def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def save_shards(model: torch.nn.Module, optimizer, directory: Path) -> None:
-    """The model's and optimizer's state, each process writing its own shards (torch.distributed.checkpoint);
-    every process calls it. ``load_shards`` reads it back into any number of processes."""
+def save_shards(model: torch.nn.Module, optimizer, directory: Path, extra: dict | None = None) -> None:
+    """The model's and optimizer's state (and ``extra``: more sharded tensors, the staleness window's weight
+    snapshots), each process writing its own shards (torch.distributed.checkpoint); every process calls it.
+    ``load_shards`` reads it back into any number of processes."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer),
+             **(extra or {})}
     dcp.save(state, checkpoint_id=str(directory))
 
 
-def load_shards(model: torch.nn.Module, optimizer, directory: Path) -> None:
-    """``save_shards``'s state into this run's model and optimizer, resharded for its processes (N -> M)."""
+def load_shards(model: torch.nn.Module, optimizer, directory: Path, extra: dict | None = None) -> None:
+    """``save_shards``'s state into this run's model and optimizer, resharded for its processes (N -> M);
+    ``extra``'s tensors (shaped as they were saved, sharded as this run shards) are filled in place."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
                                                          set_model_state_dict, set_optimizer_state_dict)
 
-    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    state = {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer),
+             **(extra or {})}
     dcp.load(state, checkpoint_id=str(directory))
     set_model_state_dict(model, state["model"])
     set_optimizer_state_dict(model, optimizer, state["optimizer"])

@@ -19,6 +19,7 @@ from typing import Iterator
 import torch
 
 from sigx.config import LoRAConfig
+from sigx.engine.distributed import whole_tensor
 
 ADAPTER = "default"  # peft's name for the one adapter a run adds
 
@@ -101,11 +102,21 @@ def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]
         if owner.endswith(".base_layer") and owner[: -len(".base_layer")] in layers:
             layer = layers[owner[: -len(".base_layer")]]
             plain = f"{owner[: -len('.base_layer')]}.{leaf}"
+            tensor = whole_tensor(tensor)
             if leaf == "weight" and not layer.disable_adapters:
-                tensor = tensor + layer.get_delta_weight(ADAPTER).to(tensor.dtype)
+                tensor = tensor + _delta_weight(layer).to(tensor.dtype)
             yield plain, tensor.detach()
         else:
-            yield name, tensor.detach()
+            yield name, whole_tensor(tensor).detach()
+
+
+def _delta_weight(layer) -> torch.Tensor:
+    """scale * B A of a peft Linear layer; its adapters gathered whole first in a sharded run (peft's own
+    ``get_delta_weight`` does not take FSDP2's sharded tensors)."""
+    a, b = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
+    if a is whole_tensor(a) and b is whole_tensor(b):
+        return layer.get_delta_weight(ADAPTER)
+    return (whole_tensor(b) @ whole_tensor(a)) * layer.scaling[ADAPTER]
 
 
 def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

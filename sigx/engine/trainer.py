@@ -38,6 +38,10 @@ from sigx.engine.trajectory import RolloutBatch, Trajectory, collate, token_logp
 if TYPE_CHECKING:
     from sigx.checkpoint import Checkpoints
 
+#: one line, said before the processes start (sigx train) and here (a trainer built in a process group otherwise)
+VLLM_WITH_NPROC = ("--nproc: rollout.backend vllm does not run in a multi-process run yet (a vLLM engine beside "
+                   "FSDP2 is not built); use hf or hf_synced")
+
 EVAL_SEED = 20260224  # every run evaluates with the same sampling noise, whatever its training seed
 
 
@@ -71,9 +75,8 @@ class GRPOTrainer:
         # LoRA: adapters on the engine's model for this run (the next run's reset takes them off); only they train
         self.lora = t.lora.r > 0
         self.world = current_world()  # --nproc N: the update sharded over N processes (sigx/engine/distributed.py)
-        if self.world.sharded and recipe.rollout.backend != "hf":
-            raise RecipeError(["--nproc: a multi-process run supports rollout.backend hf for now (not a separate "
-                               "rollout engine)"])
+        if self.world.sharded and recipe.rollout.backend == "vllm":
+            raise RecipeError([VLLM_WITH_NPROC])
         self.trainable = (add_adapters(self.model, t.lora, stream_seed(recipe.seed, "lora")) if self.lora
                           else list(self.model.parameters()))
         # the KL reference: the base policy (with LoRA, the same model with its adapters off: no second copy);
@@ -335,7 +338,8 @@ class GRPOTrainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "sampler": self.sampler.get_state(),
             "shuffler": self.shuffler.get_state(),
-            "behaviour": self.behaviour.state_dict(),
+            # a sharded run's snapshots are sharded like its weights: saved with them (save_shards); counted here
+            "behaviour": {"count": len(self.behaviour.snapshots)} if self.world.sharded else self.behaviour.state_dict(),
             "techniques": {tech.name: tech.state_dict() for tech in self.techniques},
         }
 
@@ -360,13 +364,24 @@ class GRPOTrainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.sampler.set_state(state["sampler"])
         self.shuffler.set_state(state["shuffler"])
-        self.behaviour.load_state_dict(state["behaviour"])
+        if not from_shards:  # else loaded with the weights (_load_shards)
+            self.behaviour.load_state_dict(state["behaviour"])
         for tech in self.techniques:
             tech.load_state_dict(state["techniques"].get(tech.name, {}))
         self.engine.rollout.sync_weights(self.model)  # the rollout engine samples the restored weights
 
     def _save_shards(self, directory) -> None:
-        save_shards(self.model, self.optimizer, directory)
+        snapshots = list(self.behaviour.snapshots)
+        save_shards(self.model, self.optimizer, directory,
+                    {"behaviour": {str(i): s for i, s in enumerate(snapshots)}} if snapshots else None)
+
+    def _load_shards(self, directory, trainer_state: dict) -> None:
+        """A multi-process run's weights, optimizer state and staleness snapshots, resharded for this run."""
+        count = trainer_state["behaviour"].get("count", 0)
+        blanks = self.behaviour.blank_snapshots(self.model, count)
+        load_shards(self.model, self.optimizer, directory,
+                    {"behaviour": {str(i): s for i, s in enumerate(blanks)}} if count else None)
+        self.behaviour.load_state_dict({"snapshots": blanks})
 
     # ------------------------------------------------------------------------------------------ the run
     def train(self, on_step: Callable[[int, dict], None] | None = None, checkpoints: Checkpoints | None = None,
@@ -379,7 +394,7 @@ class GRPOTrainer:
         if resume is not None:
             try:
                 if resume.get("shards"):  # a multi-process run's weights and optimizer, resharded for this run
-                    load_shards(self.model, self.optimizer, checkpoints.path.parent / resume["shards"])
+                    self._load_shards(checkpoints.path.parent / resume["shards"], resume["trainer"])
                 self.load_state_dict(resume["trainer"], from_shards=bool(resume.get("shards")))
             except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:  # an older or foreign state
                 where = checkpoints.path if checkpoints is not None else "checkpoint"

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Protocol
 
 import torch
 
+from sigx.engine.distributed import whole_tensor
 from sigx.engine.lora import has_adapters, merged_weights
 
 #: prefixes that training wrappers put in front of checkpoint names
@@ -45,19 +46,36 @@ def checkpoint_name(name: str) -> str:
     return name
 
 
+def tied_names(model: torch.nn.Module) -> set[str]:
+    """Checkpoint names (adapted layers under their base names) of weights that are another weight's tensor
+    (tied: input embedding = output head), found on the model's own storage (a sharded weight's local shard)."""
+    first: dict[object, str] = {}
+    tied = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        local = getattr(tensor, "_local_tensor", tensor)
+        key = (local.data_ptr(), local.numel(), tuple(local.shape)) if local.numel() else id(tensor)
+        plain = checkpoint_name(name).replace(".base_layer.", ".")
+        if key in first:
+            tied.add(plain)
+        else:
+            first[key] = plain
+    return tied
+
+
 def iter_checkpoint_weights(model: torch.nn.Module,
                             dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """Every parameter and persistent buffer once, under its checkpoint name, detached (and cast only if asked:
-    the common case, same dtype, yields views without copying; the receiver copies across devices)."""
-    seen: set[int] = set()  # tied weights (input embedding = output head) are one tensor: push it once
+    the common case, same dtype, yields views without copying; the receiver copies across devices). A sharded
+    run's weights are gathered whole one at a time (collective: every process iterates). Tied weights are pushed
+    once: which ones is read off the model's own storage, not off the yielded tensors, whose memory (a merged
+    or gathered weight, freed after its bucket) may be reused by a later one."""
+    tied = tied_names(model)
     # a LoRA run's policy is pushed merged, under the base model's names (the engine has no adapters)
     named = merged_weights(model) if has_adapters(model) else model.state_dict(keep_vars=False).items()
     for name, tensor in named:
-        key = tensor.data_ptr() if tensor.numel() else id(tensor)
-        if key in seen:
+        if checkpoint_name(name) in tied:
             continue
-        seen.add(key)
-        out = tensor.detach()
+        out = whole_tensor(tensor).detach()
         if dtype is not None and out.is_floating_point() and out.dtype != dtype:
             out = out.to(dtype)
         yield checkpoint_name(name), out

@@ -57,6 +57,25 @@ def test_tied_embeddings_are_pushed_once_and_cast_to_the_engine_dtype():
     assert all(t.dtype == torch.bfloat16 for _, t in iter_checkpoint_weights(model, dtype=torch.bfloat16))
 
 
+def test_a_lora_policy_is_pushed_merged_whole_even_when_freed_memory_is_reused_between_buckets():
+    """Which weights are tied is read off the model, not off the pushed tensors: merged weights are new tensors,
+    freed after their bucket, and a later one may get the same address (it must not be taken for a tied copy)."""
+    from sigx.config import LoRAConfig
+    from sigx.engine.lora import add_adapters
+
+    model = _small_qwen(tie=True)
+    expected = {n for n, _ in iter_checkpoint_weights(model)}
+    add_adapters(model, LoRAConfig(r=4, alpha=8), seed=0)
+    pushed = []
+
+    class Receiver:
+        def load_weights(self, weights):
+            pushed.extend(name for name, _ in weights)
+
+    push_weights(model, Receiver(), bucket_bytes=1)  # one tensor per bucket: each freed before the next is made
+    assert sorted(pushed) == sorted(expected)  # every base name once, lm_head (tied) left out
+
+
 def test_push_copies_in_place_and_a_wrong_name_is_an_error():
     policy, engine = _small_qwen(tie=False), _small_qwen(tie=False)
     with torch.no_grad():
