@@ -10,7 +10,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NamedTuple, Optional
 
 import typer
 from rich.console import Console
@@ -154,6 +154,10 @@ def train(
     run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: <logging.output_dir>/<recipe name>/<cell>/seed<seed>).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the run directory holds the checkpoint of an interrupted run (which is otherwise resumed).")] = False,
     nproc: Annotated[int, typer.Option(min=1, max=1024, help="Processes on this node, the update sharded across them with FSDP2 (one GPU each, or CPU processes with gloo); started under torchrun.")] = 1,
+    nnodes: Annotated[int, typer.Option(min=1, max=4096, help="Nodes of the run: the same command on each, with its --node-rank and the same --master-addr (the run directory on a filesystem every node shares).")] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, help="This node's rank among --nnodes (0 writes the run).")] = 0,
+    master_addr: Annotated[Optional[str], typer.Option(help="--nnodes > 1: the address of node 0, where the processes meet.")] = None,
+    master_port: Annotated[int, typer.Option(min=1, max=65535, help="--nnodes > 1: the port on node 0 where the processes meet.")] = 29500,
     save_model: Annotated[bool, typer.Option("--save-model", help="Write the trained policy to <run dir>/model (transformers' format; a LoRA run's merged).")] = False,
     group: Annotated[Optional[str], typer.Option(hidden=True, help="W&B group (an ablation's cell run on N processes).")] = None,
     combination: Annotated[Optional[str], typer.Option(hidden=True, help="The cell's name (an ablation's cell).")] = None,
@@ -162,17 +166,23 @@ def train(
 
     An interrupted run (Ctrl-C, kill, crash) resumes from its last checkpoint when the same command is run
     again (training.checkpoint_every steps apart), and continues exactly as if it had not stopped.
-    With --nproc N the update is sharded over N processes (docs/engine.md, "One run on N processes")."""
+    With --nproc N the update is sharded over N processes (docs/engine.md, "One run on N processes"); with
+    --nnodes M over M x N, the same command run on each node with its --node-rank."""
     r = load_or_fail(recipe, (set_ or []) + enable_overrides(enable))
     if run_dir is not None:
         check_run_dir(run_dir)
-    if nproc > 1 and r.rollout.backend == "vllm":
+    if nnodes > 1 and master_addr is None:
+        fail(["--nnodes: give --master-addr, the address of node 0 (the same on every node)"])
+    if node_rank >= nnodes:
+        fail([f"--node-rank {node_rank}: must be below --nnodes {nnodes}"])
+    if nproc * nnodes > 1 and r.rollout.backend == "vllm":
         from sigx.engine.trainer import VLLM_WITH_NPROC
 
         fail([VLLM_WITH_NPROC])
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+    if nproc * nnodes > 1 and "LOCAL_RANK" not in os.environ:
+        nodes = Nodes(nnodes, node_rank, master_addr, master_port) if nnodes > 1 else None
         launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model,
-                         ["--group", group] * bool(group) + ["--combination", combination] * bool(combination))
+                         ["--group", group] * bool(group) + ["--combination", combination] * bool(combination), nodes)
         return
     import torch
 
@@ -205,17 +215,32 @@ def finish_processes() -> None:
     torch.distributed.destroy_process_group()
 
 
+class Nodes(NamedTuple):
+    """A run across nodes: how many, this one's rank, and where node 0 waits for the others."""
+
+    count: int
+    rank: int
+    master_addr: str
+    master_port: int
+
+
 def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Path | None, fresh: bool,
-                     save_model: bool, passed: list[str] = ()) -> None:
-    """``sigx train`` again under torchrun, ``nproc`` processes on this node; its exit status is this one's."""
+                     save_model: bool, passed: list[str] = (), nodes: Nodes | None = None) -> None:
+    """``sigx train`` again under torchrun, ``nproc`` processes on this node (of ``nodes``, if given: torchrun's
+    static rendezvous at node 0); its exit status is this one's."""
     import socket
     import subprocess
 
-    with socket.socket() as probe:  # a free port for the process group's rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-               "127.0.0.1", "--master_port", str(port), "-m", "sigx.cli", "train", str(recipe)]  # (torchrun would take
+    if nodes is None:
+        with socket.socket() as probe:  # a free port for the process group's rendezvous
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        where = ["--master_addr", "127.0.0.1", "--master_port", str(port)]
+    else:
+        where = ["--nnodes", str(nodes.count), "--node_rank", str(nodes.rank), "--master_addr", nodes.master_addr,
+                 "--master_port", str(nodes.master_port)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), *where,
+               "-m", "sigx.cli", "train", str(recipe)]  # (torchrun would take
     # an option it knows a prefix of, such as --nproc: the children learn their world from torchrun instead)
     for override in overrides:
         command += ["--set", override]
@@ -224,7 +249,8 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, free_cpus() // nproc))}
     code = subprocess.run(command, env=env).returncode
     if code:
-        fail([f"--nproc {nproc}: a process of the run stopped (exit status {code}); its error is above"])
+        layout = f"--nproc {nproc}" if nodes is None else f"--nnodes {nodes.count} (node {nodes.rank})"
+        fail([f"{layout}: a process of the run stopped (exit status {code}); its error is above"])
 
 
 @app.command(epilog="Examples:  sigx ablate recipes/tiny.yaml --dry-run  ·  sigx ablate recipes/stress.yaml "

@@ -72,6 +72,38 @@ def test_what_a_multi_process_run_does_not_support_yet_is_one_line(tmp_path):
         "not built); use hf or hf_synced"]
 
 
+@pytest.mark.multiprocess
+def test_a_run_across_two_nodes_trains_the_weights_one_process_trains(tmp_path):
+    """`--nnodes 2`: the same command on each node with its --node-rank (two torchrun launches meeting at node 0's
+    address, here both on this machine, one process each), writing one run directory on a shared filesystem."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    split = ["rollout.seeding=sample", "techniques.sspo.enabled=true"]
+    nodes = []
+    for rank in (0, 1):
+        command = [sys.executable, "-m", "sigx.cli", "train", str(RECIPES / "tiny.yaml"), "--run-dir",
+                   str(tmp_path / "nodes"), "--save-model", "--nnodes", "2", "--node-rank", str(rank),
+                   "--master-addr", "127.0.0.1", "--master-port", str(port)]
+        for override in SMALL + split:
+            command += ["--set", override]
+        nodes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    one = train(tmp_path / "one", split, 1)
+    outputs = [node.communicate(timeout=900) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-1500:] for _, err in outputs]
+    assert one.returncode == 0, one.stderr[-2000:]
+    a, b = (load_file(tmp_path / d / "model" / "model.safetensors") for d in ("one", "nodes"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert "held-out reward" in outputs[0][0] and "held-out reward" not in outputs[1][0]  # node 0 reports
+    refused = subprocess.run([sys.executable, "-m", "sigx.cli", "train", str(RECIPES / "tiny.yaml"), "--nnodes", "2"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "error: --nnodes: give --master-addr, the address of node 0 (the same on every node)"]
+
+
 RESUMED = ["training.steps=10", "training.eval_every=5", "training.checkpoint_every=2",
            "techniques.gcrl.enabled=true", "techniques.sspo.enabled=true",  # GC-RL carries a cache and an RNG
            "rollout.staleness=2",  # the window's weight snapshots, sharded like the weights, saved with them
