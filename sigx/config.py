@@ -771,6 +771,9 @@ class SlurmConfig(Strict):
     cpus_per_cell: int = Field(8, ge=1, description="CPUs per job (and its torch threads)")
     mem_gb: float | None = Field(None, gt=0, description="memory per job, GB (default: the partition's)")
     max_parallel: int = Field(64, ge=1, description="jobs of the array running at once")
+    nodes_per_cell: int = Field(1, ge=1, le=1024, description="nodes of each cell's job, one task per node: the "
+                                "cell's run on nodes_per_cell x nproc_per_cell processes (sigx train --nnodes); the "
+                                "store must be on a filesystem the nodes share. local: that many tasks on this machine")
     sbatch: dict[str, str] = Field(default_factory=dict, description="more sbatch options, e.g. {constraint: a100}")
     local: bool = Field(False, description="run the jobs as local processes (submitit's LocalExecutor): for tests "
                         "and for trying a recipe without a cluster")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
@@ -44,10 +45,10 @@ def shared_engine(recipe: Recipe, log: Callable[[str], None]):
     return _ENGINE["engine"]
 
 
-def run_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str) -> dict:
-    """A cell's run on ``ablation.nproc_per_cell`` processes: ``sigx train --nproc N`` into its staging
-    directory (its checkpoints, sharded, resume there). A recipe the run refuses stops the ablation, as in one
-    process; any other failure is the cell's. Progress is not streamed to the ablation's display."""
+def train_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str,
+                       nodes: tuple[int, int, str, int] | None = None):
+    """``sigx train --nproc N`` (on ``nodes`` = (count, this node's rank, node 0's address, port): ``--nnodes``)
+    into ``staging``; the finished process."""
     import subprocess
     import sys
     import tempfile
@@ -59,9 +60,22 @@ def run_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, g
     try:
         command = [sys.executable, "-m", "sigx.cli", "train", handle.name, "--run-dir", str(staging), "--nproc",
                    str(recipe.ablation.nproc_per_cell), "--group", group, "--combination", combination_of(cell_id)]
-        done = subprocess.run(command, capture_output=True, text=True)
+        if nodes is not None:
+            count, rank, address, port = nodes
+            command += ["--nnodes", str(count), "--node-rank", str(rank), "--master-addr", address,
+                        "--master-port", str(port)]
+        return subprocess.run(command, capture_output=True, text=True)
     finally:
         os.unlink(handle.name)
+
+
+def run_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str,
+                     nodes: tuple[int, int, str, int] | None = None) -> dict:
+    """A cell's run on ``ablation.nproc_per_cell`` processes (on each of ``nodes``, this being node 0):
+    ``sigx train --nproc N`` into its staging directory (its checkpoints, sharded, resume there). A recipe the
+    run refuses stops the ablation, as in one process; any other failure is the cell's. Progress is not streamed
+    to the ablation's display."""
+    done = train_in_processes(recipe, recipe_data, staging, cell_id, group, nodes)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     if done.returncode == 2 and errors and not (staging / "summary.json").exists():
         raise RecipeError([errors[0].removeprefix("error: ")])
@@ -77,8 +91,11 @@ def run_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, g
 
 
 def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
-             on_progress: Callable[[int, str], None] | None = None, console: Console | None = None) -> dict:
-    """Train one cell in a staging directory, publish it atomically, and return a short result record."""
+             on_progress: Callable[[int, str], None] | None = None, console: Console | None = None,
+             nodes: tuple[int, int, str, int] | None = None, tell_staging: Path | None = None) -> dict:
+    """Train one cell in a staging directory, publish it atomically, and return a short result record. A cell
+    across ``nodes`` runs from node 0, which names the staging directory in ``tell_staging`` for the others
+    (:func:`join_cell`)."""
     from sigx.train import run_training
 
     console = console or Console(stderr=True)
@@ -86,10 +103,12 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     store = AblationStore(store_root)
     recipe = Recipe.model_validate(recipe_data)
     staging = store.claim_staging_dir(cell_id)  # an interrupted attempt's, with its checkpoint, if any
+    if tell_staging is not None:
+        write_json_atomic(tell_staging, {"staging": str(staging)})
     started = time.perf_counter()
     try:
-        if recipe.ablation.nproc_per_cell > 1:
-            summary = run_in_processes(recipe, recipe_data, staging, cell_id, group)
+        if recipe.ablation.nproc_per_cell > 1 or nodes is not None:
+            summary = run_in_processes(recipe, recipe_data, staging, cell_id, group, nodes)
             if summary.get("status") != "completed":  # --retry-failed starts over: no checkpoint (nor shards) kept
                 from sigx.checkpoint import Checkpoints
 
@@ -114,3 +133,19 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
             "error": summary.get("error"), "final_reward": summary.get("final_reward"),
             "wall_s": time.perf_counter() - started, "placed": placed, "pid": os.getpid(),
             "engine_setup_s": _ENGINE["setup_s"], "engine_cells": _ENGINE["cells"]}
+
+
+def join_cell(recipe_data: dict, cell_id: str, group: str, nodes: tuple[int, int, str, int], told: Path,
+              wait_s: float = 600.0) -> None:
+    """A node other than 0 of a cell across nodes: its processes of the run, in the staging directory node 0
+    names in ``told``; node 0 publishes the cell."""
+    deadline = time.time() + wait_s
+    while (named := read_json(told)) is None:
+        if time.time() > deadline:
+            raise RuntimeError(f"{told}: node 0 named no staging directory within {wait_s:.0f} s")
+        time.sleep(0.2)
+    recipe = Recipe.model_validate(recipe_data)
+    done = train_in_processes(recipe, recipe_data, Path(named["staging"]), cell_id, group, nodes)
+    if done.returncode != 0:
+        raise RuntimeError(f"node {nodes[1]} of cell {cell_id}: exit status {done.returncode}: "
+                           f"{(done.stderr.strip().splitlines() or [''])[-1][:200]}")

@@ -162,26 +162,30 @@ def test_a_killed_rank_stops_the_run_and_its_checkpoint_resumes_exactly_in_two_p
 
 @pytest.mark.multiprocess
 def test_an_ablation_whose_cells_run_on_two_processes_measures_what_one_process_measures(tmp_path):
-    """ablation.nproc_per_cell: 2 runs each cell as `sigx train --nproc 2` into its staging directory; the store
-    and the report are those of cells run in one process, to the stated tolerance."""
+    """ablation.nproc_per_cell: 2 runs each cell as `sigx train --nproc 2` into its staging directory, and
+    slurm.nodes_per_cell: 2 as a job of 2 tasks (here local ones), each a node of `sigx train --nnodes 2`; the
+    store is that of cells run in one process, to the stated tolerance."""
     import yaml
 
     from sigx.config import load_recipe
 
     data = load_recipe(RECIPES / "tiny.yaml", SMALL).model_dump(mode="json")
+    layouts = {"one": {"nproc_per_cell": 1}, "two processes": {"nproc_per_cell": 2},
+               "two nodes": {"executor": "slurm", "slurm": {"local": True, "nodes_per_cell": 2, "cpus_per_cell": 1}}}
     stores = {}
-    for nproc in (1, 2):
-        data["ablation"] = {"factors": ["sspo"], "seeds": [0], "nproc_per_cell": nproc,
-                            "output_dir": str(tmp_path / f"n{nproc}")}
-        path = tmp_path / f"n{nproc}.yaml"
+    for name, layout in layouts.items():
+        out = tmp_path / name.replace(" ", "-")
+        data["ablation"] = {"factors": ["sspo"], "seeds": [0], "output_dir": str(out), **layout}
+        path = tmp_path / f"{out.name}.yaml"
         path.write_text(yaml.safe_dump(data))
         done = subprocess.run([sys.executable, "-m", "sigx.cli", "ablate", str(path)], capture_output=True, text=True,
                               timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert done.returncode == 0, done.stderr[-2000:]
-        stores[nproc] = {cell: json.loads((tmp_path / f"n{nproc}" / "tiny" / cell / "summary.json").read_text())
-                         for cell in ("baseline/seed0", "sspo/seed0")}
-    for cell, one in stores[1].items():
-        two = stores[2][cell]
-        assert two["status"] == "completed" and two["cell_id"] == cell
-        for key in ("final_reward", "reward_auc", "start_reward"):
-            assert abs(one[key] - two[key]) < 1e-3, (cell, key)
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        stores[name] = {cell: json.loads((out / "tiny" / cell / "summary.json").read_text())
+                        for cell in ("baseline/seed0", "sspo/seed0")}
+    for cell, one in stores["one"].items():
+        for name in ("two processes", "two nodes"):
+            other = stores[name][cell]
+            assert other["status"] == "completed" and other["cell_id"] == cell, (name, other.get("error"))
+            for key in ("final_reward", "reward_auc", "start_reward"):
+                assert abs(one[key] - other[key]) < 1e-3, (name, cell, key)

@@ -80,13 +80,16 @@ def die_with_parent() -> None:
         pass  # elsewhere the store's atomic publish still keeps a cell from being recorded twice
 
 
-def run_cell_remotely(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int) -> dict:
+def run_cell_remotely(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int,
+                      **across_nodes) -> dict:
     """A cell in a process a launcher started elsewhere (a Ray worker, a Slurm job): ``threads`` CPU threads, no
-    display of its own (the launcher's events drive the one display)."""
+    display of its own (the launcher's events drive the one display); ``across_nodes``: run_cell's ``nodes``
+    and ``tell_staging``."""
     import torch
 
     torch.set_num_threads(threads)
-    return run_cell(store_root, recipe_data, cell_id, group, console=Console(stderr=True, quiet=True))
+    return run_cell(store_root, recipe_data, cell_id, group, console=Console(stderr=True, quiet=True),
+                    **across_nodes)
 
 
 def payload(cell: Cell) -> dict:

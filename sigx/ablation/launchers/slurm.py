@@ -16,6 +16,7 @@ import os
 import select
 import threading
 import time
+from pathlib import Path
 
 
 from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher, run_cell_remotely
@@ -52,10 +53,27 @@ def _exit_with(pid: int) -> None:
 
 
 def _job_run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str, threads: int,
-                  launcher_pid: int | None = None) -> dict:
+                  launcher_pid: int | None = None, nodes: int = 1) -> dict | None:
+    """A cell's job. Across ``nodes`` (one task per node; local: tasks on this machine), task 0 claims the
+    staging directory, names it for the others, runs node 0 of ``sigx train --nnodes`` and publishes the cell;
+    the others run their nodes of it. They meet at task 0's host, on a port derived from the job id."""
     if launcher_pid is not None:
         _exit_with(launcher_pid)
-    return run_cell_remotely(store_root, recipe_data, cell_id, group, threads)
+    if nodes == 1:
+        return run_cell_remotely(store_root, recipe_data, cell_id, group, threads)
+    import submitit
+
+    from sigx.ablation.cell import join_cell
+
+    job = submitit.JobEnvironment()
+    address = "127.0.0.1" if launcher_pid is not None else job.hostnames[0]
+    port = 20000 + int("".join(c for c in str(job.job_id) if c.isdigit()) or "0") % 20000
+    layout = (nodes, job.global_rank, address, port)
+    told = Path(store_root) / ".slurm" / f"{job.job_id}.staging.json"
+    if job.global_rank == 0:
+        return run_cell_remotely(store_root, recipe_data, cell_id, group, threads, nodes=layout, tell_staging=told)
+    join_cell(recipe_data, cell_id, group, layout, told)
+    return None
 
 
 @register_launcher
@@ -71,12 +89,13 @@ class SlurmLauncher(Launcher):
         folder = self.store.root / ".slurm" / "%j"
         if c.local:
             executor = submitit.LocalExecutor(folder=folder)
-            executor.update_parameters(timeout_min=c.time_min)
+            executor.update_parameters(timeout_min=c.time_min, tasks_per_node=c.nodes_per_cell)
             return executor
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         # a cell's run on ablation.nproc_per_cell processes: one task that starts them (torchrun), a GPU for each
         gpus = max(c.gpus_per_cell, self.config.nproc_per_cell) if c.gpus_per_cell else 0
         params = {"timeout_min": c.time_min, "cpus_per_task": c.cpus_per_cell, "gpus_per_node": gpus,
+                  "nodes": c.nodes_per_cell, "tasks_per_node": 1,
                   "slurm_array_parallelism": c.max_parallel, "name": f"sigx-{self.group}"}
         if c.mem_gb is not None:
             params["mem_gb"] = c.mem_gb
@@ -124,8 +143,9 @@ class SlurmLauncher(Launcher):
             root = str(self.store.root.resolve())
             with executor.batch():  # one job array
                 watch = os.getpid() if self.config.slurm.local else None
-                submitted = [(c, executor.submit(_job_run_cell, root, payload(c), c.id, self.group, threads, watch))
-                             for c in fresh]
+                nodes = self.config.slurm.nodes_per_cell
+                submitted = [(c, executor.submit(_job_run_cell, root, payload(c), c.id, self.group, threads, watch,
+                                                 nodes)) for c in fresh]
             jobs.update({c.id: job for c, job in submitted})
         known = read_json(self.store.root / ".slurm" / "jobs.json") or {}
         known.update({cell_id: job.job_id for cell_id, job in jobs.items()})
@@ -139,7 +159,7 @@ class SlurmLauncher(Launcher):
                     continue
                 del jobs[cell_id]
                 try:
-                    result = job.result()
+                    result = job.results()[0]  # a job across nodes has a task per node: node 0 publishes
                 except Exception as err:  # the job died (time limit, node, a RecipeError): the cell stays pending
                     first = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
                     report(Event("lost", cell_id, why=f"job {job.job_id}: {first}"))
