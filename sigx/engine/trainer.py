@@ -339,7 +339,8 @@ class GRPOTrainer:
             "sampler": self.sampler.get_state(),
             "shuffler": self.shuffler.get_state(),
             # a sharded run's snapshots are sharded like its weights: saved with them (save_shards); counted here
-            "behaviour": {"count": len(self.behaviour.snapshots)} if self.world.sharded else self.behaviour.state_dict(),
+            "behaviour": ({"count": len(self.behaviour.snapshots)} if self.world.sharded
+                          else self.behaviour.state_dict()),
             "techniques": {tech.name: tech.state_dict() for tech in self.techniques},
         }
 
