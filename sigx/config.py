@@ -177,6 +177,10 @@ class TinyModelConfig(Strict):
         "verdict", description="SFT critiques: verdict: the bare yes/no; verify: the question solved anew, then "
         "the verdict (single-turn tasks), or the chain of searches re-walked (task search), a critic that checks by "
         "re-deriving, so the base judges above chance")
+    sft_critique_steps: int = Field(
+        0, ge=0, description="a critique phase after the sft_steps (0: none): this many more steps whose batches are "
+        "half critique examples, half task demonstrations (the policy keeps practising its task while the critic is "
+        "learned), the learning-rate schedule restarted")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TinyModelConfig":

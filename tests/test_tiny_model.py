@@ -34,3 +34,33 @@ def test_base_is_built_once_and_reused(tmp_path, monkeypatch):
     other = ensure_tiny_base(SMALL.model_copy(update={"sft_noise": 0.1}), ArithmeticTask(TASK), TASK, log=logs.append)
     assert other != first  # a different warm start gets its own cache entry
     assert not [p for p in tmp_path.joinpath("tiny").iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_a_critique_phase_follows_the_sft_and_trains_on_critiques_only_as_half_its_batches():
+    """sft_critique_steps: a second phase whose batches are half critiques (half task demonstrations); a warm start
+    without it keeps the cache key it had before the field existed."""
+    import random
+
+    from sigx.models import tiny
+    from sigx.models.tiny import build_char_tokenizer, build_tiny_model, sft_warm_start, tiny_cache_key
+
+    task = ArithmeticTask(TASK)
+    assert tiny_cache_key(SMALL, TASK) != tiny_cache_key(SMALL.model_copy(update={"sft_critique_steps": 2}), TASK)
+    drawn = []
+
+    def counting(task, rng: random.Random, config):  # every critique example drawn
+        drawn.append(1)
+        return real(task, rng, config)
+
+    real, tiny.critique_example = tiny.critique_example, counting
+    try:
+        config = SMALL.model_copy(update={"sft_critique_fraction": 0.0, "sft_critique_steps": 40,
+                                          "sft_batch_size": 16})
+        tokenizer = build_char_tokenizer()
+        logs = []
+        losses = sft_warm_start(build_tiny_model(config, tokenizer), tokenizer, task, config, log=logs.append)
+    finally:
+        tiny.critique_example = real
+    assert len(losses) == 3 + 40
+    share = len(drawn) / (40 * 16)  # none in the first phase (fraction 0), half of the second's examples
+    assert 0.4 < share < 0.6, share

@@ -38,8 +38,10 @@ def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
     seed: the task fields of role ``held_out``) are left out, so changing them reuses the built model."""
     task = {k: v for k, v in task_config.model_dump().items()
             if k not in field_names_with_role(type(task_config), "held_out")}
-    blob = json.dumps({"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": config.model_dump(), "task": task},
-                      sort_keys=True)
+    tiny = config.model_dump()
+    if not tiny["sft_critique_steps"]:  # added later: a warm start without the phase keeps the key it had
+        del tiny["sft_critique_steps"]
+    blob = json.dumps({"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": tiny, "task": task}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -90,37 +92,49 @@ def critique_example(task: Task, rng: random.Random, config: TinyModelConfig) ->
         problem, transcript, correct, verify=config.sft_critique_style == "verify")
 
 
+#: the share of critique examples in the critique phase's batches (``sft_critique_steps``)
+CRITIQUE_PHASE_SHARE = 0.5
+
+
 def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=print) -> list[float]:
-    """Short supervised warm start on noisy demonstrations (and critique examples); returns the loss curve."""
+    """Short supervised warm start on noisy demonstrations (and critique examples); returns the loss curve. With
+    ``sft_critique_steps``, a second phase follows whose batches are half critiques, so that a critic is learned
+    on top of a policy already trained, rather than in competition with it from the first step (on the search
+    task, critiques mixed into the only phase cost the policy far more than the demonstrations they displaced:
+    docs/benchmarks.md)."""
     rng = random.Random(config.sft_seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / max(1, config.sft_steps))
-    )
     model.train()
-    losses = []
-    for step in range(config.sft_steps):
-        examples = []
-        for _ in range(config.sft_batch_size):
-            if rng.random() < config.sft_critique_fraction:
-                prompt, segments = critique_example(task, rng, config)
-            else:
-                problem = task.train_problem(rng)
-                prompt, segments = problem.prompt, task.demonstration(problem, rng, config.sft_noise)
-            examples.append(encode_demonstration(tokenizer, task, prompt, segments))
-        width = max(len(ids) for ids, _ in examples)
-        input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in examples])
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])
-        attention = (torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in examples])[:, None]).long()
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if (step + 1) % 100 == 0:
-            log(f"sft step {step + 1}/{config.sft_steps} loss {sum(losses[-100:]) / len(losses[-100:]):.3f}")
+    losses: list[float] = []
+    phases = [("sft", config.sft_steps, config.sft_critique_fraction)]
+    if config.sft_critique_steps:
+        phases.append(("critique phase", config.sft_critique_steps, CRITIQUE_PHASE_SHARE))
+    for name, steps, critique_share in phases:
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s, steps=steps: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / max(1, steps)))
+        for step in range(steps):
+            examples = []
+            for _ in range(config.sft_batch_size):
+                if rng.random() < critique_share:
+                    prompt, segments = critique_example(task, rng, config)
+                else:
+                    problem = task.train_problem(rng)
+                    prompt, segments = problem.prompt, task.demonstration(problem, rng, config.sft_noise)
+                examples.append(encode_demonstration(tokenizer, task, prompt, segments))
+            width = max(len(ids) for ids, _ in examples)
+            input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in examples])
+            labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])
+            attention = (torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in examples])[:, None]).long()
+            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if (step + 1) % 100 == 0:
+                recent = losses[-100:]
+                log(f"{name} step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")
     model.eval()
     return losses
 
@@ -142,7 +156,8 @@ def ensure_tiny_base(config: TinyModelConfig, task: Task, task_config, log=print
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "sigx_tiny.json").is_file():
             return target
-        log(f"building sigx/tiny ({key}): SFT warm start, {config.sft_steps} steps")
+        phase = f" + a critique phase of {config.sft_critique_steps}" if config.sft_critique_steps else ""
+        log(f"building sigx/tiny ({key}): SFT warm start, {config.sft_steps} steps{phase}")
         tokenizer = build_char_tokenizer()
         torch.manual_seed(config.sft_seed)  # the weight init too: a cached base must not depend on the process
         model = build_tiny_model(config, tokenizer)
