@@ -167,7 +167,7 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None,
     else:
         lines.append(Line("rollout KV cache", kv, f"{sampled} sequences x {seq} tokens"
                           + (" (this process's groups: rollout.seeding sample)" if split else "")))
-        if nproc > 1:
+        if nproc > 1 and r.backend == "hf":  # (hf_synced samples from its own copy: pushed a weight at a time)
             lines.append(Line("rollout: gathered weights", s.params * w * (nproc - 1) / nproc,
                               "the other processes' shards, gathered for the rollout phase (FSDP2 unshard)"))
         if r.backend == "hf_synced":
