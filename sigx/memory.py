@@ -111,6 +111,12 @@ def turns_of(recipe: Recipe) -> tuple[int, int]:
     return 1, 0
 
 
+def sequence_tokens(recipe: Recipe, prompt_tokens: int) -> int:
+    """The longest sequence of one episode: the prompt, every model turn's budget, the replies between turns."""
+    turns, reply = turns_of(recipe)
+    return prompt_tokens + turns * recipe.rollout.max_new_tokens + (turns - 1) * reply
+
+
 def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None, nproc: int = 1) -> list[Line]:
     """The estimate, one line per component (see the module docstring), per process of a run on ``nproc``
     (``sigx train --nproc``: FSDP2 divides weights, gradients and AdamW state by ``nproc``, and each process
@@ -124,8 +130,7 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None,
     lora = t.lora.r > 0
     adapters = adapter_params(config, recipe) if lora else 0
     trained = adapters if lora else s.params
-    turns, reply = turns_of(recipe)
-    seq = prompt_tokens + turns * r.max_new_tokens + (turns - 1) * reply
+    seq = sequence_tokens(recipe, prompt_tokens)
     sequences = t.prompts_per_step * r.group_size
     own = -(-sequences // (t.mini_batches * nproc))  # a process's rows of one mini-batch
     if t.micro_batch_tokens:
@@ -211,8 +216,7 @@ def measure_held(recipe: Recipe, prompt_tokens: int) -> dict[str, int]:
     trained = add_adapters(model, recipe.training.lora, 0) if recipe.training.lora.r else list(model.parameters())
     model.train()
     r, t = recipe.rollout, recipe.training
-    turns, reply = turns_of(recipe)
-    seq = prompt_tokens + turns * r.max_new_tokens + (turns - 1) * reply
+    seq = sequence_tokens(recipe, prompt_tokens)
     rows = t.micro_batch_size or -(-(t.prompts_per_step * r.group_size) // t.mini_batches)
     ids = torch.randint(0, model.config.vocab_size, (rows, seq))
     saved = []

@@ -19,7 +19,7 @@ import torch
 
 from sigx.config import RecipeError
 from sigx.engine.distributed import current_world, whole_weights
-from sigx.engine.sampler import sample
+from sigx.engine.sampler import rows_of, sample
 from sigx.engine.static_sampler import StaticDecoder
 from sigx.engine.trajectory import Trajectory
 from sigx.engine.weight_sync import StateDictReceiver, push_weights
@@ -144,8 +144,7 @@ class RolloutBackend(ABC):
             if not active:
                 break
             contexts = [trajectories[i].prompt_ids + trajectories[i].completion_ids for i in active]
-            streams = [generator[i] for i in active] if isinstance(generator, list) else generator
-            outputs = self.generate_turn(contexts, task.turn_stop_strings, params, streams)
+            outputs = self.generate_turn(contexts, task.turn_stop_strings, params, rows_of(generator, active))
             waiting = []  # episodes whose turn the environment is asked about
             for i, out in zip(active, outputs):
                 traj = trajectories[i]

@@ -371,17 +371,18 @@ class GRPOTrainer:
             tech.load_state_dict(state["techniques"].get(tech.name, {}))
         self.engine.rollout.sync_weights(self.model)  # the rollout engine samples the restored weights
 
+    @staticmethod
+    def _sharded_snapshots(snapshots: list) -> dict | None:
+        """The staleness window's snapshots as torch.distributed.checkpoint keys them beside the weights."""
+        return {"behaviour": {str(i): s for i, s in enumerate(snapshots)}} if snapshots else None
+
     def _save_shards(self, directory) -> None:
-        snapshots = list(self.behaviour.snapshots)
-        save_shards(self.model, self.optimizer, directory,
-                    {"behaviour": {str(i): s for i, s in enumerate(snapshots)}} if snapshots else None)
+        save_shards(self.model, self.optimizer, directory, self._sharded_snapshots(list(self.behaviour.snapshots)))
 
     def _load_shards(self, directory, trainer_state: dict) -> None:
         """A multi-process run's weights, optimizer state and staleness snapshots, resharded for this run."""
-        count = trainer_state["behaviour"].get("count", 0)
-        blanks = self.behaviour.blank_snapshots(self.model, count)
-        load_shards(self.model, self.optimizer, directory,
-                    {"behaviour": {str(i): s for i, s in enumerate(blanks)}} if count else None)
+        blanks = self.behaviour.blank_snapshots(self.model, trainer_state["behaviour"].get("count", 0))
+        load_shards(self.model, self.optimizer, directory, self._sharded_snapshots(blanks))
         self.behaviour.load_state_dict({"snapshots": blanks})
 
     # ------------------------------------------------------------------------------------------ the run

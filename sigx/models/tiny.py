@@ -92,6 +92,25 @@ def critique_example(task: Task, rng: random.Random, config: TinyModelConfig) ->
         problem, transcript, correct, verify=config.sft_critique_style == "verify")
 
 
+def sft_batch(tokenizer, task: Task, rng: random.Random, config: TinyModelConfig,
+              critique_share: float) -> dict[str, torch.Tensor]:
+    """One SFT batch (input ids, attention mask, labels): ``sft_batch_size`` examples, each a critique example
+    with probability ``critique_share``, else a task demonstration with ``sft_noise``."""
+    examples = []
+    for _ in range(config.sft_batch_size):
+        if rng.random() < critique_share:
+            prompt, segments = critique_example(task, rng, config)
+        else:
+            problem = task.train_problem(rng)
+            prompt, segments = problem.prompt, task.demonstration(problem, rng, config.sft_noise)
+        examples.append(encode_demonstration(tokenizer, task, prompt, segments))
+    width = max(len(ids) for ids, _ in examples)
+    lengths = torch.tensor([len(ids) for ids, _ in examples])
+    return {"input_ids": torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in examples]),
+            "attention_mask": (torch.arange(width)[None, :] < lengths[:, None]).long(),
+            "labels": torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])}
+
+
 #: the share of critique examples in the critique phase's batches (``sft_critique_steps``)
 CRITIQUE_PHASE_SHARE = 0.5
 
@@ -113,19 +132,7 @@ def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=pr
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s, steps=steps: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / max(1, steps)))
         for step in range(steps):
-            examples = []
-            for _ in range(config.sft_batch_size):
-                if rng.random() < critique_share:
-                    prompt, segments = critique_example(task, rng, config)
-                else:
-                    problem = task.train_problem(rng)
-                    prompt, segments = problem.prompt, task.demonstration(problem, rng, config.sft_noise)
-                examples.append(encode_demonstration(tokenizer, task, prompt, segments))
-            width = max(len(ids) for ids, _ in examples)
-            input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in examples])
-            labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])
-            attention = (torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in examples])[:, None]).long()
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            loss = model(**sft_batch(tokenizer, task, rng, config, critique_share)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
