@@ -65,17 +65,18 @@ def run_trl(recipe) -> dict:
     import random
 
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from sigx.engine.rollout import use_chat_template
     from sigx.models.loading import resolve_base
+    from sigx.models.tokenizer import load_tokenizer
     from sigx.tasks import build_task
     from sigx.tasks.base import Segment
 
     task = build_task(recipe.task)
     path = resolve_base(recipe.model, task, recipe.task, log=lambda m: None)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)  # the tiny model's char tokenizer as saved (AutoTokenizer drops spaces)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

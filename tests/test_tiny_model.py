@@ -64,3 +64,26 @@ def test_a_critique_phase_follows_the_sft_and_trains_on_critiques_only_as_half_i
     assert len(losses) == 3 + 40
     share = len(drawn) / (40 * 16)  # none in the first phase (fraction 0), half of the second's examples
     assert 0.4 < share < 0.6, share
+
+
+def test_the_loaded_tokenizer_reads_text_as_the_warm_start_was_trained_on_it(tmp_path, monkeypatch):
+    """What RL feeds the policy (load_base's tokenizer) must be the ids the SFT trained it on (the tokenizer built
+    in memory). transformers 5's AutoTokenizer loaded the saved char tokenizer as Qwen2Tokenizer, whose byte-level
+    pre-tokenizer dropped every space and newline: search prompts and observations lost their line breaks."""
+    from sigx.config import ModelConfig, SearchTaskConfig
+    from sigx.models.loading import load_base
+    from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
+    from sigx.tasks.search import SearchTask
+
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path))
+    task_config = SearchTaskConfig(num_people=6, num_cities=2, eval_prompts=4)
+    task = SearchTask(task_config)
+    tokenizer, _, _ = load_base(ModelConfig(tiny=SMALL), task, task_config, log=lambda _: None)
+    trained_on = build_char_tokenizer()
+    problem = task.eval_problems()[0]
+    episode = problem.prompt + "".join(s.text for s in task.demonstration(problem, __import__("random").Random(0), 0))
+    for text in (episode, task.critique_prompt(problem, []) + "ann=ann bob=bob yes", ALPHABET):
+        ids = tokenizer(text)["input_ids"]
+        assert ids == trained_on(text)["input_ids"]
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert "\n" in episode and tokenizer.padding_side == "left"

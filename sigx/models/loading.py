@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from sigx.config import ModelConfig, RecipeError
+from sigx.models.tokenizer import load_tokenizer
 
 hf_logging.disable_progress_bar()  # sigx draws its own progress; per-shard bars only add noise
 
@@ -34,7 +35,7 @@ def load_base(model_config: ModelConfig, task, task_config, device: str = "cpu",
     """(tokenizer, model, base path). The tokenizer pads on the left, as batched generation needs."""
     path = resolve_base(model_config, task, task_config, log)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[model_config.dtype]).to(device)
     except (OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -24,8 +24,9 @@ from sigx.config import TinyModelConfig, field_names_with_role
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
-FORMAT_VERSION = 7  # 2: weight init seeded; 3: critique examples in the SFT mix; 4-6: verifying critiques;
-#                    7: verifying critiques of search episodes
+FORMAT_VERSION = 8  # 2: weight init seeded; 3: critique examples in the SFT mix; 4-6: verifying critiques;
+#                    7: verifying critiques of search episodes; 8: the saved tokenizer splits runs of newlines
+#                    (the weights are 7's: no SFT text has two newlines in a row)
 
 
 def cache_root() -> Path:
