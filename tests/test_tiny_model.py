@@ -87,3 +87,20 @@ def test_the_loaded_tokenizer_reads_text_as_the_warm_start_was_trained_on_it(tmp
         assert ids == trained_on(text)["input_ids"]
         assert tokenizer.decode(ids, skip_special_tokens=True) == text
     assert "\n" in episode and tokenizer.padding_side == "left"
+
+
+def test_a_tokenizer_that_drops_characters_is_caught():
+    """misread: what the engine warns with when the task's prompt does not survive the tokenizer."""
+    from sigx.models.tokenizer import build_char_tokenizer, misread
+
+    class DropsNewlines:  # as the byte-level class read the char vocabulary
+        inner = build_char_tokenizer()
+
+        def __call__(self, text, add_special_tokens=True):
+            return self.inner(text.replace("\n", ""), add_special_tokens=add_special_tokens)
+
+        def decode(self, ids, skip_special_tokens=False):
+            return self.inner.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    assert misread(DropsNewlines(), "q:ann.boss\n") == "q:ann.boss"
+    assert misread(build_char_tokenizer(), "q:ann.boss\n\nverdict: yes") is None

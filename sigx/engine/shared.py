@@ -19,6 +19,7 @@ from sigx.engine.lora import has_adapters, remove_adapters
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.trajectory import Trajectory
 from sigx.models.loading import load_base
+from sigx.models.tokenizer import misread
 from sigx.tasks import build_task
 
 
@@ -38,10 +39,18 @@ class SharedEngine:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.task = build_task(recipe.task)
         self.tokenizer, self.model, self.base_path = load_base(recipe.model, self.task, recipe.task, self.device, log)
+        self._check_tokenizer(log)
         self.base_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.rollout = build_rollout_backend(recipe.rollout, self.model, self.tokenizer, model_path=self.base_path,
                                              seed=recipe.seed)
         self._reference = None
+
+    def _check_tokenizer(self, log) -> None:
+        """One warning line when the tokenizer does not read the task's first held-out prompt back as written."""
+        problems = self.task.eval_problems()
+        if problems and (back := misread(self.tokenizer, problems[0].prompt)) is not None:
+            log(f"warning: the tokenizer of {self.base_path} reads the task's prompt {problems[0].prompt!r} back as "
+                f"{back!r}: the policy will not see the task's text as written")
 
     def generate(self, environment, problems: list, groups: list[int], params: SamplingParams,
                  generator: torch.Generator | None = None) -> list[Trajectory]:

@@ -58,3 +58,11 @@ def load_tokenizer(path: str):
         if saved_class in GENERIC_FAST_CLASSES:
             return PreTrainedTokenizerFast.from_pretrained(path)
     return AutoTokenizer.from_pretrained(path)
+
+
+def misread(tokenizer, text: str) -> str | None:
+    """What ``text`` reads back as after a trip through ``tokenizer``, when that is not ``text`` itself (None when
+    it is). A tokenizer that drops or replaces characters of the task's prompts feeds the policy other text than
+    the task wrote, silently: how the tiny model lost every newline of the search task under transformers 5."""
+    back = tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+    return None if back == text else back
