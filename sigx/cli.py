@@ -10,7 +10,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NamedTuple, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sigx.config import (EXECUTORS, TECHNIQUE_ORDER, Recipe, RecipeError, load_recipe, recipe_warnings,
                          technique_order)
+from sigx.nodes import Nodes, free_port
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO with composable signal techniques (SSPO, Search-P1, GC-RL, SORL) and their ablations.",
@@ -215,27 +216,14 @@ def finish_processes() -> None:
     torch.distributed.destroy_process_group()
 
 
-class Nodes(NamedTuple):
-    """A run across nodes: how many, this one's rank, and where node 0 waits for the others."""
-
-    count: int
-    rank: int
-    master_addr: str
-    master_port: int
-
-
 def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Path | None, fresh: bool,
                      save_model: bool, passed: list[str] = (), nodes: Nodes | None = None) -> None:
     """``sigx train`` again under torchrun, ``nproc`` processes on this node (of ``nodes``, if given: torchrun's
     static rendezvous at node 0); its exit status is this one's."""
-    import socket
     import subprocess
 
     if nodes is None:
-        with socket.socket() as probe:  # a free port for the process group's rendezvous
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        where = ["--master_addr", "127.0.0.1", "--master_port", str(port)]
+        where = ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     else:
         where = ["--nnodes", str(nodes.count), "--node_rank", str(nodes.rank), "--master_addr", nodes.master_addr,
                  "--master_port", str(nodes.master_port)]

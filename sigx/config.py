@@ -762,6 +762,9 @@ class RayConfig(Strict):
     gpus_per_cell: float | None = Field(None, ge=0, description="num_gpus of a cell's task (default: 1 if the "
                                         "cluster has GPUs, else 0)")
     cpus_per_cell: float = Field(1.0, gt=0, description="num_cpus of a cell's task (and its torch threads)")
+    nodes_per_cell: int = Field(1, ge=1, le=1024, description="nodes of each cell's run: a placement group of that "
+                                "many bundles on distinct nodes (STRICT_SPREAD), each a node of `sigx train --nnodes` "
+                                "with nproc_per_cell processes; the store must be on a filesystem the nodes share")
 
 
 class SlurmConfig(Strict):

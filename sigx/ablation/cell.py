@@ -25,6 +25,7 @@ from rich.console import Console
 from sigx.ablation.plan import combination_of
 from sigx.ablation.store import AblationStore
 from sigx.config import Recipe, RecipeError
+from sigx.nodes import Nodes
 from sigx.runs import CHECKPOINT_FILE, cell_status, read_json, write_json_atomic
 
 _ENGINE = {"key": None, "engine": None, "setup_s": 0.0, "cells": 0}
@@ -46,9 +47,8 @@ def shared_engine(recipe: Recipe, log: Callable[[str], None]):
 
 
 def train_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str,
-                       nodes: tuple[int, int, str, int] | None = None):
-    """``sigx train --nproc N`` (on ``nodes`` = (count, this node's rank, node 0's address, port): ``--nnodes``)
-    into ``staging``; the finished process."""
+                       nodes: Nodes | None = None):
+    """``sigx train --nproc N`` (on ``nodes``: ``--nnodes``) into ``staging``; the finished process."""
     import subprocess
     import sys
     import tempfile
@@ -61,16 +61,15 @@ def train_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str,
         command = [sys.executable, "-m", "sigx.cli", "train", handle.name, "--run-dir", str(staging), "--nproc",
                    str(recipe.ablation.nproc_per_cell), "--group", group, "--combination", combination_of(cell_id)]
         if nodes is not None:
-            count, rank, address, port = nodes
-            command += ["--nnodes", str(count), "--node-rank", str(rank), "--master-addr", address,
-                        "--master-port", str(port)]
+            command += ["--nnodes", str(nodes.count), "--node-rank", str(nodes.rank), "--master-addr",
+                        nodes.master_addr, "--master-port", str(nodes.master_port)]
         return subprocess.run(command, capture_output=True, text=True)
     finally:
         os.unlink(handle.name)
 
 
 def run_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str,
-                     nodes: tuple[int, int, str, int] | None = None) -> dict:
+                     nodes: Nodes | None = None) -> dict:
     """A cell's run on ``ablation.nproc_per_cell`` processes (on each of ``nodes``, this being node 0):
     ``sigx train --nproc N`` into its staging directory (its checkpoints, sharded, resume there). A recipe the
     run refuses stops the ablation, as in one process; any other failure is the cell's. Progress is not streamed
@@ -92,10 +91,11 @@ def run_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, g
 
 def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
              on_progress: Callable[[int, str], None] | None = None, console: Console | None = None,
-             nodes: tuple[int, int, str, int] | None = None, tell_staging: Path | None = None) -> dict:
+             nodes: Nodes | None = None, tell_staging: Path | None = None) -> dict:
     """Train one cell in a staging directory, publish it atomically, and return a short result record. A cell
-    across ``nodes`` runs from node 0, which names the staging directory in ``tell_staging`` for the others
-    (:func:`join_cell`)."""
+    across ``nodes`` runs from node 0, which names the staging directory and where the nodes meet in
+    ``tell_staging`` for the others (:func:`join_cell`), and removes that note once the run is over (every node
+    read it before the run could start)."""
     from sigx.train import run_training
 
     console = console or Console(stderr=True)
@@ -104,7 +104,8 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     recipe = Recipe.model_validate(recipe_data)
     staging = store.claim_staging_dir(cell_id)  # an interrupted attempt's, with its checkpoint, if any
     if tell_staging is not None:
-        write_json_atomic(tell_staging, {"staging": str(staging)})
+        write_json_atomic(tell_staging, {"staging": str(staging), "master_addr": nodes.master_addr,
+                                         "master_port": nodes.master_port})
     started = time.perf_counter()
     try:
         if recipe.ablation.nproc_per_cell > 1 or nodes is not None:
@@ -126,6 +127,9 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
         summary.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
                        traceback=traceback.format_exc(), wall_s=time.perf_counter() - started)
         (staging / CHECKPOINT_FILE).unlink(missing_ok=True)  # --retry-failed starts over; no optimizer state kept
+    finally:
+        if tell_staging is not None:
+            tell_staging.unlink(missing_ok=True)
     summary.update(run_dir=str(store.cell_dir(cell_id)), cell_id=cell_id, pid=os.getpid())
     write_json_atomic(staging / "summary.json", summary)
     placed = store.finalize(staging, cell_id)
@@ -135,17 +139,18 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
             "engine_setup_s": _ENGINE["setup_s"], "engine_cells": _ENGINE["cells"]}
 
 
-def join_cell(recipe_data: dict, cell_id: str, group: str, nodes: tuple[int, int, str, int], told: Path,
+def join_cell(recipe_data: dict, cell_id: str, group: str, count: int, rank: int, told: Path,
               wait_s: float = 600.0) -> None:
-    """A node other than 0 of a cell across nodes: its processes of the run, in the staging directory node 0
-    names in ``told``; node 0 publishes the cell."""
+    """Node ``rank`` (not 0) of a cell across ``count`` nodes: its processes of the run, in the staging directory
+    and at the meeting point node 0 names in ``told``; node 0 publishes the cell."""
     deadline = time.time() + wait_s
     while (named := read_json(told)) is None:
         if time.time() > deadline:
             raise RuntimeError(f"{told}: node 0 named no staging directory within {wait_s:.0f} s")
         time.sleep(0.2)
     recipe = Recipe.model_validate(recipe_data)
+    nodes = Nodes(count, rank, named["master_addr"], named["master_port"])
     done = train_in_processes(recipe, recipe_data, Path(named["staging"]), cell_id, group, nodes)
     if done.returncode != 0:
-        raise RuntimeError(f"node {nodes[1]} of cell {cell_id}: exit status {done.returncode}: "
+        raise RuntimeError(f"node {rank} of cell {cell_id}: exit status {done.returncode}: "
                            f"{(done.stderr.strip().splitlines() or [''])[-1][:200]}")

@@ -29,6 +29,15 @@ def test_ray_executor_runs_cells_as_tasks_reusing_engines(tmp_path):
     assert max(r["engine_cells"] for r in outcome.results) >= 2
 
 
+def test_ray_cells_across_more_nodes_than_the_cluster_has_is_one_line(tmp_path):
+    pytest.importorskip("ray")
+    from sigx.ablation.store import StoreError
+
+    with pytest.raises(StoreError, match=r"^ablation.ray.nodes_per_cell: each cell asks for 2 nodes; the cluster has 1$"):
+        run_ablation(small_recipe(tmp_path, seeds=[0], executor="ray", ray={"nodes_per_cell": 2}))
+    assert not list((tmp_path).rglob("summary.json"))  # nothing ran
+
+
 def _cli(path: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sigx.cli", "ablate", str(path), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

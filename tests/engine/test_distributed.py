@@ -76,11 +76,9 @@ def test_what_a_multi_process_run_does_not_support_yet_is_one_line(tmp_path):
 def test_a_run_across_two_nodes_trains_the_weights_one_process_trains(tmp_path):
     """`--nnodes 2`: the same command on each node with its --node-rank (two torchrun launches meeting at node 0's
     address, here both on this machine, one process each), writing one run directory on a shared filesystem."""
-    import socket
+    from sigx.nodes import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     split = ["rollout.seeding=sample", "techniques.sspo.enabled=true"]
     nodes = []
     for rank in (0, 1):
@@ -164,15 +162,36 @@ def test_a_killed_rank_stops_the_run_and_its_checkpoint_resumes_exactly_in_two_p
 def test_an_ablation_whose_cells_run_on_two_processes_measures_what_one_process_measures(tmp_path):
     """ablation.nproc_per_cell: 2 runs each cell as `sigx train --nproc 2` into its staging directory, and
     slurm.nodes_per_cell: 2 as a job of 2 tasks (here local ones), each a node of `sigx train --nnodes 2`; the
-    store is that of cells run in one process, to the stated tolerance."""
-    import yaml
-
+    store is that of cells run in one process, to the stated tolerance; and ray.nodes_per_cell: 2 as a placement
+    group on two Ray nodes (two raylets on this machine)."""
     from sigx.config import load_recipe
 
     data = load_recipe(RECIPES / "tiny.yaml", SMALL).model_dump(mode="json")
     layouts = {"one": {"nproc_per_cell": 1}, "two processes": {"nproc_per_cell": 2},
                "two nodes": {"executor": "slurm", "slurm": {"local": True, "nodes_per_cell": 2, "cpus_per_cell": 1}}}
+    ray_utils = pytest.importorskip("ray.cluster_utils")
+    cluster = ray_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # two Ray nodes, one machine
+    cluster.add_node(num_cpus=1)
+    layouts["two Ray nodes"] = {"executor": "ray", "ray": {"address": cluster.address, "nodes_per_cell": 2}}
     stores = {}
+    try:
+        _ablate_each(tmp_path, data, layouts, stores)
+    finally:
+        cluster.shutdown()
+    for cell, one in stores["one"].items():
+        for name in ("two processes", "two nodes", "two Ray nodes"):
+            other = stores[name][cell]
+            assert other["status"] == "completed" and other["cell_id"] == cell, (name, other.get("error"))
+            for key in ("final_reward", "reward_auc", "start_reward"):
+                assert abs(one[key] - other[key]) < 1e-3, (name, cell, key)
+    for name in ("two nodes", "two Ray nodes"):  # the notes that told the other node where to go are gone
+        notes = tmp_path / name.replace(" ", "-") / "tiny"
+        assert not [p for p in notes.rglob("*.staging.json")], name
+
+
+def _ablate_each(tmp_path, data: dict, layouts: dict, stores: dict) -> None:
+    import yaml
+
     for name, layout in layouts.items():
         out = tmp_path / name.replace(" ", "-")
         data["ablation"] = {"factors": ["sspo"], "seeds": [0], "output_dir": str(out), **layout}
@@ -183,9 +202,3 @@ def test_an_ablation_whose_cells_run_on_two_processes_measures_what_one_process_
         assert done.returncode == 0, (name, done.stderr[-2000:])
         stores[name] = {cell: json.loads((out / "tiny" / cell / "summary.json").read_text())
                         for cell in ("baseline/seed0", "sspo/seed0")}
-    for cell, one in stores["one"].items():
-        for name in ("two processes", "two nodes"):
-            other = stores[name][cell]
-            assert other["status"] == "completed" and other["cell_id"] == cell, (name, other.get("error"))
-            for key in ("final_reward", "reward_auc", "start_reward"):
-                assert abs(one[key] - other[key]) < 1e-3, (name, cell, key)

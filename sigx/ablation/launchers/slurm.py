@@ -22,6 +22,7 @@ from pathlib import Path
 from sigx.ablation.launchers.base import Event, Launcher, Report, payload, register_launcher, run_cell_remotely
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import StoreError
+from sigx.nodes import Nodes
 from sigx.runs import read_json, write_json_atomic
 
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"}
@@ -66,14 +67,14 @@ def _job_run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str, 
     from sigx.ablation.cell import join_cell
 
     job = submitit.JobEnvironment()
-    address = "127.0.0.1" if launcher_pid is not None else job.hostnames[0]
-    port = 20000 + int("".join(c for c in str(job.job_id) if c.isdigit()) or "0") % 20000
-    layout = (nodes, job.global_rank, address, port)
     attempt = os.environ.get("SLURM_RESTART_COUNT", "0")  # a requeued job runs again under the same id
     told = Path(store_root) / ".slurm" / f"{job.job_id}.{attempt}.staging.json"
     if job.global_rank == 0:
-        return run_cell_remotely(store_root, recipe_data, cell_id, group, threads, nodes=layout, tell_staging=told)
-    join_cell(recipe_data, cell_id, group, layout, told)
+        address = "127.0.0.1" if launcher_pid is not None else job.hostnames[0]
+        port = 20000 + int("".join(c for c in str(job.job_id) if c.isdigit()) or "0") % 20000
+        return run_cell_remotely(store_root, recipe_data, cell_id, group, threads,
+                                 nodes=Nodes(nodes, 0, address, port), tell_staging=told)
+    join_cell(recipe_data, cell_id, group, nodes, job.global_rank, told)
     return None
 
 
