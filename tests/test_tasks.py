@@ -87,5 +87,12 @@ def test_a_verifying_search_critique_re_walks_the_chain_and_names_the_wrong_hop(
     slipped = [Segment("p:boss.city\n", True), Segment("s[ann.boss]", True), Segment("\no:bob\n", False),
                Segment("s[cal.city]", True), Segment("\no:oslo\n", False), Segment("a[oslo]", True)]
     (critique,) = task.critique_demonstration(problem, slipped, correct=False, verify=True)
-    assert critique.text == "ann=ann bob=cal no" and task.parse_verdict(critique.text) is False
+    assert critique.text == "ann=ann+ bob=cal- oslo=oslo+ no" and task.parse_verdict(critique.text) is False
     assert task.critique_demonstration(problem, slipped, correct=True)[0].text == "yes"  # the bare verdict
+    # an answer that is not what the last search returned is marked too; a flipped label keeps the marks
+    misread = slipped[:-1] + [Segment("a[rome]", True)]
+    (critique,) = task.critique_demonstration(problem, misread, correct=True, verify=True)
+    assert critique.text == "ann=ann+ bob=cal- oslo=rome- yes"
+    # an episode cut before its answer (max_turns): only its searches
+    cut = slipped[:3]
+    assert task.critique_demonstration(problem, cut, correct=False, verify=True)[0].text == "ann=ann+ no"

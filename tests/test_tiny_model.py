@@ -104,3 +104,15 @@ def test_a_tokenizer_that_drops_characters_is_caught():
 
     assert misread(DropsNewlines(), "q:ann.boss\n") == "q:ann.boss"
     assert misread(build_char_tokenizer(), "q:ann.boss\n\nverdict: yes") is None
+
+
+def test_only_warm_starts_with_verifying_critiques_change_key_with_their_format(monkeypatch):
+    import sigx.models.tiny as tiny
+
+    verify = SMALL.model_copy(update={"sft_critique_fraction": 0.2, "sft_critique_style": "verify"})
+    others = [SMALL.model_copy(update={"sft_critique_fraction": 0.0}),
+              SMALL.model_copy(update={"sft_critique_style": "verdict"})]
+    before = [tiny.tiny_cache_key(c, TASK) for c in [verify, *others]]
+    monkeypatch.setattr(tiny, "VERIFY_FORMAT", tiny.VERIFY_FORMAT + 1)
+    after = [tiny.tiny_cache_key(c, TASK) for c in [verify, *others]]
+    assert before[0] != after[0] and before[1:] == after[1:]

@@ -27,6 +27,7 @@ from sigx.tasks.base import Segment, Task
 FORMAT_VERSION = 8  # 2: weight init seeded; 3: critique examples in the SFT mix; 4-6: verifying critiques;
 #                    7: verifying critiques of search episodes; 8: the saved tokenizer splits runs of newlines
 #                    (the weights are 7's: no SFT text has two newlines in a row)
+VERIFY_FORMAT = 2  # verifying critiques of search episodes: 2: each pair marked + / -, the answer checked too
 
 
 def cache_root() -> Path:
@@ -42,7 +43,10 @@ def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
     tiny = config.model_dump()
     if not tiny["sft_critique_steps"]:  # added later: a warm start without the phase keeps the key it had
         del tiny["sft_critique_steps"]
-    blob = json.dumps({"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": tiny, "task": task}, sort_keys=True)
+    parts = {"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": tiny, "task": task}
+    if (config.sft_critique_fraction or config.sft_critique_steps) and config.sft_critique_style == "verify":
+        parts["verify_format"] = VERIFY_FORMAT  # only the warm starts whose critiques it changed get a new key
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -194,19 +194,26 @@ class SearchTask(Task):
     def critique_demonstration(self, problem: Problem, transcript: list[Segment], correct: bool,
                                verify: bool = False) -> list[Segment]:
         """With ``verify``, the critic re-walks the chain before its verdict: for each search, the entity the
-        chain has reached (the question's start, then each observation) and the entity searched, ``tad=tad
-        fin=lap no``, so that a wrong hop shows as two different names (GC-RL's cold-start critiques "verify
-        step by step", arXiv 2602.22765 App. A). A bare verdict on this task left the base critic below chance
-        (bench/critic_accuracy.py, docs/benchmarks.md). ``correct`` is the verdict to teach (it may be flipped)."""
+        chain has reached (the question's start, then each observation), the entity searched, and a mark right
+        after the pair, ``+`` when the two are the same name, ``-`` when not; then the answer against the last
+        observation the same way; then the verdict: ``tad=tad+ fin=lap- dal=dal+ no`` (GC-RL's cold-start
+        critiques "verify step by step", arXiv 2602.22765 App. A). The mark makes each comparison local (the
+        name just written against the one before ``=``) and the verdict a look-up of any ``-``; without it the
+        tiny critic wrote the pairs right and its verdicts at chance (docs/benchmarks.md, GC-RL pilot 3).
+        ``correct`` is the verdict to teach (it may be flipped)."""
         if not verify:
             return super().critique_demonstration(problem, transcript, correct)
-        reached, checks = problem.meta["start"], []
+        reached, pairs = problem.meta["start"], []
         for segment in transcript:
             if segment.by_model:
                 for key in _SEARCHES.findall(segment.text):
-                    checks.append(f"{reached}={key.strip().rpartition('.')[0]}")
+                    pairs.append((reached, key.strip().rpartition(".")[0]))
+                answer = self.action_pattern.search(segment.text)
+                if answer is not None and answer.group(1) == self.answer_kind:
+                    pairs.append((reached, answer.group(2).strip()))
             elif segment.text.strip().startswith("o:"):
                 reached = segment.text.strip()[2:]
+        checks = [f"{a}={b}{'+' if a == b else '-'}" for a, b in pairs]
         return [Segment(" ".join(checks + ["yes" if correct else "no"]), True)]
 
     @staticmethod
