@@ -178,9 +178,13 @@ class TinyModelConfig(Strict):
         "the verdict (single-turn tasks), or the chain of searches re-walked (task search), a critic that checks by "
         "re-deriving, so the base judges above chance")
     sft_critique_steps: int = Field(
-        0, ge=0, description="a critique phase after the sft_steps (0: none): this many more steps whose batches are "
-        "half critique examples, half task demonstrations (the policy keeps practising its task while the critic is "
-        "learned), the learning-rate schedule restarted")
+        0, ge=0, description="a critique phase after the sft_steps (0: none): this many more steps whose batches mix "
+        "critique examples and task demonstrations (sft_critique_phase_share; the policy keeps practising its task "
+        "while the critic is learned), the learning-rate schedule restarted")
+    sft_critique_phase_share: float = Field(
+        0.5, gt=0, le=1, description="share of critique examples in the critique phase's batches (the rest are task "
+        "demonstrations, so the policy keeps its task): higher teaches the critic more per step and adds less to "
+        "the policy's warm start")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TinyModelConfig":

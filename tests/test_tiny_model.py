@@ -36,9 +36,9 @@ def test_base_is_built_once_and_reused(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.joinpath("tiny").iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
-def test_a_critique_phase_follows_the_sft_and_trains_on_critiques_only_as_half_its_batches():
-    """sft_critique_steps: a second phase whose batches are half critiques (half task demonstrations); a warm start
-    without it keeps the cache key it had before the field existed."""
+def test_a_critique_phase_follows_the_sft_and_trains_on_critiques_as_its_share_of_the_batches():
+    """sft_critique_steps: a second phase whose batches are sft_critique_phase_share critiques (the rest task
+    demonstrations); a warm start without it keeps the cache key it had before the field existed."""
     import random
 
     from sigx.models import tiny
@@ -54,16 +54,24 @@ def test_a_critique_phase_follows_the_sft_and_trains_on_critiques_only_as_half_i
 
     real, tiny.critique_example = tiny.critique_example, counting
     try:
-        config = SMALL.model_copy(update={"sft_critique_fraction": 0.0, "sft_critique_steps": 40,
-                                          "sft_batch_size": 16})
-        tokenizer = build_char_tokenizer()
-        logs = []
-        losses = sft_warm_start(build_tiny_model(config, tokenizer), tokenizer, task, config, log=logs.append)
+        for phase_share, low, high in ((0.5, 0.4, 0.6), (0.9, 0.84, 0.96)):
+            drawn.clear()
+            config = SMALL.model_copy(update={"sft_critique_fraction": 0.0, "sft_critique_steps": 40,
+                                              "sft_batch_size": 16, "sft_critique_phase_share": phase_share})
+            tokenizer = build_char_tokenizer()
+            losses = sft_warm_start(build_tiny_model(config, tokenizer), tokenizer, task, config, log=lambda _: None)
+            assert len(losses) == 3 + 40
+            share = len(drawn) / (40 * 16)  # none in the first phase (fraction 0), phase_share of the second's
+            assert low < share < high, (phase_share, share)
     finally:
         tiny.critique_example = real
-    assert len(losses) == 3 + 40
-    share = len(drawn) / (40 * 16)  # none in the first phase (fraction 0), half of the second's examples
-    assert 0.4 < share < 0.6, share
+    with_phase = SMALL.model_copy(update={"sft_critique_steps": 2})
+    assert tiny_cache_key(with_phase, TASK) == tiny_cache_key(  # the first share keeps the keys it had
+        with_phase.model_copy(update={"sft_critique_phase_share": 0.5}), TASK)
+    assert tiny_cache_key(with_phase, TASK) != tiny_cache_key(
+        with_phase.model_copy(update={"sft_critique_phase_share": 0.9}), TASK)
+    assert tiny_cache_key(SMALL, TASK) == tiny_cache_key(  # without a phase its share is no part of the key
+        SMALL.model_copy(update={"sft_critique_phase_share": 0.9}), TASK)
 
 
 def test_the_loaded_tokenizer_reads_text_as_the_warm_start_was_trained_on_it(tmp_path, monkeypatch):

@@ -41,7 +41,11 @@ def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
     task = {k: v for k, v in task_config.model_dump().items()
             if k not in field_names_with_role(type(task_config), "held_out")}
     tiny = config.model_dump()
-    if not tiny["sft_critique_steps"]:  # added later: a warm start without the phase keeps the key it had
+    # Fields added later leave out of the key the settings every earlier warm start had, so those keep their keys:
+    # no critique phase, and (with one, or without: no batches to share) the phase's first share, one half.
+    if not config.sft_critique_steps or config.sft_critique_phase_share == 0.5:
+        del tiny["sft_critique_phase_share"]
+    if not config.sft_critique_steps:
         del tiny["sft_critique_steps"]
     parts = {"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": tiny, "task": task}
     if (config.sft_critique_fraction or config.sft_critique_steps) and config.sft_critique_style == "verify":
@@ -116,23 +120,19 @@ def sft_batch(tokenizer, task: Task, rng: random.Random, config: TinyModelConfig
             "labels": torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])}
 
 
-#: the share of critique examples in the critique phase's batches (``sft_critique_steps``)
-CRITIQUE_PHASE_SHARE = 0.5
-
-
 def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=print) -> list[float]:
     """Short supervised warm start on noisy demonstrations (and critique examples); returns the loss curve. With
-    ``sft_critique_steps``, a second phase follows whose batches are half critiques, so that a critic is learned
-    on top of a policy already trained, rather than in competition with it from the first step (on the search
-    task, critiques mixed into the only phase cost the policy far more than the demonstrations they displaced:
-    docs/benchmarks.md)."""
+    ``sft_critique_steps``, a second phase follows whose batches are ``sft_critique_phase_share`` critiques (the
+    rest task demonstrations), so that a critic is learned on top of a policy already trained, rather than in
+    competition with it from the first step (on the search task, critiques mixed into the only phase cost the
+    policy far more than the demonstrations they displaced: docs/benchmarks.md)."""
     rng = random.Random(config.sft_seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
     model.train()
     losses: list[float] = []
     phases = [("sft", config.sft_steps, config.sft_critique_fraction)]
     if config.sft_critique_steps:
-        phases.append(("critique phase", config.sft_critique_steps, CRITIQUE_PHASE_SHARE))
+        phases.append(("critique phase", config.sft_critique_steps, config.sft_critique_phase_share))
     for name, steps, critique_share in phases:
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s, steps=steps: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / max(1, steps)))
