@@ -198,8 +198,9 @@ class SearchTask(Task):
         after the pair, ``+`` when the two are the same name, ``-`` when not; then the answer against the last
         observation the same way; then the verdict: ``tad=tad+ fin=lap- dal=dal+ no`` (GC-RL's cold-start
         critiques "verify step by step", arXiv 2602.22765 App. A). The mark makes each comparison local (the
-        name just written against the one before ``=``) and the verdict a look-up of any ``-``; without it the
-        tiny critic wrote the pairs right and its verdicts at chance (docs/benchmarks.md, GC-RL pilot 3).
+        name just written against the one before ``=``) and the verdict a look-up of any ``-``. The tiny critic
+        judged at chance without the marks (GC-RL pilot 3) and with them on 20% flipped verdicts (pilot 4); with
+        them and clean verdicts it judges at balanced 0.82-0.83 (pilots 5-6, docs/benchmarks.md).
         ``correct`` is the verdict to teach (it may be flipped)."""
         if not verify:
             return super().critique_demonstration(problem, transcript, correct)
