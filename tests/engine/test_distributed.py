@@ -169,22 +169,28 @@ def test_an_ablation_whose_cells_run_on_two_processes_measures_what_one_process_
     data = load_recipe(RECIPES / "tiny.yaml", SMALL).model_dump(mode="json")
     layouts = {"one": {"nproc_per_cell": 1}, "two processes": {"nproc_per_cell": 2},
                "two nodes": {"executor": "slurm", "slurm": {"local": True, "nodes_per_cell": 2, "cpus_per_cell": 1}}}
-    ray_utils = pytest.importorskip("ray.cluster_utils")
-    cluster = ray_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # two Ray nodes, one machine
-    cluster.add_node(num_cpus=1)
-    layouts["two Ray nodes"] = {"executor": "ray", "ray": {"address": cluster.address, "nodes_per_cell": 2}}
+    try:  # ray is a dev dependency; without it the other layouts are still compared
+        from ray.cluster_utils import Cluster
+    except ImportError:
+        Cluster = None
+    cluster = None
+    if Cluster is not None:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # two Ray nodes, one machine
+        cluster.add_node(num_cpus=1)
+        layouts["two Ray nodes"] = {"executor": "ray", "ray": {"address": cluster.address, "nodes_per_cell": 2}}
     stores = {}
     try:
         _ablate_each(tmp_path, data, layouts, stores)
     finally:
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
     for cell, one in stores["one"].items():
-        for name in ("two processes", "two nodes", "two Ray nodes"):
+        for name in [name for name in layouts if name != "one"]:
             other = stores[name][cell]
             assert other["status"] == "completed" and other["cell_id"] == cell, (name, other.get("error"))
             for key in ("final_reward", "reward_auc", "start_reward"):
                 assert abs(one[key] - other[key]) < 1e-3, (name, cell, key)
-    for name in ("two nodes", "two Ray nodes"):  # the notes that told the other node where to go are gone
+    for name in [name for name in layouts if "nodes" in name]:  # the notes telling the other node where to go: gone
         notes = tmp_path / name.replace(" ", "-") / "tiny"
         assert not [p for p in notes.rglob("*.staging.json")], name
 
