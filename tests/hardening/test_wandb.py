@@ -1,7 +1,6 @@
 """W&B that cannot start (issue #26, item 8): a bad WANDB_MODE and an unreachable server are one line, and a run
 that asked to go on offline does so, said in one warning line."""
 
-import socket
 from pathlib import Path
 
 import yaml
@@ -9,6 +8,7 @@ from typer.testing import CliRunner
 
 from hardening_fixtures import one_error_line, tiny_data
 from sigx.cli import app
+from sigx.nodes import free_port
 
 
 def recipe(tmp_path: Path, **logging) -> Path:
@@ -24,9 +24,7 @@ def test_a_wandb_mode_that_is_no_mode_is_one_line(tmp_path, monkeypatch, cwd):
 
 
 def _unreachable_wandb(monkeypatch) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there once closed
+    port = free_port()  # nothing listens there once the probe is closed
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)

@@ -3,7 +3,6 @@ cached, rebuilt when the corpus changes) and Search-R1's HTTP protocol against a
 shapes; down, slow and malformed servers end in one line after the retries)."""
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from json_stub import JsonStubServer
 from qa_data import build_world
 
+from sigx.nodes import free_port
 from sigx.retrieval import Passage, RetrievalError
 from sigx.retrieval.bm25 import BM25Retriever
 from sigx.retrieval.corpus import read_corpus
@@ -137,17 +137,11 @@ def test_http_sends_one_batch_per_call_in_search_r1_shape_and_reads_both_answer_
     assert len(found[0]) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("mode, why", [("down", "cannot connect"), ("slow", "no answer within 0.2 s"),
                                        ("malformed", "malformed answer"), ("error", "HTTP 500")])
 def test_a_failing_server_is_retried_then_one_line(stub, mode, why):
     if mode == "down":
-        url, server = f"http://127.0.0.1:{_free_port()}/retrieve", None
+        url, server = f"http://127.0.0.1:{free_port()}/retrieve", None
     else:
         server = stub(mode=mode, delay=1.0)
         url = server.url
