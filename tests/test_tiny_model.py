@@ -78,6 +78,8 @@ def test_the_loaded_tokenizer_reads_text_as_the_warm_start_was_trained_on_it(tmp
     """What RL feeds the policy (load_base's tokenizer) must be the ids the SFT trained it on (the tokenizer built
     in memory). transformers 5's AutoTokenizer loaded the saved char tokenizer as Qwen2Tokenizer, whose byte-level
     pre-tokenizer dropped every space and newline: search prompts and observations lost their line breaks."""
+    import random
+
     from sigx.config import ModelConfig, SearchTaskConfig
     from sigx.models.loading import load_base
     from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
@@ -89,7 +91,7 @@ def test_the_loaded_tokenizer_reads_text_as_the_warm_start_was_trained_on_it(tmp
     tokenizer, _, _ = load_base(ModelConfig(tiny=SMALL), task, task_config, log=lambda _: None)
     trained_on = build_char_tokenizer()
     problem = task.eval_problems()[0]
-    episode = problem.prompt + "".join(s.text for s in task.demonstration(problem, __import__("random").Random(0), 0))
+    episode = problem.prompt + "".join(s.text for s in task.demonstration(problem, random.Random(0), 0))
     for text in (episode, task.critique_prompt(problem, []) + "ann=ann bob=bob yes", ALPHABET):
         ids = tokenizer(text)["input_ids"]
         assert ids == trained_on(text)["input_ids"]
