@@ -37,6 +37,8 @@ MAX_ERROR_LINE = 600
 def fail(lines: list[str] | str) -> None:
     for line in [lines] if isinstance(lines, str) else lines:
         line = " ".join(str(line).split("\n"))
+        if "LOCAL_RANK" in os.environ:  # a process of a --nproc run: which one says it
+            line = f"process {os.environ.get('RANK', '?')}: {line}"
         if len(line) > MAX_ERROR_LINE:
             line = f"{line[:MAX_ERROR_LINE - 120]} ...[{len(line) - MAX_ERROR_LINE + 40} characters]... {line[-80:]}"
         console.print(f"[red]error:[/red] {escape(line)}", markup=True, highlight=False, soft_wrap=True)
@@ -187,17 +189,26 @@ def train(
         return
     import torch
 
-    from sigx.engine.distributed import init_from_torchrun
+    from sigx.engine.distributed import abandon_processes, init_from_torchrun
+    from sigx.engine.trainer import NonFiniteLossError
     from sigx.train import run_training
 
     world = init_from_torchrun()
     torch.set_num_threads(max(1, min(torch.get_num_threads(), free_cpus()) // world.size))
-    with one_line_errors():
-        try:
-            summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh, save_model=save_model,
-                                   group=group, combination=combination)
-        except RecipeError as err:
-            fail(err.problems)
+    try:
+        with one_line_errors():
+            try:
+                summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh, save_model=save_model,
+                                       group=group, combination=combination)
+            except RecipeError as err:
+                fail(err.problems)
+            except NonFiniteLossError as err:
+                fail([f"{err}: the run diverged (its last checkpoint, if any, is kept); a lower training.lr, "
+                      "a smaller training.max_grad_norm or training.autocast: off may hold it"])
+    except BaseException:
+        if world.sharded:  # this process alone stops: leave the group without waiting for the others, or the
+            abandon_processes()  # interpreter's exit tears gloo's threads down under it (SIGABRT, no message)
+        raise
     if world.sharded:  # every process done (process 0 has written the run) before any leaves the group: a
         finish_processes()  # process that exits while another still talks to it makes gloo abort the other
     if world.rank != 0:
@@ -227,7 +238,7 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
     else:
         where = ["--nnodes", str(nodes.count), "--node_rank", str(nodes.rank), "--master_addr", nodes.master_addr,
                  "--master_port", str(nodes.master_port)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), *where,
+    command = [sys.executable, "-m", "sigx.torchrun", "--nproc_per_node", str(nproc), *where,
                "-m", "sigx.cli", "train", str(recipe)]  # (torchrun would take
     # an option it knows a prefix of, such as --nproc: the children learn their world from torchrun instead)
     for override in overrides:
@@ -238,7 +249,7 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
     code = subprocess.run(command, env=env).returncode
     if code:
         layout = f"--nproc {nproc}" if nodes is None else f"--nnodes {nodes.count} (node {nodes.rank})"
-        fail([f"{layout}: a process of the run stopped (exit status {code}); its error is above"])
+        fail([f"{layout}: a process of the run stopped; its error is above"])
 
 
 @app.command(epilog="Examples:  sigx ablate recipes/tiny.yaml --dry-run  ·  sigx ablate recipes/stress.yaml "

@@ -201,6 +201,15 @@ def load_shards(model: torch.nn.Module, optimizer, directory: Path, extra: dict 
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
+def abandon_processes() -> None:
+    """Leave the process group alone, without the others (``ProcessGroup.abort``, not collective): for a process
+    that stops on an error while the others may be inside a collective. A group left to the interpreter's exit
+    instead is torn down with gloo's threads still holding work, and the process dies of SIGABRT without its
+    error (pytorch/pytorch#179291 describes the crash). torchrun then stops the others."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.distributed_c10d._abort_process_group()
+
+
 def barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
