@@ -136,6 +136,9 @@ def room_note(report: Report) -> str:
 
 EFFECT_HEADER = ["term", "role", "effect", "SE", "95% CI", "p", "p (Holm)", "significant", "within margin",
                  "MDE (80%, Holm)", "x unpaired"]
+#: what the additivity section says when the ablation crosses fewer than two techniques (a screen of one)
+NO_SETS = "No set of two or more techniques is crossed in this ablation: there is no gain to add up."
+
 ADDITIVITY_HEADER = ["regime", "techniques", "observed gain", "sum of single gains", "gap", "gap 95% CI (seed-paired)",
                      "p (Holm)", "p within margin (Holm)", "verdict", "MDE (80%, Holm)", "x unpaired",
                      "seeds to resolve (P)"]
@@ -194,7 +197,8 @@ def markdown(report: Report, plots: list[Path]) -> str:
     parts += ["## Cells", "", _md_table(cell_header(report), cell_rows(report)), "",
               "## Room for each mechanism", "", room_note(report), "", _md_table(room_header(report), room_rows(report)), "",
               f"## Effects on `{report.metric}`", "", _md_table(EFFECT_HEADER, effect_rows(report)), "",
-              f"## Additivity of `{report.metric}` gains", "", _md_table(ADDITIVITY_HEADER, additivity_rows(report)), "",
+              f"## Additivity of `{report.metric}` gains", "",
+              _md_table(ADDITIVITY_HEADER, additivity_rows(report)) if additivity_rows(report) else NO_SETS, "",
               "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     parts += ["", "## Provenance", "", f"- {report.warm_start}"]
@@ -261,6 +265,9 @@ def print_report(report: Report, console: Console) -> None:
                                 ("room for each mechanism", room_header(report), room_rows(report)),
                                 (f"effects on {report.metric}", EFFECT_HEADER, effect_rows(report)),
                                 (f"additivity of {report.metric} gains", ADDITIVITY_HEADER, additivity_rows(report))]:
+        if header is ADDITIVITY_HEADER and not rows:
+            console.print(NO_SETS, highlight=False)
+            continue
         table = Table(title=title, title_justify="left")
         for column in header:
             table.add_column(column)

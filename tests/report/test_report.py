@@ -328,3 +328,13 @@ def test_the_report_names_the_warm_start_its_runs_came_from(tmp_path):
         write_json_atomic(summary, data)
     report = build_report(load_ablation(root))
     assert report.warm_start == "warm start: aaaa1111 (3 runs); bbbb2222 (1 run)"
+
+
+def test_a_screen_of_one_technique_says_there_is_nothing_to_add_up_instead_of_an_empty_table(tmp_path):
+    root = make_store(tmp_path / "abl", ["sorl"], [0, 1, 2], lambda on, seed: 0.5 + 0.1 * on["sorl"] + 0.01 * seed)
+    result = CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "out"), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "abl" / "report.md").read_text()  # --out DIR: the report goes to DIR/<store name>/
+    section = text.split("## Additivity of")[1].split("## Plots")[0]
+    assert "No set of two or more techniques is crossed in this ablation" in section and "| regime |" not in section
+    assert "No set of two or more techniques is crossed" in result.output
