@@ -194,7 +194,8 @@ def train(
     from sigx.train import run_training
 
     world = init_from_torchrun()
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), free_cpus()) // world.size))
+    if not world.sharded:  # (the processes of a --nproc run keep the threads their launcher gave each alike)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), free_cpus())))
     try:
         with one_line_errors():
             try:

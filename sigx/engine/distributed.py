@@ -15,7 +15,8 @@ What is split, and why this way (a first slice of issue #28):
   share their prompt, whose prefill the sampler does once), and the shares are gathered back in order
   (:meth:`World.gather`): the same trajectories as one process samples, in 1/N of the sampling work each. With
   the default ``seeding: batch`` (one stream for the whole batch: a sample's draws depend on its batch) every
-  process samples the whole step, the same on each.
+  process samples the whole step from the same seeds, and process 0's trajectories are the ones every process
+  keeps (:meth:`World.same`: identical when the processes compute alike, which is then not assumed).
 - **The techniques** then run on every process alike, on the whole gathered batch and from the same seeds, so
   rewards, advantages, GC-RL's cache and every technique's random stream are those of the single-process run
   (a technique's own sampling, GC-RL's critiques, is split the same way: it goes through the same rollout).
@@ -67,6 +68,17 @@ class World:
             return list(range(len(groups)))
         by_group = len(set(groups)) >= self.size
         return [i for i, g in enumerate(groups) if (g if by_group else i) % self.size == self.rank]
+
+    def same(self, items: list) -> list:
+        """Process 0's ``items`` on every process. A rollout every process computes from the same seeds should
+        be the same everywhere, but that rests on every process computing bit for bit alike (the same thread
+        count, kernels, hardware); if one drifts, the processes would train on different batches and their
+        collectives fall out of step. Taking process 0's makes it hold whatever happens. Collective."""
+        if not self.sharded:
+            return items
+        box = [items if self.rank == 0 else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
 
     def gather(self, rows: list[int], items: list, count: int) -> list:
         """Every process's ``items`` (those of batch ``rows``) put back in batch order: a list of ``count``,

@@ -123,8 +123,8 @@ class RolloutBackend(ABC):
         process returns the trajectories one process would. Collective in such a run: every process calls it
         with the same arguments."""
         with self.generating():
-            if self.seeding != "sample":
-                return self._rollout(task, problems, groups, params, tokenizer, generator)
+            if self.seeding != "sample":  # every process samples the whole batch; process 0's is used
+                return current_world().same(self._rollout(task, problems, groups, params, tokenizer, generator))
             streams = None if params.greedy else sample_streams(len(problems), generator)
             world = current_world()
             mine = world.share(groups)

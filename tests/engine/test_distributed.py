@@ -230,3 +230,27 @@ def _ablate_each(tmp_path, data: dict, layouts: dict, stores: dict) -> None:
         assert done.returncode == 0, (name, done.stderr[-2000:])
         stores[name] = {cell: json.loads((out / "tiny" / cell / "summary.json").read_text())
                         for cell in ("baseline/seed0", "sspo/seed0")}
+
+
+def _keep_process_zeros(rank: int, port: int, out: str) -> None:
+    import torch.distributed
+
+    from sigx.engine.distributed import World
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    kept = World(rank, 2).same([{"tokens": [rank, rank + 1]}, f"sampled by {rank}"])  # what each process sampled
+    Path(out, f"kept{rank}.json").write_text(json.dumps(kept))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.multiprocess
+def test_processes_that_sampled_differently_all_keep_process_zeros_rollout(tmp_path):
+    """With rollout.seeding: batch every process samples the whole step; should one compute differently (another
+    thread count, another GPU model), every process still trains on process 0's trajectories."""
+    import torch.multiprocessing
+
+    from sigx.nodes import free_port
+
+    torch.multiprocessing.spawn(_keep_process_zeros, args=(free_port(), str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"kept{rank}.json").read_text()) == [{"tokens": [0, 1]}, "sampled by 0"]
