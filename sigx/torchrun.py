@@ -3,8 +3,9 @@
 Why: when one process of a run fails, torchrun (``torch.distributed.run``) stops the others and raises
 ``ChildFailedError``, whose 60-line traceback and failure table bury the process's own one-line error. This
 module runs the same launcher (``torch.distributed.run.run``, same arguments) and turns that exception into the
-failing process and how it ended; the error the process printed itself stays above it. Its exit status is 1
-(a process failed), 2 (torchrun's own arguments), or torchrun's."""
+failing process and how it ended; the error the process printed itself stays above it. A launch that cannot
+start (its port taken, the rendezvous unreachable) is one line too. Exit status: 0, 1 (the run stopped) or 2
+(torchrun's own arguments, from its parser)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def main(argv: list[str]) -> int:
         rank, failure = err.get_first_failure()
         print(f"error: process {rank} of the run stopped first ({how_it_ended(failure.exitcode, failure.signal_name())})",
               file=sys.stderr)
+        return 1
+    except Exception as err:  # before any process ran: the rendezvous (a port in use, an unreachable node 0)
+        print(f"error: torchrun could not start the run's processes: {type(err).__name__}: "
+              f"{' '.join(str(err).split())[:400]}", file=sys.stderr)
         return 1
     return 0
 

@@ -218,8 +218,9 @@ def abandon_processes() -> None:
     that stops on an error while the others may be inside a collective. A group left to the interpreter's exit
     instead is torn down with gloo's threads still holding work, and the process dies of SIGABRT without its
     error (pytorch/pytorch#179291 describes the crash). torchrun then stops the others."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.distributed_c10d._abort_process_group()
+    abort = getattr(torch.distributed.distributed_c10d, "_abort_process_group", None)  # torch >= 2.6 (private)
+    if abort is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        abort()
 
 
 def barrier() -> None:

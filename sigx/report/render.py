@@ -194,11 +194,12 @@ def markdown(report: Report, plots: list[Path]) -> str:
     if ab.design.get("aliases"):
         parts += ["Aliases (each estimated term and the lowest-order terms it is confounded with):", ""]
         parts += [f"- {line}" for line in ab.design["aliases"]] + [""]
+    gaps = additivity_rows(report)
     parts += ["## Cells", "", _md_table(cell_header(report), cell_rows(report)), "",
               "## Room for each mechanism", "", room_note(report), "", _md_table(room_header(report), room_rows(report)), "",
               f"## Effects on `{report.metric}`", "", _md_table(EFFECT_HEADER, effect_rows(report)), "",
               f"## Additivity of `{report.metric}` gains", "",
-              _md_table(ADDITIVITY_HEADER, additivity_rows(report)) if additivity_rows(report) else NO_SETS, "",
+              _md_table(ADDITIVITY_HEADER, gaps) if gaps else NO_SETS, "",
               "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     parts += ["", "## Provenance", "", f"- {report.warm_start}"]

@@ -254,3 +254,21 @@ def test_processes_that_sampled_differently_all_keep_process_zeros_rollout(tmp_p
     torch.multiprocessing.spawn(_keep_process_zeros, args=(free_port(), str(tmp_path)), nprocs=2)
     for rank in (0, 1):
         assert json.loads((tmp_path / f"kept{rank}.json").read_text()) == [{"tokens": [0, 1]}, "sampled by 0"]
+
+
+@pytest.mark.multiprocess
+def test_a_launch_whose_port_is_taken_is_one_line_not_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "sigx.cli", "train", str(RECIPES / "tiny.yaml"), "--run-dir", str(tmp_path / "r"),
+                   "--nproc", "1", "--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1",
+                   "--master-port", str(port), "--set", "logging.wandb=disabled"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors[0].startswith("error: torchrun could not start the run's processes: ") and "address already in use" in errors[0]
+    assert errors[-1] == "error: --nnodes 2 (node 0): a process of the run stopped; its error is above"
