@@ -189,7 +189,7 @@ def train(
         return
     import torch
 
-    from sigx.engine.distributed import abandon_processes, init_from_torchrun
+    from sigx.engine.distributed import abandon_processes, finish_processes, init_from_torchrun
     from sigx.engine.trainer import NonFiniteLossError
     from sigx.train import run_training
 
@@ -219,13 +219,6 @@ def train(
         f"(greedy {summary['start_greedy_reward']:.3f} -> {summary['final_greedy_reward']:.3f}) "
         f"in {summary['wall_s']:.0f}s; run written to {summary['run_dir']}"
     )
-
-
-def finish_processes() -> None:
-    import torch.distributed
-
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
 
 
 def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Path | None, fresh: bool,

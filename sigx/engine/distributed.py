@@ -213,6 +213,13 @@ def load_shards(model: torch.nn.Module, optimizer, directory: Path, extra: dict 
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
+def finish_processes() -> None:
+    """Leave the process group together, once every process is done (collective): a process that exits while
+    another still talks to it makes gloo abort the other."""
+    barrier()
+    torch.distributed.destroy_process_group()
+
+
 def abandon_processes() -> None:
     """Leave the process group alone, without the others (``ProcessGroup.abort``, not collective): for a process
     that stops on an error while the others may be inside a collective. A group left to the interpreter's exit
