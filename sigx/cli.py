@@ -242,8 +242,11 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, free_cpus() // nproc))}
     code = subprocess.run(command, env=env).returncode
     if code:
+        from sigx.torchrun import COULD_NOT_START
+
         layout = f"--nproc {nproc}" if nodes is None else f"--nnodes {nodes.count} (node {nodes.rank})"
-        fail([f"{layout}: a process of the run stopped; its error is above"])
+        what = "the run's processes could not start" if code == COULD_NOT_START else "a process of the run stopped"
+        fail([f"{layout}: {what}; its error is above"])
 
 
 @app.command(epilog="Examples:  sigx ablate recipes/tiny.yaml --dry-run  ·  sigx ablate recipes/stress.yaml "

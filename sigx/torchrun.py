@@ -4,12 +4,16 @@ Why: when one process of a run fails, torchrun (``torch.distributed.run``) stops
 ``ChildFailedError``, whose 60-line traceback and failure table bury the process's own one-line error. This
 module runs the same launcher (``torch.distributed.run.run``, same arguments) and turns that exception into the
 failing process and how it ended; the error the process printed itself stays above it. A launch that cannot
-start (its port taken, the rendezvous unreachable) is one line too. Exit status: 0, 1 (the run stopped) or 2
-(torchrun's own arguments, from its parser)."""
+start (its port taken, the rendezvous unreachable) is one line too. Exit status: 0, 1 (a process of the run
+stopped), 2 (torchrun's own arguments, from its parser) or 3 (no process could start), so the launcher's last line
+can say which."""
 
 from __future__ import annotations
 
 import sys
+
+#: exit status of a launch whose processes never started (1: one of them stopped; 2: argparse's own)
+COULD_NOT_START = 3
 
 
 def how_it_ended(exitcode: int, signal_name: str) -> str:
@@ -31,7 +35,7 @@ def main(argv: list[str]) -> int:
     except Exception as err:  # before any process ran: the rendezvous (a port in use, an unreachable node 0)
         print(f"error: torchrun could not start the run's processes: {type(err).__name__}: "
               f"{' '.join(str(err).split())[:400]}", file=sys.stderr)
-        return 1
+        return COULD_NOT_START
     return 0
 
 

@@ -271,4 +271,4 @@ def test_a_launch_whose_port_is_taken_is_one_line_not_a_traceback(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors[0].startswith("error: torchrun could not start the run's processes: ") and "address already in use" in errors[0]
-    assert errors[-1] == "error: --nnodes 2 (node 0): a process of the run stopped; its error is above"
+    assert errors[-1] == "error: --nnodes 2 (node 0): the run's processes could not start; its error is above"
