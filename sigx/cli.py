@@ -305,7 +305,9 @@ def ablate(
 @app.command(epilog="Examples:  sigx report  ·  sigx report ablations/stress  ·  sigx report ablations/stress --metric "
                      "reward_auc (not the declared metric: the report says so first)  ·  sigx report ablations/tiny "
                      "--format md --format csv --format json --out results  ·  sigx report results/stress/runs.csv "
-                     "--recipe recipes/stress.yaml (an archived result, its store gone)")
+                     "--recipe recipes/stress.yaml (an archived result, its store gone)  ·  sigx report "
+                     "ablations/search-stress-ws2 --replicates results/search-stress/search-stress (does a second "
+                     "warm start confirm the first's conclusions?)")
 def report(
     stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/); with --recipe, archived runs.csv files.", show_default=False)] = None,
     metric: Annotated[Optional[str], typer.Option(help="Metric of the effects and additivity tables (default: the recipe's ablation.metric, else final_reward): final_reward, reward_auc, final_critique_accuracy, tokens_per_s, or any numeric key of the runs' summary.json (a technique's own entries).", show_default=False)] = None,
@@ -313,6 +315,7 @@ def report(
     margin: Annotated[Optional[float], typer.Option(help="Additivity / equivalence margin (default: the recipe's ablation.margin, else 0.02).", show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Reports go to OUT/<ablation name>/.")] = Path("results"),
     recipe: Annotated[Optional[Path], typer.Option(help="Report archived runs (a runs.csv) made by this recipe.", show_default=False)] = None,
+    replicates: Annotated[Optional[Path], typer.Option(help="A reference report.json (or its folder): test its conclusions (significant terms, synergistic / redundant gaps) on this ablation, e.g. the same factors on another warm start.", show_default=False)] = None,
 ) -> None:
     """Compare an ablation's cells and test whether the techniques' gains add up (effects, interactions, gaps).
 
@@ -330,6 +333,8 @@ def report(
     if margin is not None and not 0 < margin <= 1:
         fail(f"--margin: must be in (0, 1] (got {margin})")
     stores = stores or ([] if recipe else find_ablations())
+    if replicates is not None and len(stores) > 1:
+        fail(f"--replicates: checks one ablation against its reference; {len(stores)} were named")
     if not stores:
         fail("no ablation run store under ablations/; run `sigx ablate RECIPE` first or name a store directory")
     loaded, first_of = [], {}
@@ -349,7 +354,7 @@ def report(
     for ablation in loaded:
         with one_line_errors():
             try:
-                _, written = generate_report(ablation, out, metric, margin, formats, console)
+                _, written = generate_report(ablation, out, metric, margin, formats, console, replicates=replicates)
             except ReportError as err:
                 fail(str(err))
         typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")

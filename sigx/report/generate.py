@@ -9,6 +9,7 @@ from rich.console import Console
 from sigx.report.load import Ablation, load_ablation, load_archive
 from sigx.report.plots import write_plots
 from sigx.report.render import print_report, write_files
+from sigx.report.replication import read_reference, replication
 from sigx.report.stats import Report, build_report
 
 FORMATS = ("md", "csv", "json")
@@ -24,11 +25,15 @@ def load_store(store: str | Path, recipe: str | Path | None = None) -> Ablation:
 
 def generate_report(store: str | Path | Ablation, out_base: str | Path = "results", metric: str | None = None,
                     margin: float | None = None, formats: tuple[str, ...] = ("md",),
-                    console: Console | None = None, recipe: str | Path | None = None) -> tuple[Report, list[Path]]:
+                    console: Console | None = None, recipe: str | Path | None = None,
+                    replicates: str | Path | None = None) -> tuple[Report, list[Path]]:
     """``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so). ``store``
-    is a run store's path, an archive's (with ``recipe``, see :func:`load_store`) or an ablation loaded by it."""
+    is a run store's path, an archive's (with ``recipe``, see :func:`load_store`) or an ablation loaded by it.
+    ``replicates``: a reference report.json whose conclusions this ablation checks (sigx.report.replication)."""
     ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
     report = build_report(ablation, metric, margin)
+    if replicates is not None:
+        report.replication = replication(report, read_reference(replicates), report.alpha)
     out = Path(out_base) / ablation.name
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)

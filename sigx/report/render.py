@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sigx.report.load import METRICS, metric_description
+from sigx.report.replication import summary_line
 from sigx.report.stats import Report
 from sigx.runs import write_json_atomic, write_text_atomic
 
@@ -180,6 +181,36 @@ def blocking_line(report: Report) -> str:
             f"(median over terms; {ratios.min():.2f}x to {ratios.max():.2f}x).")
 
 
+REPLICATION_HEADER = ["conclusion", "kind", "reference", "check estimate", "simultaneous 95% CI", "p (Holm)",
+                      "outcome"]
+
+
+def replication_rows(report: Report) -> list[list[str]]:
+    rows = []
+    for _, row in report.replication.table.iterrows():
+        ci = "-" if _missing(row.ci_low) else f"[{_signed(row.ci_low)}, {_signed(row.ci_high)}]"
+        reference = f"{_signed(row.reference_estimate)} ({row.reference_verdict})"
+        rows.append([row.conclusion, row.kind, reference, _signed(row.estimate), ci, _p(row.p_holm), row.outcome])
+    return rows
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def replication_section(report: Report) -> list[str]:
+    r = report.replication
+    parts = [f"## Replication of `{r.reference}`'s conclusions", "",
+             f"Reference: `{r.source}`. Its conclusions (every term it calls significant, every gap it calls "
+             "synergistic or redundant) tested on this ablation: two-sided, Holm over those estimable here; "
+             "*confirmed* = significant with the reference's sign, *contradicted* = with the other sign.", "",
+             summary_line(r), ""]
+    parts += [f"- {n}" for n in r.notes] + ([""] if r.notes else [])
+    if len(r.table):
+        parts += [_md_table(REPLICATION_HEADER, replication_rows(report)), ""]
+    return parts
+
+
 def markdown(report: Report, plots: list[Path]) -> str:
     ab = report.ablation
     parts = [f"# Ablation report: {ab.name}", "", report.declaration, "", headline(report), ""]
@@ -199,8 +230,10 @@ def markdown(report: Report, plots: list[Path]) -> str:
               "## Room for each mechanism", "", room_note(report), "", _md_table(room_header(report), room_rows(report)), "",
               f"## Effects on `{report.metric}`", "", _md_table(EFFECT_HEADER, effect_rows(report)), "",
               f"## Additivity of `{report.metric}` gains", "",
-              _md_table(ADDITIVITY_HEADER, gaps) if gaps else NO_SETS, "",
-              "## Plots", ""]
+              _md_table(ADDITIVITY_HEADER, gaps) if gaps else NO_SETS, ""]
+    if report.replication is not None:
+        parts += replication_section(report)
+    parts += ["## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     parts += ["", "## Provenance", "", f"- {report.warm_start}"]
     parts += [f"- {line}" for line in report.batches or ["batches: not recorded"]]
@@ -235,7 +268,11 @@ def as_json(report: Report) -> dict:
             "residual_df": report.effects.residual_df, "runs": records(report.ablation.runs),
             "design": report.ablation.design, "cells": records(report.cells),
             "effects": records(report.effects.table), "additivity": records(report.additivity),
-            "room": records(report.room), "room_measures": report.ablation.room}
+            "room": records(report.room), "room_measures": report.ablation.room, "alpha": report.alpha,
+            **({"replication": {"reference": report.replication.reference, "source": report.replication.source,
+                                "family": report.replication.family, "notes": report.replication.notes,
+                                "rows": records(report.replication.table)}}
+               if report.replication is not None else {})}
 
 
 def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]) -> list[Path]:
@@ -245,7 +282,8 @@ def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]
         written.append(out / "report.md")
     if "csv" in formats:
         for name, df in [("runs", report.ablation.runs), ("cells", report.cells), ("effects", report.effects.table),
-                         ("additivity", report.additivity), ("room", report.room)]:
+                         ("additivity", report.additivity), ("room", report.room)] + \
+                        ([("replication", report.replication.table)] if report.replication is not None else []):
             write_text_atomic(out / f"{name}.csv", df.to_csv(index=False))
             written.append(out / f"{name}.csv")
     if "json" in formats:
@@ -278,3 +316,14 @@ def print_report(report: Report, console: Console) -> None:
                 row = row[:VERDICT_COLUMN] + [f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"] + row[VERDICT_COLUMN + 1:]
             table.add_row(*[r.replace("**", "") for r in row])
         console.print(table)
+    if report.replication is not None:
+        console.print(summary_line(report.replication).replace("`", ""), highlight=False)
+        for note in report.replication.notes:
+            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        if len(report.replication.table):
+            table = Table(title=f"replication of {report.replication.reference}'s conclusions", title_justify="left")
+            for column in REPLICATION_HEADER:
+                table.add_column(column)
+            for row in replication_rows(report):
+                table.add_row(*row)
+            console.print(table)

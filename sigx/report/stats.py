@@ -512,6 +512,7 @@ class Report:
     batches: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # what made the report (sigx commit, library versions)
     warm_start: str = ""  # the base model the runs started from
+    replication: object = None  # sigx.report.replication.Replication, with --replicates
 
 
 def declaration_line(ab: Ablation, metric: str, margin: float) -> str:
