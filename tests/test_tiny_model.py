@@ -116,13 +116,19 @@ def test_a_tokenizer_that_drops_characters_is_caught():
     assert misread(build_char_tokenizer(), "q:ann.boss\n\nverdict: yes") is None
 
 
-def test_only_warm_starts_with_verifying_critiques_change_key_with_their_format(monkeypatch):
+def test_only_warm_starts_with_verifying_critiques_of_episodes_change_key_with_their_format(monkeypatch):
+    """VERIFY_FORMAT versions the verifying critiques of multi-turn (search) episodes; arithmetic's verifying
+    critiques re-derive the answer, unchanged by it, so those warm starts keep their keys (and their cached
+    weights and the names reports give them)."""
     import sigx.models.tiny as tiny
+    from sigx.config import SearchTaskConfig
 
+    search = SearchTaskConfig(eval_prompts=4)
     verify = SMALL.model_copy(update={"sft_critique_fraction": 0.2, "sft_critique_style": "verify"})
     others = [SMALL.model_copy(update={"sft_critique_fraction": 0.0}),
               SMALL.model_copy(update={"sft_critique_style": "verdict"})]
-    before = [tiny.tiny_cache_key(c, TASK) for c in [verify, *others]]
+    cases = [(verify, search), *[(c, search) for c in others], (verify, TASK), *[(c, TASK) for c in others]]
+    before = [tiny.tiny_cache_key(c, t) for c, t in cases]
     monkeypatch.setattr(tiny, "VERIFY_FORMAT", tiny.VERIFY_FORMAT + 1)
-    after = [tiny.tiny_cache_key(c, TASK) for c in [verify, *others]]
+    after = [tiny.tiny_cache_key(c, t) for c, t in cases]
     assert before[0] != after[0] and before[1:] == after[1:]

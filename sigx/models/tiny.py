@@ -48,8 +48,11 @@ def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
     if not config.sft_critique_steps:
         del tiny["sft_critique_steps"]
     parts = {"v": FORMAT_VERSION, "alphabet": ALPHABET, "tiny": tiny, "task": task}
-    if (config.sft_critique_fraction or config.sft_critique_steps) and config.sft_critique_style == "verify":
-        parts["verify_format"] = VERIFY_FORMAT  # only the warm starts whose critiques it changed get a new key
+    # Only the warm starts whose critiques VERIFY_FORMAT changed get a new key: verifying critiques of multi-turn
+    # episodes (a single-turn task's verifying critique re-derives the answer, as before it).
+    if (config.sft_critique_fraction or config.sft_critique_steps) and config.sft_critique_style == "verify" \
+            and getattr(task_config, "max_turns", 1) > 1:
+        parts["verify_format"] = VERIFY_FORMAT
     blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
