@@ -30,10 +30,11 @@ def generate_report(store: str | Path | Ablation, out_base: str | Path = "result
     """``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so). ``store``
     is a run store's path, an archive's (with ``recipe``, see :func:`load_store`) or an ablation loaded by it.
     ``replicates``: a reference report.json whose conclusions this ablation checks (sigx.report.replication)."""
+    reference = read_reference(replicates) if replicates is not None else None  # a bad one fails first
     ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
     report = build_report(ablation, metric, margin)
-    if replicates is not None:
-        report.replication = replication(report, read_reference(replicates), report.alpha)
+    if reference is not None:
+        report.replication = replication(report, reference, report.alpha)
     out = Path(out_base) / ablation.name
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)
