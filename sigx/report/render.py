@@ -188,14 +188,10 @@ REPLICATION_HEADER = ["conclusion", "kind", "reference", "check estimate", "simu
 def replication_rows(report: Report) -> list[list[str]]:
     rows = []
     for _, row in report.replication.table.iterrows():
-        ci = "-" if _missing(row.ci_low) else f"[{_signed(row.ci_low)}, {_signed(row.ci_high)}]"
+        ci = "-" if math.isnan(row.ci_low) else f"[{_signed(row.ci_low)}, {_signed(row.ci_high)}]"
         reference = f"{_signed(row.reference_estimate)} ({row.reference_verdict})"
         rows.append([row.conclusion, row.kind, reference, _signed(row.estimate), ci, _p(row.p_holm), row.outcome])
     return rows
-
-
-def _missing(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def replication_section(report: Report) -> list[str]:
