@@ -4,7 +4,6 @@ error rate by simulation on data shaped like the project's results (unequal nois
 at once), and one-line errors for bad references."""
 
 import gc
-import itertools
 import json
 import math
 
@@ -13,14 +12,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from test_report_error_rates import FACTORS, store
+
 from sigx.cli import app
-from sigx.report.load import Ablation, FactorInfo, ReportError
+from sigx.report.load import Ablation, ReportError
 from sigx.report.render import as_json, markdown
 from sigx.report.replication import conclusions, read_reference, replication
 from sigx.report.stats import ALPHA, Report, additivity_table, build_report, factorial_effects
 
-FACTORS = ["search_p1", "gcrl", "sspo", "sorl", "staleness"]
-INFO = {"staleness": FactorInfo("staleness", kind="field", role="regime", on_label="staleness=4", levels=(0, 4))}
 
 
 @pytest.fixture(autouse=True)
@@ -41,22 +40,7 @@ def unequal_noise(on: set) -> float:
 
 
 def planted(mean, rng, seeds=5, noise=unequal_noise, factors=FACTORS) -> Ablation:
-    seed_effect = rng.normal(0, 0.02, seeds)
-    rows = []
-    for point in itertools.product((0, 1), repeat=len(factors)):
-        on = {f for f, x in zip(factors, point) if x}
-        combination = "+".join(f for f in factors if f in on) or "baseline"
-        draws = mean(on) + seed_effect + rng.normal(0, noise(on), seeds)
-        for seed in range(seeds):
-            rows.append({"cell": f"{combination}/seed{seed}", "combination": combination, "seed": seed,
-                         "status": "done", **dict(zip(factors, point)), "final_reward": draws[seed]})
-    runs = pd.DataFrame(rows)
-    for column in ["reward_auc", "final_critique_accuracy", "tokens_per_s", "clip_fraction", "log_ratio_abs",
-                   "zero_variance_groups", "critique_accuracy_start", "failed_with_signal", "error"]:
-        runs[column] = np.nan
-    return Ablation("planted", None, list(factors), runs, pd.DataFrame(columns=["cell", "combination", "seed", "step",
-                                                                               "reward"]),
-                    {k: v for k, v in INFO.items() if k in factors})
+    return store(mean, rng, seeds, noise, seed_sd=0.02, factors=factors)
 
 
 def light_report(ab: Ablation) -> Report:

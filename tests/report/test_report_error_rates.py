@@ -38,22 +38,25 @@ def stress_noise(on: set) -> float:
     return 0.018 if "sorl" in on else 0.009
 
 
-def store(mean, rng, seeds=5, noise=stress_noise, seed_sd=0.01) -> Ablation:
+def store(mean, rng, seeds=5, noise=stress_noise, seed_sd=0.01, factors=FACTORS) -> Ablation:
+    """A full factorial over ``factors`` in memory: final_reward = mean(on) + a seed effect shared by every cell
+    + noise(on)."""
     seed_effect = rng.normal(0, seed_sd, seeds)
     rows = []
-    for point in itertools.product((0, 1), repeat=len(FACTORS)):
-        on = {f for f, x in zip(FACTORS, point) if x}
-        combination = "+".join(f for f in FACTORS if f in on) or "baseline"
+    for point in itertools.product((0, 1), repeat=len(factors)):
+        on = {f for f, x in zip(factors, point) if x}
+        combination = "+".join(f for f in factors if f in on) or "baseline"
         draws = mean(on) + seed_effect + rng.normal(0, noise(on), seeds)
         for seed in range(seeds):
             rows.append({"cell": f"{combination}/seed{seed}", "combination": combination, "seed": seed,
-                         "status": "done", **dict(zip(FACTORS, point)), "final_reward": draws[seed]})
+                         "status": "done", **dict(zip(factors, point)), "final_reward": draws[seed]})
     runs = pd.DataFrame(rows)
     for column in ["reward_auc", "final_critique_accuracy", "tokens_per_s", "clip_fraction", "log_ratio_abs",
                    "zero_variance_groups", "critique_accuracy_start", "failed_with_signal", "error"]:
         runs[column] = np.nan
-    return Ablation("planted", None, list(FACTORS), runs,
-                    pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"]), dict(INFO))
+    return Ablation("planted", None, list(factors), runs,
+                    pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"]),
+                    {k: v for k, v in INFO.items() if k in factors})
 
 
 def additive(on: set) -> float:
