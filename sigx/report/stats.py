@@ -41,6 +41,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,9 @@ from statsmodels.stats.multitest import multipletests
 
 from sigx.provenance import provenance
 from sigx.report.load import METRICS, Ablation, ReportError, numeric_metrics
+
+if TYPE_CHECKING:  # replication imports this module; the annotation only names its class
+    from sigx.report.replication import Replication
 
 ALPHA = 0.05
 POWER = 0.8
@@ -512,7 +516,7 @@ class Report:
     batches: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # what made the report (sigx commit, library versions)
     warm_start: str = ""  # the base model the runs started from
-    replication: object = None  # sigx.report.replication.Replication, with --replicates
+    replication: Replication | None = None  # with --replicates
 
 
 def declaration_line(ab: Ablation, metric: str, margin: float) -> str:
