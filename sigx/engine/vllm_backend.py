@@ -91,6 +91,24 @@ def turn_output(completion) -> TurnOutput:
     return TurnOutput(ids, completion.finish_reason == "stop", logprobs)
 
 
+#: text a stop-string check must see as sigx does: spaces, a newline, the search task's tags, digits
+DECODING_PROBE = "q: ann.boss 12\n<search> x y </search> <answer>3</answer>"
+
+
+def check_same_decoding(engine_tokenizer, tokenizer, model_path: str) -> None:
+    """vLLM loads its own tokenizer from the model's folder (``AutoTokenizer``, not sigx's ``load_tokenizer``).
+    Prompts go to it as ids, so that tokenizer only decodes, and what it decodes is where vLLM looks for stop
+    strings. Decoding that differs from sigx's would end turns where sigx would not (or miss ``</search>``), so
+    the two are compared on a probe and a difference is a one-line error rather than silently different episodes.
+    (The tiny model's generic tokenizer, loaded by AutoTokenizer as Qwen2Tokenizer, decodes the same.)"""
+    ids = tokenizer.encode(DECODING_PROBE, add_special_tokens=False)
+    ours, theirs = tokenizer.decode(ids), engine_tokenizer.decode(ids)
+    if ours != theirs:
+        raise RecipeError([f"rollout.backend: vllm's tokenizer for {model_path} ({type(engine_tokenizer).__name__}) "
+                           f"decodes {ours!r} as {theirs!r}, so its stop strings would differ from sigx's; "
+                           "use backend: hf"])
+
+
 class VLLMRolloutBackend(RolloutBackend):
     def __init__(self, model_path: str, tokenizer, config, seed: int = 0):
         vllm = require_vllm()
@@ -110,6 +128,7 @@ class VLLMRolloutBackend(RolloutBackend):
             seed=seed,
         )
         self.stop_token_ids = sorted({t for t in (tokenizer.eos_token_id,) if t is not None})
+        check_same_decoding(self.llm.get_tokenizer(), tokenizer, model_path)
         self._pending_model = None
         self._awake_depth = 0
         if self.sleep_enabled:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from sigx.config import RecipeError, RolloutConfig, load_recipe
 from sigx.engine.rollout import SamplingParams, SyncedHFRolloutBackend
@@ -20,6 +20,7 @@ from sigx.engine.trainer import GRPOTrainer
 from sigx.engine.trajectory import collate, token_logprobs
 from sigx.engine.weight_sync import StateDictReceiver, buckets, checkpoint_name, iter_checkpoint_weights, push_weights
 from sigx.engine.vllm_backend import VLLMRolloutBackend, turn_output
+from sigx.models.tokenizer import build_char_tokenizer, load_tokenizer
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 SHORT = ["training.steps=2", "training.eval_every=2", "training.prompts_per_step=4", "training.eval_samples=1",
@@ -240,6 +241,9 @@ class FakeLLM:
     def __init__(self, engine_model, kwargs):
         self.engine_model, self.kwargs, self.calls = engine_model, kwargs, []
 
+    def get_tokenizer(self):  # as vLLM loads it: AutoTokenizer on the folder it was given
+        return AutoTokenizer.from_pretrained(self.kwargs["tokenizer"])
+
     def sleep(self, level):
         self.calls.append(("sleep", level))
 
@@ -275,6 +279,7 @@ def fake_vllm(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     policy.config.save_pretrained(tmp_path)
+    build_char_tokenizer().save_pretrained(tmp_path)
     return policy, engine_copy, llms, str(tmp_path)
 
 
@@ -285,7 +290,7 @@ def _same(a, b) -> bool:
 def test_vllm_backend_pushes_on_waking_and_sleeps_through_training(fake_vllm):
     policy, engine_copy, llms, path = fake_vllm
     config = RolloutConfig(backend="vllm", vllm_sleep=True, max_model_len=1 << 20, temperature=0.7)
-    backend = VLLMRolloutBackend(path, SimpleNamespace(eos_token_id=2), config, seed=0)
+    backend = VLLMRolloutBackend(path, load_tokenizer(path), config, seed=0)
     llm = llms[0]
     assert llm.kwargs["enable_sleep_mode"] and llm.kwargs["logprobs_mode"] == "processed_logprobs"
     assert llm.kwargs["max_model_len"] == policy.config.max_position_embeddings  # capped at the model's own
@@ -315,10 +320,25 @@ def test_vllm_backend_pushes_on_waking_and_sleeps_through_training(fake_vllm):
     assert _same(policy, engine_copy)
 
 
+def test_vllm_backend_refuses_an_engine_tokenizer_that_decodes_differently(fake_vllm, monkeypatch):
+    """vLLM finds stop strings in its own tokenizer's decoding: the tiny model's tokenizer, loaded by vLLM's
+    AutoTokenizer (transformers 5: Qwen2Tokenizer), decodes as sigx's does (the fixture's backends are built);
+    one that decodes differently (here: dropping newlines) is a one-line error naming the model."""
+    _, _, llms, path = fake_vllm
+    config = RolloutConfig(backend="vllm", vllm_sleep=False, max_model_len=64)
+    ours = load_tokenizer(path)
+    VLLMRolloutBackend(path, ours, config, seed=0)
+    assert type(llms[0].get_tokenizer()).__name__ != type(ours).__name__  # another class, the same decoding
+    monkeypatch.setattr(FakeLLM, "get_tokenizer",
+                        lambda self: SimpleNamespace(decode=lambda ids: ours.decode(ids).replace("\n", "")))
+    with pytest.raises(RecipeError, match=r"^rollout.backend: vllm's tokenizer for .* decodes .* use backend: hf$"):
+        VLLMRolloutBackend(path, ours, config, seed=0)
+
+
 def test_vllm_contexts_at_the_length_limit_end_truncated_instead_of_failing(fake_vllm):
     policy, _, llms, path = fake_vllm
     config = RolloutConfig(backend="vllm", vllm_sleep=False, max_model_len=64)
-    backend = VLLMRolloutBackend(path, SimpleNamespace(eos_token_id=2), config, seed=0)
+    backend = VLLMRolloutBackend(path, load_tokenizer(path), config, seed=0)
     generated = []
     llms[0].generate = lambda prompts, sampling, use_tqdm: generated.append(
         [(len(p["prompt_token_ids"]), s.max_tokens) for p, s in zip(prompts, sampling)]) or [
