@@ -183,4 +183,9 @@ def test_an_ablation_of_a_registered_technique_on_a_registered_task_through_a_re
     report = json.loads((out / "plugins" / "report.json").read_text())
     assert report["room_measures"]["bonus_seen"] == "the bonus the first step added"
     assert report["room"][0]["bonus_seen"] == 0.5  # the mean over the runs that have it
+    by_rows = {row["runs"]: row for row in report["room"]}  # and per technique level: its diagnostics beside it
+    assert by_rows["reward_bonus=on"]["n"] == 2 and by_rows["reward_bonus=on"]["bonus_seen"] == 0.5
+    assert by_rows["reward_bonus=off"]["n"] == 2 and by_rows["reward_bonus=off"]["bonus_seen"] is None
+    assert [row["runs"] for row in report["room"]] == ["all runs", "reward_bonus=off", "reward_bonus=on", "sspo=off",
+                                                        "sspo=on"]  # in the store's factor order
     assert {run["bonus_steps"] for run in report["runs"] if run["reward_bonus"]} == {3}

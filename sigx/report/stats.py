@@ -425,15 +425,20 @@ def additivity_table(ab: Ablation, metric: str, margin: float, model: Model | No
 
 # ---------------------------------------------------------------------------------------------- room
 def room_table(ab: Ablation) -> pd.DataFrame:
-    """Each mechanism's room, averaged over the finished runs: overall and at each level of each regime factor.
-    The measures are the ones the runs recorded (the engine's: turns, clipped share, ratio drift, all-tied
-    groups; each enabled technique's own, such as GC-RL's critique accuracy at the first step)."""
+    """Each mechanism's room, averaged over the finished runs: overall, at each level of each regime factor, then
+    with each technique off and on. The measures are the ones the runs recorded (the engine's: turns, clipped
+    share, ratio drift, all-tied groups; each enabled technique's own, such as GC-RL's critique accuracy at the
+    first step). The technique rows put a technique's mechanism diagnostics beside its effect: how far its tokens
+    drift, what its own measure reads where it runs (empty where it is off: it records nothing there)."""
     done = ab.done
     groups = [("all runs", done)]
     for f in ab.of_role("regime", "control"):
         info = ab.info[f]
         for level in (0, 1):
             groups.append((f"{info.name}={info.levels[level]}", done[done[f] == level]))
+    for f in ab.of_role("technique"):
+        for level, label in ((0, "off"), (1, "on")):
+            groups.append((f"{ab.info[f].name}={label}", done[done[f] == level]))
     rows = []
     for label, runs in groups:
         rows.append({"runs": label, "n": len(runs),
