@@ -1,0 +1,49 @@
+"""results/screens/summarise.py: its paired and Welch contrasts equal scipy's tests on the same numbers."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+SCRIPT = Path(__file__).resolve().parents[2] / "results" / "screens" / "summarise.py"
+
+
+@pytest.fixture(scope="module")
+def summarise():
+    spec = importlib.util.spec_from_file_location("summarise", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_contrast_is_the_paired_t_interval_over_the_seeds_both_cells_ran(summarise):
+    treated = {0: 0.52, 1: 0.47, 2: 0.61, 3: 0.55, 7: 0.9}  # seed 7 has no reference run: left out
+    reference = {0: 0.44, 1: 0.45, 2: 0.50, 3: 0.49, 4: 0.3}
+    got = summarise.paired(treated, reference)
+    a, b = np.array([0.52, 0.47, 0.61, 0.55]), np.array([0.44, 0.45, 0.50, 0.49])
+    want = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert got["seeds"] == [0, 1, 2, 3]
+    assert got["estimate"] == pytest.approx((a - b).mean(), abs=1e-12)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((want.low, want.high), abs=1e-12)
+    assert got["treated_mean"] == pytest.approx(a.mean()) and got["reference_mean"] == pytest.approx(b.mean())
+
+
+def test_welch_difference_of_two_stores_contrasts_equals_scipys(summarise):
+    x, y = [0.11, 0.04, 0.02, 0.16, 0.13], [-0.23, 0.02, 0.15, 0.09, 0.10]
+    got = summarise.welch({"per_seed": x}, {"per_seed": y})
+    test = stats.ttest_ind(x, y, equal_var=False)
+    ci = test.confidence_interval(0.95)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    assert got["p"] == pytest.approx(test.pvalue, abs=1e-12) and got["df"] == pytest.approx(test.df)
+
+
+@pytest.mark.parametrize("term, margin, verdict", [
+    ({"effect": -0.2, "p_holm": 0.001, "p_equivalent_holm": 1.0, "mde": 0.07}, 0.05, "negative"),
+    ({"effect": 0.09, "p_holm": 0.024, "p_equivalent_holm": 0.9, "mde": 0.1}, 0.05, "positive"),
+    ({"effect": -0.01, "p_holm": 0.55, "p_equivalent_holm": 0.01, "mde": 0.06}, 0.05, "null (within +-0.05)"),
+    ({"effect": 0.03, "p_holm": 0.7, "p_equivalent_holm": 0.3, "mde": 0.26}, 0.05, "unresolved (MDE 0.260)"),
+])
+def test_verdict_of_a_judged_term(summarise, term, margin, verdict):
+    assert summarise.verdict(term, margin) == verdict
