@@ -24,26 +24,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from scipy import stats
 
 from sigx.report.load import ReportError
-from sigx.report.stats import ALPHA, Report, holm
+from sigx.report.stats import ALPHA, Replication, Report, holm
 
 COLUMNS = ["kind", "conclusion", "reference_estimate", "reference_verdict", "estimate", "se", "df", "ci_low",
            "ci_high", "p", "p_holm", "outcome"]
-
-
-@dataclass
-class Replication:
-    reference: str  # the reference ablation's name
-    source: str  # the file it was read from
-    table: pd.DataFrame  # COLUMNS
-    family: int  # conclusions tested (estimable in the check)
-    notes: list[str] = field(default_factory=list)
 
 
 def read_reference(path: str | Path) -> dict:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -51,9 +50,6 @@ from statsmodels.stats.multitest import multipletests
 
 from sigx.provenance import provenance
 from sigx.report.load import METRICS, Ablation, ReportError, numeric_metrics
-
-if TYPE_CHECKING:  # replication imports this module; the annotation only names its class
-    from sigx.report.replication import Replication
 
 ALPHA = 0.05
 POWER = 0.8
@@ -504,6 +500,16 @@ def threads_line(ab: Ablation) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- the report
 DEFAULT_METRIC, DEFAULT_MARGIN = "final_reward", 0.02
+
+
+@dataclass
+class Replication:
+    """A second ablation's check of a reference report's conclusions (sigx.report.replication computes it)."""
+    reference: str  # the reference ablation's name
+    source: str  # the file it was read from
+    table: pd.DataFrame  # sigx.report.replication.COLUMNS
+    family: int  # conclusions tested (estimable in the check)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
