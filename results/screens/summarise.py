@@ -20,57 +20,57 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
 
 HERE = Path(__file__).resolve().parent
 
-# technique -> its screens: (report folder, regime as declared, judged term, in-regime contrast (treated, reference)
-# as (folder, combination) pairs, label of the contrast, note). Round 2 only: round 1 ran with the tokenizer bug.
+class Screen(NamedTuple):
+    """One store's screen: the term its declaration judges and the in-regime contrast of two of its cells (the
+    reference cell from ``reference_folder``'s store where it is another's, with the same seeds and warm start)."""
+    folder: str  # the store's report folder under results/screens
+    regime: str  # as declared
+    judged: str  # the term the declaration judges
+    treated: str  # combination
+    reference: str  # combination
+    label: str
+    note: str = ""
+    reference_folder: str | None = None  # None: the same store
+    exploratory: bool = False  # declared after a result: labelled so in the table
+
+
+# Round 2 only: round 1 ran with the tokenizer bug.
 SCREENS = {
     "search_p1": [
-        ("search_p1/screen2-search_p1", "sparse reward: T2, 77% of episodes fail at step 0", "search_p1",
-         (("search_p1/screen2-search_p1", "search_p1"), ("search_p1/screen2-search_p1", "baseline")),
-         "Search-P1 vs GRPO, sparse", ""),
-        ("search_p1/screen2-search_p1-dense", "dense reward: the same task on T1's 400-step warm start",
-         "search_p1",
-         (("search_p1/screen2-search_p1-dense", "search_p1"), ("search_p1/screen2-search_p1-dense", "baseline")),
-         "Search-P1 vs GRPO, dense", "the sparse - dense difference of the two effects: Welch, below"),
+        Screen("search_p1/screen2-search_p1", "sparse reward: T2, 77% of episodes fail at step 0", "search_p1",
+               "search_p1", "baseline", "Search-P1 vs GRPO, sparse"),
+        Screen("search_p1/screen2-search_p1-dense", "dense reward: the same task on T1's 400-step warm start",
+               "search_p1", "search_p1", "baseline", "Search-P1 vs GRPO, dense",
+               note="the sparse - dense difference of the two effects: Welch, below"),
     ],
     "gcrl": [
-        ("gcrl/screen2-gcrl", "a warm start whose critic judges above chance (W11)", "gcrl",
-         (("gcrl/screen2-gcrl", "gcrl"), ("gcrl/screen2-gcrl", "baseline")), "GC-RL vs GRPO", ""),
+        Screen("gcrl/screen2-gcrl", "a warm start whose critic judges above chance (W11)", "gcrl", "gcrl", "baseline",
+               "GC-RL vs GRPO"),
     ],
     "sspo": [
-        ("sspo/screen2-sspo", "staleness 0 vs 4", "sspo x staleness",
-         (("sspo/screen2-sspo", "sspo+staleness=4"), ("sspo/screen2-sspo", "staleness=4")),
-         "SSPO vs token-level PPO, 4 stale", ""),
-        ("sspo/screen2-sspo-stale8", "staleness 8 (every cell)", "sspo",
-         (("sspo/screen2-sspo-stale8", "sspo"), ("sspo/screen2-sspo-stale8", "baseline")),
-         "SSPO vs token-level PPO, 8 stale", ""),
+        Screen("sspo/screen2-sspo", "staleness 0 vs 4", "sspo x staleness", "sspo+staleness=4", "staleness=4",
+               "SSPO vs token-level PPO, 4 stale"),
+        Screen("sspo/screen2-sspo-stale8", "staleness 8 (every cell)", "sspo", "sspo", "baseline",
+               "SSPO vs token-level PPO, 8 stale"),
+        Screen("sspo/screen2-sspo-tau", "a steeper gate (tau 10 / 10.5) at staleness 4; declared after SSPO's report",
+               "sspo", "sspo", "baseline", "SSPO (tau 10) vs token-level PPO, 4 stale", exploratory=True),
     ],
     "sorl": [
-        ("sorl/screen2-sorl", "staleness 0 vs 4", "sorl x staleness",
-         (("sorl/screen2-sorl", "sorl+staleness=4"), ("sorl/screen2-sorl", "staleness=4")),
-         "SORL (+-0.2) vs token-level PPO, 4 stale", ""),
-        ("sorl/screen2-sorl-band", "SORL's band at staleness 4: +-0.2 (sigx's default) vs +-3e-4 (GSPO's)",
-         "clip_eps",
-         (("sorl/screen2-sorl-band", "sorl+clip_eps=0.0003"), ("sorl/screen2-sorl", "staleness=4")),
-         "SORL (+-3e-4) vs token-level PPO, 4 stale", "the contrast's reference cell is screen2-sorl's (same seeds "
-         "and warm start)"),
-        ("sorl/screen2-sorl-stale8", "staleness 8 (every cell)", "sorl",
-         (("sorl/screen2-sorl-stale8", "sorl"), ("sorl/screen2-sorl-stale8", "baseline")),
-         "SORL (+-0.2) vs token-level PPO, 8 stale", ""),
-    ],
-}
-
-#: exploratory screens, declared after a result; listed apart, labelled
-EXPLORATORY = {
-    "sspo": [
-        ("sspo/screen2-sspo-tau", "a steeper gate (tau 10 / 10.5) at staleness 4; declared after SSPO's report",
-         "sspo", (("sspo/screen2-sspo-tau", "sspo"), ("sspo/screen2-sspo-tau", "baseline")),
-         "SSPO (tau 10) vs token-level PPO, 4 stale", ""),
+        Screen("sorl/screen2-sorl", "staleness 0 vs 4", "sorl x staleness", "sorl+staleness=4", "staleness=4",
+               "SORL (+-0.2) vs token-level PPO, 4 stale"),
+        Screen("sorl/screen2-sorl-band", "SORL's band at staleness 4: +-0.2 (sigx's default) vs +-3e-4 (GSPO's)",
+               "clip_eps", "sorl+clip_eps=0.0003", "staleness=4", "SORL (+-3e-4) vs token-level PPO, 4 stale",
+               note="the contrast's reference cell is screen2-sorl's (same seeds and warm start)",
+               reference_folder="sorl/screen2-sorl"),
+        Screen("sorl/screen2-sorl-stale8", "staleness 8 (every cell)", "sorl", "sorl", "baseline",
+               "SORL (+-0.2) vs token-level PPO, 8 stale"),
     ],
 }
 
@@ -80,10 +80,10 @@ def read(folder: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def verdict(term: dict, margin: float) -> str:
-    if term["p_holm"] < 0.05:
+def verdict(term: dict, margin: float, alpha: float) -> str:
+    if term["p_holm"] < alpha:
         return "positive" if term["effect"] > 0 else "negative"
-    if term.get("p_equivalent_holm", 1.0) < 0.05:
+    if term.get("p_equivalent_holm", 1.0) < alpha:
         return f"null (within +-{margin:g})"
     return f"unresolved (MDE {term['mde']:.3f})"
 
@@ -94,46 +94,43 @@ def seed_values(report: dict, combination: str, metric: str) -> dict[int, float]
 
 
 def paired(treated: dict[int, float], reference: dict[int, float]) -> dict:
-    """Mean of the per-seed differences, with its 95% t-interval over the seeds both cells ran."""
+    """Mean of the per-seed differences, with its 95% t-interval over the seeds both cells ran (scipy's paired t)."""
     seeds = sorted(set(treated) & set(reference))
-    diffs = np.array([treated[s] - reference[s] for s in seeds])
-    n = len(diffs)
-    mean = float(diffs.mean()) if n else math.nan
-    half = float(stats.t.ppf(0.975, n - 1) * diffs.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return {"seeds": seeds, "per_seed": [float(d) for d in diffs], "estimate": mean, "ci_low": mean - half,
-            "ci_high": mean + half, "treated_mean": float(np.mean([treated[s] for s in seeds])) if n else math.nan,
-            "reference_mean": float(np.mean([reference[s] for s in seeds])) if n else math.nan}
+    a, b = np.array([treated[s] for s in seeds]), np.array([reference[s] for s in seeds])
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    return {"seeds": seeds, "per_seed": [float(d) for d in a - b], "estimate": float((a - b).mean()),
+            "ci_low": float(ci.low), "ci_high": float(ci.high), "treated_mean": float(a.mean()),
+            "reference_mean": float(b.mean())}
 
 
 def welch(a: dict, b: dict) -> dict:
     """The difference of two paired contrasts from independent stores (other warm starts): Welch's interval."""
     x, y = np.array(a["per_seed"]), np.array(b["per_seed"])
-    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-    df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
-    diff, half = float(x.mean() - y.mean()), float(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
-    return {"estimate": diff, "ci_low": diff - half, "ci_high": diff + half, "df": float(df),
-            "p": float(2 * stats.t.sf(abs(diff) / math.sqrt(va + vb), df))}
+    test = stats.ttest_ind(x, y, equal_var=False)
+    ci = test.confidence_interval(0.95)
+    return {"estimate": float(x.mean() - y.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
+            "df": float(test.df), "p": float(test.pvalue)}
 
 
-def screen_entry(spec, exploratory: bool) -> dict | None:
-    folder, regime, judged, (treated, reference), label, note = spec
-    report = read(folder)
-    if report is None:
+def screen_entry(screen: Screen) -> dict | None:
+    report = read(screen.folder)
+    if report is None:  # not run yet
         return None
+    reference_report = report if screen.reference_folder is None else read(screen.reference_folder)
     metric, margin = report["metric"], report["margin"]
-    term = next(t for t in report["effects"] if t["term"] == judged)
-    contrast = paired(seed_values(read(treated[0]), treated[1], metric),
-                      seed_values(read(reference[0]), reference[1], metric))
-    return {"store": report["store"], "report": f"{folder}/report.md", "exploratory": exploratory,
-            "regime": regime, "warm_start": report["warm_start"], "metric": metric, "margin": margin,
+    term = next(t for t in report["effects"] if t["term"] == screen.judged)
+    contrast = paired(seed_values(report, screen.treated, metric),
+                      seed_values(reference_report, screen.reference, metric))
+    return {"store": report["store"], "report": f"{screen.folder}/report.md", "exploratory": screen.exploratory,
+            "regime": screen.regime, "warm_start": report["warm_start"], "metric": metric, "margin": margin,
             "declaration": report["declaration"],
             "runs": f"{sum(r['status'] == 'done' for r in report['runs'])} of {len(report['runs'])}",
             "judged_term": {k: term[k] for k in ("term", "effect", "ci_low", "ci_high", "p_holm",
                                                  "p_equivalent_holm", "mde")},
-            "verdict": verdict(term, margin),
-            "in_regime": {"contrast": label, "treated": f"{treated[0].split('/')[-1]}: {treated[1]}",
-                          "reference": f"{reference[0].split('/')[-1]}: {reference[1]}", **contrast},
-            "room": report["room"], "room_measures": report["room_measures"], "note": note}
+            "verdict": verdict(term, margin, report.get("alpha", 0.05)),
+            "in_regime": {"contrast": screen.label, "treated": f"{report['store']}: {screen.treated}",
+                          "reference": f"{reference_report['store']}: {screen.reference}", **contrast},
+            "room": report["room"], "room_measures": report["room_measures"], "note": screen.note}
 
 
 def fmt(x: float, signed: bool = True) -> str:
@@ -180,9 +177,8 @@ def markdown(technique: str, entries: list[dict], extra: dict) -> str:
 
 
 def main() -> int:
-    for technique, specs in SCREENS.items():
-        entries = [e for spec in specs if (e := screen_entry(spec, False))]
-        entries += [e for spec in EXPLORATORY.get(technique, []) if (e := screen_entry(spec, True))]
+    for technique, screens in SCREENS.items():
+        entries = [e for screen in screens if (e := screen_entry(screen))]
         extra = {}
         if technique == "search_p1" and len(entries) >= 2:
             extra["Sparse minus dense, the difference of the two in-regime contrasts (other warm starts)"] = welch(

@@ -46,4 +46,4 @@ def test_welch_difference_of_two_stores_contrasts_equals_scipys(summarise):
     ({"effect": 0.03, "p_holm": 0.7, "p_equivalent_holm": 0.3, "mde": 0.26}, 0.05, "unresolved (MDE 0.260)"),
 ])
 def test_verdict_of_a_judged_term(summarise, term, margin, verdict):
-    assert summarise.verdict(term, margin) == verdict
+    assert summarise.verdict(term, margin, 0.05) == verdict
