@@ -47,3 +47,25 @@ def test_welch_difference_of_two_stores_contrasts_equals_scipys(summarise):
 ])
 def test_verdict_of_a_judged_term(summarise, term, margin, verdict):
     assert summarise.verdict(term, margin, 0.05) == verdict
+
+
+def test_the_summary_intervals_called_95_percent_cover_about_95_percent_on_planted_screens(summarise):
+    """Planted screens shaped like round 2's: 5 seeds, a shared per-seed warm-start effect that pairing removes,
+    and two stores whose contrasts' noise differs 13-fold (the spread seen across sigx's cells). Each interval
+    must cover its planted difference ~95% of the time; the Welch one is the interval that must hold under
+    that unequal noise (a pooled-variance interval would not)."""
+    rng = np.random.default_rng(20261130)
+    repeats, seeds = 2000, range(5)
+    paired_hits = welch_hits = 0
+    for _ in range(repeats):
+        seed_effect = rng.normal(0.0, 0.1, size=5)  # shared by both cells of a store, removed by pairing
+        treated = {s: 0.40 + 0.03 + seed_effect[s] + rng.normal(0.0, 0.04) for s in seeds}
+        reference = {s: 0.40 + seed_effect[s] + rng.normal(0.0, 0.04) for s in seeds}
+        sparse = summarise.paired(treated, reference)
+        paired_hits += sparse["ci_low"] <= 0.03 <= sparse["ci_high"]
+        quiet_store = {"per_seed": list(rng.normal(-0.02, 0.04 / 13, size=5))}  # 13x smaller noise
+        welch = summarise.welch(sparse, quiet_store)
+        welch_hits += welch["ci_low"] <= 0.05 <= welch["ci_high"]
+    # Binomial SD of a coverage estimate over 2000 repeats is 0.005: +-0.015 is three of them.
+    assert abs(paired_hits / repeats - 0.95) < 0.015
+    assert abs(welch_hits / repeats - 0.95) < 0.015
