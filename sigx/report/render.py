@@ -288,6 +288,19 @@ def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]
     return written
 
 
+def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    """One terminal table; a verdict column (additivity's) is coloured, markdown bold is dropped."""
+    table = Table(title=title, title_justify="left")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        verdict = row[VERDICT_COLUMN] if header is ADDITIVITY_HEADER else None
+        if verdict in VERDICT_STYLE:
+            row = row[:VERDICT_COLUMN] + [f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"] + row[VERDICT_COLUMN + 1:]
+        table.add_row(*[r.replace("**", "") for r in row])
+    return table
+
+
 def print_report(report: Report, console: Console) -> None:
     console.print(report.declaration.replace("`", ""), highlight=False)
     console.print(f"[bold]ablation {report.ablation.name}[/bold]: " + headline(report), highlight=False)
@@ -296,30 +309,21 @@ def print_report(report: Report, console: Console) -> None:
     for line in control_lines(report) + [blocking_line(report)] + report.ablation.design.get("description", []):
         if line:
             console.print(line.replace("`", ""), highlight=False)
-    for title, header, rows in [("cells (mean [95% CI] over seeds)", cell_header(report), cell_rows(report)),
-                                ("room for each mechanism", room_header(report), room_rows(report)),
-                                (f"effects on {report.metric}", EFFECT_HEADER, effect_rows(report)),
-                                (f"additivity of {report.metric} gains", ADDITIVITY_HEADER, additivity_rows(report))]:
-        if header is ADDITIVITY_HEADER and not rows:
-            console.print(NO_SETS, highlight=False)
-            continue
-        table = Table(title=title, title_justify="left")
-        for column in header:
-            table.add_column(column)
-        for row in rows:
-            verdict = row[VERDICT_COLUMN] if header is ADDITIVITY_HEADER else None
-            if verdict in VERDICT_STYLE:
-                row = row[:VERDICT_COLUMN] + [f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"] + row[VERDICT_COLUMN + 1:]
-            table.add_row(*[r.replace("**", "") for r in row])
-        console.print(table)
-    if report.replication is not None:
-        console.print(summary_line(report.replication).replace("`", ""), highlight=False)
-        for note in report.replication.notes:
+    tables = [("cells (mean [95% CI] over seeds)", cell_header(report), cell_rows(report)),
+              ("room for each mechanism", room_header(report), room_rows(report)),
+              (f"effects on {report.metric}", EFFECT_HEADER, effect_rows(report))]
+    gaps = additivity_rows(report)
+    for title, header, rows in tables:
+        console.print(_rich_table(title, header, rows))
+    if gaps:
+        console.print(_rich_table(f"additivity of {report.metric} gains", ADDITIVITY_HEADER, gaps))
+    else:
+        console.print(NO_SETS, highlight=False)
+    replication = report.replication
+    if replication is not None:
+        console.print(summary_line(replication).replace("`", ""), highlight=False)
+        for note in replication.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-        if len(report.replication.table):
-            table = Table(title=f"replication of {report.replication.reference}'s conclusions", title_justify="left")
-            for column in REPLICATION_HEADER:
-                table.add_column(column)
-            for row in replication_rows(report):
-                table.add_row(*row)
-            console.print(table)
+        if len(replication.table):
+            console.print(_rich_table(f"replication of {replication.reference}'s conclusions",
+                                      REPLICATION_HEADER, replication_rows(report)))

@@ -155,6 +155,7 @@ def test_the_cli_checks_one_store_against_a_reference_in_one_line_errors(tmp_pat
     result = CliRunner().invoke(app, ["report", str(check), "--out", str(out), "--replicates",
                                       str(out / "reference")])
     assert result.exit_code == 0, result.output
+    assert "replication of reference's conclusions" in result.output and "confirmed" in result.output
     md = (out / "check" / "report.md").read_text()
     assert "## Replication of `reference`'s conclusions" in md
     assert "| sspo | term | -0.199 (significant) | -0.199 | [-0.213, -0.185] | <0.001 | confirmed |" in md
