@@ -252,7 +252,9 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
 @app.command(epilog="Examples:  sigx ablate recipes/tiny.yaml --dry-run  ·  sigx ablate recipes/stress.yaml "
                      "--workers 2  ·  sigx ablate recipes/full.yaml --executor ray --address auto  ·  "
                      "sigx ablate recipes/tiny.yaml --retry-failed  ·  sigx ablate recipes/stress.yaml --until-resolved "
-                     "--max-seeds 20 (declared metric; looks at 5, 10, 15, 20 seeds, each at 0.05 / 4)")
+                     "--max-seeds 20 (declared metric; looks at 5, 10, 15, 20 seeds, each at 0.05 / 4)  ·  sigx ablate "
+                     "recipes/stress.yaml --until-mde 0.02 --max-seeds 20 (5, 10, 15, 20 seeds until every main effect's "
+                     "MDE <= 0.02, each look at 0.05 / 4)")
 def ablate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file; its `ablation` section names factors and seeds.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (with each cell's status) and stop.")] = False,
@@ -261,8 +263,9 @@ def ablate(
     address: Annotated[Optional[str], typer.Option(help="ray: address of an existing cluster (default: a local one).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Re-run the cells recorded as failed.")] = False,
     until_resolved: Annotated[bool, typer.Option("--until-resolved", help="Add whole seed blocks until every declared additivity gap is resolved (needs ablation.metric declared and --max-seeds); the 5% is spent over the planned looks.")] = False,
-    max_seeds: Annotated[Optional[int], typer.Option(help="--until-resolved: the cap on seeds per cell.", show_default=False)] = None,
-    seed_step: Annotated[Optional[int], typer.Option(help="--until-resolved: seeds added per look (default: the recipe's seed count).", show_default=False)] = None,
+    until_mde: Annotated[Optional[float], typer.Option("--until-mde", help="Add whole seed blocks until every main effect's minimum detectable effect is at most this (needs ablation.metric and --max-seeds); the 5% is spent over the planned looks.", show_default=False)] = None,
+    max_seeds: Annotated[Optional[int], typer.Option(help="--until-resolved / --until-mde: the cap on seeds per cell.", show_default=False)] = None,
+    seed_step: Annotated[Optional[int], typer.Option(help="--until-resolved / --until-mde: seeds added per look (default: the recipe's seed count).", show_default=False)] = None,
     set_: SetOption = None,
 ) -> None:
     """Run the 2^k on/off matrix of techniques x seeds on shared engines; resumes where a previous run stopped."""
@@ -272,18 +275,24 @@ def ablate(
     from sigx.ablation.runner import run_ablation
     from sigx.ablation.store import StoreError
 
-    if (max_seeds is not None or seed_step is not None) and not until_resolved:
-        fail("--max-seeds / --seed-step: only with --until-resolved")
-    if until_resolved and (max_seeds is None or dry_run):
-        fail("--until-resolved: needs --max-seeds N (the cap on seeds per cell), and cannot be a dry run")
+    sequential = "--until-resolved" if until_resolved else "--until-mde" if until_mde is not None else None
+    if until_resolved and until_mde is not None:
+        fail("--until-resolved / --until-mde: one stopping rule at a time")
+    if (max_seeds is not None or seed_step is not None) and not sequential:
+        fail("--max-seeds / --seed-step: only with --until-resolved or --until-mde")
+    if sequential and (max_seeds is None or dry_run):
+        fail(f"{sequential}: needs --max-seeds N (the cap on seeds per cell), and cannot be a dry run")
+    if until_mde is not None and not 0 < until_mde < float("inf"):
+        fail(f"--until-mde: must be a positive effect size on the declared metric's scale (got {until_mde})")
     if seed_step is not None and seed_step < 1:
         fail(f"--seed-step: must be >= 1 (got {seed_step})")
     with one_line_errors():
         try:
-            if until_resolved:
-                from sigx.ablation.sequential import run_until_resolved
+            if sequential:
+                from sigx.ablation.sequential import run_sequential
 
-                outcome, last = run_until_resolved(r, max_seeds, seed_step, console, retry_failed)
+                outcome, last = run_sequential(r, max_seeds, seed_step, "resolved" if until_resolved else "mde",
+                                               until_mde, console, retry_failed)
                 typer.echo(f"sequential: stopped at look {last.get('look')} with {last.get('seeds')} seeds per "
                            f"cell: {last.get('stopped')}")
             else:

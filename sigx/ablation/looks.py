@@ -1,5 +1,6 @@
-"""The planned looks of a sequential ablation (``sigx ablate --until-resolved``): the store's ``sequential.json``,
-and the level every test of the store's report uses under it (see :mod:`sigx.ablation.sequential` for why)."""
+"""The planned looks of a sequential ablation (``sigx ablate --until-resolved`` or ``--until-mde``): the store's
+``sequential.json``, and the level every test of the store's report uses under it (see
+:mod:`sigx.ablation.sequential` for why the two rules differ)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from sigx.runs import read_json
 
 FILE = "sequential.json"
 ALPHA = 0.05
+#: the stopping rules: "resolved" stops when no declared gap is inconclusive, "mde" when every main effect's MDE
+#: is at most ``target_mde``; both spend alpha over the planned looks (sigx.ablation.sequential says why)
+RULES = ("resolved", "mde")
 
 
 @dataclass
@@ -20,6 +24,8 @@ class SequentialPlan:
     max_seeds: int
     alpha: float = ALPHA
     looks_done: list[dict] = field(default_factory=list)
+    rule: str = "resolved"
+    target_mde: float | None = None
 
     @property
     def schedule(self) -> list[list[int]]:
@@ -44,7 +50,9 @@ class SequentialPlan:
 
     def describe(self) -> str:
         sizes = ", ".join(str(len(s)) for s in self.schedule)
-        return (f"sequential seeds: {self.looks} planned look(s) at {sizes} seeds per cell, each tested at "
+        until = (f", until every main effect's MDE <= {self.target_mde:g}" if self.rule == "mde"
+                 else ", until every declared gap is resolved")
+        return (f"sequential seeds: {self.looks} planned look(s) at {sizes} seeds per cell{until}, each tested at "
                 f"{self.alpha:g} / {self.looks} = {self.alpha_per_look:.4g} (Bonferroni alpha spending)")
 
 
@@ -53,9 +61,13 @@ def load_plan(root: Path) -> SequentialPlan | None:
     if data is None:
         return None
     try:
-        return SequentialPlan(**data)
+        plan = SequentialPlan(**data)
     except TypeError:
         raise StoreError(f"{root / FILE}: not a sigx sequential plan") from None
+    if plan.rule not in RULES or (plan.rule == "mde") != (plan.target_mde is not None):
+        raise StoreError(f"{root / FILE}: not a sigx sequential plan (rule {plan.rule!r}, target_mde "
+                         f"{plan.target_mde!r}; rules: {', '.join(RULES)}, an MDE target with 'mde' only)")
+    return plan
 
 
 def look_alpha(root: Path, alpha: float = ALPHA) -> tuple[float, str | None]:

@@ -33,3 +33,62 @@ def test_until_resolved_runs_the_planned_looks_records_them_and_the_report_tests
     assert again.results == [] and load_plan(Path(outcome.root)).looks_done == plan.looks_done
     with pytest.raises(StoreError, match="fixed at the first look"):
         run_until_resolved(recipe, max_seeds=6, step=1)
+
+
+def test_until_mde_adds_seeds_while_a_main_effect_mde_is_above_target_spending_alpha_over_the_looks(tmp_path):
+    from sigx.ablation.looks import load_plan
+    from sigx.ablation.sequential import run_sequential
+    from sigx.report.load import load_ablation
+    from sigx.report.stats import build_report
+
+    # Cells this small all reward 0 (no variance, no MDE at all); their step time varies from run to run, so it
+    # stands in for a metric with seed-to-seed noise: the store logic is what is tested.
+    recipe = small_recipe(tmp_path / "a", seeds=[0, 1], metric="median_step_s", margin=0.5)
+    outcome, last = run_sequential(recipe, max_seeds=3, step=1, rule="mde", target_mde=1e-9)  # out of reach
+    plan = load_plan(Path(outcome.root))
+    assert (plan.rule, plan.target_mde, plan.alpha_per_look) == ("mde", 1e-9, 0.025)
+    assert [d["seeds"] for d in plan.looks_done] == [2, 3] and last["stopped"] == "the cap of 3 seeds reached"
+    assert set(plan.looks_done[0]["mde_over"]) == {"sspo", "sorl"}  # the main effects; never the interaction
+    report = build_report(load_ablation(outcome.root))
+    assert report.alpha == 0.025 and any("until every main effect's MDE <= 1e-09, each tested at 0.05 / 2" in n
+                                         for n in report.notes)
+    with pytest.raises(StoreError, match=r"until every MDE <= 1e-09; it was fixed at the first look"):
+        run_sequential(recipe, max_seeds=3, step=1, rule="mde", target_mde=0.5)
+    with pytest.raises(StoreError, match="fixed at the first look"):
+        run_sequential(recipe, max_seeds=3, step=1)  # nor may the rule change
+    within = small_recipe(tmp_path / "b", seeds=[0, 1], metric="median_step_s", margin=0.5)
+    outcome, last = run_sequential(within, max_seeds=3, step=1, rule="mde", target_mde=1e9)
+    assert last["stopped"] == "every main effect's MDE <= 1e+09" and last["seeds"] == 2
+    assert [p.name for p in Path(outcome.root).glob("*/seed2")] == []  # the third seed never ran
+
+
+def test_the_cli_refuses_unusable_sequential_flags_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from ablation_fixtures import write_recipe
+    from sigx.cli import app
+
+    path = write_recipe(tmp_path, seeds=[0, 1], metric="final_reward", margin=0.5)
+    for args, expected in [
+        (["--until-mde", "0.02", "--until-resolved", "--max-seeds", "4"], "one stopping rule at a time"),
+        (["--until-mde", "0.02"], "--until-mde: needs --max-seeds N"),
+        (["--until-mde", "0", "--max-seeds", "4"], "--until-mde: must be a positive effect size"),
+        (["--until-mde", "nan", "--max-seeds", "4"], "--until-mde: must be a positive effect size"),
+        (["--max-seeds", "4"], "--max-seeds / --seed-step: only with --until-resolved or --until-mde"),
+    ]:
+        result = CliRunner().invoke(app, ["ablate", str(path), *args])
+        assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("plan", [{"first_seeds": [0], "step": 1, "max_seeds": 2, "rule": "whenever"},
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "rule": "mde"},
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "target_mde": 0.02},
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "stop": "now"}])
+def test_a_damaged_sequential_plan_is_refused_in_one_line(tmp_path, plan):
+    import json
+
+    from sigx.ablation.looks import load_plan
+
+    (tmp_path / "sequential.json").write_text(json.dumps(plan))
+    with pytest.raises(StoreError, match=r"sequential.json: not a sigx sequential plan"):
+        load_plan(tmp_path)
