@@ -37,10 +37,15 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from sigx.ablation.looks import FILE, SequentialPlan, load_plan
+from sigx.ablation.looks import FILE, RULES, SequentialPlan, load_plan
 from sigx.ablation.store import StoreError, store_root
 from sigx.config import Recipe, RecipeError, recipe_from_data
 from sigx.runs import write_json_atomic
+
+
+def plan_key(plan: SequentialPlan) -> tuple:
+    """What fixes a plan's looks and its rule: none of it may change after the first look."""
+    return plan.first_seeds, plan.step, plan.max_seeds, plan.rule, plan.target_mde
 
 
 def plan_for(recipe: Recipe, step: int, max_seeds: int, rule: str = "resolved",
@@ -51,8 +56,7 @@ def plan_for(recipe: Recipe, step: int, max_seeds: int, rule: str = "resolved",
     wanted = SequentialPlan(seeds, step, max_seeds, rule=rule, target_mde=target_mde)
     existing = load_plan(root)
     if existing is not None:
-        key = lambda p: (p.first_seeds, p.step, p.max_seeds, p.rule, p.target_mde)  # noqa: E731
-        if key(existing) != key(wanted):
+        if plan_key(existing) != plan_key(wanted):
             rule_text = "until resolved" if existing.rule == "resolved" else f"until every MDE <= {existing.target_mde:g}"
             raise StoreError(f"{root / FILE}: the store's sequential plan is seeds {existing.first_seeds}, step "
                              f"{existing.step}, max {existing.max_seeds}, {rule_text}; it was fixed at the first "
@@ -95,6 +99,8 @@ def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule
     from sigx.report.load import load_ablation
     from sigx.report.stats import build_report
 
+    if rule not in RULES:
+        raise ValueError(f"rule: {rule!r}; allowed: {', '.join(RULES)}")
     console = console or Console(stderr=True)
     flag = "--until-resolved" if rule == "resolved" else "--until-mde"
     if recipe.ablation.metric is None:
