@@ -280,8 +280,8 @@ def ablate(
         fail("--until-resolved / --until-mde: one stopping rule at a time")
     if (max_seeds is not None or seed_step is not None) and not sequential:
         fail("--max-seeds / --seed-step: only with --until-resolved or --until-mde")
-    if sequential and (max_seeds is None or dry_run):
-        fail(f"{sequential}: needs --max-seeds N (the cap on seeds per cell), and cannot be a dry run")
+    if sequential and max_seeds is None:
+        fail(f"{sequential}: needs --max-seeds N (the cap on seeds per cell)")
     if until_mde is not None and not 0 < until_mde < float("inf"):
         fail(f"--until-mde: must be a positive effect size on the declared metric's scale (got {until_mde})")
     if seed_step is not None and seed_step < 1:
@@ -292,9 +292,12 @@ def ablate(
                 from sigx.ablation.sequential import run_sequential
 
                 outcome, last = run_sequential(r, max_seeds, seed_step, "resolved" if until_resolved else "mde",
-                                               until_mde, console, retry_failed)
-                typer.echo(f"sequential: stopped at look {last.get('look')} with {last.get('seeds')} seeds per "
-                           f"cell: {last.get('stopped')}")
+                                               until_mde, console, retry_failed, dry_run)
+                if not dry_run:
+                    typer.echo(f"sequential: stopped at look {last.get('look')} with {last.get('seeds')} seeds "
+                               f"per cell: {last.get('stopped')}")
+                else:
+                    typer.echo(f"sequential: the next look is {last['look']}, at {last['seeds']} seeds per cell")
             else:
                 outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed)
         except (RecipeError, StoreError) as err:

@@ -49,8 +49,9 @@ def plan_key(plan: SequentialPlan) -> tuple:
 
 
 def plan_for(recipe: Recipe, step: int, max_seeds: int, rule: str = "resolved",
-             target_mde: float | None = None) -> SequentialPlan:
-    """The store's plan, or a new one, checked against what was asked."""
+             target_mde: float | None = None, write: bool = True) -> SequentialPlan:
+    """The store's plan, or a new one (written to the store unless ``write`` is false: a dry run), checked
+    against what was asked."""
     root = store_root(recipe)
     seeds = list(recipe.ablation.seeds)
     wanted = SequentialPlan(seeds, step, max_seeds, rule=rule, target_mde=target_mde)
@@ -67,7 +68,8 @@ def plan_for(recipe: Recipe, step: int, max_seeds: int, rule: str = "resolved",
     if extra:
         raise StoreError(f"{root}: already holds runs of seeds {extra} beyond the recipe's {seeds}: looks that "
                          "were not planned; plan the sequential run on a fresh store")
-    write_json_atomic(root / FILE, asdict(wanted))
+    if write:
+        write_json_atomic(root / FILE, asdict(wanted))
     return wanted
 
 
@@ -91,10 +93,11 @@ def run_until_resolved(recipe: Recipe, max_seeds: int, step: int | None = None, 
 
 
 def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule: str = "resolved",
-                   target_mde: float | None = None, console: Console | None = None, retry_failed: bool = False):
+                   target_mde: float | None = None, console: Console | None = None, retry_failed: bool = False,
+                   dry_run: bool = False):
     """Run the planned looks in order until the rule is met (every declared gap resolved, or every main effect's
     MDE <= ``target_mde``) or the cap. Returns the last look's outcome (an AblationOutcome) and a summary of the
-    looks."""
+    looks. A dry run checks the plan, prints it and the next look's cells, and writes nothing."""
     from sigx.ablation.runner import run_ablation
     from sigx.report.load import load_ablation
     from sigx.report.stats import build_report
@@ -111,6 +114,14 @@ def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule
     step = step or len(recipe.ablation.seeds)
     if max_seeds <= len(recipe.ablation.seeds):
         raise RecipeError([f"--max-seeds: {max_seeds} must exceed the recipe's {len(recipe.ablation.seeds)} seeds"])
+    if dry_run:
+        plan = plan_for(recipe, step, max_seeds, rule, target_mde, write=False)
+        console.print(plan.describe() + f"; {len(plan.looks_done)} look(s) done", highlight=False)
+        done = {d.get("seeds") for d in plan.looks_done}
+        look, seeds = next(((i, s) for i, s in enumerate(plan.schedule, 1) if len(s) not in done),
+                           (plan.looks, plan.schedule[-1]))
+        outcome = run_ablation(with_seeds(recipe, seeds), console=console, dry_run=True)
+        return outcome, {"look": look, "seeds": len(seeds), "stopped": "dry run: nothing ran"}
     store_root(recipe).mkdir(parents=True, exist_ok=True)
     plan = plan_for(recipe, step, max_seeds, rule, target_mde)
     console.print(plan.describe(), highlight=False)

@@ -71,13 +71,19 @@ def test_the_cli_refuses_unusable_sequential_flags_in_one_line(tmp_path):
     path = write_recipe(tmp_path, seeds=[0, 1], metric="final_reward", margin=0.5)
     for args, expected in [
         (["--until-mde", "0.02", "--until-resolved", "--max-seeds", "4"], "one stopping rule at a time"),
-        (["--until-mde", "0.02"], "--until-mde: needs --max-seeds N"),
+        (["--until-mde", "0.02", "--dry-run"], "--until-mde: needs --max-seeds N"),
         (["--until-mde", "0", "--max-seeds", "4"], "--until-mde: must be a positive effect size"),
         (["--until-mde", "nan", "--max-seeds", "4"], "--until-mde: must be a positive effect size"),
         (["--max-seeds", "4"], "--max-seeds / --seed-step: only with --until-resolved or --until-mde"),
     ]:
         result = CliRunner().invoke(app, ["ablate", str(path), *args])
         assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
+    result = CliRunner().invoke(app, ["ablate", str(path), "--until-mde", "0.02", "--max-seeds", "4", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert ("sequential seeds: 2 planned look(s) at 2, 4 seeds per cell, until every main effect's MDE <= 0.02, each "
+            "tested at 0.05 / 2 = 0.025 (Bonferroni alpha spending); 0 look(s) done") in " ".join(result.output.split())
+    assert "the next look is 1, at 2 seeds per cell" in result.output and "8 cells: 0 done" in result.output
+    assert not list(tmp_path.rglob("sequential.json"))  # a dry run plans nothing into the store
 
 
 @pytest.mark.parametrize("plan", [{"first_seeds": [0], "step": 1, "max_seeds": 2, "rule": "whenever"},
