@@ -10,6 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from sigx.report.compare import Comparison
 from sigx.report.load import METRICS, metric_description
 from sigx.report.replication import summary_line
 from sigx.report.stats import Report
@@ -327,3 +328,60 @@ def print_report(report: Report, console: Console) -> None:
         if len(replication.table):
             console.print(_rich_table(f"replication of {replication.reference}'s conclusions",
                                       REPLICATION_HEADER, replication_rows(report)))
+
+
+# ------------------------------------------------------------------------------------- two stores compared
+COMPARE_HEADER = ["term", "role", "effect in A", "effect in B", "seeds A / B", "B - A [95% CI]", "Holm p (differs)",
+                  "Holm p (same)", "verdict"]
+
+
+def comparison_rows(c: Comparison) -> list[list[str]]:
+    rows = []
+    for r in c.table.itertuples():
+        ci = "" if math.isnan(r.ci_low) else f" [{_signed(r.ci_low)}, {_signed(r.ci_high)}]"
+        rows.append([r.term, r.role, _signed(r.effect_a), _signed(r.effect_b), f"{r.seeds_a} / {r.seeds_b}",
+                     _signed(r.difference) + ci, _p(r.p_holm), _p(r.p_same_holm), r.verdict])
+    return rows
+
+
+def comparison_lines(c: Comparison) -> list[str]:
+    counts = c.table.verdict.value_counts()
+    told = ", ".join(f"{counts[v]} {v}" for v in counts.index)
+    lines = [f"A = `{c.a}`, B = `{c.b}`; metric `{c.metric}`, margin {c.margin:g}, alpha {c.alpha:g}. Each term's "
+             "effect in B minus its effect in A, Welch's 95% interval over the two stores' per-seed estimates; "
+             "verdicts Holm over the terms: *same within +-margin* (shown inside it, TOST), else *differs* (shown "
+             f"non-zero), else *inconclusive*. {len(c.table)} term(s) compared: {told or 'none'}."]
+    lines += [f"Only in `{name}` (not compared): {', '.join(terms)}." for name, terms in c.only_in.items()]
+    return lines + c.notes
+
+
+def comparison_markdown(c: Comparison) -> str:
+    parts = [f"# `{c.b}` against `{c.a}`", ""] + [f"{line}\n" for line in comparison_lines(c)]
+    parts += [_md_table(COMPARE_HEADER, comparison_rows(c)) if len(c.table) else "No term is estimated by both.", ""]
+    return "\n".join(parts)
+
+
+def comparison_json(c: Comparison) -> dict:
+    return {"a": c.a, "b": c.b, "metric": c.metric, "margin": c.margin, "alpha": c.alpha, "only_in": c.only_in,
+            "notes": c.notes, "rows": _records(c.table)}
+
+
+def write_comparison(c: Comparison, out: Path, formats: list[str]) -> list[Path]:
+    written = []
+    if "md" in formats:
+        write_text_atomic(out / "compare.md", comparison_markdown(c))
+        written.append(out / "compare.md")
+    if "csv" in formats:
+        write_text_atomic(out / "compare.csv", c.table.to_csv(index=False))
+        written.append(out / "compare.csv")
+    if "json" in formats:
+        write_json_atomic(out / "compare.json", comparison_json(c))
+        written.append(out / "compare.json")
+    return written
+
+
+def print_comparison(c: Comparison, console: Console) -> None:
+    for line in comparison_lines(c):
+        console.print(line.replace("`", "").replace("*", ""), highlight=False)
+    if len(c.table):
+        console.print(_rich_table(f"{c.b} against {c.a}: {c.metric}", COMPARE_HEADER, comparison_rows(c)))
