@@ -1058,7 +1058,8 @@ def field_factor_problems(recipe: Recipe, source: str) -> list[str]:
         if path[0] not in FACTOR_SECTIONS or (path[0] == "rollout" and path[-1] in ENGINE_FIELDS):
             problems.append(f"{where}: a factor may vary {', '.join(FACTOR_SECTIONS)} fields, except the rollout "
                             f"engine's ({', '.join(ENGINE_FIELDS)}): one shared engine serves every "
-                            "cell; run separate ablations for another model, task or backend")
+                            "cell; run separate ablations for another model, task or backend and compare "
+                            "them with `sigx compare A B`")
             continue
         if path[0] == "techniques" and path[-1] == "enabled":
             problems.append(f"{where}: write the technique's name ({path[1]}) as the factor")
