@@ -14,9 +14,10 @@ complete store), and the difference of the two means gets Welch's interval and t
 which assumes neither equal noise in the two stores nor equal seed counts. Each term's 95% interval is shown;
 the verdicts are family-wise over the terms compared (Holm, as the report's own effects): *same within +-margin*
 (shown inside +-margin by two one-sided Welch tests, TOST; negligible even if also shown non-zero), else
-*differs* (the difference shown non-zero), else *inconclusive*. With every difference truly zero, the chance of any *differs* call is <= alpha; with
-every difference at the margin, of any *same* call (simulation on planted stores whose noise differs 13-fold:
-tests/report/test_compare.py). A term either store cannot estimate is listed, not tested.
+*differs* (the difference shown non-zero), else *inconclusive*. With every difference truly zero, the chance of
+any *differs* call is <= alpha; with every difference at the margin, of any *same* call (simulation on planted
+stores whose noise differs 13-fold: tests/report/test_compare.py). A term either store cannot estimate is listed,
+not tested.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def verdict(p_holm: float, p_same_holm: float, margin: float, alpha: float) -> s
     return "inconclusive"
 
 
-def declaration_notes(a: Ablation, b: Ablation, metric: str | None, margin: float | None) -> tuple[str, float, list[str]]:
+def declaration_notes(a: Ablation, b: Ablation, metric: str | None,
+                      margin: float | None) -> tuple[str, float, list[str]]:
     """The metric and margin compared (A's declared ones unless given) and what the reader must know of them."""
     declared_a, declared_b = a.declared, b.declared
     chosen_metric = metric or declared_a["metric"] or DEFAULT_METRIC
@@ -145,6 +147,7 @@ def compare(a: Ablation, b: Ablation, metric: str | None = None, margin: float |
     table["p_holm"] = holm(table["p"]) if len(table) else pd.Series(dtype=float)
     table["p_same_holm"] = holm(table["p_same"]) if len(table) else pd.Series(dtype=float)
     table["verdict"] = [verdict(r.p_holm, r.p_same_holm, margin, alpha) for r in table.itertuples()]
-    only_in = {a.name: [t for t in effects_a if t not in effects_b], b.name: [t for t in effects_b if t not in effects_a]}
+    only_in = {a.name: [t for t in effects_a if t not in effects_b],
+               b.name: [t for t in effects_b if t not in effects_a]}
     return Comparison(a.name, b.name, metric, margin, alpha, table[COLUMNS], {k: v for k, v in only_in.items() if v},
                       notes)
