@@ -374,7 +374,9 @@ def report(
 
 @app.command(epilog="Examples:  sigx compare ablations/screen2-search_p1 ablations/screen2-search_p1-dense (is "
                      "Search-P1's effect different with dense reward?)  ·  sigx compare ablations/search-stress "
-                     "ablations/search-stress-ws2 --format md --format json (the same factors on a second warm start)")
+                     "ablations/search-stress-ws2 --format md --format json (the same factors on a second warm start)  ·  "
+                     "sigx compare results/a/runs.csv results/b/runs.csv --recipe-a recipes/a.yaml --recipe-b "
+                     "recipes/b.yaml (archived runs, their stores gone)")
 def compare(
     store_a: Annotated[Path, typer.Argument(help="Ablation run store A (the reference setting).")],
     store_b: Annotated[Path, typer.Argument(help="Ablation run store B (another model, task or warm start).")],
@@ -382,6 +384,8 @@ def compare(
     margin: Annotated[Optional[float], typer.Option(help="A difference inside +-margin is 'the same' (default: A's declared ablation.margin, else 0.02).", show_default=False)] = None,
     format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md).")] = None,
     out: Annotated[Path, typer.Option(help="Files go to OUT/<A>-vs-<B>/.")] = Path("results"),
+    recipe_a: Annotated[Optional[Path], typer.Option(help="A is an archived runs.csv (its store gone) made by this recipe.", show_default=False)] = None,
+    recipe_b: Annotated[Optional[Path], typer.Option(help="B is an archived runs.csv made by this recipe.", show_default=False)] = None,
 ) -> None:
     """Is each effect (main effects, interactions, the control) different in store B than in store A?
 
@@ -403,12 +407,14 @@ def compare(
         fail(f"--margin: must be in (0, 1] (got {margin})")
     with one_line_errors():
         try:
-            a, b = load_store(store_a), load_store(store_b)
-            if a.root is not None and b.root is not None and Path(a.root).resolve() == Path(b.root).resolve():
+            if store_a.resolve() == store_b.resolve():
                 fail(f"{store_b}: the same store as {store_a}; name two stores")
+            a, b = load_store(store_a, recipe_a), load_store(store_b, recipe_b)
             comparison = compare_stores(a, b, metric, margin)
         except ReportError as err:
             fail(str(err))
+        except RecipeError as err:  # --recipe-a / --recipe-b of an archive that does not load
+            fail(err.problems)
         folder = out / f"{a.name}-vs-{b.name}"
         folder.mkdir(parents=True, exist_ok=True)
         written = write_comparison(comparison, folder, formats)

@@ -4,6 +4,7 @@ Planted stores copy the project's shape (a shared seed effect within a store; no
 between the two stores, as it did between sigx's cells); each test states the level it checks."""
 
 import gc
+import json
 import math
 
 import numpy as np
@@ -131,3 +132,28 @@ def test_the_cli_writes_the_comparison_and_refuses_bad_input_in_one_line(tmp_pat
                            ([str(a), str(b), "--format", "pdf"], "--format: unknown format pdf")]:
         result = CliRunner().invoke(app, ["compare", *args, "--out", str(out)])
         assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
+
+
+def test_archived_runs_compare_as_their_stores_do(tmp_path):
+    """Two stores' runs.csv (what results/ keeps) with their recipes give the stores' own comparison."""
+    runner = CliRunner()
+    stores = {}
+    for name, shift in (("warm1", 0.1), ("warm2", 0.04)):
+        stores[name] = make_store(tmp_path / name, ["sspo", "sorl"], [0, 1, 2], lambda on, s, shift=shift: 0.5
+                                  + shift * on["sspo"] + noise(s, on, 0.005))
+        assert runner.invoke(app, ["report", str(stores[name]), "--out", str(tmp_path / "kept"), "--format",
+                                   "csv"]).exit_code == 0
+        (tmp_path / f"{name}.yaml").write_text(f"name: {name}\nablation:\n  factors: [sspo, sorl]\n  seeds: [0, 1, 2]\n")
+    direct = runner.invoke(app, ["compare", str(stores["warm1"]), str(stores["warm2"]), "--out", str(tmp_path / "d"),
+                                 "--format", "json"])
+    archived = runner.invoke(app, ["compare", str(tmp_path / "kept" / "warm1" / "runs.csv"),
+                                   str(tmp_path / "kept" / "warm2" / "runs.csv"), "--recipe-a",
+                                   str(tmp_path / "warm1.yaml"), "--recipe-b", str(tmp_path / "warm2.yaml"),
+                                   "--out", str(tmp_path / "k"), "--format", "json"])
+    assert direct.exit_code == 0 and archived.exit_code == 0, direct.output + archived.output
+    rows = [json.loads((tmp_path / d / "warm1-vs-warm2" / "compare.json").read_text())["rows"] for d in ("d", "k")]
+    assert [r["term"] for r in rows[0]] == [r["term"] for r in rows[1]] == ["sspo", "sorl", "sspo x sorl"]
+    for direct_row, archived_row in zip(*rows):
+        assert archived_row["difference"] == pytest.approx(direct_row["difference"], abs=1e-12)
+        assert archived_row["p"] == pytest.approx(direct_row["p"], abs=1e-12)
+    assert rows[0][0]["difference"] == pytest.approx(-0.06, abs=0.02)
