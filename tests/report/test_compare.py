@@ -143,7 +143,8 @@ def test_archived_runs_compare_as_their_stores_do(tmp_path):
                                   + shift * on["sspo"] + noise(s, on, 0.005))
         assert runner.invoke(app, ["report", str(stores[name]), "--out", str(tmp_path / "kept"), "--format",
                                    "csv"]).exit_code == 0
-        (tmp_path / f"{name}.yaml").write_text(f"name: {name}\nablation:\n  factors: [sspo, sorl]\n  seeds: [0, 1, 2]\n")
+        recipe = f"name: {name}\nablation:\n  factors: [sspo, sorl]\n  seeds: [0, 1, 2]\n"
+        (tmp_path / f"{name}.yaml").write_text(recipe)
     direct = runner.invoke(app, ["compare", str(stores["warm1"]), str(stores["warm2"]), "--out", str(tmp_path / "d"),
                                  "--format", "json"])
     archived = runner.invoke(app, ["compare", str(tmp_path / "kept" / "warm1" / "runs.csv"),
