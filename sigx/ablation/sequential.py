@@ -22,7 +22,7 @@ early exactly when the standard deviation came out small, which is when the t st
 inflation of the unblinded internal pilot; Wittes & Brittain 1990, Kieser & Friede 2000). Simulated for a
 factorial with seed blocks and Holm over its terms, stopping at the first look with every MDE under a target set
 at the median MDE of the second look, at 5% without spending: 5.7-6.3% false family calls with 3-28 residual
-degrees of freedom at the first look, 5.1-5.2% with 60-112 (fixed-size designs: 3.9-4.9%). So it spends 0.05 over
+degrees of freedom at the first look, 5.1-5.3% with 60-112 (fixed-size designs: 3.9-4.9%). So it spends 0.05 over
 the planned looks as ``--until-resolved`` does, valid whatever the rule reads, and the MDEs it compares with the
 target are those of the spent level, the tests the report will make (tests/report/test_report_error_rates.py).
 The control cell is a check of the set-up, not a main effect of the factorial: it is left out of the rule.
