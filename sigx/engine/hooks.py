@@ -49,7 +49,7 @@ from sigx.engine.metrics import Room
 from sigx.engine.rollout import Environment, SamplingParams
 
 if TYPE_CHECKING:
-    from sigx.engine.trajectory import RolloutBatch, Trajectory
+    from sigx.engine.trajectory import Trajectory
     from sigx.tasks.base import Problem
 
 

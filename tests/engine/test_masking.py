@@ -2,7 +2,7 @@
 
 import torch
 
-from sigx.config import SearchTaskConfig, TrainingConfig
+from sigx.config import SearchTaskConfig
 from sigx.engine.losses import POLICY_LOSSES, PolicyLossInputs, aggregate_loss
 from sigx.techniques import policy_loss_with_defaults
 from sigx.engine.rollout import RolloutBackend, SamplingParams, TurnOutput

@@ -3,7 +3,6 @@ one line (after the retries), within the timeout as a deadline for the whole req
 a finite number is never used."""
 
 import json
-import socket
 import socketserver
 import threading
 import time

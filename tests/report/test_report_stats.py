@@ -3,7 +3,6 @@ interval, false calls on a null gap), seed blocking, minimum detectable effects,
 factors and the positive control."""
 
 import itertools
-import math
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ from scipy import stats
 
 from sigx.design import alias_lines, describe, make_design
 from sigx.report.load import Ablation, FactorInfo
-from sigx.report.stats import additivity_table, build_report, detectable, fit_model
+from sigx.report.stats import additivity_table, build_report, detectable
 
 THREE = ["search_p1", "sspo", "sorl"]
 

@@ -5,7 +5,6 @@ The reference rules below are written from Search-R1's ``search_r1/llm_agent/gen
 as they read; sigx's code is checked against them on awkward inputs, and against hand-written strings where the
 rule alone could hide a shared mistake."""
 
-import json
 import re
 import string
 
