@@ -314,6 +314,23 @@ def ablate(
         raise typer.Exit(1)
 
 
+def checked_analysis_options(format_: list[str] | None, metric: str | None, margin: float | None) -> list[str]:
+    """The output formats (md unless given), after the one-line checks `report` and `compare` share of --format,
+    --metric and --margin."""
+    from sigx.report.generate import FORMATS
+    from sigx.report.load import NAME
+
+    formats = list(dict.fromkeys(format_ or ["md"]))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        fail(f"--format: unknown format {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
+    if metric is not None and not NAME.match(metric):
+        fail(f"--metric: {metric[:60]!r} is not a summary key (letters, digits, _ . -)")
+    if margin is not None and not 0 < margin <= 1:
+        fail(f"--margin: must be in (0, 1] (got {margin})")
+    return formats
+
+
 @app.command(epilog="Examples:  sigx report  ·  sigx report ablations/stress  ·  sigx report ablations/stress --metric "
                      "reward_auc (not the declared metric: the report says so first)  ·  sigx report ablations/tiny "
                      "--format md --format csv --format json --out results  ·  sigx report results/stress/runs.csv "
@@ -333,17 +350,10 @@ def report(
 
     The analysis (metric, margin) is the one the recipe declared in its ablation section; another is allowed, and
     the report's first line says it was chosen at report time."""
-    from sigx.report.generate import FORMATS, generate_report, load_store
-    from sigx.report.load import NAME, ReportError, find_ablations
+    from sigx.report.generate import generate_report, load_store
+    from sigx.report.load import ReportError, find_ablations
 
-    formats = tuple(format_ or ["md"])
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        fail(f"--format: unknown format {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
-    if metric is not None and not NAME.match(metric):
-        fail(f"--metric: {metric[:60]!r} is not a summary key (letters, digits, _ . -)")
-    if margin is not None and not 0 < margin <= 1:
-        fail(f"--margin: must be in (0, 1] (got {margin})")
+    formats = tuple(checked_analysis_options(format_, metric, margin))
     stores = stores or ([] if recipe else find_ablations())
     if replicates is not None and len(stores) > 1:
         fail(f"--replicates: checks one ablation against its reference; {len(stores)} were named")
@@ -393,18 +403,11 @@ def compare(
     A, with Welch's interval over their per-seed estimates and Holm over the terms: differs, the same within the
     margin, or inconclusive."""
     from sigx.report.compare import compare as compare_stores
-    from sigx.report.generate import FORMATS, load_store
-    from sigx.report.load import NAME, ReportError
+    from sigx.report.generate import load_store
+    from sigx.report.load import ReportError
     from sigx.report.render import print_comparison, write_comparison
 
-    formats = list(dict.fromkeys(format_ or ["md"]))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        fail(f"--format: unknown format {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
-    if metric is not None and not NAME.match(metric):
-        fail(f"--metric: {metric[:60]!r} is not a summary key (letters, digits, _ . -)")
-    if margin is not None and not 0 < margin <= 1:
-        fail(f"--margin: must be in (0, 1] (got {margin})")
+    formats = checked_analysis_options(format_, metric, margin)
     with one_line_errors():
         try:
             if store_a.resolve() == store_b.resolve():
