@@ -254,7 +254,8 @@ def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Pa
                      "sigx ablate recipes/tiny.yaml --retry-failed  ·  sigx ablate recipes/stress.yaml --until-resolved "
                      "--max-seeds 20 (declared metric; looks at 5, 10, 15, 20 seeds, each at 0.05 / 4)  ·  sigx ablate "
                      "recipes/stress.yaml --until-mde 0.02 --max-seeds 20 (5, 10, 15, 20 seeds until every main effect's "
-                     "MDE <= 0.02, each look at 0.05 / 4)")
+                     "MDE <= 0.02, each look at 0.05 / 4)  ·  sigx ablate recipes/stress.yaml --restore-from "
+                     "results/stress/archive (another machine: restore the archived cells, run the rest)")
 def ablate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file; its `ablation` section names factors and seeds.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (with each cell's status) and stop.")] = False,
@@ -266,6 +267,7 @@ def ablate(
     until_mde: Annotated[Optional[float], typer.Option("--until-mde", help="Add whole seed blocks until every main effect's minimum detectable effect is at most this (needs ablation.metric and --max-seeds); the 5% is spent over the planned looks.", show_default=False)] = None,
     max_seeds: Annotated[Optional[int], typer.Option(help="--until-resolved / --until-mde: the cap on seeds per cell.", show_default=False)] = None,
     seed_step: Annotated[Optional[int], typer.Option(help="--until-resolved / --until-mde: seeds added per look (default: the recipe's seed count).", show_default=False)] = None,
+    restore_from: Annotated[Optional[Path], typer.Option("--restore-from", help="An archive (`sigx archive`) of this recipe's finished cells: they are put into the store first, and only the rest run (resume on a machine whose store is gone).", show_default=False)] = None,
     set_: SetOption = None,
 ) -> None:
     """Run the 2^k on/off matrix of techniques x seeds on shared engines; resumes where a previous run stopped."""
@@ -292,14 +294,15 @@ def ablate(
                 from sigx.ablation.sequential import run_sequential
 
                 outcome, last = run_sequential(r, max_seeds, seed_step, "resolved" if until_resolved else "mde",
-                                               until_mde, console, retry_failed, dry_run)
+                                               until_mde, console, retry_failed, dry_run, restore_from)
                 if not dry_run:
                     typer.echo(f"sequential: stopped at look {last.get('look')} with {last.get('seeds')} seeds "
                                f"per cell: {last.get('stopped')}")
                 else:
                     typer.echo(f"sequential: the next look is {last['look']}, at {last['seeds']} seeds per cell")
             else:
-                outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed)
+                outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed,
+                                       restore_from=restore_from)
         except (RecipeError, StoreError) as err:
             fail(err.problems if isinstance(err, RecipeError) else str(err))
     done, failed, pending = outcome.count("done"), outcome.count("failed"), outcome.count("pending")
@@ -423,6 +426,29 @@ def compare(
         written = write_comparison(comparison, folder, formats)
     print_comparison(comparison, console)
     typer.echo(f"comparison written to {folder}/ ({', '.join(p.name for p in written)})")
+
+
+@app.command(epilog="Examples:  sigx archive ablations/stress results/stress/archive (add the store's finished cells "
+                     "to the archive; run it again as more finish)  ·  then, on another machine: sigx ablate "
+                     "recipes/stress.yaml --restore-from results/stress/archive")
+def archive(
+    store: Annotated[Path, typer.Argument(help="An ablation run store (ablations/<recipe name>).")],
+    out: Annotated[Path, typer.Argument(help="The archive: a new directory, or one this command wrote for the same recipe.")],
+) -> None:
+    """Copy an ablation's finished cells (config, summary, metrics; no checkpoints or W&B folders) into an archive
+    that `sigx report` reads and `sigx ablate --restore-from` resumes from, on any machine."""
+    from sigx.ablation.archive import archive_store
+    from sigx.ablation.store import StoreError
+
+    with one_line_errors():
+        try:
+            outcome = archive_store(store, out)
+        except StoreError as err:
+            fail(str(err))
+    replaced = f", {len(outcome.replaced)} failed cell(s) replaced by their re-run (kept in .failed/)" \
+        if outcome.replaced else ""
+    typer.echo(f"{out}: {len(outcome.archived)} cell(s) archived now, {len(outcome.unchanged)} already there"
+               f"{replaced}")
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ class AblationOutcome:
 
 
 def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool = False,
-                 retry_failed: bool = False) -> AblationOutcome:
+                 retry_failed: bool = False, restore_from: str | None = None) -> AblationOutcome:
+    """Run the recipe's pending cells (after restoring those that the archive ``restore_from`` holds finished)."""
     from sigx.ablation.launchers import launcher_for
 
     console = console or Console(stderr=True)
@@ -64,6 +65,11 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         for cell_id, why in store.set_aside_unreadable(cells):
             console.print(f"[yellow]{cell_id}: {why}; set aside under .failed/ and run again[/yellow]",
                           highlight=False)
+        if restore_from is not None:
+            from sigx.ablation.archive import restore_cells
+
+            restored = restore_cells(store, restore_from, recipe.model_dump(mode="json"), cells)
+            console.print(f"restored {len(restored)} finished cell(s) from the archive {restore_from}", highlight=False)
         if retry_failed:
             for cell in cells:
                 if store.status(cell.id) == "failed":

@@ -95,7 +95,7 @@ def run_until_resolved(recipe: Recipe, max_seeds: int, step: int | None = None, 
 
 def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule: str = "resolved",
                    target_mde: float | None = None, console: Console | None = None, retry_failed: bool = False,
-                   dry_run: bool = False):
+                   dry_run: bool = False, restore_from: str | None = None):
     """Run the planned looks in order until the rule is met (every declared gap resolved, or every main effect's
     MDE <= ``target_mde``) or the cap. Returns the last look's outcome (an AblationOutcome) and a summary of the
     looks. A dry run checks the plan, prints it and the next look's cells, and writes nothing."""
@@ -128,7 +128,8 @@ def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule
     console.print(plan.describe(), highlight=False)
     outcome, last = None, {}
     for look, seeds in enumerate(plan.schedule, 1):
-        outcome = run_ablation(with_seeds(recipe, seeds), console=console, retry_failed=retry_failed)
+        outcome = run_ablation(with_seeds(recipe, seeds), console=console, retry_failed=retry_failed,
+                               restore_from=restore_from)
         if outcome.count("failed") or outcome.count("pending"):
             last = {"look": look, "seeds": len(seeds), "stopped": "cells failed or pending: the look cannot be "
                     "analysed; rerun (with --retry-failed) to continue"}

@@ -1,0 +1,202 @@
+"""An ablation's finished cells, kept apart from its run store: ``sigx archive`` and ``sigx ablate --restore-from``.
+
+Why: a run store lives on the disk of the machine that ran it, with checkpoints and W&B folders, and that disk
+may not outlive the experiment (a Slurm scratch space purged, a cloud machine handed back, a laptop replaced).
+An experiment of many hours then has to survive in pieces: each sitting archives what it finished, and the next
+one, on any machine, restores those cells into a new store and runs only the rest.
+
+The archive holds what a result is made of and nothing else: the store's ``recipe.yaml``, ``plan.json`` and
+``sessions.jsonl`` (and ``sequential.json``, a sequential design's looks), and for each finished cell (done or failed) its ``config.json``, ``summary.json`` and
+``metrics.jsonl``; no checkpoint, no W&B folder, no staging directory. It has a store's layout, so ``sigx report``
+reads it as it reads a store.
+
+Neither direction loses or mixes up a run: every cell is written under a temporary name and renamed into place,
+so a cell is complete or absent whatever moment a kill hits; a cell already archived is never overwritten by a
+different one (only a failed copy may give way to a finished re-run, and it is kept under ``.failed/``); and a
+cell is restored only into the store of the same recipe, when its own resolved recipe is the one the plan would
+run now (fields of where and how a store runs aside), by the store's own atomic publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sigx.ablation.store import STORE_RESUMABLE_CHANGES, AblationStore, StoreError
+from sigx.config import default_recipe_like
+from sigx.runs import (cell_status, config_differences, list_differences, read_json, write_json_atomic,
+                       write_text_atomic)
+
+#: a finished cell's files that make its result (the rest of its directory, W&B's folder, is not archived)
+CELL_FILES = ("config.json", "summary.json", "metrics.jsonl")
+#: the store's own files that say what it measures and how it ran (the plan and the session log are merged)
+STORE_FILES = ("recipe.yaml", "sequential.json")
+
+
+@dataclass
+class ArchiveOutcome:
+    archived: list[str] = field(default_factory=list)  # cells written now
+    unchanged: list[str] = field(default_factory=list)  # cells the archive already held, identical
+    replaced: list[str] = field(default_factory=list)  # failed copies a finished re-run replaced (kept in .failed/)
+
+
+def _cell_ids(root: Path, what: str) -> list[str]:
+    """The cell ids a store's (or an archive's) plan lists, in order."""
+    plan = read_json(root / "plan.json")
+    cells = plan.get("cells") if isinstance(plan, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in cells):
+        raise StoreError(f"{root / 'plan.json'}: missing or not a plan (a list of cells with ids); {what}")
+    return [c["id"] for c in cells]
+
+
+def _recipe_data(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        raise StoreError(f"{path}: not a readable recipe ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise StoreError(f"{path}: not a recipe (expected a mapping of sections)")
+    return data
+
+
+def _same_experiment(a: dict, b: dict) -> list[str]:
+    """The fields (other than where and how a store runs) in which two resolved recipes differ."""
+    return config_differences(a, b, ignore=STORE_RESUMABLE_CHANGES, defaults=default_recipe_like(a))
+
+
+def _cell_files(directory: Path) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in CELL_FILES if (directory / name).is_file()}
+
+
+def _write_cell(files: dict[str, bytes], cell_id: str, scratch_parent: Path) -> Path:
+    """``files`` as a new directory under ``scratch_parent``; the caller renames it into place."""
+    scratch = scratch_parent / f"{cell_id.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    scratch.mkdir(parents=True)
+    for name, data in files.items():
+        with open(scratch / name, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return scratch
+
+
+def archive_store(store_root: str | Path, out: str | Path) -> ArchiveOutcome:
+    """Copy a store's finished cells (and its recipe, plan and session log) into the archive ``out``, adding to
+    what it already holds. Refuses an archive of another experiment, and a cell the archive holds finished with
+    different results (two different runs of one cell: which one is the result is not for sigx to pick)."""
+    root, out = Path(store_root), Path(out)
+    if not (root / "plan.json").is_file():
+        raise StoreError(f"{root}: not an ablation run store (no plan.json); name a store under ablations/")
+    if root.resolve() == out.resolve():
+        raise StoreError(f"{out}: is the store itself; archive it to another directory")
+    cell_ids = _cell_ids(root, "the store cannot be archived")
+    recipe = _recipe_data(root / "recipe.yaml")
+    if (out / "recipe.yaml").exists():
+        changed = _same_experiment(_recipe_data(out / "recipe.yaml"), recipe)
+        if changed:
+            raise StoreError(f"{out}: archives another experiment (its recipe differs in {list_differences(changed)});"
+                             " archive this store to another directory")
+    elif out.exists() and any(out.iterdir()):
+        raise StoreError(f"{out}: exists and is not an archive (no recipe.yaml); name a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = out / ".staging"  # cells being written; a killed archiving's leftovers are dropped here
+    shutil.rmtree(scratch, ignore_errors=True)
+    archived_plan = read_json(out / "plan.json")
+    if isinstance(archived_plan, dict):
+        kept = [c["id"] for c in archived_plan.get("cells", []) if isinstance(c, dict) and "id" in c]
+        plan = read_json(root / "plan.json")
+        if any(c not in cell_ids for c in kept):  # a store planned with fewer seeds than the archive (a later look)
+            plan["cells"] = archived_plan["cells"] + [c for c in plan["cells"] if c["id"] not in kept]
+            plan["seeds"] = sorted({*archived_plan.get("seeds", []), *plan.get("seeds", [])})
+    else:
+        plan = read_json(root / "plan.json")
+
+    outcome = ArchiveOutcome()
+    store = AblationStore(root)
+    for cell_id in cell_ids:
+        if store.status(cell_id) == "pending":
+            continue
+        files = _cell_files(store.cell_dir(cell_id))
+        target = out / cell_id
+        if target.exists():
+            held = _cell_files(target)
+            if held == files:
+                outcome.unchanged.append(cell_id)
+                continue
+            if cell_status(read_json(target / "summary.json")) == "done" or store.status(cell_id) != "done":
+                raise StoreError(f"{target}: the archive holds another run of this cell than {store.cell_dir(cell_id)}"
+                                 " (their files differ); archive this store to another directory")
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            kept_at = out / ".failed" / f"{cell_id.replace('/', '__')}.replaced.{stamp}.{uuid.uuid4().hex[:6]}"
+            kept_at.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(target, kept_at)
+            outcome.replaced.append(cell_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(_write_cell(files, cell_id, scratch), target)
+        outcome.archived.append(cell_id)
+    shutil.rmtree(scratch, ignore_errors=True)
+    for name in STORE_FILES:
+        if (root / name).is_file():
+            write_text_atomic(out / name, (root / name).read_text(encoding="utf-8"))
+    write_json_atomic(out / "plan.json", plan)
+    if (root / "sessions.jsonl").is_file():
+        write_text_atomic(out / "sessions.jsonl", _merged_sessions(out / "sessions.jsonl", root / "sessions.jsonl"))
+    return outcome
+
+
+def _merged_sessions(archived: Path, store: Path) -> str:
+    """The archive's session log with the store's lines it lacks appended: sittings on several machines, each
+    recorded once, in the order they were archived. A line the store is still writing is left for the next time."""
+    held = archived.read_text(encoding="utf-8").splitlines() if archived.is_file() else []
+    seen = set(held)
+    new = [line for line in store.read_text(encoding="utf-8").splitlines()
+           if line not in seen and isinstance(_json_or_none(line), dict)]
+    return "".join(line + "\n" for line in held + new)
+
+
+def _json_or_none(line: str):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, cells: list) -> list[str]:
+    """Publish into ``store`` each of ``cells`` that it lacks and the archive holds, finished by this same
+    experiment: the archive's recipe must be the store's (fields of where and how it ran aside), and each cell's
+    own resolved recipe the one its plan entry runs now. Returns the ids restored. The caller holds the store's
+    lock."""
+    archive = Path(archive)
+    if not (archive / "recipe.yaml").is_file():
+        raise StoreError(f"{archive}: not an archive (no recipe.yaml); name a directory `sigx archive` wrote")
+    changed = _same_experiment(_recipe_data(archive / "recipe.yaml"), recipe_data)
+    if changed:
+        raise StoreError(f"{archive}: archives another experiment (its recipe differs in {list_differences(changed)})"
+                         "; restore from the archive of this recipe")
+    restored = []
+    for cell in cells:
+        source = archive / cell.id
+        if store.status(cell.id) != "pending" or not source.is_dir():
+            continue
+        summary = read_json(source / "summary.json")
+        if not isinstance(summary, dict):
+            raise StoreError(f"{source}: has no readable summary.json; the archived cell is damaged: restore it "
+                             "from version control, or remove it to run the cell again")
+        made_by = read_json(source / "config.json")
+        if not isinstance(made_by, dict):
+            raise StoreError(f"{source}: has no readable config.json (the recipe the cell ran)")
+        changed = _same_experiment(made_by, cell.recipe.model_dump(mode="json"))
+        if changed:
+            raise StoreError(f"{source}: ran another recipe than this cell's (differs in {list_differences(changed)})")
+        store.staging.mkdir(parents=True, exist_ok=True)
+        staged = _write_cell(_cell_files(source), cell.id, store.staging)
+        if store.finalize(staged, cell.id):
+            restored.append(cell.id)
+    return restored

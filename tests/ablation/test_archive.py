@@ -1,0 +1,145 @@
+"""Archives: a store's finished cells carried to another machine, restored there, and only the rest run."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ablation_fixtures import small_recipe, summaries, write_recipe
+from sigx.ablation.archive import CELL_FILES, archive_store
+from sigx.ablation.runner import run_ablation
+from sigx.ablation.store import StoreError
+from sigx.cli import app
+from sigx.report.load import load_ablation
+from sigx.runs import read_jsonl
+
+
+def archived_files(archive: Path) -> set[str]:
+    return {str(p.relative_to(archive)) for p in archive.rglob("*") if p.is_file()}
+
+
+def test_an_archive_restored_on_another_machine_runs_only_the_cells_it_lacks(tmp_path):
+    first = run_ablation(small_recipe(tmp_path / "machine1"))
+    store = Path(first.root)
+    one = first.cells[0].id
+    (store / one / "wandb").mkdir()
+    (store / one / "wandb" / "run.wandb").write_bytes(b"x" * 100)  # a W&B folder: not a result, not archived
+    archive = tmp_path / "repo" / "results" / "archive"
+    outcome = archive_store(store, archive)
+    assert sorted(outcome.archived) == sorted(c.id for c in first.cells) and not outcome.unchanged
+    assert archived_files(archive) == {"recipe.yaml", "plan.json", "sessions.jsonl"} | {
+        f"{c.id}/{name}" for c in first.cells for name in CELL_FILES}
+    assert summaries(archive) == summaries(store)
+
+    # the report reads the archive as it reads the store: the same runs, the same curves
+    from_store, from_archive = load_ablation(store), load_ablation(archive)
+    assert from_archive.runs.equals(from_store.runs)
+    assert from_archive.curves.equals(from_store.curves)
+
+    # machine 2: its store is gone; with one more seed, the four archived cells come back and four more run
+    wider = small_recipe(tmp_path / "machine2", seeds=[0, 1])
+    resumed = run_ablation(wider, restore_from=str(archive))
+    assert resumed.count("done") == 8
+    assert sorted(r["cell"] for r in resumed.results) == sorted(c.id for c in resumed.cells if c.seed == 1)
+    restored = summaries(Path(resumed.root))
+    assert {k: v for k, v in restored.items() if k.endswith("seed0")} == summaries(archive)
+    assert not (Path(resumed.root) / ".staging").exists() or not any((Path(resumed.root) / ".staging").iterdir())
+
+    # archiving again adds the new cells, keeps the old ones, and the session log holds both machines' sittings
+    again = archive_store(resumed.root, archive)
+    assert len(again.archived) == 4 and sorted(again.unchanged) == sorted(c.id for c in first.cells)
+    assert len(json.loads((archive / "plan.json").read_text())["cells"]) == 8
+    sessions = read_jsonl(archive / "sessions.jsonl")
+    assert [s["event"] for s in sessions] == ["started", "finished"] * 2
+    assert archive_store(resumed.root, archive).archived == []  # nothing new: nothing written
+
+
+def test_a_restore_refuses_another_experiment_and_a_cell_that_ran_another_recipe(tmp_path):
+    store = Path(run_ablation(small_recipe(tmp_path / "m1")).root)
+    archive = tmp_path / "archive"
+    archive_store(store, archive)
+    other = small_recipe(tmp_path / "m2")
+    other.training.lr = 3e-4
+    with pytest.raises(StoreError, match=r"archives another experiment \(its recipe differs in training\.lr\)"):
+        run_ablation(other, restore_from=str(archive))
+
+    cell = next(p.parent for p in archive.glob("*/seed0/config.json"))
+    config = json.loads((cell / "config.json").read_text())
+    config["rollout"]["temperature"] = 0.5  # a cell run by another recipe, put into the archive by hand
+    (cell / "config.json").write_text(json.dumps(config))
+    with pytest.raises(StoreError, match=r"ran another recipe than this cell's \(differs in rollout\.temperature\)"):
+        run_ablation(small_recipe(tmp_path / "m3"), restore_from=str(archive))
+
+    (cell / "summary.json").write_text("{ torn")
+    with pytest.raises(StoreError, match=r"has no readable summary\.json"):
+        run_ablation(small_recipe(tmp_path / "m4"), restore_from=str(archive))
+    with pytest.raises(StoreError, match=r"not an archive \(no recipe\.yaml\)"):
+        run_ablation(small_recipe(tmp_path / "m5"), restore_from=str(tmp_path / "nothing"))
+
+
+def test_an_archive_never_takes_a_different_run_of_a_cell_it_holds(tmp_path):
+    """Two finished runs of one cell differ: which is the result is not sigx's to pick, so archiving refuses. A
+    failed copy gives way to its finished re-run and is kept under .failed/."""
+    store = Path(run_ablation(small_recipe(tmp_path / "m1")).root)
+    archive = tmp_path / "archive"
+    archive_store(store, archive)
+    cell = next(p.parent for p in store.glob("*/seed0/summary.json"))
+    cell_id = str(cell.relative_to(store))
+    kept = (archive / cell_id / "summary.json").read_text()
+
+    summary = json.loads((cell / "summary.json").read_text())
+    summary["final_reward"] = 0.123
+    (cell / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(StoreError, match=r"holds another run of this cell"):
+        archive_store(store, archive)
+    assert (archive / cell_id / "summary.json").read_text() == kept
+
+    failed = dict(json.loads(kept), status="failed", error="RuntimeError: boom")
+    (archive / cell_id / "summary.json").write_text(json.dumps(failed))
+    outcome = archive_store(store, archive)
+    assert outcome.replaced == [cell_id] and outcome.archived == [cell_id]
+    assert json.loads((archive / cell_id / "summary.json").read_text())["final_reward"] == 0.123
+    assert [json.loads(p.read_text())["status"] for p in (archive / ".failed").glob("*/summary.json")] == ["failed"]
+
+
+def test_an_archive_of_another_recipe_or_a_stray_directory_is_refused_and_leftovers_are_dropped(tmp_path):
+    store = Path(run_ablation(small_recipe(tmp_path / "m1")).root)
+    archive = tmp_path / "archive"
+    (archive / ".staging" / "baseline__seed0.1.dead").mkdir(parents=True)  # a killed archiving's half-written cell
+    (archive / "recipe.yaml").write_text((store / "recipe.yaml").read_text())
+    archive_store(store, archive)
+    assert not (archive / ".staging").exists()
+
+    other = small_recipe(tmp_path / "m2")
+    other.training.lr = 3e-4
+    other_store = Path(run_ablation(other).root)
+    with pytest.raises(StoreError, match=r"archives another experiment"):
+        archive_store(other_store, archive)
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match=r"exists and is not an archive"):
+        archive_store(store, stray)
+    with pytest.raises(StoreError, match=r"not an ablation run store"):
+        archive_store(tmp_path / "nowhere", tmp_path / "new")
+    with pytest.raises(StoreError, match=r"is the store itself"):
+        archive_store(store, store)
+
+
+def test_cli_archive_then_restore(tmp_path):
+    runner = CliRunner()
+    recipe = write_recipe(tmp_path)
+    assert runner.invoke(app, ["ablate", str(recipe)]).exit_code == 0
+    store = tmp_path / "ablations" / "abl-test"
+    done = runner.invoke(app, ["archive", str(store), str(tmp_path / "archive")])
+    assert done.exit_code == 0 and "4 cell(s) archived now, 0 already there" in done.output
+    bad = runner.invoke(app, ["archive", str(tmp_path / "nowhere"), str(tmp_path / "archive")])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "not an ablation run store" in bad.output
+    import shutil
+
+    shutil.rmtree(store)  # the machine is gone
+    resumed = runner.invoke(app, ["ablate", str(recipe), "--restore-from", str(tmp_path / "archive")])
+    assert resumed.exit_code == 0, resumed.output
+    assert "restored 4 finished cell(s)" in resumed.output and "4/4 cells done" in resumed.output
+    assert "0 run now" in resumed.output
