@@ -108,15 +108,17 @@ def archive_store(store_root: str | Path, out: str | Path) -> ArchiveOutcome:
     out.mkdir(parents=True, exist_ok=True)
     scratch = out / ".staging"  # cells being written; a killed archiving's leftovers are dropped here
     shutil.rmtree(scratch, ignore_errors=True)
+    plan = read_json(root / "plan.json")
     archived_plan = read_json(out / "plan.json")
-    if isinstance(archived_plan, dict):
-        kept = [c["id"] for c in archived_plan.get("cells", []) if isinstance(c, dict) and "id" in c]
-        plan = read_json(root / "plan.json")
-        if any(c not in cell_ids for c in kept):  # a store planned with fewer seeds than the archive (a later look)
-            plan["cells"] = archived_plan["cells"] + [c for c in plan["cells"] if c["id"] not in kept]
-            plan["seeds"] = sorted({*archived_plan.get("seeds", []), *plan.get("seeds", [])})
-    else:
-        plan = read_json(root / "plan.json")
+    held_cells = [c for c in archived_plan.get("cells", []) if isinstance(c, dict) and isinstance(c.get("id"), str)] \
+        if isinstance(archived_plan, dict) else []
+    # a store planned with fewer cells than the archive (restored into a recipe with fewer seeds): the archive
+    # keeps its larger plan, and the recipe and looks that planned it
+    wider = any(c["id"] not in cell_ids for c in held_cells)
+    if wider:
+        held = {c["id"] for c in held_cells}
+        plan["cells"] = held_cells + [c for c in plan["cells"] if c["id"] not in held]
+        plan["seeds"] = sorted({*archived_plan.get("seeds", []), *plan.get("seeds", [])})
 
     outcome = ArchiveOutcome()
     store = AblationStore(root)
@@ -143,7 +145,7 @@ def archive_store(store_root: str | Path, out: str | Path) -> ArchiveOutcome:
         outcome.archived.append(cell_id)
     shutil.rmtree(scratch, ignore_errors=True)
     for name in STORE_FILES:
-        if (root / name).is_file():
+        if (root / name).is_file() and not (wider and (out / name).is_file()):
             write_text_atomic(out / name, (root / name).read_text(encoding="utf-8"))
     write_json_atomic(out / "plan.json", plan)
     if (root / "sessions.jsonl").is_file():

@@ -143,3 +143,18 @@ def test_cli_archive_then_restore(tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert "restored 4 finished cell(s)" in resumed.output and "4/4 cells done" in resumed.output
     assert "0 run now" in resumed.output
+
+
+def test_an_archive_wider_than_the_store_keeps_its_plan_and_recipe(tmp_path):
+    """Restored into a store with fewer seeds (the recipe before a later look added seeds), the archive keeps
+    the plan of every cell it holds, and the recipe that planned them."""
+    wide = Path(run_ablation(small_recipe(tmp_path / "m1", seeds=[0, 1])).root)
+    archive = tmp_path / "archive"
+    archive_store(wide, archive)
+    recipe_text = (archive / "recipe.yaml").read_text()
+    narrow = run_ablation(small_recipe(tmp_path / "m2", seeds=[0]), restore_from=str(archive))
+    assert narrow.results == [] and narrow.count("done") == 4
+    assert archive_store(narrow.root, archive).archived == []
+    assert len(json.loads((archive / "plan.json").read_text())["cells"]) == 8
+    assert (archive / "recipe.yaml").read_text() == recipe_text
+    assert load_ablation(archive).runs.status.tolist() == ["done"] * 8
