@@ -185,8 +185,11 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
     restored = []
     for cell in cells:
         source = archive / cell.id
-        if store.status(cell.id) != "pending" or not source.is_dir():
+        if store.status(cell.id) != "pending" or not (source.exists() or source.is_symlink()):
             continue
+        if not source.is_dir():
+            raise StoreError(f"{source}: not a directory (an archived cell is one); restore it from version control,"
+                             " or remove it to run the cell again")
         summary = read_json(source / "summary.json")
         if not isinstance(summary, dict):
             raise StoreError(f"{source}: has no readable summary.json; the archived cell is damaged: restore it "

@@ -71,6 +71,14 @@ def test_a_restore_refuses_another_experiment_and_a_cell_that_ran_another_recipe
     with pytest.raises(StoreError, match=r"ran another recipe than this cell's \(differs in rollout\.temperature\)"):
         run_ablation(small_recipe(tmp_path / "m3"), restore_from=str(archive))
 
+    import shutil
+
+    shutil.rmtree(cell)
+    cell.write_text("not a cell")
+    with pytest.raises(StoreError, match=r"seed0: not a directory \(an archived cell is one\)"):
+        run_ablation(small_recipe(tmp_path / "m3b"), restore_from=str(archive))
+    cell.unlink()
+    archive_store(store, archive)  # put it back as it was archived
     (cell / "summary.json").write_text("{ torn")
     with pytest.raises(StoreError, match=r"has no readable summary\.json"):
         run_ablation(small_recipe(tmp_path / "m4"), restore_from=str(archive))
