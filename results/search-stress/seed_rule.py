@@ -1,0 +1,37 @@
+"""The flagship's declared rule for more seeds (recipes/search-stress.yaml, declared 2026-11-30 17:14 UTC): after
+the 8 seeds, if any main effect's MDE exceeds 0.02, seeds 8-11 run; after theirs, if one still does, 12-15.
+
+It reads the main effects' MDEs and nothing else: it prints no effect, interval or p-value, so running it keeps
+the analysis blind to the results (the recipe's rule reads the residual variance only). Tests at the declared,
+unspent 0.05 (the rule as declared; README.md here says what that costs).
+
+    python results/search-stress/seed_rule.py results/search-stress/archive   # exit 0: rule met; 3: add seeds
+"""
+
+import sys
+
+from sigx.ablation.sequential import mde_over
+from sigx.report.load import load_ablation
+from sigx.report.stats import build_report
+
+TARGET = 0.02
+
+
+def main(store: str) -> int:
+    ablation = load_ablation(store)
+    runs = ablation.runs
+    if (runs.status != "done").any():
+        print(f"{store}: {int((runs.status != 'done').sum())} of {len(runs)} runs not done: the rule waits for all")
+        return 2
+    table = build_report(ablation).effects.table
+    main_effects = table[(table["order"] == 1) & (table["role"] != "control")]
+    seeds = runs.seed.nunique()
+    for row in main_effects.itertuples():
+        print(f"{seeds} seeds: MDE of {row.term}: {row.mde:.4f}")
+    over = mde_over(table, TARGET)
+    print(f"rule: {'met (every main effect MDE <= 0.02)' if not over else 'add the next 4 seeds'}")
+    return 3 if over else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
