@@ -19,11 +19,13 @@ run now (fields of where and how a store runs aside), by the store's own atomic 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +108,27 @@ def archive_store(store_root: str | Path, out: str | Path) -> ArchiveOutcome:
     elif out.exists() and any(out.iterdir()):
         raise StoreError(f"{out}: exists and is not an archive (no recipe.yaml); name a new or empty directory")
     out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _copy_finished(root, out, cell_ids)
+
+
+@contextmanager
+def _exclusive(out: Path):
+    """One archiving of ``out`` at a time (a timer's and a hand's): a lock on the directory itself, so the archive
+    holds no lock file; released by the kernel even on ``kill -9``."""
+    handle = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"{out}: another sigx archive is writing it; wait for it") from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome:
+    """The finished cells of ``root`` not yet in ``out``, then the store's own files (the caller holds the lock)."""
     scratch = out / ".staging"  # cells being written; a killed archiving's leftovers are dropped here
     shutil.rmtree(scratch, ignore_errors=True)
     plan = read_json(root / "plan.json")

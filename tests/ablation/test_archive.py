@@ -134,6 +134,18 @@ def test_an_archive_of_another_recipe_or_a_stray_directory_is_refused_and_leftov
     with pytest.raises(StoreError, match=r"is the store itself"):
         archive_store(store, store)
 
+    import fcntl
+    import os
+
+    busy = os.open(archive, os.O_RDONLY)  # another archiving (a timer's) holds the archive
+    fcntl.flock(busy, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(StoreError, match=r"another sigx archive is writing it"):
+            archive_store(store, archive)
+    finally:
+        os.close(busy)
+    assert archive_store(store, archive).archived == []
+
 
 def test_cli_archive_then_restore(tmp_path):
     runner = CliRunner()
