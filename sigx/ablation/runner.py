@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 
@@ -54,7 +55,13 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         console.print("aliases (main effects and 2-factor interactions; higher orders assumed negligible): "
                       + "; ".join(alias_lines(design, names)), highlight=False)
     if dry_run:
-        return AblationOutcome(str(store.root), cells, {c.id: store.status(c.id) for c in cells})
+        status = {c.id: store.status(c.id) for c in cells}
+        if restore_from is not None:
+            held = sum(status[c.id] == "pending" and (Path(restore_from) / c.id / "summary.json").is_file()
+                       for c in cells)
+            console.print(f"the archive {restore_from} holds {held} of the pending cells (restored, after checks, "
+                          "when run)", highlight=False)
+        return AblationOutcome(str(store.root), cells, status)
 
     started = time.time()
     with store.lock():

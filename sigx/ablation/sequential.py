@@ -121,7 +121,7 @@ def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule
         done = {d.get("seeds") for d in plan.looks_done}
         look, seeds = next(((i, s) for i, s in enumerate(plan.schedule, 1) if len(s) not in done),
                            (plan.looks, plan.schedule[-1]))
-        outcome = run_ablation(with_seeds(recipe, seeds), console=console, dry_run=True)
+        outcome = run_ablation(with_seeds(recipe, seeds), console=console, dry_run=True, restore_from=restore_from)
         return outcome, {"look": look, "seeds": len(seeds), "stopped": "dry run: nothing ran"}
     store_root(recipe).mkdir(parents=True, exist_ok=True)
     plan = plan_for(recipe, step, max_seeds, rule, target_mde)
