@@ -169,7 +169,7 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
     shutil.rmtree(scratch, ignore_errors=True)
     for name in STORE_FILES:
         if (root / name).is_file() and not (wider and (out / name).is_file()):
-            write_text_atomic(out / name, (root / name).read_text(encoding="utf-8"))
+            write_text_atomic(out / name, (root / name).read_bytes().decode("utf-8", errors="replace"))
     write_json_atomic(out / "plan.json", plan)
     if (root / "sessions.jsonl").is_file():
         write_text_atomic(out / "sessions.jsonl", _merged_sessions(out / "sessions.jsonl", root / "sessions.jsonl"))
@@ -179,9 +179,9 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
 def _merged_sessions(archived: Path, store: Path) -> str:
     """The archive's session log with the store's lines it lacks appended: sittings on several machines, each
     recorded once, in the order they were archived. A line the store is still writing is left for the next time."""
-    held = archived.read_text(encoding="utf-8").splitlines() if archived.is_file() else []
+    held = archived.read_bytes().decode("utf-8", errors="replace").splitlines() if archived.is_file() else []
     seen = set(held)
-    new = [line for line in store.read_text(encoding="utf-8").splitlines()
+    new = [line for line in store.read_bytes().decode("utf-8", errors="replace").splitlines()
            if line not in seen and isinstance(_json_or_none(line), dict)]
     return "".join(line + "\n" for line in held + new)
 

@@ -53,6 +53,10 @@ def test_an_archive_restored_on_another_machine_runs_only_the_cells_it_lacks(tmp
     sessions = read_jsonl(archive / "sessions.jsonl")
     assert [s["event"] for s in sessions] == ["started", "finished"] * 2
     assert archive_store(resumed.root, archive).archived == []  # nothing new: nothing written
+    with open(Path(resumed.root) / "sessions.jsonl", "ab") as log:
+        log.write(b'\xff\xfe not json\n{"event": "started", "torn')  # a damaged line and one still being written
+    archive_store(resumed.root, archive)
+    assert len(read_jsonl(archive / "sessions.jsonl")) == 4
 
 
 def test_a_restore_refuses_another_experiment_and_a_cell_that_ran_another_recipe(tmp_path):
