@@ -1,7 +1,7 @@
 #!/bin/bash
 # One sitting of the flagship on a fresh 2-core machine (how results/search-stress was run; see README.md here).
 # Restores the cells earlier sittings archived, runs the rest with 2 one-thread workers from a snapshot of the
-# code (so edits to the checkout do not reach running cells), and every 20 minutes archives the finished cells
+# code (so edits to the checkout do not reach running cells), and every 10 minutes archives the finished cells
 # into results/search-stress/archive and commits that path alone. Run from the repository root, in the
 # background:  nohup setsid results/search-stress/sitting.sh > sitting.log 2>&1 &
 # The same for the second warm start: RECIPE=search-stress-ws2 results/search-stress/sitting.sh
@@ -14,7 +14,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 [ -d "$SNAP" ] || git worktree add --detach "$SNAP" HEAD || exit 1
 [ -x .venv/bin/sigx ] || { echo "no .venv here: run the README's set-up first"; exit 1; }
 (
-  while sleep "${ARCHIVE_EVERY_S:-1200}"; do
+  while sleep "${ARCHIVE_EVERY_S:-600}"; do
     if [ -f "$SNAP/ablations/$RECIPE/plan.json" ]; then
       "$REPO/.venv/bin/sigx" archive "$SNAP/ablations/$RECIPE" "$ARCHIVE" && git add "$ARCHIVE" &&
         git commit -q -m "results/search-stress: $RECIPE's finished runs archived ($(ls -d "$ARCHIVE"/*/seed*/ | wc -l) at $(date -u +%H:%M) UTC)" -- "$ARCHIVE"
