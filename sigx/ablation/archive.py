@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import shutil
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,10 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from sigx.ablation.store import STORE_RESUMABLE_CHANGES, AblationStore, StoreError
-from sigx.config import default_recipe_like
-from sigx.runs import (cell_status, config_differences, list_differences, read_json, write_json_atomic,
-                       write_text_atomic)
+from sigx.ablation.store import AblationStore, StoreError, experiment_differences
+from sigx.runs import cell_status, list_differences, read_json, write_json_atomic, write_text_atomic
 
 #: a finished cell's files that make its result (the rest of its directory, W&B's folder, is not archived)
 CELL_FILES = ("config.json", "summary.json", "metrics.jsonl")
@@ -68,11 +65,6 @@ def _recipe_data(path: Path) -> dict:
     return data
 
 
-def _same_experiment(a: dict, b: dict) -> list[str]:
-    """The fields (other than where and how a store runs) in which two resolved recipes differ."""
-    return config_differences(a, b, ignore=STORE_RESUMABLE_CHANGES, defaults=default_recipe_like(a))
-
-
 def _cell_files(directory: Path) -> dict[str, bytes]:
     return {name: (directory / name).read_bytes() for name in CELL_FILES if (directory / name).is_file()}
 
@@ -101,7 +93,7 @@ def archive_store(store_root: str | Path, out: str | Path) -> ArchiveOutcome:
     cell_ids = _cell_ids(root, "the store cannot be archived")
     recipe = _recipe_data(root / "recipe.yaml")
     if (out / "recipe.yaml").exists():
-        changed = _same_experiment(_recipe_data(out / "recipe.yaml"), recipe)
+        changed = experiment_differences(_recipe_data(out / "recipe.yaml"), recipe)
         if changed:
             raise StoreError(f"{out}: archives another experiment (its recipe differs in {list_differences(changed)});"
                              " archive this store to another directory")
@@ -146,7 +138,8 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
     outcome = ArchiveOutcome()
     store = AblationStore(root)
     for cell_id in cell_ids:
-        if store.status(cell_id) == "pending":
+        status = store.status(cell_id)
+        if status == "pending":
             continue
         files = _cell_files(store.cell_dir(cell_id))
         target = out / cell_id
@@ -155,13 +148,10 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
             if held == files:
                 outcome.unchanged.append(cell_id)
                 continue
-            if cell_status(read_json(target / "summary.json")) == "done" or store.status(cell_id) != "done":
+            if cell_status(read_json(target / "summary.json")) == "done" or status != "done":
                 raise StoreError(f"{target}: the archive holds another run of this cell than {store.cell_dir(cell_id)}"
                                  " (their files differ); archive this store to another directory")
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            kept_at = out / ".failed" / f"{cell_id.replace('/', '__')}.replaced.{stamp}.{uuid.uuid4().hex[:6]}"
-            kept_at.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(target, kept_at)
+            AblationStore(out).set_aside(cell_id, "replaced")  # kept under .failed/, as a store keeps its own
             outcome.replaced.append(cell_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(_write_cell(files, cell_id, scratch), target)
@@ -201,7 +191,7 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
     archive = Path(archive)
     if not (archive / "recipe.yaml").is_file():
         raise StoreError(f"{archive}: not an archive (no recipe.yaml); name a directory `sigx archive` wrote")
-    changed = _same_experiment(_recipe_data(archive / "recipe.yaml"), recipe_data)
+    changed = experiment_differences(_recipe_data(archive / "recipe.yaml"), recipe_data)
     if changed:
         raise StoreError(f"{archive}: archives another experiment (its recipe differs in {list_differences(changed)})"
                          "; restore from the archive of this recipe")
@@ -220,7 +210,7 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
         made_by = read_json(source / "config.json")
         if not isinstance(made_by, dict):
             raise StoreError(f"{source}: has no readable config.json (the recipe the cell ran)")
-        changed = _same_experiment(made_by, cell.recipe.model_dump(mode="json"))
+        changed = experiment_differences(made_by, cell.recipe.model_dump(mode="json"))
         if changed:
             raise StoreError(f"{source}: ran another recipe than this cell's (differs in {list_differences(changed)})")
         store.staging.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,11 @@ def design_json(design: Design, names: list[str]) -> dict:
             "aliases": alias_lines(design, names)}
 
 
+def experiment_differences(stored: dict, resolved: dict) -> list[str]:
+    """The fields in which two resolved recipes differ as experiments: all but where and how a store runs."""
+    return config_differences(stored, resolved, ignore=STORE_RESUMABLE_CHANGES, defaults=default_recipe_like(stored))
+
+
 class StoreError(RuntimeError):
     """A run store that cannot be used as asked; the message is one line for the CLI."""
 
@@ -188,7 +193,7 @@ class AblationStore:
             if not isinstance(stored, dict):
                 raise StoreError(f"{stored_path}: not a recipe (expected a mapping of sections); restore it, or "
                                  "start another store")
-            changed = config_differences(stored, resolved, ignore=STORE_RESUMABLE_CHANGES, defaults=default_recipe_like(stored))
+            changed = experiment_differences(stored, resolved)
             if changed:
                 raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in "
                                  f"{list_differences(changed)}); rename the recipe, set ablation.output_dir, or "
