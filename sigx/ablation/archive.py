@@ -183,6 +183,14 @@ def _json_or_none(line: str):
         return None
 
 
+def archived_pending(store: AblationStore, archive: str | Path, cells: list) -> frozenset[str]:
+    """The ids of ``cells`` that the store has yet to run and the archive holds a summary for: what a restore would
+    bring in (before its checks), for the plan table and ``--dry-run``."""
+    archive = Path(archive)
+    return frozenset(c.id for c in cells
+                     if store.status(c.id) == "pending" and (archive / c.id / "summary.json").is_file())
+
+
 def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, cells: list) -> list[str]:
     """Publish into ``store`` each of ``cells`` that it lacks and the archive holds, finished by this same
     experiment: the archive's recipe must be the store's (fields of where and how it ran aside), and each cell's

@@ -10,10 +10,12 @@ from sigx.ablation.plan import Cell
 from sigx.ablation.store import AblationStore
 from sigx.runs import cell_status
 
-STATUS_STYLE = {"done": "green", "failed": "red", "pending": "yellow"}
+STATUS_STYLE = {"done": "green", "failed": "red", "pending": "yellow", "in archive": "cyan"}
 
 
-def plan_table(title: str, cells: list[Cell], store: AblationStore) -> Table:
+def plan_table(title: str, cells: list[Cell], store: AblationStore, archived: frozenset[str] = frozenset()) -> Table:
+    """One row per cell with its status; ``archived`` names the pending cells that ``--restore-from`` will restore
+    (shown "in archive", without their numbers, so a new machine's table says what will run)."""
     table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("cell")
@@ -23,6 +25,8 @@ def plan_table(title: str, cells: list[Cell], store: AblationStore) -> Table:
     for i, cell in enumerate(cells, 1):
         summary = store.summary(cell.id)
         status = cell_status(summary)
+        if status == "pending" and cell.id in archived:
+            status = "in archive"
         summary = summary or {}
         note = ""
         if status == "done" and summary.get("final_reward") is not None:

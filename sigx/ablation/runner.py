@@ -6,7 +6,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.console import Console
 
@@ -45,7 +44,12 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
     shape = f"2^{design.k}" if design.full else f"2^({design.k}-{design.p})"
     shape += f" + {len(controls)} control cell(s)" if controls else ""
     title = (f"ablation {recipe.name}: {shape} x {len(a.seeds)} seed(s) = {len(cells)} cells -> {store.root}/")
-    console.print(plan_table(title, cells, store))
+    archived = frozenset()
+    if restore_from is not None:
+        from sigx.ablation.archive import archived_pending
+
+        archived = archived_pending(store, restore_from, cells)
+    console.print(plan_table(title, cells, store, archived))
     names = [f.name for f in crossed(factors)]
     if controls:
         console.print(f"positive control(s), crossed with the baseline only: {', '.join(controls)}", highlight=False)
@@ -57,10 +61,8 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
     if dry_run:
         status = {c.id: store.status(c.id) for c in cells}
         if restore_from is not None:
-            held = sum(status[c.id] == "pending" and (Path(restore_from) / c.id / "summary.json").is_file()
-                       for c in cells)
-            console.print(f"the archive {restore_from} holds {held} of the pending cells (restored, after checks, "
-                          "when run)", highlight=False)
+            console.print(f"the archive {restore_from} holds {len(archived)} of the pending cells (restored, after "
+                          "checks, when run)", highlight=False)
         return AblationOutcome(str(store.root), cells, status)
 
     started = time.time()

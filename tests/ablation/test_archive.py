@@ -165,6 +165,7 @@ def test_cli_archive_then_restore(tmp_path):
     shutil.rmtree(store)  # the machine is gone
     planned = runner.invoke(app, ["ablate", str(recipe), "--dry-run", "--restore-from", str(tmp_path / "archive")])
     assert planned.exit_code == 0 and "holds 4 of the pending cells" in planned.output
+    assert planned.output.count("in archive") == 4  # the plan table says what the restore brings in
     assert not store.exists() or not any(store.glob("*/seed*"))  # a dry run restores nothing
     resumed = runner.invoke(app, ["ablate", str(recipe), "--restore-from", str(tmp_path / "archive")])
     assert resumed.exit_code == 0, resumed.output
