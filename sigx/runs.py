@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 
 #: a run directory's checkpoint (see :mod:`sigx.checkpoint`), named here so that readers of run directories
 #: need not load torch
@@ -86,6 +88,24 @@ def list_differences(changed: list[str], shown: int = 4) -> str:
     """The first ``shown`` differing fields for a one-line error, with "..." when there are more."""
     named = [c or "(the whole recipe: not a mapping of sections)" for c in changed]
     return ", ".join(named[:shown]) + (", ..." if len(named) > shown else "")
+
+
+class UnreadableRecipe(ValueError):
+    """A stored ``recipe.yaml`` that is not a readable mapping; the message is one line naming the file."""
+
+
+def read_stored_recipe(path: str | Path) -> dict:
+    """A recipe as a store or an archive keeps it (``recipe.yaml``, every default filled in), as data. Its readers
+    differ in what a damaged one means (a store will not run, an archive will not take cells, a report will not
+    analyse), so each adds its own advice to the :class:`UnreadableRecipe` raised here."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        raise UnreadableRecipe(f"{path}: not a readable recipe ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise UnreadableRecipe(f"{path}: not a recipe (expected a mapping of sections)")
+    return data
 
 
 def read_json(path: str | Path) -> Any:

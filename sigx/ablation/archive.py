@@ -28,10 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from sigx.ablation.store import AblationStore, StoreError, experiment_differences
-from sigx.runs import cell_status, list_differences, read_json, write_json_atomic, write_text_atomic
+from sigx.runs import (UnreadableRecipe, cell_status, list_differences, read_json, read_stored_recipe,
+                       write_json_atomic, write_text_atomic)
 
 #: a finished cell's files that make its result (the rest of its directory, W&B's folder, is not archived)
 CELL_FILES = ("config.json", "summary.json", "metrics.jsonl")
@@ -57,12 +56,9 @@ def _cell_ids(root: Path, what: str) -> list[str]:
 
 def _recipe_data(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
-        raise StoreError(f"{path}: not a readable recipe ({type(err).__name__})") from None
-    if not isinstance(data, dict):
-        raise StoreError(f"{path}: not a recipe (expected a mapping of sections)")
-    return data
+        return read_stored_recipe(path)
+    except UnreadableRecipe as err:
+        raise StoreError(str(err)) from None
 
 
 def _cell_files(directory: Path) -> dict[str, bytes]:

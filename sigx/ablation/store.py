@@ -33,8 +33,8 @@ import yaml
 from sigx.ablation.plan import crossed, design_of, factors_of
 from sigx.config import EXECUTION_FIELDS, Recipe, default_recipe_like
 from sigx.design import Design, alias_lines, describe
-from sigx.runs import (CHECKPOINT_FILE, cell_status, config_differences, list_differences,
-                       read_json, write_json_atomic, write_text_atomic)
+from sigx.runs import (CHECKPOINT_FILE, UnreadableRecipe, cell_status, config_differences, list_differences,
+                       read_json, read_stored_recipe, write_json_atomic, write_text_atomic)
 
 #: what an ablation store may be resumed with changed: the recipe fields of roles "execution", "layout" and
 #: "cell_seed" (see sigx.config.ROLES), and the settings of where a store ran as sigx wrote them before the
@@ -186,13 +186,10 @@ class AblationStore:
         stored_path = self.root / "recipe.yaml"
         if stored_path.exists():
             try:
-                stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
-            except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
-                raise StoreError(f"{stored_path}: not a readable recipe ({type(err).__name__}); the store's record "
-                                 "of what it measures is damaged: restore it, or start another store") from None
-            if not isinstance(stored, dict):
-                raise StoreError(f"{stored_path}: not a recipe (expected a mapping of sections); restore it, or "
-                                 "start another store")
+                stored = read_stored_recipe(stored_path)
+            except UnreadableRecipe as err:
+                raise StoreError(f"{err}; the store's record of what it measures is damaged: restore it, or start "
+                                 "another store") from None
             changed = experiment_differences(stored, resolved)
             if changed:
                 raise StoreError(f"{self.root}: holds an ablation of a different recipe (differs in "

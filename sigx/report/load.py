@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-import yaml
-
 from sigx.ablation.looks import look_alpha
 from sigx.provenance import batch_key
-from sigx.runs import cell_status, read_json, read_jsonl_lines
+from sigx.runs import UnreadableRecipe, cell_status, read_json, read_jsonl_lines, read_stored_recipe
 
 # Metrics of the cell table: summary.json key (or a value derived from metrics.jsonl) -> what it is.
 METRICS = {
@@ -282,12 +280,9 @@ def _stored_recipe(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
-        raise ReportError(f"{path}: not a readable recipe ({type(err).__name__})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: not a recipe (expected a mapping of sections)")
-    return data
+        return read_stored_recipe(path)
+    except UnreadableRecipe as err:
+        raise ReportError(str(err)) from None
 
 
 def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:

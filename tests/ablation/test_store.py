@@ -89,6 +89,29 @@ def test_a_store_written_by_an_older_sigx_is_resumed_when_the_new_fields_keep_th
         run_ablation(recipe)
 
 
+@pytest.mark.parametrize("damage", ["a directory", "empty", "not utf-8", "a list"])
+def test_a_damaged_stored_recipe_is_one_line_from_store_archive_and_report(tmp_path, damage):
+    """The store's recipe.yaml declares what it measures: damaged, every reader says so in one line naming it
+    (before, a recipe.yaml that was a directory was a traceback from the store and the report)."""
+    from sigx.ablation.archive import archive_store
+    from sigx.report.load import ReportError, load_ablation
+
+    root = Path(run_ablation(small_recipe(tmp_path)).root)
+    stored_path = root / "recipe.yaml"
+    stored_path.unlink()
+    if damage == "a directory":
+        stored_path.mkdir()
+    else:
+        stored_path.write_bytes({"empty": b"", "not utf-8": b"\xff\xfe: [", "a list": b"- 1\n- 2\n"}[damage])
+    expected = r"recipe\.yaml: not a (readable )?recipe"
+    with pytest.raises(StoreError, match=expected + r".*the store's record of what it measures is damaged"):
+        run_ablation(small_recipe(tmp_path))
+    with pytest.raises(StoreError, match=expected):
+        archive_store(root, tmp_path / "archive")
+    with pytest.raises(ReportError, match=expected):
+        load_ablation(root)
+
+
 def test_one_ablation_per_store_at_a_time(tmp_path):
     store = AblationStore(tmp_path / "store")
     with store.lock():
