@@ -1193,6 +1193,8 @@ def read_recipe_file(path: Path) -> Any:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError([f"{path}: is a directory; name a recipe file (e.g. recipes/tiny.yaml)"])
     if not path.is_file():
         raise RecipeError([f"{path}: no such recipe file"])
     return recipe_from_data(read_recipe_file(path), str(path), overrides)

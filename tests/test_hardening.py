@@ -80,6 +80,8 @@ CLI = [
     (["train", str(TINY), "--set", "training.lr.x=1"], "--set training.lr.x=1: lr is a value, not a section"),
     (["train", str(TINY), "--set", "training.lr=true"], "training.lr: expected a number, got a boolean"),
     (["train", "missing.yaml"], "missing.yaml: no such recipe file"),
+    (["validate", "."], ".: is a directory; name a recipe file"),
+    (["ablate", str(TINY), "--dry-run", "--restore-from", "nowhere"], "nowhere: not a directory; name an archive"),
     (["validate", str(TINY), "--set", "seed=99999999999999999999"], "seed: 999999999999... is beyond a 64-bit integer"),
     (["ablate", str(TINY), "--executor", "slurmm"], "ablation.executor"),
     (["ablate", str(TINY), "--workers", "0"], "ablation.workers"),

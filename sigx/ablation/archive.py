@@ -86,6 +86,10 @@ def archive_store(store_root: str | Path, out: str | Path) -> ArchiveOutcome:
         raise StoreError(f"{root}: not an ablation run store (no plan.json); name a store under ablations/")
     if root.resolve() == out.resolve():
         raise StoreError(f"{out}: is the store itself; archive it to another directory")
+    if root.resolve() in out.resolve().parents:
+        raise StoreError(f"{out}: is inside the store {root}; archive it to a directory outside the store")
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out}: exists and is not a directory; name a new or empty directory")
     cell_ids = _cell_ids(root, "the store cannot be archived")
     recipe = _recipe_data(root / "recipe.yaml")
     if (out / "recipe.yaml").exists():
@@ -179,6 +183,22 @@ def _json_or_none(line: str):
         return None
 
 
+def check_archive_of(archive: str | Path, recipe_data: dict) -> Path:
+    """``archive`` as a path, once it is known to be an archive of the experiment ``recipe_data`` resolves to
+    (fields of where and how it ran aside); else a one-line :class:`StoreError`. Run before any cell is restored,
+    and by ``--dry-run``, so a wrong archive is named before anything runs."""
+    archive = Path(archive)
+    if not archive.is_dir():
+        raise StoreError(f"{archive}: not a directory; name an archive `sigx archive` wrote")
+    if not (archive / "recipe.yaml").is_file():
+        raise StoreError(f"{archive}: not an archive (no recipe.yaml); name a directory `sigx archive` wrote")
+    changed = experiment_differences(_recipe_data(archive / "recipe.yaml"), recipe_data)
+    if changed:
+        raise StoreError(f"{archive}: archives another experiment (its recipe differs in {list_differences(changed)})"
+                         "; restore from the archive of this recipe")
+    return archive
+
+
 def archived_pending(store: AblationStore, archive: str | Path, cells: list) -> frozenset[str]:
     """The ids of ``cells`` that the store has yet to run and the archive holds a summary for: what a restore would
     bring in (before its checks), for the plan table and ``--dry-run``."""
@@ -192,13 +212,7 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
     experiment: the archive's recipe must be the store's (fields of where and how it ran aside), and each cell's
     own resolved recipe the one its plan entry runs now. Returns the ids restored. The caller holds the store's
     lock."""
-    archive = Path(archive)
-    if not (archive / "recipe.yaml").is_file():
-        raise StoreError(f"{archive}: not an archive (no recipe.yaml); name a directory `sigx archive` wrote")
-    changed = experiment_differences(_recipe_data(archive / "recipe.yaml"), recipe_data)
-    if changed:
-        raise StoreError(f"{archive}: archives another experiment (its recipe differs in {list_differences(changed)})"
-                         "; restore from the archive of this recipe")
+    archive = check_archive_of(archive, recipe_data)
     restored = []
     for cell in cells:
         source = archive / cell.id

@@ -46,9 +46,9 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
     title = (f"ablation {recipe.name}: {shape} x {len(a.seeds)} seed(s) = {len(cells)} cells -> {store.root}/")
     archived = frozenset()
     if restore_from is not None:
-        from sigx.ablation.archive import archived_pending
+        from sigx.ablation.archive import archived_pending, check_archive_of
 
-        archived = archived_pending(store, restore_from, cells)
+        archived = archived_pending(store, check_archive_of(restore_from, recipe.model_dump(mode="json")), cells)
     console.print(plan_table(title, cells, store, archived))
     names = [f.name for f in crossed(factors)]
     if controls:

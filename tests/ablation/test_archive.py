@@ -86,8 +86,13 @@ def test_a_restore_refuses_another_experiment_and_a_cell_that_ran_another_recipe
     (cell / "summary.json").write_text("{ torn")
     with pytest.raises(StoreError, match=r"has no readable summary\.json"):
         run_ablation(small_recipe(tmp_path / "m4"), restore_from=str(archive))
-    with pytest.raises(StoreError, match=r"not an archive \(no recipe\.yaml\)"):
+    with pytest.raises(StoreError, match=r"nothing: not a directory; name an archive"):
         run_ablation(small_recipe(tmp_path / "m5"), restore_from=str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match=r"not an archive \(no recipe\.yaml\)"):
+        run_ablation(small_recipe(tmp_path / "m5"), restore_from=str(tmp_path / "empty"))
+    with pytest.raises(StoreError, match=r"archives another experiment"):  # a dry run names it too, runs nothing
+        run_ablation(other, restore_from=str(archive), dry_run=True)
 
 
 def test_an_archive_never_takes_a_different_run_of_a_cell_it_holds(tmp_path):
@@ -137,6 +142,12 @@ def test_an_archive_of_another_recipe_or_a_stray_directory_is_refused_and_leftov
         archive_store(tmp_path / "nowhere", tmp_path / "new")
     with pytest.raises(StoreError, match=r"is the store itself"):
         archive_store(store, store)
+    with pytest.raises(StoreError, match=r"is inside the store"):
+        archive_store(store, store / "archive")
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(StoreError, match=r"a-file: exists and is not a directory"):
+        archive_store(store, tmp_path / "a-file")
+    assert (tmp_path / "a-file").read_text() == "mine" and not (store / "archive").exists()
 
     import fcntl
     import os
