@@ -445,10 +445,14 @@ def archive(
             outcome = archive_store(store, out)
         except StoreError as err:
             fail(str(err))
+    for line in outcome.damaged:
+        typer.echo(f"warning: {line}", err=True)
     replaced = f", {len(outcome.replaced)} failed cell(s) replaced by their re-run (kept in .failed/)" \
         if outcome.replaced else ""
+    damaged = f", {len(outcome.damaged)} cell(s) left out (damaged: see the warnings)" \
+        if outcome.damaged else ""
     typer.echo(f"{out}: {len(outcome.archived)} cell(s) archived now, {len(outcome.unchanged)} already there"
-               f"{replaced}")
+               f"{replaced}{damaged}")
 
 
 def main() -> None:

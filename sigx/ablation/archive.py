@@ -43,6 +43,7 @@ class ArchiveOutcome:
     archived: list[str] = field(default_factory=list)  # cells written now
     unchanged: list[str] = field(default_factory=list)  # cells the archive already held, identical
     replaced: list[str] = field(default_factory=list)  # failed copies a finished re-run replaced (kept in .failed/)
+    damaged: list[str] = field(default_factory=list)  # "<cell dir>: why" for each run left out (see _damage)
 
 
 def _cell_ids(root: Path, what: str) -> list[str]:
@@ -61,8 +62,25 @@ def _recipe_data(path: Path) -> dict:
         raise StoreError(str(err)) from None
 
 
+def _plain_file(path: Path) -> bool:
+    """A regular file, not a link: an archive is committed, so it copies nothing a link could point at."""
+    return path.is_file() and not path.is_symlink()
+
+
 def _cell_files(directory: Path) -> dict[str, bytes]:
-    return {name: (directory / name).read_bytes() for name in CELL_FILES if (directory / name).is_file()}
+    return {name: (directory / name).read_bytes() for name in CELL_FILES if _plain_file(directory / name)}
+
+
+def _damage(directory: Path, status: str) -> str | None:
+    """Why a store's cell cannot be archived whole, or None: each of its files must be a plain file, and a finished
+    run has all three (a failed one may have failed before it wrote its config or metrics)."""
+    for name in CELL_FILES:
+        path = directory / name
+        if path.is_symlink() or path.is_dir():
+            return f"{name} is {'a link' if path.is_symlink() else 'a directory'}, not a plain file"
+        if status == "done" and not path.is_file():
+            return f"{name} is missing from a finished run"
+    return None
 
 
 def _write_cell(files: dict[str, bytes], cell_id: str, scratch_parent: Path) -> Path:
@@ -141,6 +159,11 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
         status = store.status(cell_id)
         if status == "pending":
             continue
+        why = _damage(store.cell_dir(cell_id), status)
+        if why is not None:
+            outcome.damaged.append(f"{store.cell_dir(cell_id)}: {why}; not archived (repair the cell, or remove it "
+                                   "to run it again)")
+            continue
         files = _cell_files(store.cell_dir(cell_id))
         target = out / cell_id
         if target.exists():
@@ -158,10 +181,10 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
         outcome.archived.append(cell_id)
     shutil.rmtree(scratch, ignore_errors=True)
     for name in STORE_FILES:
-        if (root / name).is_file() and not (wider and (out / name).is_file()):
+        if _plain_file(root / name) and not (wider and (out / name).is_file()):
             write_text_atomic(out / name, (root / name).read_bytes().decode("utf-8", errors="replace"))
     write_json_atomic(out / "plan.json", plan)
-    if (root / "sessions.jsonl").is_file():
+    if _plain_file(root / "sessions.jsonl"):
         write_text_atomic(out / "sessions.jsonl", _merged_sessions(out / "sessions.jsonl", root / "sessions.jsonl"))
     return outcome
 
@@ -225,6 +248,11 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
         if not isinstance(summary, dict):
             raise StoreError(f"{source}: has no readable summary.json; the archived cell is damaged: restore it "
                              "from version control, or remove it to run the cell again")
+        why = _damage(source, cell_status(summary))
+        if why is not None:
+            raise StoreError(f"{source}: {why}; restore it from version control, or remove it to run the cell again")
+        if cell_status(summary) == "failed" and not (source / "config.json").exists():
+            continue  # failed before it wrote its config: nothing to check it against, so the cell runs again
         made_by = read_json(source / "config.json")
         if not isinstance(made_by, dict):
             raise StoreError(f"{source}: has no readable config.json (the recipe the cell ran)")

@@ -162,6 +162,40 @@ def test_an_archive_of_another_recipe_or_a_stray_directory_is_refused_and_leftov
     assert archive_store(store, archive).archived == []
 
 
+def test_a_damaged_cell_is_left_out_by_name_and_never_followed_through_a_link(tmp_path):
+    """An archive is committed: a cell file that is a link (here to a secret) or a directory is not copied, the
+    cell is named, and the rest are archived; a failed run that died before writing its config is not damage."""
+    store = Path(run_ablation(small_recipe(tmp_path / "m1")).root)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password")
+    linked, gutted, failed = (store / cell for cell in ("baseline/seed0", "sspo/seed0", "sorl/seed0"))
+    (linked / "config.json").unlink()
+    (linked / "config.json").symlink_to(secret)
+    (gutted / "metrics.jsonl").unlink()
+    (gutted / "metrics.jsonl").mkdir()
+    summary = json.loads((failed / "summary.json").read_text())
+    (failed / "summary.json").write_text(json.dumps({**summary, "status": "failed", "error": "RuntimeError: boom"}))
+    (failed / "config.json").unlink()
+    (failed / "metrics.jsonl").unlink()
+    result = CliRunner().invoke(app, ["archive", str(store), str(tmp_path / "archive")])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {linked}: config.json is a link, not a plain file; not archived" in result.output
+    assert f"warning: {gutted}: metrics.jsonl is a directory, not a plain file" in result.output
+    assert "2 cell(s) archived now, 0 already there, 2 cell(s) left out (damaged" in result.output
+    archive = tmp_path / "archive"
+    assert not (archive / "baseline" / "seed0").exists() and not (archive / "sspo" / "seed0").exists()
+    assert "password" not in "".join(p.read_text() for p in archive.rglob("*") if p.is_file())
+    assert sorted(p.name for p in (archive / "sorl" / "seed0").iterdir()) == ["summary.json"]
+    (archive / "sspo+sorl" / "seed0" / "config.json").unlink()
+    (archive / "sspo+sorl" / "seed0" / "config.json").symlink_to(secret)  # committed by hand: restore refuses it
+    with pytest.raises(StoreError, match=r"config\.json is a link, not a plain file; restore it from version"):
+        run_ablation(small_recipe(tmp_path / "m2"), restore_from=str(archive))
+    (archive / "sspo+sorl" / "seed0").rename(tmp_path / "set-aside")
+    resumed = run_ablation(small_recipe(tmp_path / "m3"), restore_from=str(archive))
+    assert sorted(r["cell"] for r in resumed.results) == ["baseline/seed0", "sorl/seed0", "sspo+sorl/seed0",
+                                                          "sspo/seed0"]  # the failed run without a config ran again
+
+
 def test_cli_archive_then_restore(tmp_path):
     runner = CliRunner()
     recipe = write_recipe(tmp_path)
