@@ -317,9 +317,10 @@ def ablate(
         raise typer.Exit(1)
 
 
-def checked_analysis_options(format_: list[str] | None, metric: str | None, margin: float | None) -> list[str]:
+def checked_analysis_options(format_: list[str] | None, metric: str | None, margin: float | None,
+                             out: Path) -> list[str]:
     """The output formats (md unless given), after the one-line checks `report` and `compare` share of --format,
-    --metric and --margin."""
+    --metric, --margin and --out (checked before any analysis is made, not when its files are written)."""
     from sigx.report.generate import FORMATS
     from sigx.report.load import NAME
 
@@ -331,6 +332,9 @@ def checked_analysis_options(format_: list[str] | None, metric: str | None, marg
         fail(f"--metric: {metric[:60]!r} is not a summary key (letters, digits, _ . -)")
     if margin is not None and not 0 < margin <= 1:
         fail(f"--margin: must be in (0, 1] (got {margin})")
+    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        fail(f"--out {out}: {blocked} exists and is not a directory; name a directory for the reports")
     return formats
 
 
@@ -356,7 +360,7 @@ def report(
     from sigx.report.generate import generate_report, load_store
     from sigx.report.load import ReportError, find_ablations
 
-    formats = tuple(checked_analysis_options(format_, metric, margin))
+    formats = tuple(checked_analysis_options(format_, metric, margin, out))
     stores = stores or ([] if recipe else find_ablations())
     if replicates is not None and len(stores) > 1:
         fail(f"--replicates: checks one ablation against its reference; {len(stores)} were named")
@@ -410,7 +414,7 @@ def compare(
     from sigx.report.load import ReportError
     from sigx.report.render import print_comparison, write_comparison
 
-    formats = checked_analysis_options(format_, metric, margin)
+    formats = checked_analysis_options(format_, metric, margin, out)
     with one_line_errors():
         try:
             if store_a.resolve() == store_b.resolve():

@@ -89,6 +89,8 @@ CLI = [
     (["report", "--format", "pdf", "nowhere"], "--format: unknown format pdf"),
     (["report", "--margin", "0", "nowhere"], "--margin: must be in (0, 1]"),
     (["report", "nowhere"], "nowhere: not a directory"),
+    (["report", "nowhere", "--out", str(TINY)], f"--out {TINY}: {TINY} exists and is not a directory"),
+    (["compare", "a", "b", "--out", f"{TINY}/x"], f"--out {TINY}/x: {TINY} exists and is not a directory"),
 ]
 
 
