@@ -48,12 +48,16 @@ class SequentialPlan:
     def alpha_per_look(self) -> float:
         return self.alpha / self.looks
 
+    @property
+    def until(self) -> str:
+        """The stopping rule in words (the report's line and the store's refusals both say it this way)."""
+        return (f"until every main effect's MDE <= {self.target_mde:g}" if self.rule == "mde"
+                else "until every declared gap is resolved")
+
     def describe(self) -> str:
         sizes = ", ".join(str(len(s)) for s in self.schedule)
-        until = (f", until every main effect's MDE <= {self.target_mde:g}" if self.rule == "mde"
-                 else ", until every declared gap is resolved")
-        return (f"sequential seeds: {self.looks} planned look(s) at {sizes} seeds per cell{until}, each tested at "
-                f"{self.alpha:g} / {self.looks} = {self.alpha_per_look:.4g} (Bonferroni alpha spending)")
+        return (f"sequential seeds: {self.looks} planned look(s) at {sizes} seeds per cell, {self.until}, each tested "
+                f"at {self.alpha:g} / {self.looks} = {self.alpha_per_look:.4g} (Bonferroni alpha spending)")
 
 
 def load_plan(root: Path) -> SequentialPlan | None:

@@ -58,10 +58,8 @@ def plan_for(recipe: Recipe, step: int, max_seeds: int, rule: str = "resolved",
     existing = load_plan(root)
     if existing is not None:
         if plan_key(existing) != plan_key(wanted):
-            rule_text = ("until resolved" if existing.rule == "resolved"
-                         else f"until every MDE <= {existing.target_mde:g}")
             raise StoreError(f"{root / FILE}: the store's sequential plan is seeds {existing.first_seeds}, step "
-                             f"{existing.step}, max {existing.max_seeds}, {rule_text}; it was fixed at the first "
+                             f"{existing.step}, max {existing.max_seeds}, {existing.until}; it was fixed at the first "
                              "look and cannot change (or the error rates would not hold)")
         return existing
     extra = sorted({int(p.name[4:]) for p in root.glob("*/seed*") if p.name[4:].isdigit()} - set(seeds)) \

@@ -52,7 +52,7 @@ def test_until_mde_adds_seeds_while_a_main_effect_mde_is_above_target_spending_a
     report = build_report(load_ablation(outcome.root))
     assert report.alpha == 0.025 and any("until every main effect's MDE <= 1e-09, each tested at 0.05 / 2" in n
                                          for n in report.notes)
-    with pytest.raises(StoreError, match=r"until every MDE <= 1e-09; it was fixed at the first look"):
+    with pytest.raises(StoreError, match=r"until every main effect's MDE <= 1e-09; it was fixed at the first look"):
         run_sequential(recipe, max_seeds=3, step=1, rule="mde", target_mde=0.5)
     with pytest.raises(StoreError, match="fixed at the first look"):
         run_sequential(recipe, max_seeds=3, step=1)  # nor may the rule change
