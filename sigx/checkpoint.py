@@ -28,7 +28,7 @@ import torch
 
 from sigx.config import RESUMABLE_CHANGES, RecipeError, default_recipe_like
 from sigx.engine.distributed import barrier
-from sigx.runs import CHECKPOINT_FILE, config_differences, list_differences
+from sigx.runs import CHECKPOINT_FILE, CHECKPOINT_SHARDS, config_differences, list_differences
 
 FILE = CHECKPOINT_FILE
 #: what a sigx checkpoint holds (``digest`` since 2026-11-30: older checkpoints resume unchecked)
@@ -72,7 +72,7 @@ def digest(state: dict) -> str:
 
 
 #: the directories of sharded parts (a multi-process run's weights and optimizer state) beside checkpoint.pt
-SHARDS = "checkpoint.shards."
+SHARDS = CHECKPOINT_SHARDS
 
 
 class Checkpoints:

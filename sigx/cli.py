@@ -59,13 +59,26 @@ def one_line_errors():
 
 def check_run_dir(run_dir: Path) -> None:
     """A --run-dir that names a directory sigx may create or use: not empty (that is the current folder), not
-    too long for the file system, not a file. (A NUL byte cannot reach here: no argument holds one.)"""
+    too long for the file system, not a file, not an ablation store, and holding nothing a run does not write
+    (a run would overwrite a file of the same name, as a project's own config.json). (A NUL byte cannot reach
+    here: no argument holds one.)"""
     text = str(run_dir)
     if text in ("", "."):  # Typer turns '' into Path('.')
         fail("--run-dir: empty or '.'; name a directory for the run (default: <logging.output_dir>/<name>/...)")
     with one_line_errors():
         if run_dir.exists() and not run_dir.is_dir():
             fail(f"--run-dir {run_dir}: exists and is not a directory")
+        if run_dir.is_dir():
+            from sigx.runs import foreign_entries
+
+            if (run_dir / "plan.json").exists():
+                fail(f"--run-dir {run_dir}: is an ablation store (it has a plan.json); a run needs a directory of "
+                     "its own")
+            foreign = foreign_entries(run_dir)
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+                fail(f"--run-dir {run_dir}: holds what no sigx run writes ({shown}); a run could overwrite it: name a"
+                     " new or empty directory, or a run's own")
 
 
 def free_cpus() -> int:
@@ -154,7 +167,7 @@ def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     enable: Annotated[Optional[str], typer.Option(help=f"Comma-separated techniques to switch on: {','.join(TECHNIQUE_ORDER)}.")] = None,
     set_: SetOption = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: <logging.output_dir>/<recipe name>/<cell>/seed<seed>).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Where to write the run (default: <logging.output_dir>/<recipe name>/<cell>/seed<seed>): a new or empty directory, or a run's own (resumed, or replaced with --fresh).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the run directory holds the checkpoint of an interrupted run (which is otherwise resumed).")] = False,
     nproc: Annotated[int, typer.Option(min=1, max=1024, help="Processes on this node, the update sharded across them with FSDP2 (one GPU each, or CPU processes with gloo); started under torchrun.")] = 1,
     nnodes: Annotated[int, typer.Option(min=1, max=4096, help="Nodes of the run: the same command on each, with its --node-rank and the same --master-addr (the run directory on a filesystem every node shares).")] = 1,

@@ -5,6 +5,7 @@ never leaves a half-written file; the metrics log is append-only and flushed aft
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
@@ -18,6 +19,25 @@ import yaml
 #: a run directory's checkpoint (see :mod:`sigx.checkpoint`), named here so that readers of run directories
 #: need not load torch
 CHECKPOINT_FILE = "checkpoint.pt"
+#: the directories of a multi-process run's sharded checkpoint parts, beside checkpoint.pt (``<prefix><step>``)
+CHECKPOINT_SHARDS = "checkpoint.shards."
+#: what a run directory may hold: this module's three files, the checkpoint and its shards, the saved policy
+#: (``--save-model``), W&B's folder, the run's lock, and the temporaries of atomic writes a kill left behind
+RUN_ENTRIES = ("config.json", "metrics.jsonl", "summary.json", CHECKPOINT_FILE, f"{CHECKPOINT_SHARDS}*", "model",
+               "wandb", ".lock", ".config.json.*", ".metrics.jsonl.*", ".summary.json.*", f".{CHECKPOINT_FILE}.*")
+
+
+def foreign_entries(run_dir: str | Path) -> list[str]:
+    """The names in ``run_dir`` that no sigx run writes (sorted): a run written there could overwrite a file of
+    the same name that is someone else's (a project's own config.json), so ``sigx train`` refuses such a folder."""
+    foreign = [p.name for p in Path(run_dir).iterdir()
+               if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in RUN_ENTRIES)]
+    config = Path(run_dir) / "config.json"
+    if config.exists():  # a run's resolved recipe has these sections; another tool's config.json does not
+        made_by = read_json(config)
+        if not (isinstance(made_by, dict) and {"model", "training", "rollout"} <= made_by.keys()):
+            foreign.append("config.json (not a sigx recipe)")
+    return sorted(foreign)
 
 
 def cell_status(summary: dict | None) -> str:

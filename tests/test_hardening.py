@@ -107,6 +107,40 @@ def test_a_run_dir_that_is_a_file_is_one_line(tmp_path, cwd):
     assert f"--run-dir {target}: exists and is not a directory" in line
 
 
+@pytest.mark.parametrize("contents, expected", [
+    ({"notes.txt": "mine", "config.json": '{"lr": 1}'}, "holds what no sigx run writes (config.json (not a sigx "
+                                                        "recipe), notes.txt); a run could overwrite it"),
+    ({"config.json": "not json"}, "(config.json (not a sigx recipe))"),
+    ({"plan.json": "{}"}, "is an ablation store (it has a plan.json); a run needs a directory of its own"),
+], ids=["project files", "torn config", "a store"])
+def test_a_run_dir_holding_what_no_run_writes_is_refused_and_left_untouched(contents, expected, tmp_path, cwd):
+    """A run writes config.json, metrics.jsonl and summary.json: into a folder of someone else's files it would
+    overwrite theirs without a word (as HF Trainer refuses a non-empty output_dir), so sigx refuses it."""
+    target = tmp_path / "project"
+    target.mkdir()
+    for name, text in contents.items():
+        (target / name).write_text(text)
+    line = one_error_line(CliRunner().invoke(app, ["train", str(TINY), "--run-dir", str(target)]))
+    assert f"--run-dir {target}: " in line and expected in line, line
+    assert {p.name: p.read_text() for p in target.iterdir()} == contents
+
+
+def test_a_run_dir_of_a_run_is_accepted(tmp_path):
+    """What a run leaves (its files, checkpoint and shards, saved model, W&B folder, lock, a killed write's
+    temporaries) is not foreign: --fresh and resuming write into it."""
+    from sigx.runs import foreign_entries
+
+    run = tmp_path / "run"
+    for name in ("metrics.jsonl", "summary.json", "checkpoint.pt", ".lock", ".summary.json.ab12",
+                 ".checkpoint.pt.x9"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("")
+    for name in ("model", "wandb", "checkpoint.shards.20"):
+        (run / name).mkdir()
+    write_json_atomic(run / "config.json", {"model": {}, "training": {}, "rollout": {}, "name": "tiny"})
+    assert foreign_entries(run) == []
+
+
 def store(root: Path, plan=None, summary=None, metrics=None) -> Path:
     """A one-cell run store, its plan / summary / metrics replaced by what the case gives."""
     cell = {"id": "baseline/seed0", "combination": "baseline", "factors_on": [], "techniques": [], "seed": 0}
