@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -39,10 +41,14 @@ def plan_table(title: str, cells: list[Cell], store: AblationStore, archived: fr
 
 
 class AblationProgress:
-    """A rich progress display: an overall bar over all cells and a transient bar per running cell."""
+    """A rich progress display: an overall bar over all cells and a transient bar per running cell. Written to a
+    file (``nohup sigx ablate ... > log``), where no bar is drawn, it logs one timestamped line per finished cell
+    instead: which cell, how many are done, its wall time (its numbers are for the report, not the log)."""
 
     def __init__(self, console: Console, total: int, already_done: int, steps_per_cell: int):
         self.steps = steps_per_cell
+        self.total, self.done = total, already_done
+        self.log_lines = not console.is_terminal
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=console)
@@ -84,8 +90,13 @@ class AblationProgress:
         bar = self.bars.pop(result["cell"], None)
         if bar is not None:
             self.progress.remove_task(bar)
+        self.done += 1
         if result["status"] == "failed":
             self.failed += 1
             self.progress.console.print(f"[red]failed[/red] {result['cell']}: {result['error']}", highlight=False)
+        elif self.log_lines:
+            self.progress.console.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} finished {result['cell']} "
+                                        f"({self.done}/{self.total} cells, {result.get('wall_s', 0):.0f} s)",
+                                        highlight=False, soft_wrap=True)
         self.progress.update(self.overall, advance=1,
                              stats=f"[red]{self.failed} failed[/red]" if self.failed else "")

@@ -199,7 +199,14 @@ def test_a_damaged_cell_is_left_out_by_name_and_never_followed_through_a_link(tm
 def test_cli_archive_then_restore(tmp_path):
     runner = CliRunner()
     recipe = write_recipe(tmp_path)
-    assert runner.invoke(app, ["ablate", str(recipe)]).exit_code == 0
+    first = runner.invoke(app, ["ablate", str(recipe)])
+    assert first.exit_code == 0, first.output
+    import re
+
+    # not a terminal (a log file): one timestamped line per finished cell, without its numbers
+    logged = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d finished (\S+) \((\d)/4 cells, \d+ s\)$", first.output, re.M)
+    assert sorted(cell for cell, _ in logged) == ["baseline/seed0", "sorl/seed0", "sspo+sorl/seed0", "sspo/seed0"]
+    assert [count for _, count in logged] == ["1", "2", "3", "4"]
     store = tmp_path / "ablations" / "abl-test"
     done = runner.invoke(app, ["archive", str(store), str(tmp_path / "archive")])
     assert done.exit_code == 0 and "4 cell(s) archived now, 0 already there" in done.output
