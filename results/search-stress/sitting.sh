@@ -11,7 +11,8 @@ REPO=$(pwd)
 SNAP=${SNAP:-/tmp/sigx-snapshot-$RECIPE}
 ARCHIVE=$REPO/results/search-stress/archive${RECIPE#search-stress}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-[ -d "$SNAP" ] || git worktree add --detach "$SNAP" HEAD || exit 1
+# (a worktree whose folder was wiped with /tmp is still registered: prune forgets it, so it can be added again)
+[ -d "$SNAP" ] || { git worktree prune && git worktree add --detach "$SNAP" HEAD; } || exit 1
 [ -x .venv/bin/sigx ] || { echo "no .venv here: run the README's set-up first"; exit 1; }
 (
   while sleep "${ARCHIVE_EVERY_S:-600}"; do
