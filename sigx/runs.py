@@ -21,10 +21,12 @@ import yaml
 CHECKPOINT_FILE = "checkpoint.pt"
 #: the directories of a multi-process run's sharded checkpoint parts, beside checkpoint.pt (``<prefix><step>``)
 CHECKPOINT_SHARDS = "checkpoint.shards."
-#: what a run directory may hold: this module's three files, the checkpoint and its shards, the saved policy
-#: (``--save-model``), W&B's folder, the run's lock, and the temporaries of atomic writes a kill left behind
-RUN_ENTRIES = ("config.json", "metrics.jsonl", "summary.json", CHECKPOINT_FILE, f"{CHECKPOINT_SHARDS}*", "model",
-               "wandb", ".lock", ".config.json.*", ".metrics.jsonl.*", ".summary.json.*", f".{CHECKPOINT_FILE}.*")
+#: the files this module writes into a run directory (the resolved recipe, the metrics log, the summary)
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json")
+#: what a run directory may hold: those files, the checkpoint and its shards, the saved policy (``--save-model``),
+#: W&B's folder, the run's lock, and the temporaries (``.<name>.<random>``) of atomic writes a kill left behind
+RUN_ENTRIES = (*RUN_FILES, CHECKPOINT_FILE, f"{CHECKPOINT_SHARDS}*", "model", "wandb", ".lock",
+               *(f".{name}.*" for name in (*RUN_FILES, CHECKPOINT_FILE)))
 
 
 def foreign_entries(run_dir: str | Path) -> list[str]:
@@ -81,7 +83,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def remove_write_leftovers(directory: str | Path) -> None:
     """The temporary files of atomic writes that a kill cut short (``.summary.json.x1y2`` ...): a signal that
     ends the process runs no cleanup. Only the directory's one writer, under its lock, may call this."""
-    for name in ("config.json", "summary.json", "metrics.jsonl"):
+    for name in RUN_FILES:
         for leftover in Path(directory).glob(f".{name}.*"):
             leftover.unlink(missing_ok=True)
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sigx.ablation.store import AblationStore, StoreError, experiment_differences
-from sigx.runs import (UnreadableRecipe, cell_status, list_differences, read_json, read_stored_recipe,
+from sigx.runs import (RUN_FILES, UnreadableRecipe, cell_status, list_differences, read_json, read_stored_recipe,
                        write_json_atomic, write_text_atomic)
 
 #: a finished cell's files that make its result (the rest of its directory, W&B's folder, is not archived)
-CELL_FILES = ("config.json", "summary.json", "metrics.jsonl")
+CELL_FILES = RUN_FILES
 #: the store's own files that say what it measures and how it ran (the plan and the session log are merged)
 STORE_FILES = ("recipe.yaml", "sequential.json")
 
@@ -248,10 +248,11 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
         if not isinstance(summary, dict):
             raise StoreError(f"{source}: has no readable summary.json; the archived cell is damaged: restore it "
                              "from version control, or remove it to run the cell again")
-        why = _damage(source, cell_status(summary))
+        status = cell_status(summary)
+        why = _damage(source, status)
         if why is not None:
             raise StoreError(f"{source}: {why}; restore it from version control, or remove it to run the cell again")
-        if cell_status(summary) == "failed" and not (source / "config.json").exists():
+        if status == "failed" and not (source / "config.json").exists():
             continue  # failed before it wrote its config: nothing to check it against, so the cell runs again
         made_by = read_json(source / "config.json")
         if not isinstance(made_by, dict):
