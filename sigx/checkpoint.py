@@ -28,7 +28,7 @@ import torch
 
 from sigx.config import RESUMABLE_CHANGES, RecipeError, default_recipe_like
 from sigx.engine.distributed import barrier
-from sigx.runs import CHECKPOINT_FILE, CHECKPOINT_SHARDS, config_differences, list_differences
+from sigx.runs import CHECKPOINT_FILE, CHECKPOINT_SHARDS, config_differences, list_differences, temporary_prefix
 
 FILE = CHECKPOINT_FILE
 #: what a sigx checkpoint holds (``digest`` since 2026-11-30: older checkpoints resume unchecked)
@@ -106,7 +106,7 @@ class Checkpoints:
         state["digest"] = digest(state)
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{FILE}.")
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=temporary_prefix(FILE))
             with os.fdopen(fd, "wb") as f:
                 torch.save(state, f)
                 f.flush()
@@ -131,7 +131,7 @@ class Checkpoints:
     def remove_leftovers(self) -> None:
         """Temporary files of writes that a kill cut short (SIGTERM and SIGKILL run no cleanup); called by the
         run directory's only writer, under its lock."""
-        for leftover in self.path.parent.glob(f".{FILE}.*"):
+        for leftover in self.path.parent.glob(f"{temporary_prefix(FILE)}*"):
             leftover.unlink(missing_ok=True)
 
     def load(self) -> dict | None:

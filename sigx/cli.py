@@ -69,12 +69,13 @@ def check_run_dir(run_dir: Path) -> None:
         if run_dir.exists() and not run_dir.is_dir():
             fail(f"--run-dir {run_dir}: exists and is not a directory")
         if run_dir.is_dir():
+            from sigx.config import Recipe
             from sigx.runs import foreign_entries
 
             if (run_dir / "plan.json").exists():
                 fail(f"--run-dir {run_dir}: is an ablation store (it has a plan.json); a run needs a directory of "
                      "its own")
-            foreign = foreign_entries(run_dir)
+            foreign = foreign_entries(run_dir, frozenset(Recipe.model_fields))
             if foreign:
                 shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
                 fail(f"--run-dir {run_dir}: holds what no sigx run writes ({shown}); a run could overwrite it: name a"

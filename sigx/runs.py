@@ -23,21 +23,33 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_SHARDS = "checkpoint.shards."
 #: the files this module writes into a run directory (the resolved recipe, the metrics log, the summary)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json")
+
+
+def temporary_prefix(name: str) -> str:
+    """The name prefix of an atomic write's temporary file beside ``name`` (``.summary.json.x1y2``): one rule for
+    every writer of a run directory (this module, the checkpoint), so that what a kill leaves behind is known by
+    the same rule that made it, to be removed on resuming and not taken for someone else's file."""
+    return f".{name}."
+
+
 #: what a run directory may hold: those files, the checkpoint and its shards, the saved policy (``--save-model``),
-#: W&B's folder, the run's lock, and the temporaries (``.<name>.<random>``) of atomic writes a kill left behind
+#: W&B's folder, the run's lock, and the temporaries of atomic writes a kill left behind
 RUN_ENTRIES = (*RUN_FILES, CHECKPOINT_FILE, f"{CHECKPOINT_SHARDS}*", "model", "wandb", ".lock",
-               *(f".{name}.*" for name in (*RUN_FILES, CHECKPOINT_FILE)))
+               *(f"{temporary_prefix(name)}*" for name in (*RUN_FILES, CHECKPOINT_FILE)))
 
 
-def foreign_entries(run_dir: str | Path) -> list[str]:
+def foreign_entries(run_dir: str | Path, recipe_sections: frozenset[str]) -> list[str]:
     """The names in ``run_dir`` that no sigx run writes (sorted): a run written there could overwrite a file of
-    the same name that is someone else's (a project's own config.json), so ``sigx train`` refuses such a folder."""
+    the same name that is someone else's (a project's own config.json), so ``sigx train`` refuses such a folder.
+    ``recipe_sections``: the top-level fields of a resolved recipe (:class:`sigx.config.Recipe`'s, passed in so that
+    this module need not import the config). A run's config.json has model, training and rollout and nothing
+    else than those fields (an older sigx wrote fewer); another tool's config.json is told apart by either."""
     foreign = [p.name for p in Path(run_dir).iterdir()
                if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in RUN_ENTRIES)]
     config = Path(run_dir) / "config.json"
-    if config.exists():  # a run's resolved recipe has these sections; another tool's config.json does not
+    if config.exists():
         made_by = read_json(config)
-        if not (isinstance(made_by, dict) and {"model", "training", "rollout"} <= made_by.keys()):
+        if not (isinstance(made_by, dict) and {"model", "training", "rollout"} <= made_by.keys() <= recipe_sections):
             foreign.append("config.json (not a sigx recipe)")
     return sorted(foreign)
 
@@ -67,7 +79,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write to a temporary file beside ``path``, fsync, rename: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name))
     try:
         os.chmod(tmp, 0o644)
         with os.fdopen(fd, "w") as f:
@@ -84,7 +96,7 @@ def remove_write_leftovers(directory: str | Path) -> None:
     """The temporary files of atomic writes that a kill cut short (``.summary.json.x1y2`` ...): a signal that
     ends the process runs no cleanup. Only the directory's one writer, under its lock, may call this."""
     for name in RUN_FILES:
-        for leftover in Path(directory).glob(f".{name}.*"):
+        for leftover in Path(directory).glob(f"{temporary_prefix(name)}*"):
             leftover.unlink(missing_ok=True)
 
 

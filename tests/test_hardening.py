@@ -111,8 +111,10 @@ def test_a_run_dir_that_is_a_file_is_one_line(tmp_path, cwd):
     ({"notes.txt": "mine", "config.json": '{"lr": 1}'}, "holds what no sigx run writes (config.json (not a sigx "
                                                         "recipe), notes.txt); a run could overwrite it"),
     ({"config.json": "not json"}, "(config.json (not a sigx recipe))"),
+    ({"config.json": '{"model": {}, "training": {}, "rollout": {}, "optimizer": {}}'},
+     "(config.json (not a sigx recipe))"),
     ({"plan.json": "{}"}, "is an ablation store (it has a plan.json); a run needs a directory of its own"),
-], ids=["project files", "torn config", "a store"])
+], ids=["project files", "torn config", "another tool's config with sigx's three sections", "a store"])
 def test_a_run_dir_holding_what_no_run_writes_is_refused_and_left_untouched(contents, expected, tmp_path, cwd):
     """A run writes config.json, metrics.jsonl and summary.json: into a folder of someone else's files it would
     overwrite theirs without a word (as HF Trainer refuses a non-empty output_dir), so sigx refuses it."""
@@ -128,6 +130,7 @@ def test_a_run_dir_holding_what_no_run_writes_is_refused_and_left_untouched(cont
 def test_a_run_dir_of_a_run_is_accepted(tmp_path):
     """What a run leaves (its files, checkpoint and shards, saved model, W&B folder, lock, a killed write's
     temporaries) is not foreign: --fresh and resuming write into it."""
+    from sigx.config import Recipe
     from sigx.runs import foreign_entries
 
     run = tmp_path / "run"
@@ -138,7 +141,28 @@ def test_a_run_dir_of_a_run_is_accepted(tmp_path):
     for name in ("model", "wandb", "checkpoint.shards.20"):
         (run / name).mkdir()
     write_json_atomic(run / "config.json", {"model": {}, "training": {}, "rollout": {}, "name": "tiny"})
-    assert foreign_entries(run) == []
+    assert foreign_entries(run, frozenset(Recipe.model_fields)) == []
+
+
+def test_what_a_killed_write_leaves_is_the_runs_own(tmp_path, monkeypatch):
+    """The temporaries that the run's writers themselves leave when a kill falls between writing and renaming
+    (the checkpoint's and a JSON file's), not names typed here: were either writer's naming to change without
+    the --run-dir check, a resumed run's own folder would be refused."""
+    import shutil
+
+    from sigx.checkpoint import Checkpoints
+    from sigx.config import Recipe
+    from sigx.runs import foreign_entries
+
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setattr(os, "replace", shutil.copyfile)  # the file is written, the temporary never renamed
+    write_json_atomic(run / "summary.json", {"status": "running"})
+    Checkpoints(run, every=1, config={}).save(1, {}, [], 0.0)
+    monkeypatch.undo()
+    assert sorted(p.name[:14] for p in run.iterdir()) == [".checkpoint.pt", ".summary.json.", "checkpoint.pt",
+                                                          "summary.json"]
+    assert foreign_entries(run, frozenset(Recipe.model_fields)) == []
 
 
 def store(root: Path, plan=None, summary=None, metrics=None) -> Path:
