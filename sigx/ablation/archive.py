@@ -222,12 +222,19 @@ def check_archive_of(archive: str | Path, recipe_data: dict) -> Path:
     return archive
 
 
+def _runs_again(source: Path, summary: dict) -> bool:
+    """A failed cell archived without its config.json (it failed before writing one): there is nothing to check
+    it against this recipe, so a restore leaves it to run again."""
+    return cell_status(summary) == "failed" and not (source / "config.json").exists()
+
+
 def archived_pending(store: AblationStore, archive: str | Path, cells: list) -> frozenset[str]:
-    """The ids of ``cells`` that the store has yet to run and the archive holds a summary for: what a restore would
-    bring in (before its checks), for the plan table and ``--dry-run``."""
+    """The ids of ``cells`` that the store has yet to run and a restore would bring in from the archive (before its
+    checks, which refuse a damaged cell): for the plan table and ``--dry-run``."""
     archive = Path(archive)
-    return frozenset(c.id for c in cells
-                     if store.status(c.id) == "pending" and (archive / c.id / "summary.json").is_file())
+    return frozenset(c.id for c in cells if store.status(c.id) == "pending"
+                     and isinstance(summary := read_json(archive / c.id / "summary.json"), dict)
+                     and not _runs_again(archive / c.id, summary))
 
 
 def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, cells: list) -> list[str]:
@@ -252,8 +259,8 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
         why = _damage(source, status)
         if why is not None:
             raise StoreError(f"{source}: {why}; restore it from version control, or remove it to run the cell again")
-        if status == "failed" and not (source / "config.json").exists():
-            continue  # failed before it wrote its config: nothing to check it against, so the cell runs again
+        if _runs_again(source, summary):
+            continue
         made_by = read_json(source / "config.json")
         if not isinstance(made_by, dict):
             raise StoreError(f"{source}: has no readable config.json (the recipe the cell ran)")

@@ -71,6 +71,10 @@ class AblationProgress:
         self.started(cell_id)
         self.progress.update(self.bars[cell_id], completed=step, stats=stats)
 
+    def _stamp(self) -> str:
+        """In a log file, the time in UTC (logs of sittings on several machines line up), else nothing."""
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC ", time.gmtime()) if self.log_lines else ""
+
     def on_event(self, event) -> None:
         """A launcher's event (:class:`sigx.ablation.launchers.Event`) on the display."""
         if event.kind == "started":
@@ -93,10 +97,12 @@ class AblationProgress:
         self.done += 1
         if result["status"] == "failed":
             self.failed += 1
-            self.progress.console.print(f"[red]failed[/red] {result['cell']}: {result['error']}", highlight=False)
+            self.progress.console.print(f"{self._stamp()}[red]failed[/red] {result['cell']}: {result['error']}",
+                                        highlight=False)
         elif self.log_lines:
-            self.progress.console.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} finished {result['cell']} "
-                                        f"({self.done}/{self.total} cells, {result.get('wall_s', 0):.0f} s)",
+            failed = f", {self.failed} of them failed" if self.failed else ""
+            self.progress.console.print(f"{self._stamp()}finished {result['cell']} ({self.done}/{self.total} cells "
+                                        f"finished{failed}; {result.get('wall_s', 0):.0f} s)",
                                         highlight=False, soft_wrap=True)
         self.progress.update(self.overall, advance=1,
                              stats=f"[red]{self.failed} failed[/red]" if self.failed else "")

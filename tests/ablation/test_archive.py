@@ -188,6 +188,14 @@ def test_a_damaged_cell_is_left_out_by_name_and_never_followed_through_a_link(tm
     assert sorted(p.name for p in (archive / "sorl" / "seed0").iterdir()) == ["summary.json"]
     (archive / "sspo+sorl" / "seed0" / "config.json").unlink()
     (archive / "sspo+sorl" / "seed0" / "config.json").symlink_to(secret)  # committed by hand: restore refuses it
+    import io
+
+    from rich.console import Console
+
+    planned = io.StringIO()  # the plan counts the cell restore would refuse, not the failed run it runs again
+    run_ablation(small_recipe(tmp_path / "m2"), Console(file=planned, width=200), dry_run=True,
+                 restore_from=str(archive))
+    assert "holds 1 of the pending cells" in planned.getvalue() and planned.getvalue().count("in archive") == 1
     with pytest.raises(StoreError, match=r"config\.json is a link, not a plain file; restore it from version"):
         run_ablation(small_recipe(tmp_path / "m2"), restore_from=str(archive))
     (archive / "sspo+sorl" / "seed0").rename(tmp_path / "set-aside")
@@ -204,7 +212,8 @@ def test_cli_archive_then_restore(tmp_path):
     import re
 
     # not a terminal (a log file): one timestamped line per finished cell, without its numbers
-    logged = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d finished (\S+) \((\d)/4 cells, \d+ s\)$", first.output, re.M)
+    logged = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC finished (\S+) \((\d)/4 cells finished; \d+ s\)$",
+                        first.output, re.M)
     assert sorted(cell for cell, _ in logged) == ["baseline/seed0", "sorl/seed0", "sspo+sorl/seed0", "sspo/seed0"]
     assert [count for _, count in logged] == ["1", "2", "3", "4"]
     store = tmp_path / "ablations" / "abl-test"

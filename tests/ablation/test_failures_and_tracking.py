@@ -80,3 +80,25 @@ def test_each_cell_is_tracked_with_group_name_tags_and_resolved_config(tmp_path,
     assert call["mode"] == "offline" and call["config"]["techniques"]["sorl"]["enabled"] is True
     assert by_name["baseline/seed0"]["tags"] == ["baseline"]
     assert len({c["run_id"] for c in calls}) == 4 and all(c["run_id"] for c in calls)  # one W&B run per cell
+
+
+def test_a_log_file_gets_one_utc_line_per_finished_cell_failures_counted():
+    """Written to a file (no bars), each finished cell is one line stamped in UTC (sittings on machines in other
+    time zones line up); the count says how many of the finished cells failed; no cell's numbers appear."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from sigx.ablation.display import AblationProgress
+
+    log = io.StringIO()
+    with AblationProgress(Console(file=log, width=200), total=3, already_done=0, steps_per_cell=4) as progress:
+        progress.finished({"cell": "sspo/seed0", "status": "failed", "error": "RuntimeError: boom"})
+        progress.finished({"cell": "baseline/seed0", "status": "done", "wall_s": 12.4, "final_reward": 0.5})
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+    lines = [line for line in log.getvalue().splitlines() if re.match(stamp, line)]
+    assert len(lines) == 2, log.getvalue()
+    assert re.fullmatch(stamp + r"failed sspo/seed0: RuntimeError: boom", lines[0])
+    assert re.fullmatch(stamp + r"finished baseline/seed0 \(2/3 cells finished, 1 of them failed; 12 s\)", lines[1])
+    assert "0.5" not in log.getvalue()
