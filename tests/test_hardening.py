@@ -187,6 +187,13 @@ BAD_STORES = [
     ({"plan": {"factors": ["sspo"], "cells": [{"id": "a/seed0", "seed": "zero", "combination": "a",
                                                 "factors_on": []}]}}, "cells[0] lacks an id, combination, seed"),
     ({"plan": {"factors": [3], "cells": []}}, "factors[0] is neither a technique name nor a factor object"),
+    ({"plan": {"factors": [], "cells": [{"id": "a/seed0", "seed": 0, "combination": "a", "factors_on": []}]}},
+     "plan.json: its 'factors' list is empty; a sigx plan has at least one factor and one cell"),
+    ({"plan": {"factors": ["sspo"], "cells": []}}, "plan.json: its 'cells' list is empty"),
+    ({"plan": {"factors": ["sspo"], "cells": [{"id": "a/seed0", "seed": 0, "combination": "a", "factors_on": []}],
+               "design": {"description": "full"}}}, "plan.json: design.description is not a list of text lines"),
+    ({"plan": {"factors": ["sspo"], "cells": [{"id": "a/seed0", "seed": 0, "combination": "a", "factors_on": []}],
+               "design": {"fraction": "half"}}}, "plan.json: design.fraction or design.resolution is not a whole"),
 ]
 
 

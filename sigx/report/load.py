@@ -192,6 +192,18 @@ def _check_plan(plan, root: Path) -> None:
         parts = Path(cell["id"]).parts
         if Path(cell["id"]).is_absolute() or ".." in parts or len(parts) != 2:
             raise ReportError(f"{where}: cells[{i}] id {cell['id']!r} is not <combination>/seed<k> inside the store")
+    design = plan.get("design", {})
+    if not isinstance(design, dict):
+        raise ReportError(f"{where}: design is not an object (sigx writes its fraction, resolution and description)")
+    for key in ("description", "aliases"):  # lines the report prints as they are
+        if not (isinstance(design.get(key, []), list) and all(isinstance(line, str) for line in design.get(key, []))):
+            raise ReportError(f"{where}: design.{key} is not a list of text lines")
+    if not _is_int(design.get("fraction", 0)) or not (design.get("resolution") is None
+                                                      or _is_int(design.get("resolution"))):
+        raise ReportError(f"{where}: design.fraction or design.resolution is not a whole number")
+    for part in ("factors", "cells"):
+        if not plan[part]:
+            raise ReportError(f"{where}: its '{part}' list is empty; a sigx plan has at least one factor and one cell")
     ids = [cell["id"] for cell in plan["cells"]]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:  # copies of one run would be read as independent runs: standard errors from copies
@@ -253,8 +265,7 @@ def load_ablation(root: str | Path) -> Ablation:
         rows.append(row)
     runs = complete_runs(pd.DataFrame(rows), room)
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
-    design = plan.get("design") if isinstance(plan.get("design"), dict) else {}
-    design = full_design(**design)
+    design = full_design(**plan.get("design", {}))
     alpha, sequential = look_alpha(root)
     return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design,
                     _stored_recipe(root / "recipe.yaml"), alpha, sequential, damage, room)
