@@ -15,9 +15,12 @@ from sigx.runs import cell_status
 STATUS_STYLE = {"done": "green", "failed": "red", "pending": "yellow", "in archive": "cyan"}
 
 
-def plan_table(title: str, cells: list[Cell], store: AblationStore, archived: frozenset[str] = frozenset()) -> Table:
+def plan_table(title: str, cells: list[Cell], store: AblationStore, archived: frozenset[str] = frozenset(),
+               numbers: bool = True) -> Table:
     """One row per cell with its status; ``archived`` names the pending cells that ``--restore-from`` will restore
-    (shown "in archive", without their numbers, so a new machine's table says what will run)."""
+    (shown "in archive", without their numbers, so a new machine's table says what will run). ``numbers``: a done
+    cell's held-out reward beside its status; off when written to a log file, which (like the per-cell lines) keeps
+    to counts, so the logs of an experiment resumed over sittings do not show its results before the report."""
     table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("cell")
@@ -31,7 +34,7 @@ def plan_table(title: str, cells: list[Cell], store: AblationStore, archived: fr
             status = "in archive"
         summary = summary or {}
         note = ""
-        if status == "done" and summary.get("final_reward") is not None:
+        if numbers and status == "done" and summary.get("final_reward") is not None:
             note = f" (held-out {summary['final_reward']:.3f})"
         elif status == "failed":
             note = f" ({summary.get('error', '?')})"

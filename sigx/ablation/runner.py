@@ -49,7 +49,7 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         from sigx.ablation.archive import archived_pending, check_archive_of
 
         archived = archived_pending(store, check_archive_of(restore_from, recipe.model_dump(mode="json")), cells)
-    console.print(plan_table(title, cells, store, archived))
+    console.print(plan_table(title, cells, store, archived, numbers=console.is_terminal))
     names = [f.name for f in crossed(factors)]
     if controls:
         console.print(f"positive control(s), crossed with the baseline only: {', '.join(controls)}", highlight=False)

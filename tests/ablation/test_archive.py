@@ -216,6 +216,17 @@ def test_cli_archive_then_restore(tmp_path):
                         first.output, re.M)
     assert sorted(cell for cell, _ in logged) == ["baseline/seed0", "sorl/seed0", "sspo+sorl/seed0", "sspo/seed0"]
     assert [count for _, count in logged] == ["1", "2", "3", "4"]
+    logged_plan = runner.invoke(app, ["ablate", str(recipe), "--dry-run"]).output
+    assert logged_plan.count("│ done") == 4 and "held-out" not in logged_plan  # a log file keeps to counts
+    import io
+
+    from rich.console import Console
+
+    from ablation_fixtures import small_recipe
+
+    on_screen = io.StringIO()  # in a terminal, the table gives each done cell's held-out reward
+    run_ablation(small_recipe(tmp_path), Console(file=on_screen, force_terminal=True, width=200), dry_run=True)
+    assert on_screen.getvalue().count("held-out") == 4
     store = tmp_path / "ablations" / "abl-test"
     done = runner.invoke(app, ["archive", str(store), str(tmp_path / "archive")])
     assert done.exit_code == 0 and "4 cell(s) archived now, 0 already there" in done.output
