@@ -55,8 +55,27 @@ def read_reference(path: str | Path) -> dict:
         raise ReportError(f"--replicates: {path}: not a sigx report.json (no {', '.join(missing)})")
     if not isinstance(data["effects"], list) or not isinstance(data["additivity"], list):
         raise ReportError(f"--replicates: {path}: 'effects' and 'additivity' must be lists of rows")
+    _check_rows(data, path)
     data["_source"] = str(Path(*path.parts[-2:]))  # the reference's folder and file: no machine path in a report
     return data
+
+
+def _check_rows(data: dict, path: Path) -> None:
+    """What decides the reference's conclusions, of the types sigx writes: a damaged value would silently drop a
+    conclusion from the check (a p value that is text) or turn every term into one (an alpha of 2)."""
+    alpha = data.get("alpha", ALPHA)
+    if not (_is_number(alpha) and 0 < alpha < 1):
+        raise ReportError(f"--replicates: {path}: alpha {alpha!r} is not a level between 0 and 1")
+    for part, key, kind in (("effects", "p_holm", "a p value or null"), ("additivity", "verdict", "a verdict")):
+        for i, row in enumerate(data[part]):
+            value = row.get(key) if isinstance(row, dict) else None
+            ok = (value is None or (_is_number(value) and 0 <= value <= 1)) if key == "p_holm" else isinstance(value, str)
+            if not isinstance(row, dict) or not ok:
+                raise ReportError(f"--replicates: {path}: {part}[{i}].{key} is {value!r}, not {kind}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(row: dict, key: str) -> float:

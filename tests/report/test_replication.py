@@ -135,6 +135,15 @@ def test_bad_references_are_one_line_errors(tmp_path, reference):
     (tmp_path / "other.json").write_text(json.dumps({"ablation": "x", "metric": "final_reward"}))
     with pytest.raises(ReportError, match=r"other.json: not a sigx report.json \(no effects, additivity\)"):
         read_reference(tmp_path / "other.json")
+    for damage, expected in [({"alpha": 2}, r"alpha 2 is not a level between 0 and 1"),
+                             ({"alpha": "0.05"}, r"alpha '0.05' is not a level"),
+                             ({"effects": [{"term": "sspo", "p_holm": "0.01"}]}, r"effects\[0\]\.p_holm is '0.01', "
+                                                                                 "not a p value or null"),
+                             ({"additivity": [["not", "a", "row"]]}, r"additivity\[0\]\.verdict is None, not a verdict")]:
+        (tmp_path / "damaged.json").write_text(json.dumps({"ablation": "x", "metric": "final_reward", "effects": [],
+                                                           "additivity": [], **damage}))
+        with pytest.raises(ReportError, match=r"--replicates: .*damaged.json: " + expected):
+            read_reference(tmp_path / "damaged.json")
     report = light_report(planted(flagship_like, np.random.default_rng(5), seeds=3))
     report.metric = "reward_auc"
     with pytest.raises(ReportError, match=r"reports `final_reward`, this report `reward_auc`: pass --metric final_reward"):
