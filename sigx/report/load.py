@@ -192,15 +192,7 @@ def _check_plan(plan, root: Path) -> None:
         parts = Path(cell["id"]).parts
         if Path(cell["id"]).is_absolute() or ".." in parts or len(parts) != 2:
             raise ReportError(f"{where}: cells[{i}] id {cell['id']!r} is not <combination>/seed<k> inside the store")
-    design = plan.get("design", {})
-    if not isinstance(design, dict):
-        raise ReportError(f"{where}: design is not an object (sigx writes its fraction, resolution and description)")
-    for key in ("description", "aliases"):  # lines the report prints as they are
-        if not (isinstance(design.get(key, []), list) and all(isinstance(line, str) for line in design.get(key, []))):
-            raise ReportError(f"{where}: design.{key} is not a list of text lines")
-    if not _is_int(design.get("fraction", 0)) or not (design.get("resolution") is None
-                                                      or _is_int(design.get("resolution"))):
-        raise ReportError(f"{where}: design.fraction or design.resolution is not a whole number")
+    _check_design(plan.get("design", {}), where)
     for part in ("factors", "cells"):
         if not plan[part]:
             raise ReportError(f"{where}: its '{part}' list is empty; a sigx plan has at least one factor and one cell")
@@ -209,6 +201,18 @@ def _check_plan(plan, root: Path) -> None:
     if repeated:  # copies of one run would be read as independent runs: standard errors from copies
         raise ReportError(f"{where}: cell {repeated[0]!r} is listed {ids.count(repeated[0])} times; a plan lists "
                           "each run once (restore plan.json, or run `sigx ablate` on the recipe to rewrite it)")
+
+
+def _check_design(design, where: Path) -> None:
+    """A stored design (a plan's, or an archived report.json's) of the shape sigx writes; else one line."""
+    if not isinstance(design, dict):
+        raise ReportError(f"{where}: design is not an object (sigx writes its fraction, resolution and description)")
+    for key in ("description", "aliases"):  # lines the report prints as they are
+        if not (isinstance(design.get(key, []), list) and all(isinstance(line, str) for line in design.get(key, []))):
+            raise ReportError(f"{where}: design.{key} is not a list of text lines")
+    if not _is_int(design.get("fraction", 0)) or not (design.get("resolution") is None
+                                                      or _is_int(design.get("resolution"))):
+        raise ReportError(f"{where}: design.fraction or design.resolution is not a whole number")
 
 
 def load_ablation(root: str | Path) -> Ablation:
@@ -326,14 +330,56 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
                           f"{', '.join(factors)}: name the recipe that made these runs")
     if runs.cell.duplicated().any():
         raise ReportError(f"{runs_csv}: run {runs.cell[runs.cell.duplicated()].iloc[0]!r} is listed twice")
+    _check_archived_values(runs, runs_csv, factors)
     archived = read_json(runs_csv.parent / "report.json")
     room = _archived_room(archived, runs)
     runs = complete_runs(runs, room)
-    stored = archived.get("design") if isinstance(archived, dict) else None
-    design = full_design(**(stored if isinstance(stored, dict) else {}))
+    stored = archived.get("design", {}) if isinstance(archived, dict) else {}
+    _check_design(stored, runs_csv.parent / "report.json")
+    design = full_design(**stored)
     curves = pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"])
     return Ablation(recipe.name, runs_csv.parent, factors, runs, curves, {i.name: i for i in infos}, design,
                     recipe.model_dump(mode="json"), room=room)
+
+
+#: the runs table's columns of text; every other column holds numbers (or nothing)
+TEXT_COLUMNS = {"cell", "combination", "status", "batch", "warm_start", "error"}
+
+
+def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str]) -> None:
+    """An archived table's values, as ``sigx report`` writes them: each run's status one of the three, its seed a
+    whole number and its id ``<combination>/seed<seed>``, each factor column 0 or 1 and one set of levels per
+    combination, every other column a finite number or empty. Anything else is a one-line error naming the run
+    and column: a factor level of 0.5, a seed of "x" or a metric of "high" would otherwise be analysed (or
+    dropped) without a word."""
+    def bad(i, column: str, allowed: str):
+        value = runs[column].iloc[i]
+        shown = repr(value) if isinstance(value, str) else f"{float(value):g}"  # as the file has it: 0.5, inf
+        raise ReportError(f"{runs_csv}: run {str(runs.cell.iloc[i])!r}, column {column}: {shown} is not {allowed}")
+
+    for i, status in enumerate(runs.status):
+        if status not in ("done", "failed", "missing"):
+            bad(i, "status", "done, failed or missing")
+    numbers = {c: pd.to_numeric(runs[c], errors="coerce") for c in runs.columns if c not in TEXT_COLUMNS}
+    for column, values in numbers.items():
+        unreadable = runs[column].notna() & ~(values.abs() < 1e308)  # text, or infinite
+        if unreadable.any():
+            bad(int(unreadable.to_numpy().argmax()), column, "a finite number (or empty)")
+    for column, allowed in [("seed", "a whole number"), *((f, "0 or 1 (the factor off or on)") for f in factors)]:
+        values = numbers[column]
+        wrong = ~((values == values.round()) & (values >= 0)) | (~values.isin([0, 1]) if column != "seed" else False)
+        if wrong.any():
+            bad(int(wrong.to_numpy().argmax()), column, allowed)
+    ids = runs.combination.astype(str) + "/seed" + numbers["seed"].astype("Int64").astype(str)
+    for i in range(len(runs)):
+        if runs.cell.iloc[i] != ids.iloc[i]:
+            bad(i, "cell", f"{ids.iloc[i]!r}, its combination and seed")
+    if factors:
+        levels = runs.groupby("combination")[factors].nunique().max(axis=1)
+        if (levels > 1).any():
+            combination = levels.index[levels.to_numpy().argmax()]
+            raise ReportError(f"{runs_csv}: the runs of {combination!r} differ in their factor columns; one "
+                              "combination is one set of levels")
 
 
 def _archived_room(archived, runs: pd.DataFrame) -> dict[str, str]:

@@ -305,6 +305,9 @@ def test_an_archived_runs_table_is_reported_against_its_recipe(tmp_path):
     assert again["declaration"].startswith("Analysis: metric `final_reward` as declared")
     bad = runner.invoke(app, ["report", str(tmp_path / "nothing.csv"), "--recipe", str(recipe)])
     assert bad.exit_code == 2 and "not a file (an archived runs.csv)" in bad.output
+    (archived.parent / "report.json").write_text(json.dumps({"design": {"description": "full"}}))
+    bad = runner.invoke(app, ["report", str(archived), "--recipe", str(recipe), "--out", str(tmp_path / "again")])
+    assert bad.exit_code == 2 and "report.json: design.description is not a list of text lines" in bad.output
 
 
 def test_an_archive_reported_against_another_recipe_is_refused(tmp_path):
@@ -318,6 +321,41 @@ def test_an_archive_reported_against_another_recipe_is_refused(tmp_path):
     other.write_text("name: other\nablation:\n  factors: [sspo]\n")  # a subset: the other column would be ignored
     result = runner.invoke(app, ["report", str(tmp_path / "out" / "arch2" / "runs.csv"), "--recipe", str(other)])
     assert result.exit_code == 2 and "its factors are sspo, sorl, the recipe's sspo" in result.output
+
+
+DAMAGED_TABLES = [  # (column, the run's new value, what the one-line error says)
+    ("sspo", "0.5", "column sspo: 0.5 is not 0 or 1 (the factor off or on)"),
+    ("seed", "x", "column seed: 'x' is not a finite number (or empty)"),
+    ("seed", "1.5", "column seed: 1.5 is not a whole number"),
+    ("status", "ok", "column status: 'ok' is not done, failed or missing"),
+    ("final_reward", "high", "column final_reward: 'high' is not a finite number (or empty)"),
+    ("final_reward", "inf", "column final_reward: inf is not a finite number (or empty)"),
+    ("cell", "sorl/seed7", "column cell: 'sorl/seed7' is not 'baseline/seed0', its combination and seed"),
+    ("sorl", "1", "the runs of 'baseline' differ in their factor columns"),
+]
+
+
+@pytest.mark.parametrize("column, value, expected", DAMAGED_TABLES, ids=[f"{c}={v}" for c, v, _ in DAMAGED_TABLES])
+def test_a_damaged_archived_table_is_one_line_naming_run_and_column(column, value, expected, tmp_path):
+    """An archived runs.csv is edited by hand or damaged in transit: a value sigx never writes there is named,
+    not analysed (a factor level of 0.5 was read as a half-on run) nor a traceback (a seed of "x")."""
+    import csv
+
+    root = make_store(tmp_path / "arch", ["sspo", "sorl"], [0, 1], lambda on, seed: 0.5 + noise(seed, on, 0.01))
+    recipe = tmp_path / "arch.yaml"
+    recipe.write_text("name: arch\nablation:\n  factors: [sspo, sorl]\n  seeds: [0, 1]\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["report", str(root), "--out", str(tmp_path / "first"), "--format", "csv"]).exit_code == 0
+    table = tmp_path / "first" / "arch" / "runs.csv"
+    rows = list(csv.DictReader(table.open()))
+    rows[0][column] = value  # baseline/seed0
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = runner.invoke(app, ["report", str(table), "--recipe", str(recipe), "--out", str(tmp_path / "again")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert f"{table}: " in result.output and expected in result.output, result.output
 
 
 def test_the_report_names_the_warm_start_its_runs_came_from(tmp_path):
