@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sigx.ablation.looks import look_alpha
@@ -354,7 +355,8 @@ def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str
     dropped) without a word."""
     def bad(i, column: str, allowed: str):
         value = runs[column].iloc[i]
-        shown = repr(value) if isinstance(value, str) else f"{float(value):g}"  # as the file has it: 0.5, inf
+        shown = (repr(value) if isinstance(value, str) else str(bool(value)) if isinstance(value, (bool, np.bool_))
+                 else f"{float(value):g}")  # as the file has it: 'x', True, 0.5, inf
         raise ReportError(f"{runs_csv}: run {str(runs.cell.iloc[i])!r}, column {column}: {shown} is not {allowed}")
 
     for i, status in enumerate(runs.status):
@@ -363,6 +365,7 @@ def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str
     numbers = {c: pd.to_numeric(runs[c], errors="coerce") for c in runs.columns if c not in TEXT_COLUMNS}
     for column, values in numbers.items():
         unreadable = runs[column].notna() & ~(values.abs() < 1e308)  # text, or infinite
+        unreadable |= runs[column].map(lambda v: isinstance(v, (bool, np.bool_)))  # "True" alone in a column
         if unreadable.any():
             bad(int(unreadable.to_numpy().argmax()), column, "a finite number (or empty)")
     for column, allowed in [("seed", "a whole number"), *((f, "0 or 1 (the factor off or on)") for f in factors)]:

@@ -330,6 +330,7 @@ DAMAGED_TABLES = [  # (column, the run's new value, what the one-line error says
     ("status", "ok", "column status: 'ok' is not done, failed or missing"),
     ("final_reward", "high", "column final_reward: 'high' is not a finite number (or empty)"),
     ("final_reward", "inf", "column final_reward: inf is not a finite number (or empty)"),
+    ("clip_fraction", "True", "column clip_fraction: True is not a finite number (or empty)"),
     ("cell", "sorl/seed7", "column cell: 'sorl/seed7' is not 'baseline/seed0', its combination and seed"),
     ("sorl", "1", "the runs of 'baseline' differ in their factor columns"),
 ]
