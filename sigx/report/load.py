@@ -140,7 +140,7 @@ class Ablation:
 
 def _throughput(rows: list[dict]) -> float | None:
     keys = ("rollout_tokens_per_s", "rollout_s", "step_s")
-    steps = [r for r in rows if all(_is_number(r.get(k)) for k in keys)]
+    steps = [r for r in rows if all(is_number(r.get(k)) for k in keys)]
     if not steps:
         return None
     generated = sum(r["rollout_tokens_per_s"] * r["rollout_s"] for r in steps)
@@ -152,11 +152,11 @@ def _room(summary: dict, rows: list[dict]) -> dict[str, tuple[float | None, str]
     runs recorded them, read off its metrics with LEGACY_ROOM."""
     stored = summary.get("room")
     if isinstance(stored, dict):
-        return {str(c): (e.get("value") if _is_number(e.get("value")) else None, str(e.get("about", "")))
+        return {str(c): (e.get("value") if is_number(e.get("value")) else None, str(e.get("about", "")))
                 for c, e in stored.items() if isinstance(e, dict) and NAME.match(str(c)) and c not in RESERVED}
     out = {}
     for column, (key, how, about) in LEGACY_ROOM.items():
-        values = [r[key] for r in rows if _is_number(r.get(key))]
+        values = [r[key] for r in rows if is_number(r.get(key))]
         out[column] = ((values[0] if how == "first" else statistics.fmean(values)) if values else None, about)
     return out
 
@@ -250,7 +250,7 @@ def load_ablation(root: str | Path) -> Ablation:
                 damage.append(f"{cell['id']}/metrics.jsonl: {unreadable + len(lines) - len(metrics)} line(s) "
                               "unreadable or not a step's metrics, left out of its curve and room")
             numbers = {k: v for k, v in summary.items()
-                       if _is_number(v) and k not in RESERVED and k not in factors and NAME.match(str(k))}
+                       if is_number(v) and k not in RESERVED and k not in factors and NAME.match(str(k))}
             for k, v in summary.items():
                 if k not in numbers and (k in METRICS and v is not None or _is_nonfinite(v)):
                     damage.append(f"{cell['id']}/summary.json: {k} is {str(v)[:20]!s}, not a finite number: left out")
@@ -266,7 +266,7 @@ def load_ablation(root: str | Path) -> Ablation:
                        warm_start=Path(summary["base"]).name if isinstance(summary.get("base"), str) else None)
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
-                       if _is_number(r.get("eval/reward"))]
+                       if is_number(r.get("eval/reward"))]
         rows.append(row)
     runs = complete_runs(pd.DataFrame(rows), room)
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
@@ -284,7 +284,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
     """A finite int or float, not a boolean (JSON's true is no metric), and not the +-1e308 sigx writes for an
     infinite value (:func:`sigx.runs.write_json_atomic`)."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

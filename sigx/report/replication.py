@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from sigx.report.load import ReportError
+from sigx.report.load import ReportError, is_number
 from sigx.report.stats import ALPHA, Replication, Report, holm
 
 COLUMNS = ["kind", "conclusion", "reference_estimate", "reference_verdict", "estimate", "se", "df", "ci_low",
@@ -64,18 +64,14 @@ def _check_rows(data: dict, path: Path) -> None:
     """What decides the reference's conclusions, of the types sigx writes: a damaged value would silently drop a
     conclusion from the check (a p value that is text) or turn every term into one (an alpha of 2)."""
     alpha = data.get("alpha", ALPHA)
-    if not (_is_number(alpha) and 0 < alpha < 1):
+    if not (is_number(alpha) and 0 < alpha < 1):
         raise ReportError(f"--replicates: {path}: alpha {alpha!r} is not a level between 0 and 1")
     for part, key, kind in (("effects", "p_holm", "a p value or null"), ("additivity", "verdict", "a verdict")):
         for i, row in enumerate(data[part]):
             value = row.get(key) if isinstance(row, dict) else None
-            ok = (value is None or (_is_number(value) and 0 <= value <= 1)) if key == "p_holm" else isinstance(value, str)
+            ok = (value is None or (is_number(value) and 0 <= value <= 1)) if key == "p_holm" else isinstance(value, str)
             if not isinstance(row, dict) or not ok:
                 raise ReportError(f"--replicates: {path}: {part}[{i}].{key} is {value!r}, not {kind}")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(row: dict, key: str) -> float:
