@@ -61,9 +61,14 @@ def cell_status(summary: dict | None) -> str:
     return "done" if summary.get("status") == "completed" else "failed"
 
 
+#: what an infinite float is written as (JSON has no infinity; 1e308 still reads back as a float). A reader takes
+#: any value this large as infinite (sigx.report.load.is_number)
+WRITTEN_INFINITY = 1e308
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+        return None if math.isnan(value) else (WRITTEN_INFINITY if value > 0 else -WRITTEN_INFINITY)
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

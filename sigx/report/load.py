@@ -19,7 +19,8 @@ import pandas as pd
 
 from sigx.ablation.looks import look_alpha
 from sigx.provenance import batch_key
-from sigx.runs import UnreadableRecipe, cell_status, read_json, read_jsonl_lines, read_stored_recipe
+from sigx.runs import (WRITTEN_INFINITY, UnreadableRecipe, cell_status, read_json, read_jsonl_lines,
+                       read_stored_recipe)
 
 # Metrics of the cell table: summary.json key (or a value derived from metrics.jsonl) -> what it is.
 METRICS = {
@@ -51,8 +52,11 @@ def metric_description(metric: str) -> str:
     return METRICS.get(metric, f"the runs' summary.json key {metric}")
 
 
-#: the runs table's own columns: a summary key of the same name is not read as a metric
-RESERVED = {"cell", "combination", "seed", "status", "error", "batch", "threads", "warm_start", "tokens_per_s"}
+#: the runs table's columns of text; every other column holds numbers (or nothing)
+TEXT_COLUMNS = {"cell", "combination", "status", "batch", "warm_start", "error"}
+#: the runs table's own columns (its text ones and three numbers about the run, not its outcome): a summary key of
+#: the same name is not read as a metric
+RESERVED = TEXT_COLUMNS | {"seed", "threads", "tokens_per_s"}
 
 
 def full_design(**stored) -> dict:
@@ -277,7 +281,7 @@ def load_ablation(root: str | Path) -> Ablation:
 
 
 def _is_nonfinite(value) -> bool:
-    return (isinstance(value, float) and (not math.isfinite(value) or abs(value) >= 1e308))
+    return (isinstance(value, float) and (not math.isfinite(value) or abs(value) >= WRITTEN_INFINITY))
 
 
 def _is_int(value) -> bool:
@@ -288,7 +292,7 @@ def is_number(value) -> bool:
     """A finite int or float, not a boolean (JSON's true is no metric), and not the +-1e308 sigx writes for an
     infinite value (:func:`sigx.runs.write_json_atomic`)."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and abs(value) < 1e308)
+            and abs(value) < WRITTEN_INFINITY)
 
 
 def _stored_recipe(path: Path) -> dict | None:
@@ -343,10 +347,6 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
                     recipe.model_dump(mode="json"), room=room)
 
 
-#: the runs table's columns of text; every other column holds numbers (or nothing)
-TEXT_COLUMNS = {"cell", "combination", "status", "batch", "warm_start", "error"}
-
-
 def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str]) -> None:
     """An archived table's values, as ``sigx report`` writes them: each run's status one of the three, its seed a
     whole number and its id ``<combination>/seed<seed>``, each factor column 0 or 1 and one set of levels per
@@ -364,7 +364,7 @@ def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str
             bad(i, "status", "done, failed or missing")
     numbers = {c: pd.to_numeric(runs[c], errors="coerce") for c in runs.columns if c not in TEXT_COLUMNS}
     for column, values in numbers.items():
-        unreadable = runs[column].notna() & ~(values.abs() < 1e308)  # text, or infinite
+        unreadable = runs[column].notna() & ~(values.abs() < WRITTEN_INFINITY)  # text, or infinite
         unreadable |= runs[column].map(lambda v: isinstance(v, (bool, np.bool_)))  # "True" alone in a column
         if unreadable.any():
             bad(int(unreadable.to_numpy().argmax()), column, "a finite number (or empty)")
