@@ -107,6 +107,13 @@ def enable_overrides(enable: str | None) -> list[str]:
     return [f"techniques.{n}.enabled=true" for n in names]
 
 
+def in_recipe(recipe: Path, problems: list[str]) -> list[str]:
+    """Problems that name a recipe field (``ablation.metric: ...``), prefixed with the recipe file as the
+    loader's own are; the rest (a checkpoint, a store) name their own path."""
+    sections = tuple(f"{section}." for section in Recipe.model_fields)
+    return [f"{recipe}: {p}" if p.startswith(sections) else p for p in problems]
+
+
 def load_or_fail(recipe: Path, overrides: list[str]) -> Recipe:
     try:
         loaded = load_recipe(recipe, overrides)
@@ -131,6 +138,14 @@ def validate(
 
     Example: sigx validate recipes/full.yaml --set training.lora.r=16 --gpu-memory 80"""
     r = load_or_fail(recipe, set_ or [])
+    from sigx.ablation.plan import expand, undeclarable_metric
+
+    try:  # the ablation section too: its cells, and a declared metric that some run writes
+        problem = undeclarable_metric(r, expand(r))
+    except RecipeError as err:
+        fail(in_recipe(recipe, err.problems))
+    if problem:
+        fail(in_recipe(recipe, [problem]))
     enabled = ", ".join(r.techniques.enabled_names()) or "none (GRPO baseline)"
     typer.echo(f"ok: {recipe} ({r.task.name} task, model {r.model.name}, techniques: {enabled})")
     print_memory_plan(r, gpu_memory, prompt_tokens, nproc)
@@ -318,7 +333,7 @@ def ablate(
                 outcome = run_ablation(r, console=console, dry_run=dry_run, retry_failed=retry_failed,
                                        restore_from=restore_from)
         except (RecipeError, StoreError) as err:
-            fail(err.problems if isinstance(err, RecipeError) else str(err))
+            fail(in_recipe(recipe, err.problems) if isinstance(err, RecipeError) else str(err))
     done, failed, pending = outcome.count("done"), outcome.count("failed"), outcome.count("pending")
     if dry_run:
         typer.echo(f"{len(outcome.cells)} cells: {done} done, {failed} failed, {pending} pending (dry run: nothing ran)")

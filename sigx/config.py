@@ -813,9 +813,10 @@ class AblationConfig(Strict):
         default_factory=lambda: [0, 1, 2], min_length=1, description="the seeds every cell runs with (seed is a "
         "block in the analysis); more may be added to a store later", **role("execution"))
     metric: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="the metric the "
-                               "analysis is declared on, before any run (a run summary's key: final_reward, "
-                               "reward_auc, ...): `sigx report` uses it, and says so in its first line when "
-                               "asked for another. Unset: final_reward, reported as not declared")
+                               "analysis is declared on, before any run (a number a run's summary holds: final_reward, "
+                               "reward_auc, ..., or one a technique on in some cell declares; `sigx ablate` and "
+                               "`sigx validate` refuse any other): `sigx report` uses it, and says so in its first "
+                               "line when asked for another. Unset: final_reward, reported as not declared")
     margin: float | None = Field(None, gt=0, le=1, description="the additivity / equivalence margin declared with "
                                  "the metric: a gap (or effect) shown within +-margin is negligible. Unset: 0.02, "
                                  "reported as not declared")

@@ -11,9 +11,9 @@ from rich.console import Console
 
 from sigx.ablation.display import AblationProgress, plan_table
 from sigx.design import alias_lines, describe
-from sigx.ablation.plan import Cell, crossed, design_of, expand, factors_of
+from sigx.ablation.plan import Cell, crossed, design_of, expand, factors_of, undeclarable_metric
 from sigx.ablation.store import AblationStore, store_root
-from sigx.config import Recipe
+from sigx.config import Recipe, RecipeError
 from sigx.provenance import provenance
 
 
@@ -37,6 +37,12 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
     console = console or Console(stderr=True)
     cells = expand(recipe)
     store = AblationStore(store_root(recipe))
+    metric_problem = undeclarable_metric(recipe, cells)
+    if metric_problem and not (store.root / "plan.json").exists():
+        raise RecipeError([metric_problem])
+    if metric_problem:  # declared before this check existed, with runs in the store: the report needs --metric
+        console.print(f"[yellow]{metric_problem} (the store's runs go on; report them with --metric)[/yellow]",
+                      highlight=False)
     a = recipe.ablation
     design = design_of(recipe)
     factors = factors_of(recipe)

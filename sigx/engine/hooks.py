@@ -19,6 +19,8 @@ registered from outside sigx comes after the built-in four, in registration orde
 ``metrics``          diagnostics logged each step under ``<technique>/``.
 ``summary``          entries a technique adds to the run's ``summary.json``, from its own metrics' history
                      (its rows, without the ``<technique>/`` prefix).
+``summary_metrics`` (a class attribute) the numeric keys ``summary`` writes: an ablation may declare one of them
+                     as its metric (``ablation.metric``), and ``sigx ablate`` refuses a metric no run would write.
 ``room``             (a class attribute) measures of whether the technique has room to act in a run,
                      :class:`~sigx.engine.metrics.Room` entries over its own metrics: each run writes them into
                      its summary, where ``sigx report``'s room table reads them.
@@ -89,6 +91,7 @@ class Technique:
     config_class: ClassVar[type[TechniqueConfig]] = TechniqueConfig
     policy_loss: ClassVar[str | None] = None
     room: ClassVar[dict[str, Room]] = {}
+    summary_metrics: ClassVar[tuple[str, ...]] = ()
     #: what the technique needs of a task beyond sigx.tasks.base.Task: a Protocol declared beside the technique,
     #: checked when it is built, so that a task that never meets the technique need not implement its methods
     task_protocol: ClassVar[type | None] = None

@@ -114,6 +114,12 @@ def per_set_metrics(sampled: list[Trajectory], greedy: list[Trajectory]) -> dict
     return out
 
 
+#: the numbers :func:`summarize` writes into every run's summary.json: what an ablation may declare as its metric
+#: (``ablation.metric``), beside a technique's own (:attr:`sigx.engine.hooks.Technique.summary_metrics`)
+SUMMARY_METRICS = ("steps", "start_reward", "final_reward", "best_reward", "reward_auc", "start_greedy_reward",
+                   "final_greedy_reward", "final_train_reward", "median_step_s", "wall_s")
+
+
 def summarize(history: list[dict], wall_s: float) -> dict:
     evals = [(r["step"], r["eval/reward"]) for r in history if "eval/reward" in r]
     greedy = [r["eval/greedy_reward"] for r in history if "eval/greedy_reward" in r]

@@ -209,6 +209,7 @@ class GCRL(Technique):
     task_protocol = CritiqueTask
     room = {"critique_accuracy_start": Room("critique_accuracy", "first", "GC-RL critique accuracy at the first "
                                             "step (a critic at chance gives its critiques nothing to learn from)")}
+    summary_metrics = ("final_critique_accuracy",)
 
     def __init__(self, config, task, context=None):
         super().__init__(config, task, context)

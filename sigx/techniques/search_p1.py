@@ -161,6 +161,7 @@ class SearchP1(Technique):
     task_protocol = PathTask
     room = {"failed_with_signal": Room("failed_with_signal", "mean", "share of failed trajectories Search-P1 gives "
                                        "a reward > 0")}
+    summary_metrics = ("search_p1_reference_share",)
 
     def __init__(self, config, task, context=None):
         super().__init__(config, task, context)

@@ -106,3 +106,43 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().startswith("error:") and "ablation.executor" in result.output
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------------------ declared metric
+def test_a_declared_metric_no_run_writes_is_refused_before_any_run(tmp_path):
+    """A typo in ``ablation.metric`` found by the report, after the runs, would leave only a metric chosen at
+    report time; `sigx ablate` and `sigx validate` refuse it first, in one line naming the file and field."""
+    runner = CliRunner()
+    typo = write_recipe(tmp_path, metric="reward_acu")
+    for command in (["ablate", str(typo), "--dry-run"], ["ablate", str(typo)], ["validate", str(typo)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert result.output.startswith(f"error: {typo}: ablation.metric: 'reward_acu': no run writes it; declare "
+                                        "one of steps, start_reward, final_reward")
+        assert "reward_auc" in result.output and "final_critique_accuracy (gcrl)" not in result.output  # no gcrl
+    assert not (tmp_path / "ablations").exists()  # nothing planned, nothing run
+
+
+def test_a_techniques_own_metric_is_declarable_only_where_some_cell_runs_it(tmp_path):
+    runner = CliRunner()
+    off = write_recipe(tmp_path, metric="final_critique_accuracy")  # factors sspo, sorl: no cell runs GC-RL
+    result = runner.invoke(app, ["validate", str(off)])
+    assert result.exit_code == 2 and "'final_critique_accuracy': only gcrl writes it, and no cell runs it" in result.output
+    for overrides, ablation in [({"techniques": {"gcrl": {"enabled": True}}}, {}),  # on in every cell
+                                ({}, {"factors": ["gcrl", "sorl"]})]:  # on in half of them
+        on = write_recipe(tmp_path, overrides, metric="final_critique_accuracy", **ablation)
+        assert runner.invoke(app, ["ablate", str(on), "--dry-run"]).exit_code == 0
+    for metric in ("reward_auc", "tokens_per_s", "wall_s"):  # the engine's numbers and the report's derived one
+        assert runner.invoke(app, ["validate", str(write_recipe(tmp_path, metric=metric))]).exit_code == 0
+
+
+def test_a_store_declared_before_the_check_still_resumes_with_a_warning(tmp_path):
+    """A store whose plan exists was declared already: refusing it now would strand its runs; it goes on, and
+    the warning says the report will need --metric."""
+    recipe = write_recipe(tmp_path, metric="reward_acu")
+    root = tmp_path / "ablations" / "abl-test"
+    root.mkdir(parents=True)
+    (root / "plan.json").write_text("{}")
+    result = CliRunner().invoke(app, ["ablate", str(recipe), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "ablation.metric: 'reward_acu': no run writes it" in result.output and "--metric" in result.output

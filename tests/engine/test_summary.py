@@ -2,7 +2,7 @@
 
 import pytest
 
-from sigx.engine.metrics import summarize
+from sigx.engine.metrics import SUMMARY_METRICS, summarize
 
 
 def test_summary_of_a_hand_built_history():
@@ -19,6 +19,8 @@ def test_summary_of_a_hand_built_history():
     assert (s["start_greedy_reward"], s["final_greedy_reward"]) == (0.6, 0.7)
     assert s["steps"] == 3 and s["final_train_reward"] == pytest.approx(0.6)
     assert s["median_step_s"] == 2.0 and s["wall_s"] == 12.0
+    numbers = {k for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert numbers == set(SUMMARY_METRICS)  # what `sigx ablate` lets a recipe declare as its metric
 
 
 def test_single_evaluation_has_its_reward_as_area():

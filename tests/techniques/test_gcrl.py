@@ -204,3 +204,11 @@ def test_critique_weight_scales_critique_advantages_only():
     critique = Trajectory(problem=Problem("q", ""), group=0, prompt_ids=[0], kind="critique")
     adjusted = technique.adjust_advantages([response("A", 0, True), critique], torch.tensor([1.0, 1.0]))
     assert adjusted.tolist() == [1.0, 0.5]
+
+
+def test_the_summary_writes_the_numbers_it_declares_as_metrics():
+    """An ablation may declare ``final_critique_accuracy`` as its metric because GC-RL declares it: the summary
+    writes exactly the numbers declared, the mean of the last five steps' critique accuracy."""
+    rows = [{"critique_accuracy": a} for a in (0.1, 0.2, 0.4, 0.6, 0.8, 1.0)]
+    summary = gcrl(ScriptedPolicy()).summary(rows)
+    assert set(summary) == set(GCRL.summary_metrics) and summary["final_critique_accuracy"] == pytest.approx(0.6)

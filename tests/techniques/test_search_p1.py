@@ -149,6 +149,8 @@ def test_without_a_reference_path_only_self_consistency_runs_and_the_summary_say
     assert row["reference_share"] == 0.0 and "s_ref" not in row
     summary = technique.summary([row, row])
     assert summary["search_p1_reference_share"] == 0.0 and "self-consistency track only" in summary["search_p1_tracks"]
+    numbers = {k for k, v in summary.items() if isinstance(v, float)}
+    assert numbers == set(SearchP1.summary_metrics)  # what an ablation may declare as its metric
 
 
 def test_arithmetic_rewards_by_hand():
