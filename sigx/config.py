@@ -809,7 +809,7 @@ class AblationConfig(Strict):
                           "and 2-factor interactions unaliased) over the k crossed factors (controls are not "
                           "crossed); 0: the full factorial. Lowering it on a store runs only the cells "
                           "missing (a fold-over that de-aliases the interactions)", **role("execution"))
-    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
+    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]] = Field(  # strict: `true` is no seed
         default_factory=lambda: [0, 1, 2], min_length=1, description="the seeds every cell runs with (seed is a "
         "block in the analysis); more may be added to a store later", **role("execution"))
     metric: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="the metric the "

@@ -35,6 +35,7 @@ def test_non_factor_techniques_stay_as_the_recipe_sets_them(tmp_path):
 def test_bad_ablation_sections_name_the_field():
     for ablation, field in [({"factors": ["sspo", "dpo"]}, "ablation.factors.1"),
                             ({"seeds": [1, 1]}, "ablation: seeds must not repeat"),
+                            ({"seeds": [0, True]}, "ablation.seeds.1"), ({"seeds": [0, 1.0]}, "ablation.seeds.1"),
                             ({"executor": "kubernetes"}, "ablation.executor"), ({"workers": 0}, "ablation.workers")]:
         with pytest.raises(RecipeError) as err:
             recipe_from_data({"ablation": ablation})
