@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
@@ -269,17 +270,27 @@ class GSM8KTaskConfig(Strict):
     seed: int = Field(1234, description="seed of the held-out order")
 
 
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host: a server's address checked when the recipe is read, not at the first search."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ValueError(f"{shown} is not an http(s) URL with a host (http://HOST[:PORT]/PATH)")
+    return value
+
+
 class QADataSource(Strict):
     """One QA data set in Search-R1's format (rows: ``question``, ``golden_answers``; optional ``data_source``,
     ``reference_path``, ``reference_plan``): a local JSONL/Parquet file, or a hub dataset through ``datasets``."""
 
-    path: str | None = Field(None, description="local .jsonl or .parquet file; wins over hub")
-    hub: str | None = Field(None, description="hub dataset id, e.g. RUC-NLPIR/FlashRAG_datasets (needs datasets "
-                            "and a network)")
-    subset: str | None = Field(None, description="hub dataset configuration, e.g. nq")
-    split: str = Field("train", description="hub split")
-    name: str | None = Field(None, description="the set's name in metrics and summaries (default: the hub subset "
-                             "or the file's stem)")
+    path: str | None = Field(None, min_length=1, description="local .jsonl or .parquet file; wins over hub")
+    hub: str | None = Field(None, min_length=1, description="hub dataset id, e.g. RUC-NLPIR/FlashRAG_datasets "
+                            "(needs datasets and a network)")
+    subset: str | None = Field(None, min_length=1, pattern=r"^[^/]+$", description="hub dataset configuration, "
+                               "e.g. nq")
+    split: str = Field("train", min_length=1, description="hub split")
+    name: str | None = Field(None, min_length=1, pattern=r"^[^/]+$", description="the set's name in metrics and "
+                             "summaries (eval/<name>/reward: no '/'; default: the hub subset or the file's stem)")
     limit: int | None = Field(None, ge=1, description="use only the first `limit` rows (after a seeded shuffle "
                               "for evaluation sets)")
 
@@ -304,7 +315,8 @@ class RetrieverConfig(Strict):
     corpus: str | None = Field(None, description="bm25: the corpus JSONL file")
     index_dir: str | None = Field(None, description="bm25: where the index is cached (default: beside the corpus, "
                                   "<corpus>.bm25s/)")
-    url: str | None = Field(None, description="http: the server's endpoint, e.g. http://127.0.0.1:8000/retrieve")
+    url: Annotated[str, AfterValidator(_http_url)] | None = Field(
+        None, description="http: the server's endpoint, e.g. http://127.0.0.1:8000/retrieve")
     topk: int = Field(3, ge=1, le=100, description="passages per search (the papers: 3)")
     timeout_s: float = Field(30.0, gt=0, description="http: seconds to wait for one batch of queries")
     retries: int = Field(3, ge=0, le=20, description="http: retries of a failed request (backing off 1, 2, 4 s ...)")
@@ -346,6 +358,15 @@ class QASearchTaskConfig(Strict):
                                          "(Search-R1's training reward); acc = a golden answer contained in the "
                                          "answer (the papers' reported ACC)")
     seed: int = Field(1234, description="seed of the held-out sets' order", **role("held_out"))
+
+    @model_validator(mode="after")
+    def _eval_sets_apart(self) -> "QASearchTaskConfig":
+        labels = [source.label for source in self.eval]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"{FIELD_PROBLEM}eval: two sets are named {twice[0]!r} (their per-set metrics would "
+                             "merge); give each a name")
+        return self
 
 
 #: every task config by its ``name``: the single source for the union below and for error messages
@@ -532,7 +553,8 @@ class LLMJudgeConfig(Strict):
     """Search-P1's evaluator LLM (the paper's §5.4, App. D.3): any OpenAI-compatible chat endpoint, e.g. a local
     ``vllm serve MODEL``. Answers are cached on disk by (model, prompt), so a resumed run asks nothing twice."""
 
-    base_url: str = Field("http://localhost:8000/v1", description="the endpoint's base URL (…/v1)")
+    base_url: Annotated[str, AfterValidator(_http_url)] = Field("http://localhost:8000/v1",
+                                                                 description="the endpoint's base URL (…/v1)")
     model: str = Field("Qwen/Qwen3-32B", description="model name the endpoint serves (the paper's evaluator is "
                        "HY 2.0-Instruct; Qwen3-32B came within 0.8 ACC of it, its Table 4)")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (a local "

@@ -131,3 +131,14 @@ def test_parse_evaluation_rejects_what_is_not_the_rubric():
         with pytest.raises(ValueError):
             parse_evaluation(text)
     assert render_prompt(request()).count("{") == 0  # every placeholder filled
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/v1", "http:///v1", "ws://h/v1", ""])
+def test_an_endpoint_that_is_no_http_url_is_refused_when_the_recipe_is_read(url):
+    from sigx.config import RecipeError, recipe_from_data
+
+    with pytest.raises(RecipeError) as err:
+        recipe_from_data({"techniques": {"search_p1": {"judge": "llm", "llm_judge": {"base_url": url}}}})
+    assert len(err.value.problems) == 1
+    assert "techniques.search_p1.llm_judge.base_url: " in err.value.problems[0], err.value.problems
+    assert "is not an http(s) URL with a host" in err.value.problems[0]

@@ -176,6 +176,26 @@ def test_verl_format_rows_and_a_missing_file(tmp_path):
         _task_without_rebuild(tmp_path)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"eval": [{"hub": "h", "subset": "nq", "split": "test"}, {"path": "nq.jsonl"}]},  # both labelled "nq"
+     "task.eval: two sets are named 'nq' (their per-set metrics would merge); give each a name"),
+    ({"eval": [{"path": "a.jsonl", "name": "hotpot/dev"}]}, "task.eval.0.name"),  # eval/<name>/reward: no "/"
+    ({"eval": [{"hub": "h", "split": ""}]}, "task.eval.0.split"),
+    ({"retriever": {"kind": "http", "url": "127.0.0.1:8000/retrieve"}},  # no scheme: no host either
+     "task.retriever.url: '127.0.0.1:8000/retrieve' is not an http(s) URL with a host"),
+    ({"retriever": {"kind": "http", "url": "file:///etc/passwd"}}, "task.retriever.url"),
+])
+def test_qa_sections_that_would_misreport_or_fail_at_the_first_search_are_refused_when_read(change, message):
+    config = {"name": "search_qa", "train": [{"path": "train.jsonl"}], "eval": [{"path": "test.jsonl"}],
+              "retriever": {"corpus": "corpus.jsonl"}, **change}
+    with pytest.raises(RecipeError) as err:
+        recipe_from_data({"task": config})
+    assert len(err.value.problems) == 1 and message in err.value.problems[0], err.value.problems
+    named = [{"hub": "h", "subset": "nq", "split": "test"}, {"hub": "h", "subset": "nq", "split": "dev", "name": "nq-dev"}]
+    assert [s.label for s in recipe_from_data({"task": {**config, "eval": named, "retriever": {
+        "kind": "http", "url": "https://search.example:8443/retrieve"}}}).task.eval] == ["nq", "nq-dev"]
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 def tiny_qa_recipe(tmp_path, retriever: dict, **training) -> dict:
     build_world(tmp_path / "data")
