@@ -147,17 +147,24 @@ def validate(
     if problem:
         fail(in_recipe(recipe, [problem]))
     enabled = ", ".join(r.techniques.enabled_names()) or "none (GRPO baseline)"
-    typer.echo(f"ok: {recipe} ({r.task.name} task, model {r.model.name}, techniques: {enabled})")
-    print_memory_plan(r, gpu_memory, prompt_tokens, nproc)
+    from sigx.memory import ShapeUnknown, plan
 
-
-def print_memory_plan(r: Recipe, gpu_memory: float | None, prompt_tokens: int, nproc: int = 1) -> None:
-    from sigx.memory import GIB, ShapeUnknown, gpu_total, plan
-
-    try:
+    try:  # before "ok": building the plan adds the recipe's adapters to the model, which may find no layer
         lines = plan(r, prompt_tokens, gpu_memory, nproc)
     except ShapeUnknown as err:
-        typer.echo(f"memory plan: unknown ({err})")
+        lines = str(err)
+    except RecipeError as err:
+        fail(in_recipe(recipe, err.problems))
+    typer.echo(f"ok: {recipe} ({r.task.name} task, model {r.model.name}, techniques: {enabled})")
+    print_memory_plan(lines, gpu_memory, prompt_tokens, nproc)
+
+
+def print_memory_plan(lines: list | str, gpu_memory: float | None, prompt_tokens: int, nproc: int = 1) -> None:
+    """The memory plan's table and total, or why it is unknown (``lines`` is then that reason)."""
+    from sigx.memory import GIB, gpu_total
+
+    if isinstance(lines, str):
+        typer.echo(f"memory plan: unknown ({lines})")
         return
     where = f"each of {nproc} processes of one run" if nproc > 1 else "one run"
     table = Table(title=f"memory of {where} (estimate; prompts of {prompt_tokens} tokens assumed)",
@@ -231,7 +238,7 @@ def train(
                 summary = run_training(r, run_dir=run_dir, console=console, fresh=fresh, save_model=save_model,
                                        group=group, combination=combination)
             except RecipeError as err:
-                fail(err.problems)
+                fail(in_recipe(recipe, err.problems))
             except NonFiniteLossError as err:
                 fail([f"{err}: the run diverged (its last checkpoint, if any, is kept); a lower training.lr, "
                       "a smaller training.max_grad_norm or training.autocast: off may hold it"])

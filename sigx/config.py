@@ -464,6 +464,13 @@ ENGINE_FIELDS = field_names_with_role(RolloutConfig, "engine")
 
 
 # --------------------------------------------------------------------------------------------------- training
+def _some_modules(value: str | list[str]) -> str | list[str]:
+    if not value or any(not name for name in ([value] if isinstance(value, str) else value)):
+        what = "names no layer" if not value else "holds an empty name"
+        raise ValueError(f"{value!r} {what}; allowed: all-linear, or module names, e.g. [q_proj, v_proj]")
+    return value
+
+
 class LoRAConfig(Strict):
     """LoRA adapters through peft (``r: 0``: off, full fine-tuning): only the adapters train, the base weights stay
     frozen; the KL reference is the policy with its adapters off, a separate rollout engine receives merged
@@ -473,7 +480,7 @@ class LoRAConfig(Strict):
     alpha: float = Field(16.0, gt=0, description="scale numerator: the update is (alpha / r) B A (peft's lora_alpha)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input while training; keep 0 so "
                            "the ratio's new and old log-probs come from one function")
-    target_modules: str | list[str] = Field(
+    target_modules: Annotated[str | list[str], AfterValidator(_some_modules)] = Field(
         "all-linear", description="layers that get adapters: 'all-linear' (every linear layer but the output "
         "head, as peft reads it) or module names, e.g. [q_proj, v_proj]")
 
@@ -530,6 +537,14 @@ class TrainingConfig(Strict):
     autocast: Annotated[Literal["off", "bfloat16"], Switch] = Field(
         "off", description="mixed precision on CUDA: forward/backward in this dtype, weights and optimizer in "
         "the model's dtype (keep model.dtype float32 for fp32 master weights)")
+
+    @model_validator(mode="after")
+    def _correction_band(self) -> "TrainingConfig":
+        low = self.rollout_correction_min
+        if low is not None and low >= self.rollout_correction_max:  # torch.clamp would set every weight to max
+            raise ValueError(f"{FIELD_PROBLEM}rollout_correction_min: {low:g} is not below rollout_correction_max "
+                             f"({self.rollout_correction_max:g}): the band [min, max] holds no weight")
+        return self
 
 
 # --------------------------------------------------------------------------------------------------- techniques

@@ -113,7 +113,7 @@ def test_cli_train_unusable_model_or_backend_is_one_line(tmp_path):
     path.write_text("name: demo\n")
     result = runner.invoke(app, ["train", str(path), "--set", f"model.name={tmp_path / 'no-such-model'}"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.startswith(f"error: model.name: cannot load '{tmp_path / 'no-such-model'}'")
+    assert result.output.startswith(f"error: {path}: model.name: cannot load '{tmp_path / 'no-such-model'}'")
     assert len(result.output.strip().splitlines()) == 1
 
 
@@ -175,3 +175,13 @@ def test_field_roles_declared_once_give_the_lists_each_check_uses():
                         "gsm8k": ("eval_split", "eval_prompts"), "search_qa": ("eval", "seed")}
     with pytest.raises(ValueError, match="unknown field role 'fast'; allowed: engine, layout"):
         role("fast")
+
+
+def test_a_rollout_correction_band_that_holds_no_weight_is_refused():
+    """min >= max: torch.clamp sets every weight to max, and masking drops every token; either without a word."""
+    for low in (2.0, 3.0):
+        with pytest.raises(RecipeError) as err:
+            recipe_from_data({"training": {"rollout_correction": "token_truncate", "rollout_correction_min": low}})
+        assert err.value.problems == [f"recipe: training.rollout_correction_min: {low:g} is not below "
+                                      "rollout_correction_max (2): the band [min, max] holds no weight"]
+    assert recipe_from_data({"training": {"rollout_correction_min": 0.5}}).training.rollout_correction_min == 0.5

@@ -36,6 +36,11 @@ def test_validate_prints_the_plan_and_says_when_it_does_not_fit(tmp_path):
     assert "fits 80 GiB" in result.output
     result = runner.invoke(app, ["validate", str(RECIPES / "tiny.yaml"), "--set", f"model.name={tmp_path}"])
     assert result.exit_code == 0 and "memory plan: unknown (model.name:" in result.output
+    result = runner.invoke(app, ["validate", str(RECIPES / "tiny.yaml"), "--set", "training.lora.r=4",
+                                 "--set", "training.lora.target_modules=[qproj]"])  # the plan adds the adapters
+    assert result.exit_code == 2 and "ok:" not in result.output and "Traceback" not in result.output
+    assert result.output.startswith(f"error: {RECIPES / 'tiny.yaml'}: training.lora.target_modules: ['qproj'] "
+                                    "matches no layer of the model"), result.output
 
 
 def test_a_plan_for_n_processes_divides_what_fsdp2_shards():

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from sigx.config import LoRAConfig
+from sigx.config import LoRAConfig, RecipeError
 from sigx.engine.distributed import whole_tensor
 
 ADAPTER = "default"  # peft's name for the one adapter a run adds
@@ -39,14 +39,21 @@ def add_adapters(model: torch.nn.Module, config: LoRAConfig, seed: int) -> list[
     from a generator seeded by ``seed`` (B starts at zero, so the adapted policy starts as the base policy). The
     base weights are frozen; returns the adapters' parameters, the only ones trained."""
     from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils.error import PeftError
 
     targets = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
     with torch.random.fork_rng(devices=[]):  # the run's own random streams are untouched
         torch.manual_seed(seed)
-        inject_adapter_in_model(LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                           target_modules=targets, bias="none"), model)
+        try:
+            inject_adapter_in_model(LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                               target_modules=targets, bias="none"), model)
+        except PeftError:  # peft's own words name its arguments, not the recipe's field
+            pass
     if not _tuner_layers(model):
-        raise ValueError(f"training.lora.target_modules: {config.target_modules!r} matches no layer of the model")
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                         if isinstance(module, torch.nn.Linear)} - {"lm_head"})
+        raise RecipeError([f"training.lora.target_modules: {config.target_modules!r} matches no layer of the "
+                           f"model; allowed: all-linear, or some of its linear layers ({', '.join(linear)})"])
     for name, parameter in model.named_parameters():
         parameter.requires_grad_("lora_" in name)
     return [p for name, p in model.named_parameters() if "lora_" in name]

@@ -153,3 +153,23 @@ def test_the_demo_with_adapters_raises_held_out_reward(tmp_path):
     recipe = load_recipe(RECIPES / "tiny.yaml", ["training.steps=40", "training.lora.r=8", "logging.wandb=disabled"])
     summary = run_training(recipe, run_dir=tmp_path / "run")
     assert summary["final_reward"] >= summary["start_reward"] + 0.05, summary
+
+
+def test_target_modules_that_match_no_layer_are_one_line_naming_the_layers_there_are():
+    """peft's own error names its arguments (and was a traceback); the recipe's field and the model's linear layers
+    are what a user can act on. Empty names are refused when the recipe is read."""
+    from sigx.config import RecipeError
+
+    for targets in ("x", ["x", "y"]):
+        model = small_model()
+        with pytest.raises(RecipeError) as err:
+            add_adapters(model, LoRAConfig(r=4, target_modules=targets), seed=0)
+        assert err.value.problems == [f"training.lora.target_modules: {targets!r} matches no layer of the model; "
+                                      "allowed: all-linear, or some of its linear layers (down_proj, gate_proj, "
+                                      "k_proj, o_proj, q_proj, up_proj, v_proj)"]
+        assert not has_adapters(model)
+    model = small_model()  # one match among the names is enough (peft's rule)
+    assert add_adapters(model, LoRAConfig(r=4, target_modules=["q_proj", "nope"]), seed=0) and has_adapters(model)
+    for empty in ("", [], ["q_proj", ""]):
+        with pytest.raises(RecipeError, match=r"training.lora.target_modules: .* (names no layer|holds an empty name)"):
+            recipe_from_data({"training": {"lora": {"r": 4, "target_modules": empty}}})
