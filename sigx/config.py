@@ -255,12 +255,13 @@ class GSM8KTaskConfig(Strict):
     for hub models: from a local copy (``path``) or the hub (``dataset``)."""
 
     name: Literal["gsm8k"] = Field("gsm8k", description="the task")
-    path: str | None = Field(None, description="local directory with train.jsonl/test.jsonl (or .parquet), or "
-                             "one such file; wins over dataset")
-    dataset: str = Field("openai/gsm8k", description="hub dataset id (needs the datasets package and a network)")
-    subset: str = Field("main", description="hub dataset configuration")
-    train_split: str = Field("train", description="split (or file name prefix) of the training questions")
-    eval_split: str = Field("test", description="split (or file name prefix) of the held-out questions",
+    path: str | None = Field(None, min_length=1, description="local directory with train.jsonl/test.jsonl (or "
+                             ".parquet), or one such file; wins over dataset")
+    dataset: str = Field("openai/gsm8k", min_length=1, description="hub dataset id (needs the datasets package "
+                         "and a network)")
+    subset: str = Field("main", min_length=1, description="hub dataset configuration")
+    train_split: str = Field("train", min_length=1, description="split (or file name prefix) of the training questions")
+    eval_split: str = Field("test", min_length=1, description="split (or file name prefix) of the held-out questions",
                             **role("held_out"))
     eval_prompts: int = Field(256, ge=1, description="held-out questions used (shuffled with seed)", **role("held_out"))
     answer_format: Literal["strict", "flexible"] = Field(

@@ -185,3 +185,11 @@ def test_a_rollout_correction_band_that_holds_no_weight_is_refused():
         assert err.value.problems == [f"recipe: training.rollout_correction_min: {low:g} is not below "
                                       "rollout_correction_max (2): the band [min, max] holds no weight"]
     assert recipe_from_data({"training": {"rollout_correction_min": 0.5}}).training.rollout_correction_min == 0.5
+
+
+@pytest.mark.parametrize("field", ["path", "dataset", "subset", "train_split", "eval_split"])
+def test_an_empty_gsm8k_source_field_is_refused(field):
+    """An empty path fell through to the hub, an empty dataset or split failed only when the data loaded."""
+    with pytest.raises(RecipeError) as err:
+        recipe_from_data({"task": {"name": "gsm8k", field: ""}})
+    assert err.value.problems == [f"recipe: task.{field}: String should have at least 1 character (got '')"]
