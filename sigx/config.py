@@ -424,7 +424,9 @@ class RolloutConfig(Strict):
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, le=MAX_NEW_TOKENS, description="per agent turn (at most 2^20: beyond any "
                                 "model's context)")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature; the ratio's log-probs use it too")
+    temperature: float = Field(1.0, gt=0, le=1e4, description="sampling temperature; the ratio's log-probs use it "
+                               "too (at most 1e4: sampling is near uniform long before, and one beyond float32's "
+                               "range made the scores of suppressed tokens NaN)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling (1: off; < 1 makes the sampler's log-probs "
                          "differ from the trainer's by construction)")
     staleness: int = Field(0, ge=0, le=64, description="off-policy regime of asynchronous RL: each step samples "

@@ -193,3 +193,11 @@ def test_an_empty_gsm8k_source_field_is_refused(field):
     with pytest.raises(RecipeError) as err:
         recipe_from_data({"task": {"name": "gsm8k", field: ""}})
     assert err.value.problems == [f"recipe: task.{field}: String should have at least 1 character (got '')"]
+
+
+def test_a_temperature_beyond_what_sampling_can_use_is_refused():
+    """1e308 is inf in float32: the suppressed tokens' -inf / inf became NaN and torch.multinomial a traceback."""
+    with pytest.raises(RecipeError) as err:
+        recipe_from_data({"rollout": {"temperature": 1e308}})
+    assert err.value.problems[0].startswith("recipe: rollout.temperature: Input should be less than or equal to 10000")
+    assert recipe_from_data({"rollout": {"temperature": 1e4}}).rollout.temperature == 1e4
