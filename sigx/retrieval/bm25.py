@@ -54,8 +54,12 @@ class BM25Retriever(Retriever):
 
         if not passages:
             raise RetrievalError("task.retriever.corpus: the corpus has no passages")
+        tokens = _tokenize([f"{p.title} {p.text}" for p in passages])
+        if not any(tokens):  # bm25s would fail on an empty vocabulary (max() of an empty sequence)
+            raise RetrievalError(f"task.retriever.corpus: none of its {len(passages)} passages has a word BM25 can "
+                                 "index (2 or more letters or digits, not an English stopword)")
         index = bm25s.BM25()
-        index.index(_tokenize([f"{p.title} {p.text}" for p in passages]), show_progress=False)
+        index.index(tokens, show_progress=False)
         return cls(index, passages)
 
     @classmethod

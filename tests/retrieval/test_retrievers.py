@@ -75,6 +75,8 @@ def test_search_r1_contents_rows_are_read_as_title_and_text(tmp_path):
     ('{"title": "x", "text": "y"}\n', "line 1: a passage needs an 'id'"),
     ('[1, 2]\n', "line 1: not a JSON object"),
     ("", "the corpus has no passages"),
+    ('{"id": 1, "text": ""}\n{"id": 2, "title": "a", "text": "the b"}\n',  # stopwords and one-letter words only
+     "none of its 2 passages has a word BM25 can index"),  # (bm25s: max() of an empty vocabulary, a traceback)
 ])
 def test_a_bad_corpus_is_one_line_naming_the_field_file_and_line(tmp_path, content, message):
     path = tmp_path / "corpus.jsonl"
