@@ -236,6 +236,8 @@ def test_p_values_keep_their_precision_in_report_json(tmp_path):
     ('{"question": "q", "answer": "#### 1"}\nnot json\n', "train.jsonl line 2: not a JSON object"),
     ('{"question": "q", "answer": "#### 1"}\n{"question": "q2"}\n', "row 2 has no 'answer'"),
     ('[1, 2]\n', "train.jsonl line 1: not a JSON object"),
+    ('{"question": "q", "answer": "#### 1", "reference_path": {"a": 1}}\n',  # was read as the step "a"
+     "row 1: column reference_path is dict {\"a\": 1}, not a list"),
 ])
 def test_a_malformed_gsm8k_file_is_one_line(lines, expected, tmp_path, cwd):
     data = tmp_path / "gsm8k"

@@ -29,7 +29,7 @@ from pathlib import Path
 from sigx.config import GSM8KTaskConfig, RecipeError
 from sigx.tasks.base import Format, Problem, Score, Segment, Task
 from sigx.tasks.natural import NaturalCritique
-from sigx.tasks.rows import read_rows, steps_column
+from sigx.tasks.rows import check_step_columns, read_rows, steps_column
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 _FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
@@ -99,6 +99,7 @@ def load_rows(config: GSM8KTaskConfig, split: str) -> list[dict]:
         if missing:
             raise RecipeError([f"task: split {split!r} row {number} has no {' or '.join(repr(m) for m in missing)} "
                                "(each row needs a question and an answer ending in '#### <number>')"])
+        check_step_columns(row, f"task: split {split!r} row {number}")
     return rows
 
 

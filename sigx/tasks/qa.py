@@ -52,7 +52,8 @@ from sigx.config import QADataSource, QASearchTaskConfig, RecipeError
 from sigx.retrieval import Passage, build_retriever
 from sigx.tasks.base import Format, Problem, Score, Segment, Task
 from sigx.tasks.natural import NaturalCritique
-from sigx.tasks.rows import load_hub_rows, read_rows, steps_column
+from sigx.tasks.rows import (MalformedColumn, absent, check_step_columns, load_hub_rows, read_rows, steps_column,
+                              texts)
 
 SEARCH_R1_PROMPT = (
     "Answer the given question. You must conduct reasoning inside <think> and </think> first every time you get "
@@ -149,15 +150,16 @@ def contains_answer(prediction: str, golden: list[str]) -> bool:
 def _golden(row: dict) -> list[str]:
     """Golden answers from Search-R1's / FlashRAG's columns (``golden_answers``, ``answers``, ``answer``) or
     verl's ``reward_model.ground_truth.target``: a list (a Parquet array too) or one string."""
-    value = next((row[k] for k in ("golden_answers", "answers", "answer")
-                  if row.get(k) is not None and not isinstance(row[k], float)), None)  # a Parquet NaN is absent
+    value = next((row[k] for k in ("golden_answers", "answers", "answer") if not absent(row.get(k))), None)
     if value is None:
-        value = ((row.get("reward_model") or {}).get("ground_truth") or {}).get("target")
+        ground_truth = row.get("reward_model")
+        ground_truth = ground_truth.get("ground_truth") if isinstance(ground_truth, dict) else None
+        value = ground_truth.get("target") if isinstance(ground_truth, dict) else None
     if isinstance(value, str):
         value = [value]
-    if value is None or not hasattr(value, "__iter__"):
+    if absent(value) or isinstance(value, (int, float)):  # a lone number is no list of answers: none
         return []
-    return [str(v) for v in value if str(v).strip()]
+    return [v for v in texts(value) if v.strip()]  # MalformedColumn for a mapping, a null answer skipped
 
 
 def load_source(source: QADataSource, field: str) -> list[dict]:
@@ -174,9 +176,14 @@ def load_source(source: QADataSource, field: str) -> list[dict]:
         question = row.get("question")
         if not isinstance(question, str) or not question.strip():
             raise RecipeError([f"{field}: {source.label} row {number} has no 'question'"])
-        if not _golden(row):
+        try:
+            golden = _golden(row)
+        except MalformedColumn as err:
+            raise RecipeError([f"{field}: {source.label} row {number}: the golden-answer column {err}"]) from None
+        if not golden:
             raise RecipeError([f"{field}: {source.label} row {number} has no golden answer (columns "
                                "golden_answers, answers or answer)"])
+        check_step_columns(row, f"{field}: {source.label} row {number}")
     return rows
 
 

@@ -150,6 +150,13 @@ def test_search_r1_prompt_and_answer_after_thinking(tmp_path):
     ({"golden_answers": ["x"]}, "task.train.0: train row 1 has no 'question'"),
     ({"question": "q", "golden_answers": []}, "task.train.0: train row 1 has no golden answer"),
     ({"question": "q"}, "has no golden answer"),
+    ({"question": "q", "golden_answers": [None]}, "has no golden answer"),  # was the answer "None"
+    ({"question": "q", "golden_answers": {"Ann": 1}}, 'row 1: the golden-answer column is dict {"Ann": 1}, not a list'),
+    ({"question": "q", "golden_answers": [["Ann"]]}, 'row 1: the golden-answer column holds list ["Ann"], not text'),
+    ({"question": "q", "reward_model": "Ann"}, "has no golden answer"),  # was an AttributeError
+    ({"question": "q", "golden_answers": ["Ann"], "reference_path": 5}, "row 1: column reference_path is int 5, not a list"),
+    ({"question": "q", "golden_answers": ["Ann"], "reference_plan": [{"step": 1}]},
+     'row 1: column reference_plan holds dict {"step": 1}, not text'),
 ])
 def test_bad_qa_rows_are_one_line(tmp_path, row, message):
     build_world(tmp_path)
@@ -259,3 +266,11 @@ def test_a_retrieval_server_that_fails_mid_run_stops_with_one_line_and_the_same_
 def _corpus_lines(tmp_path):
     build_world(tmp_path / "data")
     return (tmp_path / "data" / "corpus.jsonl").read_text().splitlines()
+
+
+def test_null_answers_are_skipped_and_numbers_read_as_text(tmp_path):
+    build_world(tmp_path)
+    (tmp_path / "train.jsonl").write_text(json.dumps({"question": "q", "golden_answers": [None, 1969, "1969 AD"],
+                                                      "reference_plan": "find\nanswer"}) + "\n")
+    problem = _task_without_rebuild(tmp_path)._train[0]
+    assert problem.meta["golden"] == ["1969", "1969 AD"] and problem.reference_plan == ("find", "answer")
