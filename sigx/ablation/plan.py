@@ -116,7 +116,6 @@ def expand(recipe: Recipe) -> list[Cell]:
     return cells
 
 
-
 #: what ``sigx report`` derives from each run's metrics.jsonl (sigx.report.load.METRICS), beside its summary numbers
 DERIVED_METRICS = ("tokens_per_s",)
 

@@ -39,7 +39,6 @@ def add_adapters(model: torch.nn.Module, config: LoRAConfig, seed: int) -> list[
     from a generator seeded by ``seed`` (B starts at zero, so the adapted policy starts as the base policy). The
     base weights are frozen; returns the adapters' parameters, the only ones trained."""
     from peft import LoraConfig, inject_adapter_in_model
-    from peft.utils.error import PeftError
 
     targets = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
     with torch.random.fork_rng(devices=[]):  # the run's own random streams are untouched
@@ -47,8 +46,9 @@ def add_adapters(model: torch.nn.Module, config: LoRAConfig, seed: int) -> list[
         try:
             inject_adapter_in_model(LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                                target_modules=targets, bias="none"), model)
-        except PeftError:  # peft's own words name its arguments, not the recipe's field
-            pass
+        except ValueError:  # peft's no-match error (a ValueError in every version): its words name its own
+            if _tuner_layers(model):  # arguments, not the recipe's field; anything else is not that
+                raise
     if not _tuner_layers(model):
         linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                          if isinstance(module, torch.nn.Linear)} - {"lm_head"})

@@ -128,7 +128,8 @@ def test_a_techniques_own_metric_is_declarable_only_where_some_cell_runs_it(tmp_
     runner = CliRunner()
     off = write_recipe(tmp_path, metric="final_critique_accuracy")  # factors sspo, sorl: no cell runs GC-RL
     result = runner.invoke(app, ["validate", str(off)])
-    assert result.exit_code == 2 and "'final_critique_accuracy': only gcrl writes it, and no cell runs it" in result.output
+    assert result.exit_code == 2
+    assert "'final_critique_accuracy': only gcrl writes it, and no cell runs it" in result.output
     for overrides, ablation in [({"techniques": {"gcrl": {"enabled": True}}}, {}),  # on in every cell
                                 ({}, {"factors": ["gcrl", "sorl"]})]:  # on in half of them
         on = write_recipe(tmp_path, overrides, metric="final_critique_accuracy", **ablation)

@@ -1,9 +1,9 @@
 """Every field of a recipe, set to each of a set of hostile values, is either a valid recipe or a RecipeError of one
-line per problem, one of which names the field (or a section holding it): never another exception (a traceback at the CLI). The recipes are whole
-default ones of each task, so every field a recipe may hold is reached; the values are of every wrong kind (text
-for a number, a list for a mapping, a boolean, NaN, beyond 64 bits, empty). Runs in a few seconds: the recipe is
-only read (`sigx validate` also plans memory, which builds a model: the fuzz of 2026-12-01 ran it on these same
-cases by hand)."""
+line per problem, one of which names the field (or a section holding it): never another exception (a traceback
+at the CLI). The recipes are whole default ones of each task, so every field a recipe may hold is reached; the
+values are of every wrong kind (text for a number, a list for a mapping, a boolean, NaN, beyond 64 bits, empty).
+Runs in a few seconds: the recipe is only read (`sigx validate` also plans memory, which builds a model: the
+fuzz of 2026-12-01 ran it on these same cases by hand)."""
 
 from __future__ import annotations
 

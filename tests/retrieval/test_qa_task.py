@@ -154,7 +154,8 @@ def test_search_r1_prompt_and_answer_after_thinking(tmp_path):
     ({"question": "q", "golden_answers": {"Ann": 1}}, 'row 1: the golden-answer column is dict {"Ann": 1}, not a list'),
     ({"question": "q", "golden_answers": [["Ann"]]}, 'row 1: the golden-answer column holds list ["Ann"], not text'),
     ({"question": "q", "reward_model": "Ann"}, "has no golden answer"),  # was an AttributeError
-    ({"question": "q", "golden_answers": ["Ann"], "reference_path": 5}, "row 1: column reference_path is int 5, not a list"),
+    ({"question": "q", "golden_answers": ["Ann"], "reference_path": 5},
+     "row 1: column reference_path is int 5, not a list"),
     ({"question": "q", "golden_answers": ["Ann"], "reference_plan": [{"step": 1}]},
      'row 1: column reference_plan holds dict {"step": 1}, not text'),
 ])
