@@ -302,3 +302,30 @@ def test_a_read_only_model_cache_that_holds_the_model_is_used(tmp_path, monkeypa
     # held-out settings are not part of the warm start: changing them reuses the model
     assert tiny_cache_key(config, ArithmeticTaskConfig(eval_prompts=7, seed=5)) == tiny_cache_key(config, task_config)
     assert tiny_cache_key(config, ArithmeticTaskConfig(max_ops=4)) != tiny_cache_key(config, task_config)
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "cut weights", "broken tokenizer"])
+def test_a_damaged_cached_warm_start_is_one_line_saying_how_to_rebuild_it(damage, tmp_path, monkeypatch, cwd):
+    """A truncated safetensors file raised safetensors' own error (no OSError): a traceback."""
+    from sigx.config import ArithmeticTaskConfig, ModelConfig, RecipeError, TinyModelConfig
+    from sigx.models.loading import load_base
+    from sigx.models.tiny import ensure_tiny_base
+    from sigx.tasks.arithmetic import ArithmeticTask
+
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    config = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                             sft_steps=0)
+    task_config = ArithmeticTaskConfig()
+    built = ensure_tiny_base(config, ArithmeticTask(task_config), task_config, log=lambda m: None)
+    weights = built / "model.safetensors"
+    if damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:1000])  # the header's length points past the end
+    elif damage == "cut weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:
+        (built / "tokenizer.json").write_text("{")
+    with pytest.raises(RecipeError) as err:
+        load_base(ModelConfig(tiny=config), ArithmeticTask(task_config), task_config, log=lambda m: None)
+    (line,) = err.value.problems
+    assert line.startswith(f"model.name: cannot load {str(built)!r}: ") and "\n" not in line
+    assert line.endswith(f"; the cached warm start is damaged: remove {built} and sigx builds it again")

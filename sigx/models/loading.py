@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
@@ -12,6 +15,9 @@ from sigx.models.tokenizer import load_tokenizer
 hf_logging.disable_progress_bar()  # sigx draws its own progress; per-shard bars only add noise
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: what loading a checkpoint raises when its files cannot be used: safetensors' own error for a truncated
+#: weights file (not an OSError), pickle's and torch's for a damaged .bin, RuntimeError for memory too
+UNLOADABLE = (OSError, ValueError, RuntimeError, SafetensorError, pickle.UnpicklingError)
 
 
 def resolve_base(model_config: ModelConfig, task, task_config, log=print) -> str:
@@ -37,9 +43,11 @@ def load_base(model_config: ModelConfig, task, task_config, device: str = "cpu",
     try:
         tokenizer = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[model_config.dtype]).to(device)
-    except (OSError, ValueError) as err:
+    except UNLOADABLE as err:  # a damaged or foreign checkpoint, a truncated weights file, no memory for it
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RecipeError([f"model.name: cannot load {path!r}: {first_line}"]) from None
+        fix = (f"; the cached warm start is damaged: remove {path} and sigx builds it again"
+               if model_config.name == "sigx/tiny" else "")
+        raise RecipeError([f"model.name: cannot load {path!r}: {first_line}{fix}"]) from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
