@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -35,6 +36,21 @@ def _fingerprint(path: Path) -> str:
             f.seek(max(0, stat.st_size - (1 << 20)))
             digest.update(f.read())
     return digest.hexdigest()[:16]
+
+
+def _cached_index(target: Path, passages: int):
+    """The index cached in ``target``, or None when there is none or it cannot be used (a damaged file, or not
+    the corpus's number of passages): a cache, so it is built again rather than refused."""
+    import bm25s
+
+    if not (target / "sigx_index.json").is_file():
+        return None
+    try:
+        index = bm25s.BM25.load(str(target), show_progress=False)
+    except (OSError, ValueError, KeyError, TypeError, EOFError):  # bm25s: numpy's and json's errors as they come
+        return None
+    scores = getattr(index, "scores", None)
+    return index if isinstance(scores, dict) and scores.get("num_docs") == passages else None
 
 
 def _tokenize(texts: list[str]):
@@ -65,22 +81,24 @@ class BM25Retriever(Retriever):
     @classmethod
     def open(cls, corpus: str | Path, index_dir: str | Path | None = None, log=print) -> "BM25Retriever":
         """The corpus's index, from the cache or built (once) and cached."""
-        try:
-            import bm25s
-        except ImportError:
-            raise RetrievalError("task.retriever: kind bm25 needs the bm25s package: pip install 'sigx[search]'") from None
+        if importlib.util.find_spec("bm25s") is None:
+            raise RetrievalError("task.retriever: kind bm25 needs the bm25s package: pip install 'sigx[search]'")
         corpus = Path(corpus).expanduser()
         passages = list(read_corpus(corpus))
         root = Path(index_dir).expanduser() if index_dir else corpus.with_name(corpus.name + ".bm25s")
         target = root / _fingerprint(corpus)
         try:
-            if (target / "sigx_index.json").is_file():
-                return cls(bm25s.BM25.load(str(target), show_progress=False), passages)
+            cached = _cached_index(target, len(passages))
+            if cached is not None:
+                return cls(cached, passages)
             root.mkdir(parents=True, exist_ok=True)
             with open(root / ".lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
+                cached = _cached_index(target, len(passages))
+                if cached is not None:
+                    return cls(cached, passages)
                 if (target / "sigx_index.json").is_file():
-                    return cls(bm25s.BM25.load(str(target), show_progress=False), passages)
+                    log(f"the cached BM25 index {target} is damaged: built again")
                 log(f"indexing {len(passages)} passages of {corpus} with BM25 (once; cached in {target})")
                 built = cls.build(passages)
                 tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))

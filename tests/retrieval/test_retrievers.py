@@ -62,6 +62,21 @@ def test_the_bm25_index_is_built_once_cached_beside_the_corpus_and_rebuilt_when_
     assert not list((tmp_path / "corpus.jsonl.bm25s").glob(".build-*"))  # nothing half written is left
 
 
+@pytest.mark.parametrize("damaged", ["params.index.json", "vocab.index.json", "data.csc.index.npy",
+                                     "indptr.csc.index.npy"])
+def test_a_damaged_cached_index_is_built_again(tmp_path, damaged):
+    """A cache, so a file of it that cannot be read (was bm25s's numpy or json traceback) means building it again."""
+    corpus = write_corpus(tmp_path / "corpus.jsonl", CORPUS)
+    BM25Retriever.open(corpus, log=lambda *_: None)
+    (cached,) = (tmp_path / "corpus.jsonl.bm25s").glob("[0-9a-f]*")
+    (cached / damaged).write_bytes(b"garbage")
+    logs = []
+    rebuilt = BM25Retriever.open(corpus, log=logs.append)
+    assert logs[0] == f"the cached BM25 index {cached} is damaged: built again" and len(logs) == 2
+    assert rebuilt.search(["Tiber"], 1)[0][0].id == "b"
+    assert BM25Retriever.open(corpus, log=logs.append).search(["Tiber"], 1)[0][0].id == "b" and len(logs) == 2
+
+
 def test_search_r1_contents_rows_are_read_as_title_and_text(tmp_path):
     corpus = write_corpus(tmp_path / "wiki.jsonl", [{"id": "0", "contents": "\"Art Brut\"\nArt Brut are a rock band."}])
     assert list(read_corpus(corpus)) == [Passage("0", "Art Brut", "Art Brut are a rock band.",
