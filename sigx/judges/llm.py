@@ -109,11 +109,14 @@ class EvaluationCache:
         found = {k: self.memory[k] for k in keys if k in self.memory}
         wanted = [k for k in set(keys) if k not in found]
         if self.db is not None:
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i:i + 500]
-                rows = self.db.execute(f"SELECT key, value FROM evaluations WHERE key IN ({','.join('?' * len(chunk))})",
-                                       chunk).fetchall()
-                found.update(rows)
+            try:
+                for i in range(0, len(wanted), 500):
+                    chunk = wanted[i:i + 500]
+                    rows = self.db.execute(f"SELECT key, value FROM evaluations WHERE key IN "
+                                           f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                    found.update(rows)
+            except sqlite3.Error:  # a file of another schema, damaged since it opened: a cache in memory only
+                self.db = None
         return found
 
     def put_many(self, items: dict[str, str]) -> None:
@@ -128,6 +131,20 @@ class EvaluationCache:
 
 def _evaluation_json(e: PathEvaluation) -> str:
     return json.dumps({f: getattr(e, f) for f in FIELDS})
+
+
+def _cached_evaluation(text) -> PathEvaluation | None:
+    """A cached evaluation, or None for an entry that is not one (edited by hand, or written by a sigx whose
+    evaluation had other fields): the judge is asked again and the entry overwritten, never a traceback."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or set(data) != set(FIELDS):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in data.values()):
+        return None
+    return PathEvaluation(**data)
 
 
 def reply_content(answer: object) -> str:
@@ -156,17 +173,16 @@ class LLMJudge(Judge):
     def evaluate(self, requests: list[PathRequest]) -> list[PathEvaluation]:
         prompts = [render_prompt(r) for r in requests]
         keys = [cache_key(self.config.model, p) for p in prompts]
-        found = self.cache.get_many(keys)
+        cached = {k: _cached_evaluation(text) for k, text in self.cache.get_many(keys).items()}
+        found = {k: e for k, e in cached.items() if e is not None}
         todo = {k: p for k, p in zip(keys, prompts) if k not in found}  # identical prompts are asked once
         self.cache_hits += sum(k in found for k in keys)
         if todo:
             with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
                 answers = dict(zip(todo, pool.map(self._ask, todo.values())))
-            encoded = {k: _evaluation_json(e) for k, e in answers.items()}
-            self.cache.put_many(encoded)
-            found.update(encoded)
-        return [consistent(PathEvaluation(**json.loads(found[k])), len(r.executed), len(r.reference_path))
-                for k, r in zip(keys, requests)]
+            self.cache.put_many({k: _evaluation_json(e) for k, e in answers.items()})
+            found.update(answers)
+        return [consistent(found[k], len(r.executed), len(r.reference_path)) for k, r in zip(keys, requests)]
 
     def _ask(self, prompt: str) -> PathEvaluation:
         c = self.config

@@ -106,6 +106,35 @@ def test_answers_are_cached_across_judges(stub_factory, tmp_path):
     assert len(stub.bodies) == 1 and second.stats() == {"judge_requests": 0.0, "judge_cache_hits": 1.0}
 
 
+@pytest.mark.parametrize("stored", ["{", json.dumps({**REPLY, "extra_field": 1}), json.dumps({"planner_score": 1.0}),
+                                    json.dumps({**REPLY, "planner_score": "high"}), "null"])
+def test_a_cached_entry_that_is_no_evaluation_is_asked_again_and_overwritten(stub_factory, tmp_path, stored):
+    """Edited by hand, or written by a sigx whose evaluation had other fields: was a traceback (json or
+    PathEvaluation(**...)); a cache is asked again."""
+    import sqlite3
+
+    stub = stub_factory([REPLY])
+    judge(stub.url, tmp_path).evaluate([request()])
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        db.execute("UPDATE evaluations SET value = ?", (stored,))
+    again = judge(stub.url, tmp_path)
+    assert again.evaluate([request()]) == [PathEvaluation(1.0, 3, 2, 1, 0.5, 0.8)] and len(stub.bodies) == 2
+    assert again.stats()["judge_cache_hits"] == 0.0
+    third = judge(stub.url, tmp_path)  # the entry was overwritten with the fresh answer
+    assert third.evaluate([request()]) == [PathEvaluation(1.0, 3, 2, 1, 0.5, 0.8)] and len(stub.bodies) == 2
+
+
+def test_a_cache_file_of_another_schema_leaves_a_cache_in_memory(stub_factory, tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        db.execute("CREATE TABLE evaluations (id INTEGER)")  # no key, no value: SELECT fails
+    stub = stub_factory([REPLY])
+    j = judge(stub.url, tmp_path)
+    assert j.evaluate([request()]) == [PathEvaluation(1.0, 3, 2, 1, 0.5, 0.8)]
+    assert j.evaluate([request()]) == [PathEvaluation(1.0, 3, 2, 1, 0.5, 0.8)] and len(stub.bodies) == 1
+
+
 def test_requests_run_concurrently(stub_factory, tmp_path):
     stub = stub_factory([REPLY], delay=0.3)
     started = time.perf_counter()
