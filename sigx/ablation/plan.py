@@ -116,10 +116,6 @@ def expand(recipe: Recipe) -> list[Cell]:
     return cells
 
 
-#: what ``sigx report`` derives from each run's metrics.jsonl (sigx.report.load.METRICS), beside its summary numbers
-DERIVED_METRICS = ("tokens_per_s",)
-
-
 def undeclarable_metric(recipe: Recipe, cells: list[Cell]) -> str | None:
     """Why ``ablation.metric`` is a number no run of these cells writes, or None. It is declared before any run,
     so a typo (``reward_acu``) must stop the ablation now: found by the report, after the runs, it would leave
@@ -129,14 +125,18 @@ def undeclarable_metric(recipe: Recipe, cells: list[Cell]) -> str | None:
     if metric is None:
         return None
     from sigx.engine.metrics import SUMMARY_METRICS
+    from sigx.report.load import METRICS
     from sigx.techniques import TECHNIQUES
 
     on = {name for cell in cells for name in cell.techniques}
     own = {m: name for name, cls in TECHNIQUES.items() if name in on for m in cls.summary_metrics}
-    if metric in SUMMARY_METRICS or metric in DERIVED_METRICS or metric in own:
-        return None
     elsewhere = [name for name, cls in TECHNIQUES.items() if metric in cls.summary_metrics]
+    # the report's table names the numbers it derives from metrics.jsonl (tokens_per_s) beside summary keys
+    derived = [m for m in METRICS if m not in SUMMARY_METRICS
+               and not any(m in cls.summary_metrics for cls in TECHNIQUES.values())]
+    if metric in SUMMARY_METRICS or metric in derived or metric in own:
+        return None
     why = (f"only {' and '.join(elsewhere)} write{'s' if len(elsewhere) == 1 else ''} it, and no cell runs "
            f"{'it' if len(elsewhere) == 1 else 'them'}" if elsewhere else "no run writes it")
-    allowed = [*SUMMARY_METRICS, *DERIVED_METRICS, *(f"{m} ({name})" for m, name in own.items())]
+    allowed = [*SUMMARY_METRICS, *derived, *(f"{m} ({name})" for m, name in own.items())]
     return f"ablation.metric: {metric!r}: {why}; declare one of {', '.join(allowed)}"

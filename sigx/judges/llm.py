@@ -137,12 +137,10 @@ def _cached_evaluation(text) -> PathEvaluation | None:
     """A cached evaluation, or None for an entry that is not one (edited by hand, or written by a sigx whose
     evaluation had other fields): the judge is asked again and the entry overwritten, never a traceback."""
     try:
-        data = json.loads(text)
+        data = loads_strict(text)
     except (TypeError, ValueError):
         return None
-    if not isinstance(data, dict) or set(data) != set(FIELDS):
-        return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in data.values()):
+    if not isinstance(data, dict) or set(data) != set(FIELDS) or any(finite_number(v) is None for v in data.values()):
         return None
     return PathEvaluation(**data)
 
