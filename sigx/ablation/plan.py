@@ -125,7 +125,7 @@ def undeclarable_metric(recipe: Recipe, cells: list[Cell]) -> str | None:
     if metric is None:
         return None
     from sigx.engine.metrics import SUMMARY_METRICS
-    from sigx.report.load import METRICS
+    from sigx.report.metrics import METRICS
     from sigx.techniques import TECHNIQUES
 
     on = {name for cell in cells for name in cell.techniques}

@@ -19,16 +19,9 @@ import pandas as pd
 
 from sigx.ablation.looks import look_alpha
 from sigx.provenance import batch_key
+from sigx.report.metrics import METRICS
 from sigx.runs import (WRITTEN_INFINITY, UnreadableRecipe, cell_status, read_json, read_jsonl_lines,
                        read_stored_recipe)
-
-# Metrics of the cell table: summary.json key (or a value derived from metrics.jsonl) -> what it is.
-METRICS = {
-    "final_reward": "final held-out reward",
-    "reward_auc": "area under the held-out reward curve (mean reward over training)",
-    "final_critique_accuracy": "GC-RL critique accuracy (last 5 steps)",
-    "tokens_per_s": "generated tokens per second of training step",
-}
 
 #: Each mechanism's "room" in a run is declared by the engine and by each technique (sigx.engine.metrics.Room)
 #: and written by the run into its summary.json (``room``: column -> value and what it says), so the report
@@ -44,12 +37,6 @@ LEGACY_ROOM = {
     "failed_with_signal": ("search_p1/failed_with_signal", "mean", "share of failed trajectories Search-P1 "
                            "gives a reward > 0"),
 }
-
-
-def metric_description(metric: str) -> str:
-    """What a metric is: the table's own words, or the summary key it is (any numeric key a run's summary.json
-    holds may be analysed: a technique's own summary entries reach the report that way)."""
-    return METRICS.get(metric, f"the runs' summary.json key {metric}")
 
 
 #: the runs table's columns of text; every other column holds numbers (or nothing)

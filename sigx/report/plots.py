@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sigx.report.load import metric_description  # noqa: E402
+from sigx.report.metrics import metric_description  # noqa: E402
 from sigx.report.stats import Report  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sigx.report.compare import Comparison
-from sigx.report.load import METRICS, metric_description
+from sigx.report.metrics import METRICS, metric_description
 from sigx.report.replication import summary_line
 from sigx.report.stats import Report
 from sigx.runs import write_json_atomic, write_text_atomic

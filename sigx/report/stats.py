@@ -49,7 +49,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from sigx.provenance import provenance
-from sigx.report.load import METRICS, Ablation, ReportError, numeric_metrics
+from sigx.report.load import Ablation, ReportError, numeric_metrics
+from sigx.report.metrics import METRICS
 
 ALPHA = 0.05
 POWER = 0.8
