@@ -222,10 +222,10 @@ def check_archive_of(archive: str | Path, recipe_data: dict) -> Path:
     return archive
 
 
-def _runs_again(source: Path, summary: dict) -> bool:
+def _runs_again(source: Path, status: str) -> bool:
     """A failed cell archived without its config.json (it failed before writing one): there is nothing to check
     it against this recipe, so a restore leaves it to run again."""
-    return cell_status(summary) == "failed" and not (source / "config.json").exists()
+    return status == "failed" and not (source / "config.json").exists()
 
 
 def archived_pending(store: AblationStore, archive: str | Path, cells: list) -> frozenset[str]:
@@ -234,7 +234,7 @@ def archived_pending(store: AblationStore, archive: str | Path, cells: list) -> 
     archive = Path(archive)
     return frozenset(c.id for c in cells if store.status(c.id) == "pending"
                      and isinstance(summary := read_json(archive / c.id / "summary.json"), dict)
-                     and not _runs_again(archive / c.id, summary))
+                     and not _runs_again(archive / c.id, cell_status(summary)))
 
 
 def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, cells: list) -> list[str]:
@@ -259,7 +259,7 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
         why = _damage(source, status)
         if why is not None:
             raise StoreError(f"{source}: {why}; restore it from version control, or remove it to run the cell again")
-        if _runs_again(source, summary):
+        if _runs_again(source, status):
             continue
         made_by = read_json(source / "config.json")
         if not isinstance(made_by, dict):
