@@ -5,7 +5,7 @@ It reads the main effects' MDEs and nothing else: it prints no effect, interval 
 the analysis blind to the results (the recipe's rule reads the residual variance only). Tests at the declared,
 unspent 0.05 (the rule as declared; README.md here says what that costs).
 
-    python results/search-stress/seed_rule.py results/search-stress/archive   # exit 0: rule met; 3: add seeds
+    python results/search-stress/seed_rule.py results/search-stress/archive   # exit 0: rule met (or 16 seeds); 3: add seeds
 """
 
 import sys
@@ -15,6 +15,7 @@ from sigx.report.load import load_ablation
 from sigx.report.stats import build_report
 
 TARGET = 0.02
+MAX_SEEDS = 16  # the recipe's cap: at 16 seeds an MDE above 0.02 is reported, not chased
 
 
 def main(store: str) -> int:
@@ -29,6 +30,9 @@ def main(store: str) -> int:
     for row in main_effects.itertuples():
         print(f"{seeds} seeds: MDE of {row.term}: {row.mde:.4f}")
     over = mde_over(table, TARGET)
+    if over and seeds >= MAX_SEEDS:
+        print(f"rule: at the cap of {MAX_SEEDS} seeds with MDEs above {TARGET}: no more seeds; the report says so")
+        return 0
     print(f"rule: {'met (every main effect MDE <= 0.02)' if not over else 'add the next 4 seeds'}")
     return 3 if over else 0
 
