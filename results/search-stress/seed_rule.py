@@ -33,7 +33,7 @@ def main(store: str) -> int:
     if over and seeds >= MAX_SEEDS:
         print(f"rule: at the cap of {MAX_SEEDS} seeds with MDEs above {TARGET}: no more seeds; the report says so")
         return 0
-    print(f"rule: {'met (every main effect MDE <= 0.02)' if not over else 'add the next 4 seeds'}")
+    print(f"rule: {f'met (every main effect MDE <= {TARGET})' if not over else 'add the next 4 seeds'}")
     return 3 if over else 0
 
 
