@@ -91,7 +91,7 @@ class AblationProgress:
             if bar is not None:
                 self.progress.remove_task(bar)
             self.progress.console.print(f"[red]{event.cell_id}: lost ({event.why}); it stays pending: run the "
-                                        "same command to resume it[/red]", highlight=False)
+                                        "same command to resume it[/red]", highlight=False, soft_wrap=True)
 
     def finished(self, result: dict) -> None:
         bar = self.bars.pop(result["cell"], None)
@@ -101,7 +101,7 @@ class AblationProgress:
         if result["status"] == "failed":
             self.failed += 1
             self.progress.console.print(f"{self._stamp()}[red]failed[/red] {result['cell']}: {result['error']}",
-                                        highlight=False)
+                                        highlight=False, soft_wrap=True)
         elif self.log_lines:
             failed = f", {self.failed} of them failed" if self.failed else ""
             self.progress.console.print(f"{self._stamp()}finished {result['cell']} ({self.done}/{self.total} cells "

@@ -42,7 +42,7 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         raise RecipeError([metric_problem])
     if metric_problem:  # declared before this check existed, with runs in the store: the report needs --metric
         console.print(f"[yellow]{metric_problem} (the store's runs go on; report them with --metric)[/yellow]",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     a = recipe.ablation
     design = design_of(recipe)
     factors = factors_of(recipe)
@@ -68,7 +68,7 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         status = {c.id: store.status(c.id) for c in cells}
         if restore_from is not None:
             console.print(f"the archive {restore_from} holds {len(archived)} of the pending cells (restored, after "
-                          "checks, when run)", highlight=False)
+                          "checks, when run)", highlight=False, soft_wrap=True)
         return AblationOutcome(str(store.root), cells, status)
 
     started = time.time()
@@ -79,12 +79,13 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
                               "workers": a.workers, "provenance": provenance()})
         for cell_id, why in store.set_aside_unreadable(cells):
             console.print(f"[yellow]{cell_id}: {why}; set aside under .failed/ and run again[/yellow]",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         if restore_from is not None:
             from sigx.ablation.archive import restore_cells
 
             restored = restore_cells(store, restore_from, recipe.model_dump(mode="json"), cells)
-            console.print(f"restored {len(restored)} finished cell(s) from the archive {restore_from}", highlight=False)
+            console.print(f"restored {len(restored)} finished cell(s) from the archive {restore_from}", highlight=False,
+                          soft_wrap=True)
         if retry_failed:
             for cell in cells:
                 if store.status(cell.id) == "failed":

@@ -207,6 +207,8 @@ def test_a_damaged_cell_is_left_out_by_name_and_never_followed_through_a_link(tm
 def test_cli_archive_then_restore(tmp_path):
     runner = CliRunner()
     recipe = write_recipe(tmp_path)
+    # a path wider than a log file's 80 columns: each message naming it stays one line (found by grep)
+    archive = tmp_path / ("archive-" + "x" * 80)
     first = runner.invoke(app, ["ablate", str(recipe)])
     assert first.exit_code == 0, first.output
     import re
@@ -228,20 +230,21 @@ def test_cli_archive_then_restore(tmp_path):
     run_ablation(small_recipe(tmp_path), Console(file=on_screen, force_terminal=True, width=200), dry_run=True)
     assert on_screen.getvalue().count("held-out") == 4
     store = tmp_path / "ablations" / "abl-test"
-    done = runner.invoke(app, ["archive", str(store), str(tmp_path / "archive")])
+    done = runner.invoke(app, ["archive", str(store), str(archive)])
     assert done.exit_code == 0 and "4 cell(s) archived now, 0 already there" in done.output
-    bad = runner.invoke(app, ["archive", str(tmp_path / "nowhere"), str(tmp_path / "archive")])
+    bad = runner.invoke(app, ["archive", str(tmp_path / "nowhere"), str(archive)])
     assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "not an ablation run store" in bad.output
     import shutil
 
     shutil.rmtree(store)  # the machine is gone
-    planned = runner.invoke(app, ["ablate", str(recipe), "--dry-run", "--restore-from", str(tmp_path / "archive")])
-    assert planned.exit_code == 0 and "holds 4 of the pending cells" in planned.output
+    planned = runner.invoke(app, ["ablate", str(recipe), "--dry-run", "--restore-from", str(archive)])
+    assert planned.exit_code == 0
+    assert f"the archive {archive} holds 4 of the pending cells (restored, after checks, when run)\n" in planned.output
     assert planned.output.count("in archive") == 4  # the plan table says what the restore brings in
     assert not store.exists() or not any(store.glob("*/seed*"))  # a dry run restores nothing
-    resumed = runner.invoke(app, ["ablate", str(recipe), "--restore-from", str(tmp_path / "archive")])
+    resumed = runner.invoke(app, ["ablate", str(recipe), "--restore-from", str(archive)])
     assert resumed.exit_code == 0, resumed.output
-    assert "restored 4 finished cell(s)" in resumed.output and "4/4 cells done" in resumed.output
+    assert f"restored 4 finished cell(s) from the archive {archive}\n" in resumed.output and "4/4 cells done" in resumed.output
     assert "0 run now" in resumed.output
 
 
