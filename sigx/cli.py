@@ -225,7 +225,8 @@ def train(
         return
     import torch
 
-    from sigx.engine.distributed import abandon_processes, finish_processes, init_from_torchrun
+    from sigx.engine.distributed import (abandon_processes, exit_finished_process, finish_processes,
+                                         init_from_torchrun)
     from sigx.engine.trainer import NonFiniteLossError
     from sigx.train import run_training
 
@@ -248,13 +249,14 @@ def train(
         raise
     if world.sharded:  # every process done (process 0 has written the run) before any leaves the group: a
         finish_processes()  # process that exits while another still talks to it makes gloo abort the other
-    if world.rank != 0:
-        return
-    typer.echo(
-        f"held-out reward {summary['start_reward']:.3f} -> {summary['final_reward']:.3f} "
-        f"(greedy {summary['start_greedy_reward']:.3f} -> {summary['final_greedy_reward']:.3f}) "
-        f"in {summary['wall_s']:.0f}s; run written to {summary['run_dir']}"
-    )
+    if world.rank == 0:
+        typer.echo(
+            f"held-out reward {summary['start_reward']:.3f} -> {summary['final_reward']:.3f} "
+            f"(greedy {summary['start_greedy_reward']:.3f} -> {summary['final_greedy_reward']:.3f}) "
+            f"in {summary['wall_s']:.0f}s; run written to {summary['run_dir']}"
+        )
+    if world.sharded:  # the interpreter's teardown can still SIGABRT a finished process (gloo's threads)
+        exit_finished_process()
 
 
 def launch_processes(nproc: int, recipe: Path, overrides: list[str], run_dir: Path | None, fresh: bool,
