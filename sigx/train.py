@@ -130,7 +130,7 @@ def _engine_and_trainer(recipe: Recipe, engine, log):
 
 def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
          combination: str, save_model: bool = False) -> dict:
-    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
+    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False, soft_wrap=True)  # noqa: E731
     engine, trainer = _engine_and_trainer(recipe, engine, log)
     config = recipe.model_dump(mode="json")
     every = recipe.training.checkpoint_every

@@ -2,6 +2,7 @@
 run of the same recipe (same metrics at every step, same final weights); a checkpoint of another recipe, or an
 unreadable one, is a one-line error; ``--fresh`` starts over; a completed run leaves no checkpoint behind."""
 
+import re
 import subprocess
 import sys
 import time
@@ -114,6 +115,6 @@ def test_cli_resumes_after_kill_minus_nine(tmp_path):
     assert checkpoint.exists(), "the run ended before its first checkpoint"
     out = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "from its checkpoint at step" in " ".join(out.stderr.split())  # rich wraps long lines
+    assert re.search(rf"^resuming {re.escape(str(tmp_path))} from its checkpoint at step \d+$", out.stderr, re.M)
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == list(range(13))
     assert read_json(tmp_path / "summary.json")["resumed_from_step"] >= 2

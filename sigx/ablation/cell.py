@@ -99,7 +99,7 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     from sigx.train import run_training
 
     console = console or Console(stderr=True)
-    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False)  # noqa: E731
+    log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False, soft_wrap=True)  # noqa: E731
     store = AblationStore(store_root)
     recipe = Recipe.model_validate(recipe_data)
     staging = store.claim_staging_dir(cell_id)  # an interrupted attempt's, with its checkpoint, if any
