@@ -225,12 +225,12 @@ def finish_processes() -> None:
 def exit_finished_process() -> NoReturn:
     """End a process of a sharded run that has left its group (:func:`finish_processes`) at once, exit status 0,
     without the interpreter's teardown. Why: that teardown has nothing left to write (the run, its summary and
-    its tracker are closed before), but it can kill a finished process: a gloo worker thread that still holds a
-    tensor with a Python reference takes the GIL while the interpreter finalizes, CPython 3.11 ends such a
-    thread with ``pthread_exit``, and its unwinding through gloo's C++ frames calls ``std::terminate``
-    ("terminate called without an active exception", SIGABRT; pytorch/pytorch#179291 describes the same
-    threads). torchrun then stops the other processes and the finished run reads as failed: CI of stops 32
-    and 41 failed so (an ablation cell of ``nproc_per_cell: 2``, 1 run of 24 in a loop on the dev machine)."""
+    its tracker are closed before), but it can kill a finished process ("terminate called without an active
+    exception", SIGABRT); torchrun then stops the other processes and the finished run reads as failed (CI of
+    stops 32 and 41, an ablation cell of ``nproc_per_cell: 2``; 1 run of 24 in a loop on the dev machine).
+    Likely cause (no backtrace caught): a gloo thread holding a tensor with a Python reference takes the GIL
+    while the interpreter finalizes, CPython 3.11 ends it with ``pthread_exit``, and the unwinding through C++
+    frames calls ``std::terminate`` (pytorch/pytorch#179291 describes these threads)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
