@@ -19,13 +19,14 @@ from rich.table import Table
 
 from sigx.config import (EXECUTORS, TECHNIQUE_ORDER, Recipe, RecipeError, load_recipe, recipe_warnings,
                          technique_order)
+from sigx.console import log_console
 from sigx.nodes import Nodes, free_port
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO with composable signal techniques (SSPO, Search-P1, GC-RL, SORL) and their ablations.",
                   epilog="Examples:  sigx train recipes/tiny.yaml --enable sspo,gcrl  ·  sigx ablate recipes/stress.yaml "
                          "--dry-run  ·  sigx report ablations/stress  ·  docs: docs/ (recipe fields: docs/recipe.md)")
-console = Console(stderr=True)
+console = log_console()
 
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe field, e.g. --set training.lr=1e-4 (repeatable).")]
 

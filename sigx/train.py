@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sigx.checkpoint import Checkpoints
 from sigx.config import Recipe, RecipeError
+from sigx.console import log_console
 from sigx.provenance import provenance
 from sigx.runs import RunWriter, read_json, remove_write_leftovers
 from sigx.tracking import Tracker
@@ -51,7 +52,7 @@ def run_training(recipe: Recipe, run_dir: Path | None = None, console: Console |
     run's cell name when an ablation runs it (it names field factors too), else the techniques it enables."""
     from sigx.engine.distributed import current_world
 
-    console = console or Console(stderr=True)
+    console = console or log_console()
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     if current_world().rank != 0:  # --nproc: process 0 writes the run; the others train in step with it
         return _follow(recipe, run_dir, engine, save_model)

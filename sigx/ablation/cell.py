@@ -25,6 +25,7 @@ from rich.console import Console
 from sigx.ablation.plan import combination_of
 from sigx.ablation.store import AblationStore
 from sigx.config import Recipe, RecipeError
+from sigx.console import log_console
 from sigx.nodes import Nodes
 from sigx.runs import CHECKPOINT_FILE, cell_status, read_json, write_json_atomic
 
@@ -98,7 +99,7 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
     read it before the run could start)."""
     from sigx.train import run_training
 
-    console = console or Console(stderr=True)
+    console = console or log_console()
     log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False, soft_wrap=True)  # noqa: E731
     store = AblationStore(store_root)
     recipe = Recipe.model_validate(recipe_data)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from sigx.ablation.display import AblationProgress, plan_table
+from sigx.console import log_console
 from sigx.design import alias_lines, describe
 from sigx.ablation.plan import Cell, crossed, design_of, expand, factors_of, undeclarable_metric
 from sigx.ablation.store import AblationStore, store_root
@@ -34,7 +35,7 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
     """Run the recipe's pending cells (after restoring those that the archive ``restore_from`` holds finished)."""
     from sigx.ablation.launchers import launcher_for
 
-    console = console or Console(stderr=True)
+    console = console or log_console()
     cells = expand(recipe)
     store = AblationStore(store_root(recipe))
     metric_problem = undeclarable_metric(recipe, cells)

@@ -40,6 +40,7 @@ from rich.console import Console
 from sigx.ablation.looks import FILE, RULES, SequentialPlan, load_plan
 from sigx.ablation.store import StoreError, store_root
 from sigx.config import Recipe, RecipeError, recipe_from_data
+from sigx.console import log_console
 from sigx.runs import write_json_atomic
 
 
@@ -103,7 +104,7 @@ def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule
 
     if rule not in RULES:
         raise ValueError(f"rule: {rule!r}; allowed: {', '.join(RULES)}")
-    console = console or Console(stderr=True)
+    console = console or log_console()
     flag = "--until-resolved" if rule == "resolved" else "--until-mde"
     if recipe.ablation.metric is None:
         raise RecipeError([f"ablation.metric: {flag} stops on the declared metric; declare it in the "

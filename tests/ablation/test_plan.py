@@ -74,6 +74,9 @@ def test_dry_run_of_a_fraction_prints_its_design_and_aliases(tmp_path):
     assert "2^(5-1) x 1 seed(s) = 16 cells" in result.output
     assert "resolution V" in result.output and "generator: staleness = -search_p1·gcrl·sspo·sorl" in result.output
     assert "sspo x staleness = search_p1 x gcrl x sorl" in result.output
+    # the aliases are one line of the log (sigx.console), not broken at 80 columns where grep would miss them
+    (aliases,) = [line for line in result.output.splitlines() if line.startswith("aliases (")]
+    assert "search_p1 = gcrl x sspo x sorl x staleness" in aliases and aliases.endswith("= search_p1 x gcrl x sspo")
 
 
 @pytest.mark.parametrize("factor, message", [

@@ -12,6 +12,7 @@ from sigx.ablation.cell import run_cell
 from sigx.ablation.plan import Cell
 from sigx.ablation.store import AblationStore
 from sigx.config import AblationConfig, register_executor
+from sigx.console import log_console
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def run_cell_remotely(store_root: str, recipe_data: dict, cell_id: str, group: s
     import torch
 
     torch.set_num_threads(threads)
-    return run_cell(store_root, recipe_data, cell_id, group, console=Console(stderr=True, quiet=True),
+    return run_cell(store_root, recipe_data, cell_id, group, console=log_console(quiet=True),
                     **across_nodes)
 
 

@@ -10,12 +10,11 @@ import queue as queue_module
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from rich.console import Console
-
 from sigx.ablation.cell import run_cell
 from sigx.ablation.launchers.base import Event, Launcher, Report, die_with_parent, payload, register_launcher
 from sigx.ablation.plan import Cell
 from sigx.config import RecipeError
+from sigx.console import log_console
 
 _PROGRESS_QUEUE = None
 
@@ -35,7 +34,7 @@ def _worker_run_cell(store_root: str, recipe_data: dict, cell_id: str, group: st
     _PROGRESS_QUEUE.put((cell_id, 0, ""))
     return run_cell(store_root, recipe_data, cell_id, group,
                     on_progress=lambda step, stats: _PROGRESS_QUEUE.put((cell_id, step, stats)),
-                    console=Console(stderr=True))
+                    console=log_console())
 
 
 @register_launcher
