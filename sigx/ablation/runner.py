@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from sigx.ablation.display import AblationProgress, plan_table
-from sigx.console import log_console
-from sigx.design import alias_lines, describe
 from sigx.ablation.plan import Cell, crossed, design_of, expand, factors_of, undeclarable_metric
 from sigx.ablation.store import AblationStore, store_root
 from sigx.config import Recipe, RecipeError
+from sigx.console import log_console
+from sigx.design import alias_lines, describe
 from sigx.provenance import provenance
 
 
