@@ -189,6 +189,7 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
             save_policy(trainer, run_dir / "model")
         summary.update(run_dir=str(run_dir), cell=combination, seed=recipe.seed,
                        techniques=recipe.techniques.enabled_names(), base=str(engine.base_path),
+                       base_weights=getattr(engine, "base_weights", None),
                        resumed_from_step=resume["step"] if resume else None, provenance=provenance())
         writer.write_summary(summary)
         checkpoints.remove()

@@ -47,6 +47,31 @@ def shared_engine(recipe: Recipe, log: Callable[[str], None]):
     return _ENGINE["engine"]
 
 
+def check_same_base(store: AblationStore, engine) -> None:
+    """Stop before a cell starts from another build of the warm start than the store's finished runs did.
+
+    Why: a sigx/tiny warm start is rebuilt on each machine from its recipe, and its floating point depends on the
+    machine (AVX-512 and AVX2 kernels give other weights): a store continued on another machine would mix two base
+    models under one cache key, and its analysis would read their difference as the effect of whatever cells ran
+    where. A one-line error (the ablation stops; nothing is run or lost) instead."""
+    mine = getattr(engine, "base_weights", None)
+    if mine is None:
+        return
+    found, _ = store.base_weights()
+    others = {digest: n for digest, n in found.items() if digest != mine}
+    if not others:
+        return
+    from sigx.provenance import machine_kind
+
+    digest, runs = max(others.items(), key=lambda item: item[1])
+    name = Path(str(engine.base_path)).name
+    raise RecipeError([f"{store.root}: {runs} finished run(s) started from the warm start {name} with weights "
+                       f"{digest}, and this machine built it with weights {mine} (a build's floating point "
+                       f"depends on the machine; this one's CPU kernels: {machine_kind()['cpu']}): the store would "
+                       f"mix two base models; finish it on the machine its runs ran on, or put that build in "
+                       f"$SIGX_CACHE/tiny/{name}"])
+
+
 def train_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str,
                        nodes: Nodes | None = None):
     """``sigx train --nproc N`` (on ``nodes``: ``--nnodes``) into ``staging``; the finished process."""
@@ -118,6 +143,7 @@ def run_cell(store_root: str, recipe_data: dict, cell_id: str, group: str,
                 Checkpoints(staging, 0, {}).remove()
         else:
             engine = shared_engine(recipe, log)
+            check_same_base(store, engine)
             summary = run_training(recipe, run_dir=staging, console=console, engine=engine, group=group,
                                    on_progress=on_progress or (lambda step, stats: None),
                                    combination=combination_of(cell_id))

@@ -98,6 +98,12 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         kept = f"{skipped_failed} failed (kept; --retry-failed reruns them), " if skipped_failed else ""
         console.print(f"{len(cells) - len(todo) - skipped_failed} done, {kept}{len(todo)} to run on "
                       f"{launcher.where()}", highlight=False)
+        unchecked = store.base_weights()[1] if todo and recipe.model.name == "sigx/tiny" else 0
+        if unchecked:
+            console.print(f"[yellow]note:[/yellow] {unchecked} finished run(s) recorded no digest of their warm start "
+                          "(made before sigx recorded one): that the runs to come start from the same build of it "
+                          "cannot be checked (a build differs between machines whose CPU kernels differ)",
+                          highlight=False, soft_wrap=True)
         results: list[dict] = []
         if todo:
             with AblationProgress(console, len(cells), len(cells) - len(todo), recipe.training.steps) as ui:

@@ -93,6 +93,23 @@ class AblationStore:
     def status(self, cell_id: str) -> str:
         return cell_status(self.summary(cell_id))
 
+    def base_weights(self) -> tuple[dict[str, int], int]:
+        """The warm-start builds the store's finished runs started from (digest -> runs), and how many finished
+        runs recorded none (not a sigx/tiny base, or made before sigx recorded it)."""
+        plan = read_json(self.root / "plan.json")
+        found: dict[str, int] = {}
+        unrecorded = 0
+        for cell in plan.get("cells", []) if isinstance(plan, dict) else []:
+            summary = self.summary(str(cell.get("id"))) if isinstance(cell, dict) else None
+            if cell_status(summary) != "done":
+                continue
+            digest = summary.get("base_weights")
+            if isinstance(digest, str) and digest:
+                found[digest] = found.get(digest, 0) + 1
+            else:
+                unrecorded += 1
+        return found, unrecorded
+
     def new_staging_dir(self, cell_id: str) -> Path:
         path = self.staging / f"{cell_id.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         path.mkdir(parents=True)

@@ -19,6 +19,7 @@ from sigx.engine.lora import has_adapters, remove_adapters
 from sigx.engine.rollout import SamplingParams
 from sigx.engine.trajectory import Trajectory
 from sigx.models.loading import load_base
+from sigx.models.tiny import warm_start_weights
 from sigx.models.tokenizer import misread
 from sigx.tasks import build_task
 
@@ -39,6 +40,7 @@ class SharedEngine:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.task = build_task(recipe.task)
         self.tokenizer, self.model, self.base_path = load_base(recipe.model, self.task, recipe.task, self.device, log)
+        self.base_weights = warm_start_weights(self.base_path)  # which build of a sigx/tiny warm start (else None)
         self._check_tokenizer(log)
         self.base_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.rollout = build_rollout_backend(recipe.rollout, self.model, self.tokenizer, model_path=self.base_path,

@@ -57,6 +57,25 @@ def tiny_cache_key(config: TinyModelConfig, task_config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def warm_start_weights(path: str | Path) -> str | None:
+    """The digest of a built warm start's weights (sha256 of its weights file, 16 hex digits), or None where
+    ``path`` is not a sigx/tiny build.
+
+    Why: the cache key names what a warm start is built *from*, not what the build produced, and the build's
+    floating point depends on the machine (a CPU with AVX-512 and one with AVX2 only run different kernels). The
+    same recipe rebuilt on another machine can give other weights under the same key: a store whose runs are
+    continued there would mix two base models under one name. The digest tells them apart. (Named and local
+    models are the user's own files, not rebuilt per machine: their name is their identity.)"""
+    weights = Path(path) / "model.safetensors"
+    if not (Path(path) / "sigx_tiny.json").is_file() or not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def build_tiny_model(config: TinyModelConfig, tokenizer) -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(tiny_model_config(config, tokenizer))
 

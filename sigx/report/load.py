@@ -46,6 +46,16 @@ TEXT_COLUMNS = {"cell", "combination", "status", "batch", "warm_start", "error"}
 RESERVED = TEXT_COLUMNS | {"seed", "threads", "tokens_per_s"}
 
 
+def _warm_start(summary: dict) -> str | None:
+    """The base model a run started from: its name (a sigx/tiny cache key), and which build of it where the run
+    recorded its weights' digest (a build differs between machines)."""
+    if not isinstance(summary.get("base"), str):
+        return None
+    name = Path(summary["base"]).name
+    digest = summary.get("base_weights")
+    return f"{name} (weights {digest})" if isinstance(digest, str) and digest else name
+
+
 def full_design(**stored) -> dict:
     """A store's design as the report reads it: a full factorial unless the plan (or archive) says otherwise."""
     return {"fraction": 0, "resolution": None, "words": [], "description": [], "aliases": [], **stored}
@@ -254,7 +264,7 @@ def load_ablation(root: str | Path) -> Ablation:
                        **numbers,
                        batch=batch_key(made or None),
                        threads=made.get("threads") if _is_int(made.get("threads")) else None,
-                       warm_start=Path(summary["base"]).name if isinstance(summary.get("base"), str) else None)
+                       warm_start=_warm_start(summary))
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
                        if is_number(r.get("eval/reward"))]

@@ -451,7 +451,14 @@ def warm_start_line(ab: Ablation) -> str:
     if not len(starts):
         return "warm start: not recorded"
     counts = starts.value_counts()
-    return "warm start: " + "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())
+    line = "warm start: " + "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())
+    built = pd.Series([label.split(" (weights ")[0] for label in counts.index if " (weights " in label], dtype=str)
+    rebuilt = sorted(set(built[built.duplicated()]))
+    if rebuilt:  # one cache key, two builds: never a design's choice (a factor varies the key, not the build)
+        line += (f". {', '.join(rebuilt)}: built with different weights on different machines (their CPU kernels "
+                 "differ): these runs did not all start from one base model, and a difference between the builds "
+                 "is read as part of the effects")
+    return line
 
 
 def batch_lines(ab: Ablation, metric: str, model: Model) -> list[str]:

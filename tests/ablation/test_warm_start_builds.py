@@ -1,0 +1,100 @@
+"""A store's runs all start from one build of their warm start: a sigx/tiny warm start rebuilt on another machine
+(other CPU kernels, other floating point) can have other weights under the same cache key, and a store continued
+there would mix two base models. Each run records its build's digest; a store refuses a cell from another build;
+the report names the builds."""
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from ablation_fixtures import small_recipe, write_recipe
+from sigx.ablation.runner import run_ablation
+from sigx.cli import app
+from sigx.models.tiny import warm_start_weights
+from sigx.report.load import load_ablation
+from sigx.report.stats import build_report
+
+
+def fresh_process(monkeypatch):
+    """What a new `sigx ablate` process has: no engine built yet (it would hold the old base in memory)."""
+    from sigx.ablation import cell
+
+    monkeypatch.setattr(cell, "_ENGINE", {"key": None, "engine": None, "setup_s": 0.0, "cells": 0})
+
+
+def rebuild_elsewhere(base: Path) -> None:
+    """What another machine's build of the same recipe looks like: the same cache key, other weights (one
+    element off by a rounding's worth)."""
+    weights = load_file(base / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[0] += 1e-6
+    save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_the_digest_is_the_builds_weights_and_only_a_sigx_tiny_build_has_one(tmp_path):
+    base = tmp_path / "tiny" / "abc"
+    base.mkdir(parents=True)
+    save_file({"w": torch.arange(4.0)}, base / "model.safetensors")
+    assert warm_start_weights(base) is None  # no sigx_tiny.json: a user's own model, named by its path
+    (base / "sigx_tiny.json").write_text("{}")
+    first = warm_start_weights(base)
+    assert len(first) == 16 and int(first, 16) >= 0
+    save_file({"w": torch.arange(4.0) + 1e-6}, base / "model.safetensors")
+    assert warm_start_weights(base) != first
+
+
+def test_runs_record_their_build_and_the_machine_and_a_store_refuses_another_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    fresh_process(monkeypatch)
+    root = Path(run_ablation(small_recipe(tmp_path, seeds=[0])).root)
+    first = [json.loads(p.read_text()) for p in root.glob("*/seed0/summary.json")]
+    assert len(first) == 4
+    base = Path(first[0]["base"])
+    digest = warm_start_weights(base)
+    assert {s["base_weights"] for s in first} == {digest}
+    assert all(s["provenance"]["cpu"] == torch.backends.cpu.get_cpu_capability() for s in first)
+
+    rebuild_elsewhere(base)  # the store is continued on a machine whose build differs
+    fresh_process(monkeypatch)
+    result = CliRunner().invoke(app, ["ablate", str(write_recipe(tmp_path, seeds=[0, 1]))])
+    message = result.output.splitlines()[-1]  # after the plan's table: the error, on one line
+    assert result.exit_code == 2 and message.startswith("error: ") and "Traceback" not in result.output, result.output
+    assert str(root) in message and f"4 finished run(s) started from the warm start {base.name} with weights " \
+        f"{digest}" in message and f"this machine built it with weights {warm_start_weights(base)}" in message
+    assert "$SIGX_CACHE/tiny/" in message, message
+    assert not list(root.glob("*/seed1")), "no cell may run from the other build"
+
+    fresh_process(monkeypatch)  # the same store where its build is (here: a rebuild from the recipe, as made)
+    shutil.rmtree(base)
+    outcome = run_ablation(small_recipe(tmp_path, seeds=[0, 1]))
+    assert outcome.count("done") == 8 and len(outcome.results) == 4
+    assert {json.loads(p.read_text())["base_weights"] for p in root.glob("*/seed*/summary.json")} == {digest}
+
+
+def test_the_report_says_when_one_warm_start_came_in_two_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    fresh_process(monkeypatch)
+    root = Path(run_ablation(small_recipe(tmp_path, seeds=[0, 1])).root)
+    key = Path(json.loads(next(root.glob("*/seed0/summary.json")).read_text())["base"]).name
+    line = build_report(load_ablation(root)).warm_start
+    assert line.startswith(f"warm start: {key} (weights ") and line.endswith("(8 runs)"), line
+
+    def relabel(seed: int, value):
+        for path in root.glob(f"*/seed{seed}/summary.json"):
+            summary = json.loads(path.read_text())
+            summary["base_weights"] = value
+            path.write_text(json.dumps(summary))
+
+    relabel(1, "0123456789abcdef")  # seed 1's runs came from another machine's build
+    line = build_report(load_ablation(root)).warm_start
+    assert "(weights 0123456789abcdef) (4 runs)" in line and \
+        f"{key}: built with different weights on different machines" in line, line
+
+    relabel(1, None)  # older runs, recorded before the digest: nothing to compare, no claim either way
+    line = build_report(load_ablation(root)).warm_start
+    assert f"{key} (4 runs)" in line and "different weights" not in line, line
