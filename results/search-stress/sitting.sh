@@ -14,6 +14,12 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # (a worktree whose folder was wiped with /tmp is still registered: prune forgets it, so it can be added again)
 [ -d "$SNAP" ] || { git worktree prune && git worktree add --detach "$SNAP" HEAD; } || exit 1
 [ -x .venv/bin/sigx ] || { echo "no .venv here: run the README's set-up first"; exit 1; }
+# The flagship's archived runs predate sigx's record of the warm start's build (which `sigx ablate` now checks):
+# compare this machine's build by the base model's evaluation they all recorded (a machine with other CPU kernels
+# builds other weights; see check_warm_start.py). The second warm start's runs record the build: ablate checks it.
+if [ "$RECIPE" = search-stress ]; then
+  .venv/bin/python results/search-stress/check_warm_start.py "recipes/$RECIPE.yaml" "$ARCHIVE" || exit 1
+fi
 (
   while sleep "${ARCHIVE_EVERY_S:-600}"; do
     if [ -f "$SNAP/ablations/$RECIPE/plan.json" ]; then
