@@ -382,7 +382,8 @@ def checked_analysis_options(format_: list[str] | None, metric: str | None, marg
                      "--format md --format csv --format json --out results  ·  sigx report results/stress/runs.csv "
                      "--recipe recipes/stress.yaml (an archived result, its store gone)  ·  sigx report "
                      "ablations/search-stress-ws2 --replicates results/search-stress/search-stress (does a second "
-                     "warm start confirm the first's conclusions?)")
+                     "warm start confirm the first's conclusions?)  ·  sigx report ablations/search-stress --seeds "
+                     "0-11 (whole seed blocks only; a later block is part-finished)")
 def report(
     stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/); with --recipe, archived runs.csv files.", show_default=False)] = None,
     metric: Annotated[Optional[str], typer.Option(help="Metric of the effects and additivity tables (default: the recipe's ablation.metric, else final_reward): final_reward, reward_auc, final_critique_accuracy, tokens_per_s, or any numeric key of the runs' summary.json (a technique's own entries).", show_default=False)] = None,
@@ -391,6 +392,7 @@ def report(
     out: Annotated[Path, typer.Option(help="Reports go to OUT/<ablation name>/.")] = Path("results"),
     recipe: Annotated[Optional[Path], typer.Option(help="Report archived runs (a runs.csv) made by this recipe.", show_default=False)] = None,
     replicates: Annotated[Optional[Path], typer.Option(help="A reference report.json (or its folder): test its conclusions (significant terms, synergistic / redundant gaps) on this ablation, e.g. the same factors on another warm start.", show_default=False)] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Analyse only these seeds' runs, e.g. 0-11 or 0,2,5-7 (whole blocks named before looking: the report's first line lists the seeds left out and how many of their runs had finished).", show_default=False)] = None,
 ) -> None:
     """Compare an ablation's cells and test whether the techniques' gains add up (effects, interactions, gaps).
 
@@ -398,6 +400,7 @@ def report(
     the report's first line says it was chosen at report time."""
     from sigx.report.generate import generate_report, load_store
     from sigx.report.load import ReportError, find_ablations
+    from sigx.report.seeds import keep_seeds, parse_seeds
 
     formats = tuple(checked_analysis_options(format_, metric, margin, out))
     stores = stores or ([] if recipe else find_ablations())
@@ -410,6 +413,8 @@ def report(
         with one_line_errors():
             try:
                 loaded.append(load_store(store, recipe))
+                if seeds is not None:
+                    loaded[-1] = keep_seeds(loaded[-1], parse_seeds(seeds))
             except ReportError as err:
                 fail(str(err))
             except RecipeError as err:  # --recipe of an archive that does not load
@@ -442,6 +447,8 @@ def compare(
     out: Annotated[Path, typer.Option(help="Files go to OUT/<A>-vs-<B>/.")] = Path("results"),
     recipe_a: Annotated[Optional[Path], typer.Option(help="A is an archived runs.csv (its store gone) made by this recipe.", show_default=False)] = None,
     recipe_b: Annotated[Optional[Path], typer.Option(help="B is an archived runs.csv made by this recipe.", show_default=False)] = None,
+    seeds_a: Annotated[Optional[str], typer.Option(help="Compare only these seeds of A, e.g. 0-11 (whole blocks named before looking; the comparison's notes list what was left out).", show_default=False)] = None,
+    seeds_b: Annotated[Optional[str], typer.Option(help="Compare only these seeds of B.", show_default=False)] = None,
 ) -> None:
     """Is each effect (main effects, interactions, the control) different in store B than in store A?
 
@@ -452,6 +459,7 @@ def compare(
     from sigx.report.generate import load_store
     from sigx.report.load import ReportError
     from sigx.report.render import print_comparison, write_comparison
+    from sigx.report.seeds import keep_seeds, parse_seeds
 
     formats = checked_analysis_options(format_, metric, margin, out)
     with one_line_errors():
@@ -459,6 +467,10 @@ def compare(
             if store_a.resolve() == store_b.resolve():
                 fail(f"{store_b}: the same store as {store_a}; name two stores")
             a, b = load_store(store_a, recipe_a), load_store(store_b, recipe_b)
+            if seeds_a is not None:
+                a = keep_seeds(a, parse_seeds(seeds_a, "--seeds-a"), "--seeds-a")
+            if seeds_b is not None:
+                b = keep_seeds(b, parse_seeds(seeds_b, "--seeds-b"), "--seeds-b")
             comparison = compare_stores(a, b, metric, margin)
         except ReportError as err:
             fail(str(err))

@@ -131,7 +131,9 @@ def compare(a: Ablation, b: Ablation, metric: str | None = None, margin: float |
                             f"{list(b.info[name].levels)} in {b.name}: its terms compare different contrasts")
     effects_a, notes_a = per_seed_effects(a, metric)
     effects_b, notes_b = per_seed_effects(b, metric)
-    rows, notes = [], [f"{ab.name}: {warm_start_line(ab)}" for ab in (a, b)] + declared + notes_a + notes_b
+    subsets = [f"{ab.name}: {ab.seed_subset}" for ab in (a, b) if ab.seed_subset]
+    rows, notes = [], ([f"{ab.name}: {warm_start_line(ab)}" for ab in (a, b)] + subsets + declared + notes_a
+                       + notes_b)
     for term, (order, role, x) in effects_a.items():
         if term not in effects_b:
             continue

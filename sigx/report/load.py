@@ -40,20 +40,19 @@ LEGACY_ROOM = {
 
 
 #: the runs table's columns of text; every other column holds numbers (or nothing)
-TEXT_COLUMNS = {"cell", "combination", "status", "batch", "warm_start", "error"}
+TEXT_COLUMNS = {"cell", "combination", "status", "batch", "warm_start", "base_weights", "error"}
 #: the runs table's own columns (its text ones and three numbers about the run, not its outcome): a summary key of
 #: the same name is not read as a metric
 RESERVED = TEXT_COLUMNS | {"seed", "threads", "tokens_per_s"}
 
 
-def _warm_start(summary: dict) -> str | None:
-    """The base model a run started from: its name (a sigx/tiny cache key), and which build of it where the run
-    recorded its weights' digest (a build differs between machines)."""
+def _warm_start(summary: dict) -> tuple[str | None, str | None]:
+    """The base model a run started from: its name (a sigx/tiny cache key), and which build of it (its weights'
+    digest, where the run recorded one: a build differs between machines)."""
     if not isinstance(summary.get("base"), str):
-        return None
-    name = Path(summary["base"]).name
+        return None, None
     digest = summary.get("base_weights")
-    return f"{name} (weights {digest})" if isinstance(digest, str) and digest else name
+    return Path(summary["base"]).name, digest if isinstance(digest, str) and digest else None
 
 
 def full_design(**stored) -> dict:
@@ -63,7 +62,7 @@ def full_design(**stored) -> dict:
 
 def complete_runs(runs: pd.DataFrame, room: dict[str, str]) -> pd.DataFrame:
     """Every column the report reads, present (None where a run has no value), metrics and room as floats."""
-    for column in ["error", "batch", "threads", "warm_start", *METRICS, *room]:
+    for column in ["error", "batch", "threads", "warm_start", "base_weights", *METRICS, *room]:
         if column not in runs:
             runs[column] = None
     runs[list(METRICS) + list(room)] = runs[list(METRICS) + list(room)].astype(float)
@@ -108,6 +107,9 @@ class Ablation:
     damage: list[str] = field(default_factory=list)
     #: the room measures the runs carry (runs-table columns), each with what it says, in the runs' order
     room: dict[str, str] = field(default_factory=dict)
+    #: with ``--seeds`` (sigx.report.seeds): the seeds analysed, and the line saying which were left out
+    seeds_analysed: list | None = None
+    seed_subset: str | None = None
 
     @property
     def declared(self) -> dict:
@@ -255,6 +257,7 @@ def load_ablation(root: str | Path) -> Ablation:
             for k, v in summary.items():
                 if k not in numbers and (k in METRICS and v is not None or _is_nonfinite(v)):
                     damage.append(f"{cell['id']}/summary.json: {k} is {str(v)[:20]!s}, not a finite number: left out")
+            start, build = _warm_start(summary)
             made = summary.get("provenance") if isinstance(summary.get("provenance"), dict) else {}
             measures = {c: m for c, m in _room(summary, metrics).items() if c not in factors}
             for column, (_, about) in measures.items():
@@ -264,7 +267,7 @@ def load_ablation(root: str | Path) -> Ablation:
                        **numbers,
                        batch=batch_key(made or None),
                        threads=made.get("threads") if _is_int(made.get("threads")) else None,
-                       warm_start=_warm_start(summary))
+                       warm_start=start, base_weights=build)
             curves += [{"cell": cell["id"], "combination": cell["combination"], "seed": cell["seed"],
                         "step": r["step"], "reward": r["eval/reward"]} for r in metrics
                        if is_number(r.get("eval/reward"))]

@@ -265,6 +265,7 @@ def as_json(report: Report) -> dict:
             "design": report.ablation.design, "cells": records(report.cells),
             "effects": records(report.effects.table), "additivity": records(report.additivity),
             "room": records(report.room), "room_measures": report.ablation.room, "alpha": report.alpha,
+            "seeds": report.ablation.seeds_analysed, "seed_subset": report.ablation.seed_subset,
             **({"replication": {"reference": report.replication.reference, "source": report.replication.source,
                                 "family": report.replication.family, "notes": report.replication.notes,
                                 "rows": records(report.replication.table)}}

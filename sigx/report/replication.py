@@ -135,6 +135,8 @@ def replication(report: Report, reference: dict, alpha: float = ALPHA) -> Replic
             r.update(p_holm=float(p_holm), ci_low=r["estimate"] - half, ci_high=r["estimate"] + half, outcome=outcome)
     table = pd.DataFrame(rows, columns=COLUMNS)
     notes = []
+    if isinstance(reference.get("seed_subset"), str):  # the conclusions came from part of its seeds
+        notes.append(f"{reference['ablation']}'s conclusions are from {reference['seed_subset']}")
     if not rows:
         notes.append(f"{reference['ablation']} draws no conclusion to check (no significant term, no synergistic "
                      "or redundant gap)")

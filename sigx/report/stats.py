@@ -447,13 +447,16 @@ def room_table(ab: Ablation) -> pd.DataFrame:
 def warm_start_line(ab: Ablation) -> str:
     """The base model the runs started from (the tiny model's cache key is the hash of everything its warm start
     depends on): a conclusion is about that base model; one of another warm start may differ."""
-    starts = ab.done["warm_start"].dropna() if "warm_start" in ab.runs else []
-    if not len(starts):
+    done = ab.done.dropna(subset=["warm_start"]) if "warm_start" in ab.runs else ab.done.iloc[:0]
+    if not len(done):
         return "warm start: not recorded"
-    counts = starts.value_counts()
-    line = "warm start: " + "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.items())
-    built = pd.Series([label.split(" (weights ")[0] for label in counts.index if " (weights " in label], dtype=str)
-    rebuilt = sorted(set(built[built.duplicated()]))
+    builds = done.get("base_weights", pd.Series(None, index=done.index)).astype(object)
+    counts = pd.DataFrame({"key": done.warm_start.astype(str), "build": builds.where(builds.notna(), "")}
+                          ).value_counts(sort=True)
+    line = "warm start: " + "; ".join(f"{key}{f' (weights {build})' if build else ''} ({n} run{'s' if n > 1 else ''})"
+                                      for (key, build), n in counts.items())
+    keys = pd.Series([key for key, build in counts.index if build], dtype=str)
+    rebuilt = sorted(set(keys[keys.duplicated()]))
     if rebuilt:  # one cache key, two builds: never a design's choice (a factor varies the key, not the build)
         line += (f". {', '.join(rebuilt)}: built with different weights on different machines (their CPU kernels "
                  "differ): these runs did not all start from one base model, and a difference between the builds "
@@ -554,6 +557,8 @@ def declaration_line(ab: Ablation, metric: str, margin: float) -> str:
         parts.append(f"margin +-{margin} is NOT the declared +-{declared['margin']}")
     else:
         parts.append(f"margin +-{margin} as declared")
+    if ab.seed_subset:
+        parts.append(ab.seed_subset)
     return "Analysis: " + "; ".join(parts) + "."
 
 
