@@ -129,6 +129,22 @@ def _engine_and_trainer(recipe: Recipe, engine, log):
         raise RecipeError([str(err)]) from None
 
 
+def check_resumed_base(resume: dict, mine: str | None, checkpoint: Path, base_path) -> None:
+    """Refuse to resume a checkpoint on another build of its sigx/tiny warm start than the one it began from.
+
+    Why: the warm start is rebuilt on each machine, and its weights depend on the machine's CPU kernels. The
+    checkpoint carries the policy, but the run's record (its summary's ``base_weights``) and anything read from
+    the base model after resuming would name the other build: one run from two base models, recorded as one.
+    Checkpoints written before the build was recorded carry none and are not checked."""
+    theirs = resume.get("meta", {}).get("base_weights") if isinstance(resume.get("meta"), dict) else None
+    if not isinstance(theirs, str) or not theirs or mine is None or theirs == mine:
+        return
+    raise RecipeError([f"{checkpoint}: its run started from the warm start {Path(str(base_path)).name} with "
+                       f"weights {theirs}, and this machine built it with weights {mine} (a build's floating point "
+                       "depends on the machine's CPU kernels): resume it on the machine it ran on, or put that "
+                       f"build in $SIGX_CACHE/tiny/{Path(str(base_path)).name}, or start afresh with --fresh"])
+
+
 def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
          combination: str, save_model: bool = False) -> dict:
     log = lambda msg: console.print(f"[dim]{msg}[/dim]", highlight=False, soft_wrap=True)  # noqa: E731
@@ -157,9 +173,12 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
 
         barrier()  # the other processes read the checkpoint now
     resume = checkpoints.load()
+    base_weights = getattr(engine, "base_weights", None)
     if resume is not None:
+        check_resumed_base(resume, base_weights, checkpoints.path, engine.base_path)
         log(f"resuming {run_dir} from its checkpoint at step {resume['step']}")
-    checkpoints.meta = {"wandb_id": resume["meta"]["wandb_id"] if resume else uuid.uuid4().hex[:12]}
+    checkpoints.meta = {"wandb_id": resume["meta"]["wandb_id"] if resume else uuid.uuid4().hex[:12],
+                        "base_weights": base_weights}
     name = f"{combination}/seed{recipe.seed}"  # the W&B run's name, as the cell's id in an ablation
     tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
                       tags=recipe.techniques.enabled_names() or ["baseline"], run_id=checkpoints.meta["wandb_id"],

@@ -11,12 +11,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from ablation_fixtures import small_recipe, write_recipe
+from ablation_fixtures import SMALL, small_recipe, write_recipe
 from sigx.ablation.runner import run_ablation
 from sigx.cli import app
+from sigx.config import load_recipe
 from sigx.models.tiny import warm_start_weights
 from sigx.report.load import load_ablation
 from sigx.report.stats import build_report
+from sigx.train import run_training
 
 
 def fresh_process(monkeypatch):
@@ -98,3 +100,39 @@ def test_the_report_says_when_one_warm_start_came_in_two_builds(tmp_path, monkey
     relabel(1, None)  # older runs, recorded before the digest: nothing to compare, no claim either way
     line = build_report(load_ablation(root)).warm_start
     assert f"{key} (4 runs)" in line and "different weights" not in line, line
+
+
+def test_a_checkpoint_is_not_resumed_on_another_build(tmp_path, monkeypatch):
+    """A run interrupted after a checkpoint, resumed where the warm start was built with other weights: one line
+    (not a run recorded as from a build it did not start from); where the build matches, it resumes."""
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    path = write_recipe(tmp_path, {"training": {**SMALL["training"], "steps": 4, "checkpoint_every": 2}})
+    run = tmp_path / "run"
+
+    def stop_at_3(step, stats):
+        if step == 3:
+            raise KeyboardInterrupt  # a kill after the step-2 checkpoint
+
+    try:
+        run_training(load_recipe(path), run_dir=run, on_progress=stop_at_3)
+    except KeyboardInterrupt:
+        pass
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    base = next((tmp_path / "cache" / "tiny").iterdir())
+    digest = warm_start_weights(base)
+    assert state["step"] == 2 and state["meta"]["base_weights"] == digest
+
+    kept = tmp_path / "kept.safetensors"
+    shutil.copy(base / "model.safetensors", kept)
+    rebuild_elsewhere(base)
+    result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(run)])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert f"{run / 'checkpoint.pt'}: its run started from the warm start {base.name} with weights {digest}, and " \
+        f"this machine built it with weights {warm_start_weights(base)}" in errors[0]
+    assert "--fresh" in errors[0] and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
+
+    shutil.copy(kept, base / "model.safetensors")  # that build put back: the run resumes and records it
+    result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(run)])
+    assert result.exit_code == 0 and "checkpoint at step 2" in " ".join(result.output.split()), result.output
+    assert json.loads((run / "summary.json").read_text())["base_weights"] == digest
