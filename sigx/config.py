@@ -802,7 +802,7 @@ def _known_executor(name: str) -> str:
 class RayConfig(Strict):
     """``executor: ray``: each cell a Ray task."""
 
-    address: str | None = Field(None, description="address of an existing cluster (default: start a local one)")
+    address: str | None = Field(None, description="address of an existing cluster (default: RAY_ADDRESS's where set, else start a local one; 'auto': the cluster last started on this machine)")
     gpus_per_cell: float | None = Field(None, ge=0, description="num_gpus of a cell's task (default: 1 if the "
                                         "cluster has GPUs, else 0)")
     cpus_per_cell: float = Field(1.0, gt=0, description="num_cpus of a cell's task (and its torch threads)")

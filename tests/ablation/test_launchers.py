@@ -29,12 +29,23 @@ def test_ray_executor_runs_cells_as_tasks_reusing_engines(tmp_path):
     assert max(r["engine_cells"] for r in outcome.results) >= 2
 
 
-def test_ray_cells_across_more_nodes_than_the_cluster_has_is_one_line(tmp_path):
+def test_ray_cells_across_more_nodes_than_the_cluster_has_is_one_line(tmp_path, monkeypatch):
+    """The default (no ray.address) starts its own local cluster, even where another was started on this machine
+    last (here one of 2 nodes: Ray's own default would join it, and run there)."""
     pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
     from sigx.ablation.store import StoreError
 
-    with pytest.raises(StoreError, match=r"^ablation.ray.nodes_per_cell: each cell asks for 2 nodes; the cluster has 1$"):
-        run_ablation(small_recipe(tmp_path, seeds=[0], executor="ray", ray={"nodes_per_cell": 2}))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    other = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    other.add_node(num_cpus=1)
+    try:
+        with pytest.raises(StoreError, match=r"^ablation.ray.nodes_per_cell: each cell asks for 2 nodes; the "
+                                             r"cluster has 1$"):
+            run_ablation(small_recipe(tmp_path, seeds=[0], executor="ray", ray={"nodes_per_cell": 2}))
+    finally:
+        other.shutdown()
     assert not list((tmp_path).rglob("summary.json"))  # nothing ran
 
 

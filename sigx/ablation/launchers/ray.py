@@ -34,6 +34,18 @@ def node_of_cell(store_root: str, recipe_data: dict, cell_id: str, group: str, t
     return None
 
 
+def ray_address(configured: str | None) -> str | None:
+    """What ``ray.init`` is given. Unset, Ray itself would join RAY_ADDRESS's cluster, else *the cluster last
+    started on this machine* (its /tmp/ray/ray_current_cluster), whoever started it: an ablation would silently
+    run on another user's (or another test's) cluster. So unset means RAY_ADDRESS where that is set (a Ray job),
+    else a new local cluster, as documented; ``auto`` asks for Ray's own search."""
+    if configured:
+        return configured
+    import os
+
+    return None if os.environ.get("RAY_ADDRESS") else "local"
+
+
 @register_launcher
 class RayLauncher(Launcher):
     name = "ray"
@@ -49,7 +61,8 @@ class RayLauncher(Launcher):
         config = self.config.ray
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=config.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address=ray_address(config.address), include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
         try:
             gpus = config.gpus_per_cell
             if gpus is None:  # one per process of a cell's run (ablation.nproc_per_cell), where the cluster has GPUs
