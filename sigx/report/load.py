@@ -343,8 +343,12 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
     _check_design(stored, runs_csv.parent / "report.json")
     design = full_design(**stored)
     curves = pd.DataFrame(columns=["cell", "combination", "seed", "step", "reward"])
+    subset = archived.get("seed_subset") if isinstance(archived, dict) else None  # a report of part of the seeds
+    subset = (f"{subset} (as archived in {runs_csv.parent.name}/report.json)"
+              if isinstance(subset, str) and subset else None)
     return Ablation(recipe.name, runs_csv.parent, factors, runs, curves, {i.name: i for i in infos}, design,
-                    recipe.model_dump(mode="json"), room=room)
+                    recipe.model_dump(mode="json"), room=room, seed_subset=subset,
+                    seeds_analysed=sorted(int(s) for s in set(runs.seed)) if subset else None)
 
 
 def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str]) -> None:

@@ -70,13 +70,23 @@ def test_the_kept_seeds_give_the_report_of_a_store_with_those_seeds_alone(tmp_pa
 def test_report_cli_with_seeds_writes_them_into_the_first_line_and_the_json(tmp_path):
     store = part_finished(tmp_path)
     result = CliRunner().invoke(app, ["report", str(store), "--seeds", "0-2", "--out", str(tmp_path / "out"),
-                                      "--format", "md", "--format", "json"])
+                                      "--format", "md", "--format", "json", "--format", "csv"])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "out" / "grown" / "report.json").read_text())
     assert data["seeds"] == [0, 1, 2] and "2 of them finished" in data["seed_subset"]
     assert {r["seed"] for r in data["runs"]} == {0, 1, 2}
     md = (tmp_path / "out" / "grown" / "report.md").read_text().splitlines()
     assert "seeds 0-2 of the plan's 0-3" in md[2]  # the Analysis line, under the title
+    # its archived runs table, re-analysed against the recipe, still says it holds part of the seeds
+    recipe = tmp_path / "grown.yaml"
+    recipe.write_text("name: grown\nablation:\n  factors: [sspo, sorl]\n  seeds: [0, 1, 2, 3]\n")
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "out" / "grown" / "runs.csv"), "--recipe",
+                                      str(recipe), "--out", str(tmp_path / "again"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "again" / "grown" / "report.json").read_text())
+    assert again["seeds"] == [0, 1, 2] and again["declaration"].endswith(
+        "2 of them finished (as archived in grown/report.json).")
+    assert again["effects"][0]["effect"] == pytest.approx(data["effects"][0]["effect"])
     # a reference analysed on part of its seeds says so in the check's notes
     check = make_store(tmp_path / "check", FACTORS, [0, 1], planted)
     result = CliRunner().invoke(app, ["report", str(check), "--replicates", str(tmp_path / "out" / "grown"),
