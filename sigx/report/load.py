@@ -320,7 +320,8 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
     infos = [_factor_info(f.to_json()) for f in factors_of(recipe)]
     factors = [i.name for i in infos]
     try:
-        runs = pd.read_csv(runs_csv)
+        # (a cache key or weights digest of hex digits alone would otherwise be read as a number)
+        runs = pd.read_csv(runs_csv, dtype={"warm_start": str, "base_weights": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise ReportError(f"{runs_csv}: not a readable runs table ({type(err).__name__})") from None
     needed = {"cell", "combination", "seed", "status", *factors}

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sigx.cli import app
 from sigx.config import recipe_from_data
-from sigx.report.load import load_ablation
+from sigx.report.load import load_ablation, load_archive
 from sigx.report.stats import build_report, seeds_to_resolve
 from sigx.runs import write_json_atomic
 
@@ -367,6 +367,21 @@ def test_the_report_names_the_warm_start_its_runs_came_from(tmp_path):
         write_json_atomic(summary, data)
     report = build_report(load_ablation(root))
     assert report.warm_start == "warm start: aaaa1111 (3 runs); bbbb2222 (1 run)"
+
+
+def test_an_archived_table_keeps_a_warm_start_and_build_of_digits_alone(tmp_path):
+    """A cache key or weights digest of hex digits only (leading zeros too) is text in an archived runs.csv."""
+    root = make_store(tmp_path / "abl", ["sspo"], [0, 1], lambda on, seed: 0.5 + 0.1 * on["sspo"] + 0.01 * seed)
+    for summary in root.glob("*/seed*/summary.json"):
+        data = json.loads(summary.read_text())
+        data.update(base="/cache/tiny/0123456789012345", base_weights="0098765432109876")
+        write_json_atomic(summary, data)
+    line = "warm start: 0123456789012345 (weights 0098765432109876) (4 runs)"
+    assert build_report(load_ablation(root)).warm_start == line
+    assert CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "out"), "--format", "csv"]).exit_code == 0
+    recipe = tmp_path / "abl.yaml"
+    recipe.write_text("name: abl\nablation:\n  factors: [sspo]\n  seeds: [0, 1]\n")
+    assert build_report(load_archive(tmp_path / "out" / "abl" / "runs.csv", recipe)).warm_start == line
 
 
 def test_a_screen_of_one_technique_says_there_is_nothing_to_add_up_instead_of_an_empty_table(tmp_path):
