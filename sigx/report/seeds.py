@@ -17,6 +17,8 @@ import re
 from sigx.report.load import Ablation, ReportError
 
 _PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+#: more seeds than any plan holds: a typo like 0-100000000 is a one-line error, not minutes of building a set
+MAX_SEEDS = 100_000
 
 
 def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
@@ -30,6 +32,8 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
         low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if high < low:
             raise ReportError(f"{option}: the range {part.strip()!r} runs backwards; write it low-high, e.g. 0-11")
+        if high - low + 1 + len(seeds) > MAX_SEEDS:
+            raise ReportError(f"{option}: {text!r} names more than {MAX_SEEDS} seeds; name the plan's seeds, e.g. 0-11")
         seeds.update(range(low, high + 1))
     return sorted(seeds)
 

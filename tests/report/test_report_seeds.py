@@ -31,7 +31,7 @@ def test_seed_lists_parse(text, seeds):
 
 @pytest.mark.parametrize("text, says", [("x", "not a list of seeds"), ("5-2", "runs backwards"), ("", "not a list"),
                                         ("1-", "not a list"), ("-1", "not a list"), ("0,,1", "not a list"),
-                                        ("1.5", "not a list")])
+                                        ("1.5", "not a list"), ("0-100000000000", "more than 100000 seeds")])
 def test_bad_seed_lists_are_one_line_errors(text, says):
     with pytest.raises(ReportError, match=says) as err:
         parse_seeds(text, "--seeds-a")
