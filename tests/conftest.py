@@ -13,7 +13,7 @@ if PARALLEL_WORKER:
 def sigx_test_environment(tmp_path_factory):
     """W&B off; and unless the caller chose a model cache (CI passes the fresh one its demo just filled), a
     fresh one, so that a tiny model left in ~/.cache/sigx cannot hide a broken build. Parallel workers share it
-    (the cache builds each model once under a file lock), so no model is built once per worker."""
+    (the cache builds each model once, under a file lock), so no model is built again in each worker."""
     mp = pytest.MonkeyPatch()
     if PARALLEL_WORKER:
         import torch
