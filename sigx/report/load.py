@@ -107,9 +107,13 @@ class Ablation:
     damage: list[str] = field(default_factory=list)
     #: the room measures the runs carry (runs-table columns), each with what it says, in the runs' order
     room: dict[str, str] = field(default_factory=dict)
-    #: with ``--seeds`` (sigx.report.seeds): the seeds analysed, and the line saying which were left out
-    seeds_analysed: list | None = None
+    #: with ``--seeds`` (sigx.report.seeds): the line saying which seeds were analysed and which left out
     seed_subset: str | None = None
+
+    @property
+    def seeds_analysed(self) -> list[int] | None:
+        """The seeds of a report of part of its seeds (``seed_subset``); None when it analyses them all."""
+        return sorted(int(s) for s in set(self.runs.seed)) if self.seed_subset else None
 
     @property
     def declared(self) -> dict:
@@ -348,8 +352,7 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
     subset = (f"{subset} (as archived in {runs_csv.parent.name}/report.json)"
               if isinstance(subset, str) and subset else None)
     return Ablation(recipe.name, runs_csv.parent, factors, runs, curves, {i.name: i for i in infos}, design,
-                    recipe.model_dump(mode="json"), room=room, seed_subset=subset,
-                    seeds_analysed=sorted(int(s) for s in set(runs.seed)) if subset else None)
+                    recipe.model_dump(mode="json"), room=room, seed_subset=subset)
 
 
 def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str]) -> None:

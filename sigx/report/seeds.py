@@ -66,4 +66,4 @@ def keep_seeds(ab: Ablation, seeds: list[int], option: str = "--seeds") -> Ablat
                  f"{finished} of them finished")
     return dataclasses.replace(ab, runs=ab.runs[kept].reset_index(drop=True),
                                curves=ab.curves[ab.curves.seed.isin(seeds)].reset_index(drop=True),
-                               seed_subset=line, seeds_analysed=list(seeds))
+                               seed_subset=line)
