@@ -63,6 +63,37 @@ def machine_kind() -> dict:
     return kind
 
 
+#: What makes torch on a CPU with AVX-512 run the kernels of a CPU with AVX2 alone: ATen's dispatch, MKL's and
+#: oneDNN's, each read when its library loads (so set before sigx starts). Measured on 2026-12-02: an AMD EPYC
+#: (Zen 4) with these set built sigx/tiny warm starts bit for bit as an AVX2-only AMD EPYC had, and repeated a whole
+#: 200-step run of it to the last digit (results/search-stress/README.md). No setting gives an AVX2 CPU AVX-512.
+AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def another_build(subject: str, base_path, theirs: str, mine: str, their_cpu: str | None, usual: str) -> str:
+    """The one line that refuses to go on from a build of a sigx/tiny warm start other than ``subject``'s.
+
+    Why one helper: a store's cells and a run's checkpoint are refused for the same reason (a build's floating point
+    depends on the CPU's kernels), and the way out depends on the two machines' kernels: a CPU with AVX-512 can run
+    an AVX2 machine's (``AVX2_KERNELS``), an AVX2 one cannot run AVX-512's, and a process capped by
+    ATEN_CPU_CAPABILITY runs other kernels than its CPU has. ``usual`` is the way out in the caller's terms."""
+    import os
+
+    name = Path(str(base_path)).name
+    here = machine_kind()["cpu"]
+    ways = []
+    if their_cpu == "AVX2" and here.startswith("AVX512"):
+        ways.append("run it here with " + " ".join(f"{key}={value}" for key, value in AVX2_KERNELS.items()) +
+                    " (this CPU then runs an AVX2 machine's kernels)")
+    elif their_cpu and their_cpu != here and os.environ.get("ATEN_CPU_CAPABILITY"):
+        ways.append(f"unset ATEN_CPU_CAPABILITY (it caps this process's kernels at {here})")
+    ways += [usual, f"put that build in $SIGX_CACHE/tiny/{name}"]
+    kernels = f"{their_cpu} there, {here} here" if their_cpu else f"{here} here"
+    return (f"{subject} started from the warm start {name} with weights {theirs}, and this machine built it with "
+            f"weights {mine} (a build's floating point depends on the machine's CPU kernels: {kernels}): "
+            + "; or ".join(ways))
+
+
 def batch_key(record: dict | None) -> str:
     """One label per batch of runs made with the same code, libraries and kind of machine (not the thread count:
     it does not change a number on the CPU path beyond float reassociation, which the report would show as noise).

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sigx.checkpoint import Checkpoints
 from sigx.config import Recipe, RecipeError
 from sigx.console import log_console
-from sigx.provenance import provenance
+from sigx.provenance import machine_kind, provenance
 from sigx.runs import RunWriter, read_json, remove_write_leftovers
 from sigx.tracking import Tracker
 
@@ -136,13 +136,14 @@ def check_resumed_base(resume: dict, mine: str | None, checkpoint: Path, base_pa
     checkpoint carries the policy, but the run's record (its summary's ``base_weights``) and anything read from
     the base model after resuming would name the other build: one run from two base models, recorded as one.
     Checkpoints written before the build was recorded carry none and are not checked."""
-    theirs = resume.get("meta", {}).get("base_weights") if isinstance(resume.get("meta"), dict) else None
+    meta = resume.get("meta") if isinstance(resume.get("meta"), dict) else {}
+    theirs = meta.get("base_weights")
     if not isinstance(theirs, str) or not theirs or mine is None or theirs == mine:
         return
-    raise RecipeError([f"{checkpoint}: its run started from the warm start {Path(str(base_path)).name} with "
-                       f"weights {theirs}, and this machine built it with weights {mine} (a build's floating point "
-                       "depends on the machine's CPU kernels): resume it on the machine it ran on, or put that "
-                       f"build in $SIGX_CACHE/tiny/{Path(str(base_path)).name}, or start afresh with --fresh"])
+    from sigx.provenance import another_build
+
+    raise RecipeError([another_build(f"{checkpoint}: its run", base_path, theirs, mine, meta.get("cpu"),
+                                     "resume it on the machine it ran on, or start afresh with --fresh")])
 
 
 def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_progress, fresh: bool,
@@ -178,7 +179,7 @@ def _run(recipe: Recipe, run_dir: Path, console: Console, engine, group, on_prog
         check_resumed_base(resume, base_weights, checkpoints.path, engine.base_path)
         log(f"resuming {run_dir} from its checkpoint at step {resume['step']}")
     checkpoints.meta = {"wandb_id": resume["meta"]["wandb_id"] if resume else uuid.uuid4().hex[:12],
-                        "base_weights": base_weights}
+                        "base_weights": base_weights, "cpu": machine_kind()["cpu"]}
     name = f"{combination}/seed{recipe.seed}"  # the W&B run's name, as the cell's id in an ablation
     tracker = Tracker(recipe.logging.wandb, recipe.logging.project, run_dir, name, config, group=group or recipe.name,
                       tags=recipe.techniques.enabled_names() or ["baseline"], run_id=checkpoints.meta["wandb_id"],

@@ -61,15 +61,11 @@ def check_same_base(store: AblationStore, engine) -> None:
     others = {digest: n for digest, n in found.items() if digest != mine}
     if not others:
         return
-    from sigx.provenance import machine_kind
+    from sigx.provenance import another_build
 
     digest, runs = max(others.items(), key=lambda item: item[1])
-    name = Path(str(engine.base_path)).name
-    raise RecipeError([f"{store.root}: {runs} finished run(s) started from the warm start {name} with weights "
-                       f"{digest}, and this machine built it with weights {mine} (a build's floating point "
-                       f"depends on the machine; this one's CPU kernels: {machine_kind()['cpu']}): the store would "
-                       f"mix two base models; finish it on the machine its runs ran on, or put that build in "
-                       f"$SIGX_CACHE/tiny/{name}"])
+    raise RecipeError([another_build(f"{store.root}: {runs} finished run(s)", engine.base_path, digest, mine,
+                                     store.build_cpu(digest), "finish it on the machine its runs ran on")])
 
 
 def train_in_processes(recipe: Recipe, recipe_data: dict, staging, cell_id: str, group: str,

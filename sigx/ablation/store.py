@@ -110,6 +110,18 @@ class AblationStore:
                 unrecorded += 1
         return found, unrecorded
 
+    def build_cpu(self, digest: str) -> str | None:
+        """The CPU kernels (``provenance.cpu``) the finished runs from the warm-start build ``digest`` ran on, where
+        they all recorded the same."""
+        plan = read_json(self.root / "plan.json")
+        kinds = set()
+        for cell in plan.get("cells", []) if isinstance(plan, dict) else []:
+            summary = self.summary(str(cell.get("id"))) if isinstance(cell, dict) else None
+            if cell_status(summary) == "done" and summary.get("base_weights") == digest:
+                record = summary.get("provenance")
+                kinds.add(record.get("cpu") if isinstance(record, dict) else None)
+        return kinds.pop() if len(kinds) == 1 else None
+
     def new_staging_dir(self, cell_id: str) -> Path:
         path = self.staging / f"{cell_id.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         path.mkdir(parents=True)

@@ -121,6 +121,7 @@ def test_a_checkpoint_is_not_resumed_on_another_build(tmp_path, monkeypatch):
     base = next((tmp_path / "cache" / "tiny").iterdir())
     digest = warm_start_weights(base)
     assert state["step"] == 2 and state["meta"]["base_weights"] == digest
+    assert state["meta"]["cpu"] == torch.backends.cpu.get_cpu_capability()
 
     kept = tmp_path / "kept.safetensors"
     shutil.copy(base / "model.safetensors", kept)
@@ -136,3 +137,33 @@ def test_a_checkpoint_is_not_resumed_on_another_build(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(run)])
     assert result.exit_code == 0 and "checkpoint at step 2" in " ".join(result.output.split()), result.output
     assert json.loads((run / "summary.json").read_text())["base_weights"] == digest
+
+
+def test_the_refusal_names_the_way_out_the_two_machines_kernels_allow(monkeypatch):
+    """A CPU with AVX-512 can run an AVX2 machine's kernels (the line gives the settings); an AVX2 CPU cannot run
+    AVX-512's (no such advice); a process capped by ATEN_CPU_CAPABILITY is told to lift the cap."""
+    from sigx import provenance
+
+    def line(theirs_cpu, here_cpu):
+        monkeypatch.setattr(provenance, "machine_kind", lambda: {"cpu": here_cpu})
+        return provenance.another_build("store: 3 finished run(s)", "/cache/tiny/4f0ccf8198b53922", "b16d4ef49c55820a",
+                                        "db13cd5af4d37d92", theirs_cpu, "finish it on the machine its runs ran on")
+
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    emulate = line("AVX2", "AVX512")
+    assert emulate.startswith("store: 3 finished run(s) started from the warm start 4f0ccf8198b53922 with weights "
+                              "b16d4ef49c55820a, and this machine built it with weights db13cd5af4d37d92 (a build's "
+                              "floating point depends on the machine's CPU kernels: AVX2 there, AVX512 here): "), emulate
+    assert "run it here with ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2" in emulate
+    assert emulate.endswith("; or finish it on the machine its runs ran on; or put that build in "
+                            "$SIGX_CACHE/tiny/4f0ccf8198b53922"), emulate
+    assert "\n" not in emulate
+
+    upward = line("AVX512", "AVX2")
+    assert "AVX512 there, AVX2 here" in upward and "ATEN_CPU_CAPABILITY" not in upward, upward
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    capped = line("AVX512", "AVX2")
+    assert "unset ATEN_CPU_CAPABILITY (it caps this process's kernels at AVX2); or finish it" in capped, capped
+    unknown = line(None, "AVX512")
+    assert "(a build's floating point depends on the machine's CPU kernels: AVX512 here)" in unknown, unknown
+    assert "ATEN_CPU_CAPABILITY" not in unknown, unknown
