@@ -54,10 +54,16 @@ def provenance(threads: bool = True) -> dict:
 
 def machine_kind() -> dict:
     """What kind of machine the numbers were made on, as far as it changes them: the CPU instruction set torch's
-    kernels dispatch to (``AVX512``, ``AVX2``, ...) and, where one is used, the GPU's name."""
+    kernels dispatch to (``AVX512``, ``AVX2``, ...), the settings that chose it where any did (``cpu_settings``),
+    and, where one is used, the GPU's name."""
     import torch
 
+    import os
+
     kind = {"cpu": torch.backends.cpu.get_cpu_capability()}
+    settings = " ".join(f"{key}={os.environ[key]}" for key in AVX2_KERNELS if os.environ.get(key))
+    if settings:  # kernels chosen by the environment, not the CPU (an AVX-512 CPU running AVX2's): said, not hidden
+        kind["cpu_settings"] = settings
     if torch.cuda.is_available():
         kind["gpu"] = torch.cuda.get_device_name()
     return kind

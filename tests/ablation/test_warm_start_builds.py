@@ -167,3 +167,18 @@ def test_the_refusal_names_the_way_out_the_two_machines_kernels_allow(monkeypatc
     unknown = line(None, "AVX512")
     assert "(a build's floating point depends on the machine's CPU kernels: AVX512 here)" in unknown, unknown
     assert "ATEN_CPU_CAPABILITY" not in unknown, unknown
+
+
+def test_the_record_says_when_settings_chose_the_kernels(monkeypatch):
+    """A run on an AVX-512 CPU told to run AVX2's kernels records AVX2 (what its numbers are made of) and the
+    settings that chose them, so a reader is not left to think it ran on an AVX2 CPU."""
+    from sigx.provenance import AVX2_KERNELS, machine_kind
+
+    for key in AVX2_KERNELS:
+        monkeypatch.delenv(key, raising=False)
+    assert "cpu_settings" not in machine_kind()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    kind = machine_kind()
+    assert kind["cpu"] == torch.backends.cpu.get_cpu_capability()  # read by torch at start-up, not here
+    assert kind["cpu_settings"] == "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2", kind
