@@ -6,6 +6,7 @@ differ (AVX-512 against AVX2), and a GPU's. No machine path or host name goes in
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -58,8 +59,6 @@ def machine_kind() -> dict:
     and, where one is used, the GPU's name."""
     import torch
 
-    import os
-
     kind = {"cpu": torch.backends.cpu.get_cpu_capability()}
     settings = " ".join(f"{key}={os.environ[key]}" for key in AVX2_KERNELS if os.environ.get(key))
     if settings:  # kernels chosen by the environment, not the CPU (an AVX-512 CPU running AVX2's): said, not hidden
@@ -83,8 +82,6 @@ def another_build(subject: str, base_path, theirs: str, mine: str, their_cpu: st
     depends on the CPU's kernels), and the way out depends on the two machines' kernels: a CPU with AVX-512 can run
     an AVX2 machine's (``AVX2_KERNELS``), an AVX2 one cannot run AVX-512's, and a process capped by
     ATEN_CPU_CAPABILITY runs other kernels than its CPU has. ``usual`` is the way out in the caller's terms."""
-    import os
-
     name = Path(str(base_path)).name
     here = machine_kind()["cpu"]
     ways = []
