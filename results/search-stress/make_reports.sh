@@ -2,7 +2,7 @@
 # The flagship's reports, as declared in README.md here, written before any of them was read (2026-12-02). Run from
 # the repository root. The flagship's report is made on all 16 seeds as soon as its 272 runs are in; if they are
 # not in when search-stress-ws2 has finished, on the declared fallback (README.md, 2026-12-02 04:40 UTC, and the
-# 12:10 UTC reading of it): whole seed blocks 0-11 (`--seeds 0-11`, whose line in the report counts the finished
+# 12:40 UTC reading of it): whole seed blocks 0-11 (`--seeds 0-11`, whose line in the report counts the finished
 # runs of seeds 12-15 left out). The check on the second warm start and the comparison wait for search-stress-ws2.
 #   results/search-stress/make_reports.sh     # writes results/search-stress/search-stress/ (the flagship),
 #        results/search-stress/search-stress-ws2/ (the check, --replicates the flagship) and

@@ -96,13 +96,9 @@ class AblationStore:
     def base_weights(self) -> tuple[dict[str, int], int]:
         """The warm-start builds the store's finished runs started from (digest -> runs), and how many finished
         runs recorded none (not a sigx/tiny base, or made before sigx recorded it)."""
-        plan = read_json(self.root / "plan.json")
         found: dict[str, int] = {}
         unrecorded = 0
-        for cell in plan.get("cells", []) if isinstance(plan, dict) else []:
-            summary = self.summary(str(cell.get("id"))) if isinstance(cell, dict) else None
-            if cell_status(summary) != "done":
-                continue
+        for summary in self.finished_summaries():
             digest = summary.get("base_weights")
             if isinstance(digest, str) and digest:
                 found[digest] = found.get(digest, 0) + 1
@@ -113,14 +109,20 @@ class AblationStore:
     def build_cpu(self, digest: str) -> str | None:
         """The CPU kernels (``provenance.cpu``) the finished runs from the warm-start build ``digest`` ran on, where
         they all recorded the same."""
-        plan = read_json(self.root / "plan.json")
         kinds = set()
-        for cell in plan.get("cells", []) if isinstance(plan, dict) else []:
-            summary = self.summary(str(cell.get("id"))) if isinstance(cell, dict) else None
-            if cell_status(summary) == "done" and summary.get("base_weights") == digest:
+        for summary in self.finished_summaries():
+            if summary.get("base_weights") == digest:
                 record = summary.get("provenance")
                 kinds.add(record.get("cpu") if isinstance(record, dict) else None)
         return kinds.pop() if len(kinds) == 1 else None
+
+    def finished_summaries(self):
+        """The summaries of the plan's finished runs."""
+        plan = read_json(self.root / "plan.json")
+        for cell in plan.get("cells", []) if isinstance(plan, dict) else []:
+            summary = self.summary(str(cell.get("id"))) if isinstance(cell, dict) else None
+            if cell_status(summary) == "done":
+                yield summary
 
     def new_staging_dir(self, cell_id: str) -> Path:
         path = self.staging / f"{cell_id.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
