@@ -31,8 +31,8 @@ def steps(path: Path) -> list[dict]:
             if line.strip()]
 
 
-def first_difference(archived: Path, rerun: Path) -> str | None:
-    old, new = steps(archived / "metrics.jsonl"), steps(rerun / "metrics.jsonl")
+def first_difference(old: list[dict], archived: Path, rerun: Path) -> str | None:
+    new = steps(rerun / "metrics.jsonl")
     if len(old) != len(new):
         return f"{len(old)} metric lines archived, {len(new)} rerun"
     for line, (a, b) in enumerate(zip(old, new)):
@@ -52,6 +52,7 @@ def first_difference(archived: Path, rerun: Path) -> str | None:
 
 
 def main(archived: Path) -> int:
+    old = steps(archived / "metrics.jsonl")
     with tempfile.TemporaryDirectory(prefix="sigx-rerun-") as scratch:
         rerun = Path(scratch) / "run"
         done = subprocess.run([sys.executable, "-m", "sigx.cli", "train", str(archived / "config.json"), "--run-dir",
@@ -59,10 +60,9 @@ def main(archived: Path) -> int:
         if done.returncode != 0:
             print(f"{archived}: the rerun failed (exit {done.returncode}): {done.stderr.strip()[-400:]}")
             return 2
-        where = first_difference(archived, rerun)
-    lines = len((archived / "metrics.jsonl").read_text().splitlines())
+        where = first_difference(old, archived, rerun)
     if where is None:
-        print(f"{archived}: rerun identical ({lines} metric lines and the summary, timings aside)")
+        print(f"{archived}: rerun identical ({len(old)} metric lines and the summary, timings aside)")
         return 0
     print(f"{archived}: rerun differs, first at {where}")
     return 1
