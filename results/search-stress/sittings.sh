@@ -24,7 +24,10 @@ if [ "$(count results/search-stress/archive)" -lt 272 ]; then
 fi
 if [ "$(count results/search-stress/archive-ws2)" -lt 68 ]; then
   case "$KERNELS" in
-    AVX512*) export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ;;
+    AVX512*)  # the settings that make it run an AVX2 machine's kernels: sigx.provenance.AVX2_KERNELS, one source
+      SETTINGS=$(.venv/bin/python -c "from sigx.provenance import AVX2_KERNELS as k; print(*(f'{n}={v}' for n, v in k.items()))") ||
+        exit 1
+      export $SETTINGS && echo "AVX2 kernels for search-stress-ws2: $SETTINGS" ;;
   esac
   RECIPE=search-stress-ws2 "$SITTING"
 fi
