@@ -11,6 +11,16 @@ REPO=$(pwd)
 SNAP=${SNAP:-/tmp/sigx-snapshot-$RECIPE}
 ARCHIVE=$REPO/results/search-stress/archive${RECIPE#search-stress}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# A snapshot whose recipe is no longer the checkout's (seeds added since) and that has no run in flight is made
+# again from HEAD, after its finished cells are archived: else it would run the old recipe's cells only.
+if [ -d "$SNAP" ] && ! cmp -s "$SNAP/recipes/$RECIPE.yaml" "recipes/$RECIPE.yaml" &&
+   [ -z "$(ls -A "$SNAP/ablations/$RECIPE/.staging" 2>/dev/null)" ]; then
+  if [ -f "$SNAP/ablations/$RECIPE/plan.json" ]; then
+    .venv/bin/sigx archive "$SNAP/ablations/$RECIPE" "$ARCHIVE" || exit 1
+  fi
+  git worktree remove --force "$SNAP" && echo "$SNAP: made again (recipes/$RECIPE.yaml changed since it was taken)" ||
+    exit 1
+fi
 # (a worktree whose folder was wiped with /tmp is still registered: prune forgets it, so it can be added again)
 [ -d "$SNAP" ] || { git worktree prune && git worktree add --detach "$SNAP" HEAD; } || exit 1
 [ -x .venv/bin/sigx ] || { echo "no .venv here: run the README's set-up first"; exit 1; }
