@@ -14,12 +14,10 @@ FLAGSHIP=${FLAGSHIP:-results/search-stress/archive}
 CHECK=${CHECK:-results/search-stress/archive-ws2}
 OUT=${OUT:-results/search-stress}
 FORMATS=(--format md --format csv --format json)
-count() { find "$1" -mindepth 3 -maxdepth 3 -name summary.json | wc -l; }
+. results/search-stress/counts.sh  # count, planned
 declared_runs() {  # the flagship's runs of seeds 0-15, the declared design
   find "$FLAGSHIP" -mindepth 3 -maxdepth 3 -name summary.json \( -path '*/seed[0-9]/*' -o -path '*/seed1[0-5]/*' \) | wc -l
 }
-planned() { OMP_NUM_THREADS=1 .venv/bin/python -c "from sigx.config import load_recipe; from sigx.ablation.plan import expand
-print(len(expand(load_recipe('$1'))))"; }
 
 if [ -f "$OUT/search-stress/report.json" ]; then
   echo "$OUT/search-stress: the declared report, made on 2026-12-02 at 17:17 UTC: kept"
@@ -33,11 +31,11 @@ fi
 CHECK_RUNS=$(count "$CHECK")
 if [ "$CHECK_RUNS" -ne 68 ]; then
   echo "$CHECK: $CHECK_RUNS of 68 runs archived; the check on the second warm start waits for them" >&2
-elif [ -f "$OUT/search-stress-ws2/report.json" ]; then
-  echo "$OUT/search-stress-ws2: made: kept"
-else
-  $SIGX report "$CHECK" --out "$OUT" --replicates "$OUT/search-stress" "${FORMATS[@]}"
-  $SIGX compare "$FLAGSHIP" "$CHECK" --seeds-a 0-15 --out "$OUT" "${FORMATS[@]}"
+else  # each made once, and kept as made
+  [ -f "$OUT/search-stress-ws2/report.json" ] ||
+    $SIGX report "$CHECK" --out "$OUT" --replicates "$OUT/search-stress" "${FORMATS[@]}"
+  [ -f "$OUT/search-stress-vs-search-stress-ws2/compare.json" ] ||
+    $SIGX compare "$FLAGSHIP" "$CHECK" --seeds-a 0-15 --out "$OUT" "${FORMATS[@]}"
 fi
 
 FLAGSHIP_RUNS=$(count "$FLAGSHIP")

@@ -9,12 +9,7 @@
 #   nohup setsid results/search-stress/sittings.sh > sittings.log 2>&1 &
 set -u
 SITTING=${SITTING:-results/search-stress/sitting.sh}
-count() { find "$1" -mindepth 3 -maxdepth 3 -name summary.json 2>/dev/null | wc -l; }
-# the runs a recipe plans (cells x seeds), read from the recipe itself so a change of its seeds is seen here
-planned() {
-  OMP_NUM_THREADS=1 .venv/bin/python -c "from sigx.config import load_recipe; from sigx.ablation.plan import expand
-print(len(expand(load_recipe('recipes/$1.yaml'))))"
-}
+. results/search-stress/counts.sh  # count, planned
 # a session stopped mid-commit leaves .git/index.lock behind, and every later commit of the archive would fail on it
 if [ -f .git/index.lock ] && ! pgrep -x git > /dev/null; then
   rm -f .git/index.lock && echo "removed a stale .git/index.lock"
@@ -23,17 +18,17 @@ fi
 KERNELS=$(OMP_NUM_THREADS=1 .venv/bin/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())") ||
   exit 1
 echo "this machine's CPU kernels: $KERNELS"
-CHECK_PLANNED=$(planned search-stress-ws2) && FLAGSHIP_PLANNED=$(planned search-stress) || exit 1
+CHECK_PLANNED=$(planned recipes/search-stress-ws2.yaml) && FLAGSHIP_PLANNED=$(planned recipes/search-stress.yaml) ||
+  exit 1
 if [ "$(count results/search-stress/archive-ws2)" -lt "$CHECK_PLANNED" ]; then
-  (
-    case "$KERNELS" in
-      AVX512*)  # the settings that make it run an AVX2 machine's kernels: sigx.provenance.AVX2_KERNELS, one source
-        SETTINGS=$(.venv/bin/python -c "from sigx.provenance import AVX2_KERNELS as k; print(*(f'{n}={v}' for n, v in k.items()))") ||
-          exit 1
-        export $SETTINGS && echo "AVX2 kernels for search-stress-ws2: $SETTINGS" ;;
-    esac
-    RECIPE=search-stress-ws2 "$SITTING"
-  )  # a subshell, so the AVX2 settings do not reach the flagship's runs below
+  AVX2_SETTINGS=()  # given to search-stress-ws2's sitting alone, so they do not reach the flagship's runs below
+  case "$KERNELS" in
+    AVX512*)  # the settings that make it run an AVX2 machine's kernels: sigx.provenance.AVX2_KERNELS, one source
+      SETTINGS=$(.venv/bin/python -c "from sigx.provenance import AVX2_KERNELS as k; print(*(f'{n}={v}' for n, v in k.items()))") ||
+        exit 1
+      read -ra AVX2_SETTINGS <<< "$SETTINGS" && echo "AVX2 kernels for search-stress-ws2: $SETTINGS" ;;
+  esac
+  env "${AVX2_SETTINGS[@]}" RECIPE=search-stress-ws2 "$SITTING"
 fi
 if [ "$(count results/search-stress/archive)" -lt "$FLAGSHIP_PLANNED" ]; then
   case "$KERNELS" in
