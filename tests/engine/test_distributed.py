@@ -7,8 +7,10 @@ measured differences are float-addition order: 1e-6 in the weights, 3e-4 at most
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,31 @@ def train(run_dir: Path, overrides: list[str], nproc: int) -> subprocess.Complet
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def why(run: subprocess.CompletedProcess) -> str:
+    """A failed run's stderr for the assertion: its tail, and before it every line not of process 0's traceback
+    (``[rank0]:``), where the process that stopped first says why (its traceback, or a native message such as
+    \"terminate called ...\" before a SIGABRT) however long process 0's traceback after it is."""
+    others = [line for line in run.stderr.splitlines() if not line.startswith("[rank0]")]
+    return "\n".join(others[-80:]) + "\n--- the tail ---\n" + run.stderr[-3000:]
+
+
+class ProcessCrashWarning(RuntimeWarning):
+    """A run on 2 processes that a signal ended, run again (shown in pytest's warnings summary)."""
+
+
+def train_two(run_dir: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    """``train`` on 2 processes, run once more if a signal ended a process (never for an error it raised): a
+    process of a gloo run on a loaded CPU rarely dies of SIGABRT mid-run with no Python error (CI of stop 47, this
+    test's last case, while 4 other busy processes shared the 2 cores; 0 of 100 reruns of it failed on the dev
+    machine with 2 others busy), which says nothing of the numbers compared. The crash is kept as a warning."""
+    run = train(run_dir, overrides, 2)
+    if run.returncode != 0 and "stopped first (killed by SIG" in run.stderr:
+        warnings.warn(ProcessCrashWarning(f"{run_dir}: a process was killed by a signal; run again:\n{why(run)}"))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run = train(run_dir, overrides, 2)
+    return run
+
+
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("overrides", [
     ["techniques.gcrl.enabled=true", "techniques.sspo.enabled=true", "training.kl_beta=0.05", "rollout.staleness=1"],
@@ -44,9 +71,9 @@ def train(run_dir: Path, overrides: list[str], nproc: int) -> subprocess.Complet
 ], ids=["gcrl+sspo, kl, stale", "search_p1+sorl, 2 epochs, micro-batches", "lora, sspo, kl", "rollout split",
         "hf_synced, lora, stale, split"])
 def test_two_processes_train_the_weights_one_process_trains(tmp_path, overrides):
-    one, two = train(tmp_path / "one", overrides, 1), train(tmp_path / "two", overrides, 2)
-    assert one.returncode == 0, one.stderr[-6000:]
-    assert two.returncode == 0, two.stderr[-6000:]
+    one, two = train(tmp_path / "one", overrides, 1), train_two(tmp_path / "two", overrides)
+    assert one.returncode == 0, why(one)
+    assert two.returncode == 0, why(two)
     a, b = load_file(tmp_path / "one" / "model" / "model.safetensors"), load_file(tmp_path / "two" / "model" /
                                                                                     "model.safetensors")
     assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
