@@ -190,7 +190,7 @@ def test_a_killed_rank_stops_the_run_and_its_checkpoint_resumes_exactly_in_two_p
     """The checkpoint of a 2-process run (torch.distributed.checkpoint shards + checkpoint.pt) resumes exactly in
     2 processes (bit for bit) and, resharded, in 1 (to the stated tolerance); with staleness (its snapshots are
     in the shards) and the rollout split."""
-    whole = train(tmp_path / "whole", RESUMED, 2)
+    whole = train_two(tmp_path / "whole", RESUMED)
     assert whole.returncode == 0, [line for line in (whole.stdout + whole.stderr).splitlines() if line.startswith("error:") or "Error" in line][:6]
     expected = load_file(tmp_path / "whole" / "model" / "model.safetensors")
     for nproc in (2, 1):
