@@ -7,7 +7,8 @@
 #     results/search-stress/search-stress-ws2/, and `sigx compare` of the two warm starts (exploratory, labelled so),
 #     results/search-stress/search-stress-vs-search-stress-ws2/;
 #  3. once the flagship's extension (seeds 16-31, decided after reading step 1: the recipe's header) is in and the
-#     seed rule asks for no more: the report on all its seeds, results/search-stress/extension/search-stress/.
+#     seed rule asks for no more: the report on all its seeds, results/search-stress/extension/search-stress/, and
+#     every verdict at 16 seeds beside the extension's (verdict_changes.py): results/search-stress/extension/verdict_changes.md.
 set -eu
 SIGX=${SIGX:-.venv/bin/sigx}
 FLAGSHIP=${FLAGSHIP:-results/search-stress/archive}
@@ -51,3 +52,6 @@ if [ "$RULE" -eq 3 ]; then
   exit 0
 fi
 $SIGX report "$FLAGSHIP" --out "$OUT/extension" "${FORMATS[@]}"
+# every verdict of the declared report beside the extension's, changes named (verdict_changes.py, fixed beforehand)
+OMP_NUM_THREADS=1 .venv/bin/python results/search-stress/verdict_changes.py "$OUT/search-stress" \
+  "$OUT/extension/search-stress" > "$OUT/extension/verdict_changes.md"
