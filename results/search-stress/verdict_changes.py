@@ -32,7 +32,7 @@ def _read(path: str) -> dict:
     return report
 
 
-def _small(p) -> bool:
+def _is_number(p) -> bool:
     return isinstance(p, (int, float)) and not math.isnan(p)
 
 
@@ -41,9 +41,9 @@ def term_verdicts(report: dict) -> dict:
     alpha, found = report["alpha"], {}
     for row in report["effects"]:
         effect = row.get("effect")
-        if _small(row.get("p_holm")) and row["p_holm"] < alpha:
+        if _is_number(row.get("p_holm")) and row["p_holm"] < alpha:
             verdict = f"significant {'+' if effect > 0 else '-'}"
-        elif _small(row.get("p_equivalent_holm")) and row["p_equivalent_holm"] < alpha:
+        elif _is_number(row.get("p_equivalent_holm")) and row["p_equivalent_holm"] < alpha:
             verdict = "within +-margin"
         else:
             verdict = "inconclusive"
@@ -57,7 +57,7 @@ def gap_verdicts(report: dict) -> dict:
 
 
 def _signed(x) -> str:
-    return "-" if not _small(x) else f"{x:+.3f}"
+    return "-" if not _is_number(x) else f"{x:+.3f}"
 
 
 def seeds(report: dict) -> str:
