@@ -14,36 +14,29 @@ term counts).
         results/search-stress/extension/search-stress > results/search-stress/extension/verdict_changes.md
 """
 
-import json
-import math
 import sys
-from pathlib import Path
+
+from sigx.report.load import ReportError, is_number
+from sigx.report.replication import read_reference
+from sigx.report.stats import ALPHA
 
 
 def _read(path: str) -> dict:
-    file = Path(path)
-    file = file / "report.json" if file.is_dir() else file
+    """The report.json (or its folder), checked as ``sigx report --replicates`` checks its reference."""
     try:
-        report = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        sys.exit(f"{file}: cannot be read as a sigx report.json ({type(err).__name__}: {err})")
-    if not isinstance(report, dict) or not all(k in report for k in ("effects", "additivity", "alpha")):
-        sys.exit(f"{file}: not a sigx report.json (it needs effects, additivity and alpha)")
-    return report
-
-
-def _is_number(p) -> bool:
-    return isinstance(p, (int, float)) and not math.isnan(p)
+        return read_reference(path, option="verdict_changes.py")
+    except ReportError as err:
+        sys.exit(str(err))
 
 
 def term_verdicts(report: dict) -> dict:
     """term -> (estimate, verdict) for every row of the effects table."""
-    alpha, found = report["alpha"], {}
+    alpha, found = report.get("alpha", ALPHA), {}
     for row in report["effects"]:
         effect = row.get("effect")
-        if _is_number(row.get("p_holm")) and row["p_holm"] < alpha:
+        if is_number(row.get("p_holm")) and row["p_holm"] < alpha:
             verdict = f"significant {'+' if effect > 0 else '-'}"
-        elif _is_number(row.get("p_equivalent_holm")) and row["p_equivalent_holm"] < alpha:
+        elif is_number(row.get("p_equivalent_holm")) and row["p_equivalent_holm"] < alpha:
             verdict = "within +-margin"
         else:
             verdict = "inconclusive"
@@ -57,7 +50,7 @@ def gap_verdicts(report: dict) -> dict:
 
 
 def _signed(x) -> str:
-    return "-" if not _is_number(x) else f"{x:+.3f}"
+    return "-" if not is_number(x) else f"{x:+.3f}"
 
 
 def seeds(report: dict) -> str:

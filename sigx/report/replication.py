@@ -36,42 +36,43 @@ COLUMNS = ["kind", "conclusion", "reference_estimate", "reference_verdict", "est
            "ci_high", "p", "p_holm", "outcome"]
 
 
-def read_reference(path: str | Path) -> dict:
-    """A report.json written by ``sigx report --format json`` (or the folder holding one)."""
+def read_reference(path: str | Path, option: str = "--replicates") -> dict:
+    """A report.json written by ``sigx report --format json`` (or the folder holding one); ``option`` names, in
+    an error, what asked for it."""
     path = Path(path)
     if path.is_dir():
         path = path / "report.json"
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ReportError(f"--replicates: {path}: no such file (a report.json written by `sigx report --format "
+        raise ReportError(f"{option}: {path}: no such file (a report.json written by `sigx report --format "
                           "json`, or its folder)") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ReportError(f"--replicates: {path}: cannot be read ({type(err).__name__}: {err})") from None
+        raise ReportError(f"{option}: {path}: cannot be read ({type(err).__name__}: {err})") from None
     except ValueError as err:
-        raise ReportError(f"--replicates: {path}: not JSON ({err})") from None
+        raise ReportError(f"{option}: {path}: not JSON ({err})") from None
     missing = [k for k in ("ablation", "metric", "effects", "additivity") if not isinstance(data, dict) or k not in data]
     if missing:
-        raise ReportError(f"--replicates: {path}: not a sigx report.json (no {', '.join(missing)})")
+        raise ReportError(f"{option}: {path}: not a sigx report.json (no {', '.join(missing)})")
     if not isinstance(data["effects"], list) or not isinstance(data["additivity"], list):
-        raise ReportError(f"--replicates: {path}: 'effects' and 'additivity' must be lists of rows")
-    _check_rows(data, path)
+        raise ReportError(f"{option}: {path}: 'effects' and 'additivity' must be lists of rows")
+    _check_rows(data, path, option)
     data["_source"] = str(Path(*path.parts[-2:]))  # the reference's folder and file: no machine path in a report
     return data
 
 
-def _check_rows(data: dict, path: Path) -> None:
+def _check_rows(data: dict, path: Path, option: str) -> None:
     """What decides the reference's conclusions, of the types sigx writes: a damaged value would silently drop a
     conclusion from the check (a p value that is text) or turn every term into one (an alpha of 2)."""
     alpha = data.get("alpha", ALPHA)
     if not (is_number(alpha) and 0 < alpha < 1):
-        raise ReportError(f"--replicates: {path}: alpha {alpha!r} is not a level between 0 and 1")
+        raise ReportError(f"{option}: {path}: alpha {alpha!r} is not a level between 0 and 1")
     for part, key, kind in (("effects", "p_holm", "a p value or null"), ("additivity", "verdict", "a verdict")):
         for i, row in enumerate(data[part]):
             value = row.get(key) if isinstance(row, dict) else None
             ok = (value is None or (is_number(value) and 0 <= value <= 1)) if key == "p_holm" else isinstance(value, str)
             if not isinstance(row, dict) or not ok:
-                raise ReportError(f"--replicates: {path}: {part}[{i}].{key} is {value!r}, not {kind}")
+                raise ReportError(f"{option}: {path}: {part}[{i}].{key} is {value!r}, not {kind}")
 
 
 def _number(row: dict, key: str) -> float:
