@@ -8,7 +8,8 @@
 #     results/search-stress/search-stress-vs-search-stress-ws2/;
 #  3. once the flagship's extension (seeds 16-31, decided after reading step 1: the recipe's header) is in and the
 #     seed rule asks for no more: the report on all its seeds, results/search-stress/extension/search-stress/, and
-#     every verdict at 16 seeds beside the extension's (verdict_changes.py): results/search-stress/extension/verdict_changes.md.
+#     every verdict at 16 seeds beside the extension's (verdict_changes.py): results/search-stress/extension/verdict_changes.md,
+#     and issue #25's done-when on it (done_when.py): results/search-stress/extension/done_when.md.
 set -eu
 SIGX=${SIGX:-.venv/bin/sigx}
 FLAGSHIP=${FLAGSHIP:-results/search-stress/archive}
@@ -55,3 +56,7 @@ $SIGX report "$FLAGSHIP" --out "$OUT/extension" "${FORMATS[@]}"
 # every verdict of the declared report beside the extension's, changes named (verdict_changes.py, fixed beforehand)
 OMP_NUM_THREADS=1 .venv/bin/python results/search-stress/verdict_changes.py "$OUT/search-stress" \
   "$OUT/extension/search-stress" > "$OUT/extension/verdict_changes.md"
+# issue #25's three criteria on the extension's report, met or not (done_when.py, fixed beforehand; exit 1 = not all met,
+# written down all the same)
+OMP_NUM_THREADS=1 .venv/bin/python results/search-stress/done_when.py "$OUT/extension/search-stress" \
+  > "$OUT/extension/done_when.md" || [ $? -eq 1 ]
