@@ -1,20 +1,14 @@
 """results/search-stress/done_when.py: issue #25's three criteria, each met only when the report's number says so."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "results" / "search-stress" / "done_when.py"
+from results_script import load_results_script
 
 
 @pytest.fixture(scope="module")
 def done_when():
-    spec = importlib.util.spec_from_file_location("done_when", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_results_script("search-stress", "done_when.py")
 
 
 def report(control_p=0.001, mdes=(0.019, 0.02), turns=2.4):

@@ -1,21 +1,14 @@
 """results/screens/summarise.py: its paired and Welch contrasts equal scipy's tests on the same numbers."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from results_script import load_results_script
 from scipy import stats
-
-SCRIPT = Path(__file__).resolve().parents[2] / "results" / "screens" / "summarise.py"
 
 
 @pytest.fixture(scope="module")
 def summarise():
-    spec = importlib.util.spec_from_file_location("summarise", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_results_script("screens", "summarise.py")
 
 
 def test_paired_contrast_is_the_paired_t_interval_over_the_seeds_both_cells_ran(summarise):
