@@ -15,6 +15,9 @@ A criterion whose number the report lacks is not met (said so). Prints one line 
 
 import sys
 
+import pandas as pd
+
+from sigx.ablation.sequential import mde_over
 from sigx.report.load import ReportError, is_number
 from sigx.report.replication import read_reference
 
@@ -36,7 +39,8 @@ def criteria(report: dict) -> list[tuple[str, bool, str]]:
         found.append((f"positive control {row['term']} detected (Holm p < {CONTROL_ALPHA})", met,
                       f"Holm p {p:.3g}" if is_number(p) else f"Holm p {p!r}"))
     mains = [row for row in effects if row.get("order") == 1 and row.get("role") != "control"]
-    over = [row["term"] for row in mains if not (is_number(row.get("mde")) and row["mde"] <= MDE_TARGET)]
+    # the same main effects and test as `sigx ablate --until-mde` (a missing MDE counts as over)
+    over = list(mde_over(pd.DataFrame(effects, columns=["term", "order", "role", "mde"]), MDE_TARGET))
     mdes = ", ".join(f"{row['term']} {row['mde']:.4f}" if is_number(row.get("mde")) else f"{row['term']} -"
                      for row in mains)
     found.append((f"every main effect's MDE <= {MDE_TARGET}", bool(mains) and not over,
