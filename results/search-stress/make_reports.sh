@@ -9,7 +9,8 @@
 #  3. once the flagship's extension (seeds 16-31, decided after reading step 1: the recipe's header) is in and the
 #     seed rule asks for no more: the report on all its seeds, results/search-stress/extension/search-stress/, and
 #     every verdict at 16 seeds beside the extension's (verdict_changes.py): results/search-stress/extension/verdict_changes.md,
-#     and issue #25's done-when on it (done_when.py): results/search-stress/extension/done_when.md.
+#     and issue #25's done-when on it (done_when.py): results/search-stress/extension/done_when.md; and the path the
+#     issue names, results/search-stress/report.{md,json} (added 2026-12-03, before any extension result was read).
 set -eu
 SIGX=${SIGX:-.venv/bin/sigx}
 FLAGSHIP=${FLAGSHIP:-results/search-stress/archive}
@@ -60,3 +61,19 @@ OMP_NUM_THREADS=1 .venv/bin/python results/search-stress/verdict_changes.py "$OU
 # written down all the same)
 OMP_NUM_THREADS=1 .venv/bin/python results/search-stress/done_when.py "$OUT/extension/search-stress" \
   > "$OUT/extension/done_when.md" || [ $? -eq 1 ]
+# the path issue #25 names, results/search-stress/report.{md,json} (sigx writes <store>/report.*): the report its
+# done-when is judged on, the extension's on all its seeds, as report.json; report.md is an index of the flagship's
+# reports that ends with that judgement (a copy of report.md would lose its plots, which sit beside it)
+cp "$OUT/extension/search-stress/report.json" "$OUT/report.json"
+{
+  echo "# The flagship on multi-turn search: the reports that answer issue #25"
+  echo
+  echo "\`report.json\` here is a copy of [the extension's report](extension/search-stress/report.md) (all its seeds;"
+  echo "seeds 16 on were added after reading the declared report, so its tests are not at a clean 5%). The others:"
+  echo "[the declared report](search-stress/report.md) (seeds 0-15, as declared),"
+  echo "[every verdict at 16 seeds beside the extension's](extension/verdict_changes.md),"
+  echo "[the check on a second warm start](search-stress-ws2/report.md), and [README.md](README.md) (what each answers)."
+  echo "Made by make_reports.sh, step 3."
+  echo
+  sed '1s/^# /## /' "$OUT/extension/done_when.md"
+} > "$OUT/report.md"

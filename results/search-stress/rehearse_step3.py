@@ -1,4 +1,5 @@
-"""A rehearsal of make_reports.sh's step 3 (the extension's report, verdict_changes.md, done_when.md) on planted
+"""A rehearsal of make_reports.sh's step 3 (the extension's report, verdict_changes.md, done_when.md, and
+results/search-stress/report.{md,json}) on planted
 data, so the last step is known to run before the real runs are all in, without reading any of them.
 
 Why: step 3 runs once, at the end of ~26 h of runs; a break in it (a path, a column, the seed rule's exit code)
@@ -63,8 +64,8 @@ def main(scratch: str, sd: float, last_seed: int) -> int:
                           cwd=HERE.parents[1])
     print("\n".join(line for line in done.stdout.splitlines() + done.stderr.splitlines()
                     if line.startswith(("rule:", "report written", "the seed rule"))))
-    made = sorted(str(p.relative_to(out)) for p in (out / "extension").rglob("*.m*"))
-    print(f"make_reports.sh exit {done.returncode}; extension/ holds: {', '.join(made) or 'nothing'}")
+    made = sorted(str(p.relative_to(out)) for p in [*(out / "extension").rglob("*.md"), *out.glob("report.*")])
+    print(f"make_reports.sh exit {done.returncode}; made: {', '.join(made) or 'nothing'}")
     return done.returncode
 
 
