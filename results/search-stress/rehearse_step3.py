@@ -1,6 +1,6 @@
 """A rehearsal of make_reports.sh's step 3 (the extension's report, verdict_changes.md, done_when.md, and
-results/search-stress/report.{md,json}) on planted
-data, so the last step is known to run before the real runs are all in, without reading any of them.
+results/search-stress/report.{md,json}) on planted data, so the last step is known to run before the real runs are
+all in, without reading any of them.
 
 Why: step 3 runs once, at the end of ~26 h of runs; a break in it (a path, a column, the seed rule's exit code)
 should be found now. The rehearsal copies the archive to a scratch folder, DELETES every run of seeds >= 16 there
@@ -12,7 +12,8 @@ whether each file is made, and each branch of the seed rule taken, is checked:
     python results/search-stress/rehearse_step3.py /tmp/rehearsal 0.09 35    # cap of 36 with MDEs above 0.02
     python results/search-stress/rehearse_step3.py /tmp/rehearsal 0.05 31    # rule adds seeds 32-35: waits
 
-Run on 2026-12-03 (all three: the report, verdict_changes.md and done_when.md made, or the wait said).
+Run on 2026-12-03 (all three: the report, verdict_changes.md, done_when.md and report.{md,json} made, or
+the wait said).
 """
 
 import json
