@@ -41,11 +41,12 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import stats
+from scipy import special, stats
 from statsmodels.stats.multitest import multipletests
 
 from sigx.provenance import provenance
@@ -71,20 +72,35 @@ def mean_ci(values: pd.Series) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
+# Student's t at one point: the functions scipy.stats.t itself calls (t.cdf(x, df) = stdtr(df, x), t.sf(x, df) =
+# stdtr(df, -x), t.ppf(q, df) = stdtrit(df, q)), so the same numbers, without the distribution object's argument
+# handling, which costs ~0.1 ms a call: the report and its simulation tests call these ~10^5 times.
+def t_cdf(x: float, df: float) -> float:
+    return float(special.stdtr(df, x))
+
+
+def t_sf(x: float, df: float) -> float:
+    return float(special.stdtr(df, -x))
+
+
+def t_ppf(q: float, df: float) -> float:
+    return float(special.stdtrit(df, q))
+
+
 def detectable(se: float, df: int, family: int = 1, alpha: float = ALPHA) -> float:
     """Minimum detectable effect at 80% power, two-sided, for a test at alpha / ``family`` (the first step of
     Holm over ``family`` tests): (t_{1-a/(2m)} + t_{power}) x SE."""
     if not (se > 0) or df <= 0:
         return math.nan
-    return float((stats.t.ppf(1 - alpha / (2 * max(family, 1)), df) + stats.t.ppf(POWER, df)) * se)
+    return float((t_ppf(1 - alpha / (2 * max(family, 1)), df) + t_ppf(POWER, df)) * se)
 
 
 def tost_p(value: float, se: float, df: float, margin: float) -> float:
     """p of the equivalence test |true value| < margin (two one-sided t-tests, the larger p)."""
     if not (se > 0) or not df > 0 or math.isnan(value):
         return math.nan
-    below = stats.t.sf((value + margin) / se, df)  # H0: value <= -margin
-    above = stats.t.cdf((value - margin) / se, df)  # H0: value >= margin
+    below = t_sf((value + margin) / se, df)  # H0: value <= -margin
+    above = t_cdf((value - margin) / se, df)  # H0: value >= margin
     return float(max(below, above))
 
 
@@ -136,7 +152,7 @@ class Model:
     notes: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)  # positive controls: a 0/1 indicator each
 
-    @property
+    @cached_property
     def df(self) -> int:
         return int(round(self.fit.df_resid)) if self.fit is not None else 0
 
@@ -147,26 +163,44 @@ class Model:
         return np.array([1.0] + [math.prod(level[f] for f in t) for t in self.terms]
                         + [1.0 if c in on else 0.0 for c in self.controls])
 
+    @cached_property
+    def params(self) -> np.ndarray:
+        return np.asarray(self.fit.params, dtype=float)
+
+    @cached_property
+    def cov(self) -> np.ndarray:
+        """The coefficients' covariance (statsmodels' cov_params: the residual variance x (X'X)^-1)."""
+        return np.asarray(self.fit.cov_params(), dtype=float)
+
     def contrast(self, weights: np.ndarray) -> np.ndarray:
         """A contrast on the intercept and terms, padded with zeros for the seed blocks (they cancel)."""
-        c = np.zeros(len(self.fit.params))
+        c = np.zeros(len(self.params))
         c[: len(weights)] = weights
         return c
 
     def estimate(self, weights: np.ndarray) -> dict[str, float]:
-        """value, se, 95% CI and p of a linear contrast of the model's cell means (NaN without replicates)."""
+        """value, se, 95% CI and p of a linear contrast of the model's cell means (NaN without replicates): the
+        t-test statsmodels' ``t_test`` makes (c'b, sqrt(c' V c), t on the residual df), from the fit's
+        coefficients and covariance read once, since a report tests hundreds of contrasts of one fit (checked
+        against ``t_test`` in tests/report/test_report_stats.py)."""
         c = self.contrast(weights)
-        value = float(c @ self.fit.params.to_numpy())
+        value = float(c @ self.params)
         if self.df <= 0:
             return {"value": value, "se": math.nan, "low": math.nan, "high": math.nan, "p": math.nan}
-        test = self.fit.t_test(c)
-        low, high = np.asarray(test.conf_int(alpha=ALPHA)).ravel()
-        return {"value": value, "se": float(np.asarray(test.sd).ravel()[0]), "low": float(low), "high": float(high),
-                "p": float(np.asarray(test.pvalue).ravel()[0])}
+        se = math.sqrt(max(float(c @ self.cov @ c), 0.0))
+        half = t_ppf(1 - ALPHA / 2, self.df) * se
+        t = abs(value) / se if se > 0 else (math.inf if value else math.nan)  # (as t_test: a 0 se is p 0, or NaN)
+        return {"value": value, "se": se, "low": value - half, "high": value + half, "p": 2 * t_sf(t, self.df)}
 
 
 def design_matrix(data: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], blocked: bool,
                   controls: list[str] = ()) -> pd.DataFrame:
+    return pd.DataFrame(design_columns(data, factors, terms, blocked, controls), index=data.index)
+
+
+def design_columns(data: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], blocked: bool,
+                   controls: list[str] = ()) -> dict[str, np.ndarray]:
+    """The model's columns by name: intercept, terms (products of the -1/+1 codes), controls, seed blocks."""
     coded = {f: 2.0 * data[f].to_numpy() - 1.0 for f in factors}
     columns = {"const": np.ones(len(data))}
     for t in terms:
@@ -176,7 +210,7 @@ def design_matrix(data: pd.DataFrame, factors: list[str], terms: list[tuple[str,
     if blocked:
         for seed in sorted(data.seed.unique())[1:]:
             columns[f"seed[{seed}]"] = (data.seed.to_numpy() == seed).astype(float)
-    return pd.DataFrame(columns, index=data.index)
+    return columns
 
 
 def fit_model(ab: Ablation, metric: str, blocked: bool = True) -> Model:
@@ -222,21 +256,23 @@ class SeedFits:
         if se == 0:
             return {"value": value, "se": 0.0, "df": df, "low": value, "high": value,
                     "p": 0.0 if value else 1.0, "p_tost": 0.0 if abs(value) < margin else 1.0, "sd": 0.0}
-        half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
+        half = t_ppf(1 - ALPHA / 2, df) * se
         return {"value": value, "se": se, "df": df, "low": value - half, "high": value + half,
-                "p": float(2 * stats.t.sf(abs(value) / se, df)), "p_tost": tost_p(value, se, df, margin), "sd": sd}
+                "p": 2 * t_sf(abs(value) / se, df), "p_tost": tost_p(value, se, df, margin), "sd": sd}
 
 
 def seed_fits(ab: Ablation, metric: str, model: Model) -> SeedFits:
     data = model_rows(ab, metric)
+    design = np.column_stack(list(design_columns(data, model.factors, model.terms, blocked=False,
+                                                 controls=model.controls).values()))
+    values, of_seed = data[metric].to_numpy(dtype=float), data.seed.to_numpy()
     seeds, coefficients, left_out = [], [], []
-    for seed, runs in data.groupby("seed", sort=True):
-        exog = design_matrix(runs, model.factors, model.terms, blocked=False, controls=model.controls)
-        x = exog.to_numpy()
+    for seed in sorted(data.seed.unique()):  # each seed's rows of the one design (its columns are per-run)
+        x = design[of_seed == seed]
         if np.linalg.matrix_rank(x) < x.shape[1]:
             left_out.append(seed)
             continue
-        beta, *_ = np.linalg.lstsq(x, runs[metric].to_numpy(dtype=float), rcond=None)
+        beta, *_ = np.linalg.lstsq(x, values[of_seed == seed], rcond=None)
         seeds.append(seed)
         coefficients.append(beta)
     width = 1 + len(model.terms) + len(model.controls)

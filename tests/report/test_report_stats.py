@@ -147,3 +147,44 @@ def test_a_gap_the_fitted_model_cannot_see_is_not_estimable_not_additive():
                  design={"fraction": 1, "resolution": 5, "description": [], "aliases": []})
     table = additivity_table(ab, "final_reward", margin=0.02)
     assert table.verdict.str.startswith("not estimable").all()
+
+
+def test_a_contrasts_t_test_is_statsmodels_t_test_and_the_t_helpers_are_scipys():
+    """Model.estimate computes the t-test from the fit's coefficients and covariance read once (a report tests
+    hundreds of contrasts of one fit); it must be statsmodels' own ``t_test``: blocked and unblocked fits, a
+    fraction's model, a positive control, and a contrast whose standard error is 0 (a fit with no residual in it)."""
+    from sigx.report.stats import ALPHA, fit_model, t_cdf, t_ppf, t_sf, tost_p
+
+    rng = np.random.default_rng(7)
+    five = ["search_p1", "gcrl", "sspo", "sorl", "staleness"]
+    regime = {"staleness": FactorInfo("staleness", "field", "regime", "staleness=4", (0, 4))}
+    control = {**regime, "lr": FactorInfo("lr", "field", "control", "lr=2e-05", (1e-4, 2e-5))}
+    half = make_design(5, 1)
+    cases = [planted(THREE, range(4), truth, rng, noise_sd=0.03),
+             planted(five, range(3), lambda on: 0.5 + 0.01 * len(on), rng, points=list(half.points), info=regime,
+                     design={"fraction": 1, "resolution": 5, "description": [], "aliases": []}),
+             planted(["sspo", "staleness", "lr"], range(5), lambda on: 0.6 - 0.2 * ("lr" in on), rng, info=control,
+                     points=[p + (0,) for p in itertools.product((0, 1), repeat=2)] + [(0, 0, 1)])]
+    checked = with_control = 0
+    for ab in cases:
+        for blocked in (True, False):
+            model = fit_model(ab, "final_reward", blocked=blocked)
+            width = 1 + len(model.terms) + len(model.controls)
+            for weights in [np.eye(width)[i] * 2 for i in range(1, width)] + [rng.normal(size=width) for _ in range(5)]:
+                mine = model.estimate(weights)
+                test = model.fit.t_test(model.contrast(weights))
+                low, high = np.asarray(test.conf_int(alpha=ALPHA)).ravel()
+                first = lambda a: float(np.asarray(a).ravel()[0])  # noqa: E731
+                theirs = {"value": first(test.effect), "se": first(test.sd), "low": low, "high": high,
+                          "p": first(test.pvalue)}
+                assert mine == pytest.approx(theirs, rel=1e-9, abs=1e-12), (blocked, weights)
+                checked += 1
+            with_control += bool(model.controls)
+    assert checked > 60 and with_control == 2
+    exact = planted(["sspo"], range(3), lambda on: 0.5, rng, noise_sd=0.0, seed_sd=0.0)  # every cell fitted exactly
+    zero = fit_model(exact, "final_reward").estimate(np.array([0.0, 2.0]))
+    assert zero["se"] == pytest.approx(0.0, abs=1e-12)
+    for x, df, q in [(-2.5, 3, 0.975), (0.0, 17, 0.5), (4.0, 240, 0.8), (1e-3, 1, 0.999)]:
+        assert t_cdf(x, df) == stats.t.cdf(x, df) and t_sf(x, df) == stats.t.sf(x, df)
+        assert t_ppf(q, df) == stats.t.ppf(q, df)
+    assert tost_p(0.01, 0.004, 9, 0.02) == max(stats.t.sf(0.03 / 0.004, 9), stats.t.cdf(-0.01 / 0.004, 9))
