@@ -27,10 +27,9 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats
 
 from sigx.report.load import ReportError, is_number
-from sigx.report.stats import ALPHA, Replication, Report, holm
+from sigx.report.stats import ALPHA, Replication, Report, holm, t_ppf
 
 COLUMNS = ["kind", "conclusion", "reference_estimate", "reference_verdict", "estimate", "se", "df", "ci_low",
            "ci_high", "p", "p_holm", "outcome"]
@@ -130,7 +129,7 @@ def replication(report: Report, reference: dict, alpha: float = ALPHA) -> Replic
     if family:
         adjusted = holm(pd.Series([r["p"] for r in tested]))
         for r, p_holm in zip(tested, adjusted):
-            half = float(stats.t.ppf(1 - alpha / (2 * family), r["df"])) * r["se"]
+            half = t_ppf(1 - alpha / (2 * family), r["df"]) * r["se"]
             same = math.copysign(1, r["estimate"]) == math.copysign(1, r["reference_estimate"])
             outcome = ("confirmed" if same else "contradicted") if p_holm < alpha else "not confirmed"
             r.update(p_holm=float(p_holm), ci_low=r["estimate"] - half, ci_high=r["estimate"] + half, outcome=outcome)

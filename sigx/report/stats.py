@@ -268,11 +268,12 @@ def seed_fits(ab: Ablation, metric: str, model: Model) -> SeedFits:
     values, of_seed = data[metric].to_numpy(dtype=float), data.seed.to_numpy()
     seeds, coefficients, left_out = [], [], []
     for seed in sorted(data.seed.unique()):  # each seed's rows of the one design (its columns are per-run)
-        x = design[of_seed == seed]
+        rows = of_seed == seed
+        x = design[rows]
         if np.linalg.matrix_rank(x) < x.shape[1]:
             left_out.append(seed)
             continue
-        beta, *_ = np.linalg.lstsq(x, values[of_seed == seed], rcond=None)
+        beta, *_ = np.linalg.lstsq(x, values[rows], rcond=None)
         seeds.append(seed)
         coefficients.append(beta)
     width = 1 + len(model.terms) + len(model.controls)
@@ -340,7 +341,7 @@ def resolve_probability(gap: float, sd: float, seeds: int, margin: float, family
     if seeds < 2 or not sd > 0:
         return math.nan
     df, level = seeds - 1, alpha / max(family, 1)
-    t_two, t_one = stats.t.ppf(1 - level / 2, df), stats.t.ppf(1 - level, df)
+    t_two, t_one = t_ppf(1 - level / 2, df), t_ppf(1 - level, df)
     s = sd * np.sqrt(stats.chi2.ppf((np.arange(grid) + 0.5) / grid, df) / df)
     tau = sd / math.sqrt(seeds)
     detect_at, within = t_two * s / math.sqrt(seeds), margin - t_one * s / math.sqrt(seeds)

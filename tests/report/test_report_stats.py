@@ -152,7 +152,7 @@ def test_a_gap_the_fitted_model_cannot_see_is_not_estimable_not_additive():
 def test_a_contrasts_t_test_is_statsmodels_t_test_and_the_t_helpers_are_scipys():
     """Model.estimate computes the t-test from the fit's coefficients and covariance read once (a report tests
     hundreds of contrasts of one fit); it must be statsmodels' own ``t_test``: blocked and unblocked fits, a
-    fraction's model, a positive control, and a contrast whose standard error is 0 (a fit with no residual in it)."""
+    fraction's model, a positive control, and a fit with no noise planted (its standard errors ~1e-16)."""
     from sigx.report.stats import ALPHA, fit_model, t_cdf, t_ppf, t_sf, tost_p
 
     rng = np.random.default_rng(7)
@@ -165,6 +165,7 @@ def test_a_contrasts_t_test_is_statsmodels_t_test_and_the_t_helpers_are_scipys()
                      design={"fraction": 1, "resolution": 5, "description": [], "aliases": []}),
              planted(["sspo", "staleness", "lr"], range(5), lambda on: 0.6 - 0.2 * ("lr" in on), rng, info=control,
                      points=[p + (0,) for p in itertools.product((0, 1), repeat=2)] + [(0, 0, 1)])]
+    first = lambda a: float(np.asarray(a).ravel()[0])  # noqa: E731
     checked = with_control = 0
     for ab in cases:
         for blocked in (True, False):
@@ -174,16 +175,17 @@ def test_a_contrasts_t_test_is_statsmodels_t_test_and_the_t_helpers_are_scipys()
                 mine = model.estimate(weights)
                 test = model.fit.t_test(model.contrast(weights))
                 low, high = np.asarray(test.conf_int(alpha=ALPHA)).ravel()
-                first = lambda a: float(np.asarray(a).ravel()[0])  # noqa: E731
                 theirs = {"value": first(test.effect), "se": first(test.sd), "low": low, "high": high,
                           "p": first(test.pvalue)}
                 assert mine == pytest.approx(theirs, rel=1e-9, abs=1e-12), (blocked, weights)
                 checked += 1
             with_control += bool(model.controls)
     assert checked > 60 and with_control == 2
-    exact = planted(["sspo"], range(3), lambda on: 0.5, rng, noise_sd=0.0, seed_sd=0.0)  # every cell fitted exactly
-    zero = fit_model(exact, "final_reward").estimate(np.array([0.0, 2.0]))
+    exact = fit_model(planted(["sspo"], range(3), lambda on: 0.5, rng, noise_sd=0.0, seed_sd=0.0), "final_reward")
+    zero, test = exact.estimate(np.array([0.0, 2.0])), exact.fit.t_test(exact.contrast(np.array([0.0, 2.0])))
     assert zero["se"] == pytest.approx(0.0, abs=1e-12)
+    assert (zero["value"], zero["se"], zero["p"]) == pytest.approx((first(test.effect), first(test.sd),
+                                                                    first(test.pvalue)), rel=1e-9, abs=1e-18)
     for x, df, q in [(-2.5, 3, 0.975), (0.0, 17, 0.5), (4.0, 240, 0.8), (1e-3, 1, 0.999)]:
         assert t_cdf(x, df) == stats.t.cdf(x, df) and t_sf(x, df) == stats.t.sf(x, df)
         assert t_ppf(q, df) == stats.t.ppf(q, df)
