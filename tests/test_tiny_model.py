@@ -132,3 +132,42 @@ def test_only_warm_starts_with_verifying_critiques_of_episodes_change_key_with_t
     monkeypatch.setattr(tiny, "VERIFY_FORMAT", tiny.VERIFY_FORMAT + 1)
     after = [tiny.tiny_cache_key(c, t) for c, t in cases]
     assert before[0] != after[0] and before[1:] == after[1:]
+
+
+def test_a_batch_of_demonstrations_encodes_each_string_as_one_call_per_string_does():
+    """The warm start encodes a batch's strings in two batched tokenizer calls; the ids and labels must be those
+    of one call per string (a build's weights depend on them): arithmetic and multi-turn search demonstrations,
+    critiques, noisy ones, a segment of no text, a prompt of one character."""
+    import random
+
+    from sigx.config import SearchTaskConfig
+    from sigx.models.tiny import critique_example, encode_demonstrations
+    from sigx.models.tokenizer import build_char_tokenizer
+    from sigx.tasks.base import Segment
+    from sigx.tasks.search import SearchTask
+
+    tokenizer = build_char_tokenizer()
+
+    def one_call_per_string(task, prompt, segments):  # the encoding before it was batched
+        ids = tokenizer(prompt)["input_ids"]
+        labels = [-100] * len(ids)
+        for seg in segments:
+            seg_ids = tokenizer(seg.text, add_special_tokens=False)["input_ids"]
+            ids += seg_ids
+            labels += seg_ids if seg.by_model else [-100] * len(seg_ids)
+        if not any(segments[-1].text.endswith(s) for s in task.turn_stop_strings):
+            ids.append(tokenizer.eos_token_id)
+            labels.append(tokenizer.eos_token_id)
+        return ids, labels
+
+    rng = random.Random(3)
+    for task in (ArithmeticTask(TASK), SearchTask(SearchTaskConfig())):
+        examples = []
+        for _ in range(12):
+            problem = task.train_problem(rng)
+            examples.append((problem.prompt, task.demonstration(problem, rng, rng.choice([0.0, 0.5]))))
+            examples.append(critique_example(task, rng, SMALL))
+        examples.append(("q", [Segment("", by_model=True), Segment("a\n", by_model=False), Segment("b", by_model=True)]))
+        assert any(len(segments) > 2 for _, segments in examples)  # multi-turn episodes among them
+        assert encode_demonstrations(tokenizer, task, examples) == [one_call_per_string(task, p, s) for p, s in examples]
+    assert encode_demonstrations(tokenizer, task, []) == []
