@@ -38,6 +38,7 @@ Conventions, so that the numbers can be read without the code:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -106,11 +107,12 @@ def tost_p(value: float, se: float, df: float, margin: float) -> float:
 
 def holm(p: pd.Series) -> pd.Series:
     """Holm-adjusted p-values over the non-missing entries (NaN stays NaN)."""
-    out = pd.Series(math.nan, index=p.index, dtype=float)
-    known = p.notna()
+    values = p.to_numpy(dtype=float)
+    out = np.full(len(values), math.nan)
+    known = ~np.isnan(values)
     if known.any():
-        out[known] = multipletests(p[known].to_numpy(dtype=float), alpha=ALPHA, method="holm")[1]
-    return out
+        out[known] = multipletests(values[known], alpha=ALPHA, method="holm")[1]
+    return pd.Series(out, index=p.index, dtype=float)
 
 
 # ---------------------------------------------------------------------------------------------- cell table
@@ -133,8 +135,10 @@ def cell_table(ab: Ablation, metric: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- the model
 def model_rows(ab: Ablation, metric: str) -> pd.DataFrame:
     """The finished runs the model is fitted on (factors, seed, metric; runs without the metric left out), in
-    order: the pooled fit, the per-seed fits and the batch check all read these same rows."""
-    return ab.done[ab.factors + ["seed", metric]].dropna()
+    order: the pooled fit, the per-seed fits and the batch check all read these same rows. (The columns are
+    taken before the rows: the runs table's text columns are slow to copy, and the simulation tests call this
+    ~10^4 times.)"""
+    return ab.runs.loc[(ab.runs.status == "done").to_numpy(), ab.factors + ["seed", metric]].dropna()
 
 
 def term_name(term: tuple[str, ...]) -> str:
@@ -151,6 +155,7 @@ class Model:
     blocked: bool
     notes: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)  # positive controls: a 0/1 indicator each
+    names: list[str] = field(default_factory=list)  # the fit's columns (design_columns' names), in order
 
     @cached_property
     def df(self) -> int:
@@ -193,18 +198,13 @@ class Model:
         return {"value": value, "se": se, "low": value - half, "high": value + half, "p": 2 * t_sf(t, self.df)}
 
 
-def design_matrix(data: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], blocked: bool,
-                  controls: list[str] = ()) -> pd.DataFrame:
-    return pd.DataFrame(design_columns(data, factors, terms, blocked, controls), index=data.index)
-
-
 def design_columns(data: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], blocked: bool,
                    controls: list[str] = ()) -> dict[str, np.ndarray]:
     """The model's columns by name: intercept, terms (products of the -1/+1 codes), controls, seed blocks."""
     coded = {f: 2.0 * data[f].to_numpy() - 1.0 for f in factors}
     columns = {"const": np.ones(len(data))}
     for t in terms:
-        columns[term_name(t)] = np.prod([coded[f] for f in t], axis=0)
+        columns[term_name(t)] = functools.reduce(np.multiply, [coded[f] for f in t])
     for c in controls:  # a control's cells: its own level shift over the model's baseline
         columns[f"control[{c}]"] = data[c].to_numpy().astype(float)
     if blocked:
@@ -225,12 +225,14 @@ def fit_model(ab: Ablation, metric: str, blocked: bool = True) -> Model:
         terms = [t for k in range(1, order + 1) for t in itertools.combinations(factors, k)]
         if not len(data):
             break
-        exog = design_matrix(data, factors, terms, blocked, controls)
-        if np.linalg.matrix_rank(exog.to_numpy()) == exog.shape[1]:
+        columns = design_columns(data, factors, terms, blocked, controls)
+        exog = np.column_stack(list(columns.values()))
+        if np.linalg.matrix_rank(exog) == exog.shape[1]:
             if order < top:
                 notes.append(f"incomplete matrix: interactions above order {order} are not estimable and were "
                              "left out of the model")
-            return Model(sm.OLS(data[metric].to_numpy(), exog).fit(), factors, terms, blocked, notes, controls)
+            return Model(sm.OLS(data[metric].to_numpy(), exog).fit(), factors, terms, blocked, notes, controls,
+                         list(columns))
     return Model(None, factors, [], blocked, ["no effect is estimable from the finished runs"], controls)
 
 
@@ -519,7 +521,7 @@ def batch_lines(ab: Ablation, metric: str, model: Model) -> list[str]:
     if model.fit is None:
         return ["batches: " + "; ".join(lines) + " (no model to test a batch effect)"]
     exog = model.fit.model.exog
-    names = list(model.fit.model.exog_names)
+    names = model.names
     order = list(counts.index)
     found = []
     for label in order[1:]:
