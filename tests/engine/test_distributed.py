@@ -31,6 +31,24 @@ def train(run_dir: Path, overrides: list[str], nproc: int) -> subprocess.Complet
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def train_here(run_dir: Path, overrides: list[str]) -> None:
+    """The same run on 1 process, in this one: what `sigx train` without --nproc calls (run_training), on one
+    thread as ``train``'s processes compute, so that the reference the multi-process runs are compared with does
+    not cost a process start (~10 s of importing torch and transformers on the CI machine)."""
+    import torch
+
+    from sigx.config import load_recipe
+    from sigx.train import run_training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(load_recipe(RECIPES / "tiny.yaml", SMALL + overrides), run_dir=run_dir, save_model=True,
+                     on_progress=lambda step, stats: None)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def why(run: subprocess.CompletedProcess) -> str:
     """A failed run's stderr for the assertion: its tail, and before it every line not of process 0's traceback
     (``[rank0]:``), where the process that stopped first says why (its traceback, or a native message such as
@@ -71,8 +89,8 @@ def train_two(run_dir: Path, overrides: list[str]) -> subprocess.CompletedProces
 ], ids=["gcrl+sspo, kl, stale", "search_p1+sorl, 2 epochs, micro-batches", "lora, sspo, kl", "rollout split",
         "hf_synced, lora, stale, split"])
 def test_two_processes_train_the_weights_one_process_trains(tmp_path, overrides):
-    one, two = train(tmp_path / "one", overrides, 1), train_two(tmp_path / "two", overrides)
-    assert one.returncode == 0, why(one)
+    train_here(tmp_path / "one", overrides)
+    two = train_two(tmp_path / "two", overrides)
     assert two.returncode == 0, why(two)
     a, b = load_file(tmp_path / "one" / "model" / "model.safetensors"), load_file(tmp_path / "two" / "model" /
                                                                                     "model.safetensors")
@@ -138,10 +156,9 @@ def test_a_run_across_two_nodes_trains_the_weights_one_process_trains(tmp_path):
             command += ["--set", override]
         nodes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env={**os.environ, "OMP_NUM_THREADS": "1"}))
-    one = train(tmp_path / "one", split, 1)
+    train_here(tmp_path / "one", split)
     outputs = [node.communicate(timeout=900) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], [err[-1500:] for _, err in outputs]
-    assert one.returncode == 0, one.stderr[-2000:]
     a, b = (load_file(tmp_path / d / "model" / "model.safetensors") for d in ("one", "nodes"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     assert "held-out reward" in outputs[0][0] and "held-out reward" not in outputs[1][0]  # node 0 reports
@@ -189,18 +206,24 @@ def _kill_rank_after_checkpoint(run_dir: Path, step: int) -> subprocess.Complete
 def test_a_killed_rank_stops_the_run_and_its_checkpoint_resumes_exactly_in_two_processes_or_one(tmp_path):
     """The checkpoint of a 2-process run (torch.distributed.checkpoint shards + checkpoint.pt) resumes exactly in
     2 processes (bit for bit) and, resharded, in 1 (to the stated tolerance); with staleness (its snapshots are
-    in the shards) and the rollout split."""
+    in the shards) and the rollout split. The run is killed once; each resume starts from a copy of what the kill
+    left (a run directory moved elsewhere resumes as it would have in place)."""
     whole = train_two(tmp_path / "whole", RESUMED)
     assert whole.returncode == 0, [line for line in (whole.stdout + whole.stderr).splitlines() if line.startswith("error:") or "Error" in line][:6]
     expected = load_file(tmp_path / "whole" / "model" / "model.safetensors")
+    cut = tmp_path / "cut"
+    killed = _kill_rank_after_checkpoint(cut, step=4)
+    assert killed.returncode != 0
+    assert killed.stderr.strip().splitlines()[-1].startswith("error: --nproc 2: a process of the run stopped")
+    assert list(cut.glob("checkpoint.shards.*"))  # each process's shards, beside checkpoint.pt
     for nproc in (2, 1):
         run_dir = tmp_path / f"cut-then-{nproc}"
-        killed = _kill_rank_after_checkpoint(run_dir, step=4)
-        assert killed.returncode != 0
-        assert killed.stderr.strip().splitlines()[-1].startswith("error: --nproc 2: a process of the run stopped")
-        assert list(run_dir.glob("checkpoint.shards.*"))  # each process's shards, beside checkpoint.pt
-        resumed = train(run_dir, RESUMED, nproc)
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        shutil.copytree(cut, run_dir)
+        if nproc == 2:
+            resumed = train(run_dir, RESUMED, nproc)
+            assert resumed.returncode == 0, resumed.stderr[-2000:]
+        else:
+            train_here(run_dir, RESUMED)
         weights = load_file(run_dir / "model" / "model.safetensors")
         worst = max((expected[k] - weights[k]).abs().max().item() for k in expected)
         assert worst == 0.0 if nproc == 2 else worst < 1e-5, (nproc, worst)
@@ -212,11 +235,20 @@ def test_an_ablation_whose_cells_run_on_two_processes_measures_what_one_process_
     """ablation.nproc_per_cell: 2 runs each cell as `sigx train --nproc 2` into its staging directory, and
     slurm.nodes_per_cell: 2 as a job of 2 tasks (here local ones), each a node of `sigx train --nnodes 2`; the
     store is that of cells run in one process, to the stated tolerance; and ray.nodes_per_cell: 2 as a placement
-    group on two Ray nodes (two raylets on this machine)."""
+    group on two Ray nodes (two raylets on this machine). Each layout restores the baseline cell from an archive
+    of the one-process store (`--restore-from`, as on another machine) and runs the SSPO cell itself: one cell's
+    processes per layout, each started for a technique that must reach them."""
     from sigx.config import load_recipe
+    from sigx.runs import read_jsonl
 
     data = load_recipe(RECIPES / "tiny.yaml", SMALL).model_dump(mode="json")
-    layouts = {"one": {"nproc_per_cell": 1}, "two processes": {"nproc_per_cell": 2},
+    one = _ablate(tmp_path, data, "one", {"nproc_per_cell": 1})
+    archive = tmp_path / "archive"
+    archived = subprocess.run([sys.executable, "-m", "sigx.cli", "archive", str(tmp_path / "one" / "tiny"),
+                               str(archive)], capture_output=True, text=True, timeout=300)
+    assert archived.returncode == 0, archived.stderr[-2000:]
+    shutil.rmtree(archive / "sspo")  # the archive holds the baseline cell alone
+    layouts = {"two processes": {"nproc_per_cell": 2},
                "two nodes": {"executor": "slurm", "slurm": {"local": True, "nodes_per_cell": 2, "cpus_per_cell": 1}}}
     try:  # ray is a dev dependency; without it the other layouts are still compared
         from ray.cluster_utils import Cluster
@@ -229,34 +261,36 @@ def test_an_ablation_whose_cells_run_on_two_processes_measures_what_one_process_
         layouts["two Ray nodes"] = {"executor": "ray", "ray": {"address": cluster.address, "nodes_per_cell": 2}}
     stores = {}
     try:
-        _ablate_each(tmp_path, data, layouts, stores)
+        for name, layout in layouts.items():
+            stores[name] = _ablate(tmp_path, data, name, layout, "--restore-from", str(archive))
     finally:
         if cluster is not None:
             cluster.shutdown()
-    for cell, one in stores["one"].items():
-        for name in [name for name in layouts if name != "one"]:
-            other = stores[name][cell]
-            assert other["status"] == "completed" and other["cell_id"] == cell, (name, other.get("error"))
-            for key in ("final_reward", "reward_auc", "start_reward"):
-                assert abs(one[key] - other[key]) < 1e-3, (name, cell, key)
-    for name in [name for name in layouts if "nodes" in name]:  # the notes telling the other node where to go: gone
-        notes = tmp_path / name.replace(" ", "-") / "tiny"
-        assert not [p for p in notes.rglob("*.staging.json")], name
+    for name, store in stores.items():
+        root = tmp_path / name.replace(" ", "-") / "tiny"
+        assert read_jsonl(root / "sessions.jsonl")[-1]["cells_run"] == 1, name  # the SSPO cell; the baseline restored
+        assert store["baseline/seed0"] == one["baseline/seed0"], name
+        other = store["sspo/seed0"]
+        assert other["status"] == "completed" and other["cell_id"] == "sspo/seed0", (name, other.get("error"))
+        for key in ("final_reward", "reward_auc", "start_reward"):
+            assert abs(one["sspo/seed0"][key] - other[key]) < 1e-3, (name, key)
+        if "nodes" in name:  # the notes telling the other node where to go: gone
+            assert not [p for p in root.rglob("*.staging.json")], name
 
 
-def _ablate_each(tmp_path, data: dict, layouts: dict, stores: dict) -> None:
+def _ablate(tmp_path, data: dict, name: str, layout: dict, *options: str) -> dict:
+    """`sigx ablate` of the SSPO factor on seed 0 in ``layout``; each cell's summary."""
     import yaml
 
-    for name, layout in layouts.items():
-        out = tmp_path / name.replace(" ", "-")
-        data["ablation"] = {"factors": ["sspo"], "seeds": [0], "output_dir": str(out), **layout}
-        path = tmp_path / f"{out.name}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        done = subprocess.run([sys.executable, "-m", "sigx.cli", "ablate", str(path)], capture_output=True, text=True,
-                              timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert done.returncode == 0, (name, done.stderr[-2000:])
-        stores[name] = {cell: json.loads((out / "tiny" / cell / "summary.json").read_text())
-                        for cell in ("baseline/seed0", "sspo/seed0")}
+    out = tmp_path / name.replace(" ", "-")
+    data["ablation"] = {"factors": ["sspo"], "seeds": [0], "output_dir": str(out), **layout}
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    done = subprocess.run([sys.executable, "-m", "sigx.cli", "ablate", str(path), *options], capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, (name, done.stderr[-2000:])
+    return {cell: json.loads((out / "tiny" / cell / "summary.json").read_text())
+            for cell in ("baseline/seed0", "sspo/seed0")}
 
 
 def _keep_process_zeros(rank: int, port: int, out: str) -> None:
