@@ -257,8 +257,9 @@ def train(
     from sigx.train import run_training
 
     world = init_from_torchrun()
-    if not world.sharded:  # (the processes of a --nproc run keep the threads their launcher gave each alike)
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), free_cpus())))
+    # (the processes of a --nproc run keep the threads their launcher gave each alike; one thread: nothing to measure)
+    if not world.sharded and torch.get_num_threads() > 1:
+        torch.set_num_threads(min(torch.get_num_threads(), free_cpus()))
     try:
         with one_line_errors():
             try:

@@ -126,8 +126,13 @@ class Ablation:
             self.info.setdefault(name, FactorInfo(name, on_label=name))
 
     @property
+    def done_mask(self) -> np.ndarray:
+        """Which of the runs finished (as a numpy mask, so a caller can take a few columns before the rows)."""
+        return (self.runs.status == "done").to_numpy()
+
+    @property
     def done(self) -> pd.DataFrame:
-        return self.runs[self.runs.status == "done"]
+        return self.runs[self.done_mask]
 
     @property
     def full(self) -> bool:

@@ -38,11 +38,10 @@ Conventions, so that the numbers can be read without the code:
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, reduce
 
 import numpy as np
 import pandas as pd
@@ -138,7 +137,7 @@ def model_rows(ab: Ablation, metric: str) -> pd.DataFrame:
     order: the pooled fit, the per-seed fits and the batch check all read these same rows. (The columns are
     taken before the rows: the runs table's text columns are slow to copy, and the simulation tests call this
     ~10^4 times.)"""
-    return ab.runs.loc[(ab.runs.status == "done").to_numpy(), ab.factors + ["seed", metric]].dropna()
+    return ab.runs.loc[ab.done_mask, ab.factors + ["seed", metric]].dropna()
 
 
 def term_name(term: tuple[str, ...]) -> str:
@@ -155,7 +154,7 @@ class Model:
     blocked: bool
     notes: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)  # positive controls: a 0/1 indicator each
-    names: list[str] = field(default_factory=list)  # the fit's columns (design_columns' names), in order
+    names: list[str] = field(default_factory=list)  # the fit's columns (design_matrix's names), in order
 
     @cached_property
     def df(self) -> int:
@@ -198,19 +197,20 @@ class Model:
         return {"value": value, "se": se, "low": value - half, "high": value + half, "p": 2 * t_sf(t, self.df)}
 
 
-def design_columns(data: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], blocked: bool,
-                   controls: list[str] = ()) -> dict[str, np.ndarray]:
-    """The model's columns by name: intercept, terms (products of the -1/+1 codes), controls, seed blocks."""
+def design_matrix(data: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], blocked: bool,
+                  controls: list[str] = ()) -> tuple[list[str], np.ndarray]:
+    """The model's column names and its design matrix (one row per run of ``data``): intercept, terms (products of
+    the -1/+1 codes), controls, seed blocks."""
     coded = {f: 2.0 * data[f].to_numpy() - 1.0 for f in factors}
     columns = {"const": np.ones(len(data))}
     for t in terms:
-        columns[term_name(t)] = functools.reduce(np.multiply, [coded[f] for f in t])
+        columns[term_name(t)] = reduce(np.multiply, [coded[f] for f in t])
     for c in controls:  # a control's cells: its own level shift over the model's baseline
         columns[f"control[{c}]"] = data[c].to_numpy().astype(float)
     if blocked:
         for seed in sorted(data.seed.unique())[1:]:
             columns[f"seed[{seed}]"] = (data.seed.to_numpy() == seed).astype(float)
-    return columns
+    return list(columns), np.column_stack(list(columns.values()))
 
 
 def fit_model(ab: Ablation, metric: str, blocked: bool = True) -> Model:
@@ -225,14 +225,13 @@ def fit_model(ab: Ablation, metric: str, blocked: bool = True) -> Model:
         terms = [t for k in range(1, order + 1) for t in itertools.combinations(factors, k)]
         if not len(data):
             break
-        columns = design_columns(data, factors, terms, blocked, controls)
-        exog = np.column_stack(list(columns.values()))
+        names, exog = design_matrix(data, factors, terms, blocked, controls)
         if np.linalg.matrix_rank(exog) == exog.shape[1]:
             if order < top:
                 notes.append(f"incomplete matrix: interactions above order {order} are not estimable and were "
                              "left out of the model")
             return Model(sm.OLS(data[metric].to_numpy(), exog).fit(), factors, terms, blocked, notes, controls,
-                         list(columns))
+                         names)
     return Model(None, factors, [], blocked, ["no effect is estimable from the finished runs"], controls)
 
 
@@ -265,8 +264,7 @@ class SeedFits:
 
 def seed_fits(ab: Ablation, metric: str, model: Model) -> SeedFits:
     data = model_rows(ab, metric)
-    design = np.column_stack(list(design_columns(data, model.factors, model.terms, blocked=False,
-                                                 controls=model.controls).values()))
+    _, design = design_matrix(data, model.factors, model.terms, blocked=False, controls=model.controls)
     values, of_seed = data[metric].to_numpy(dtype=float), data.seed.to_numpy()
     seeds, coefficients, left_out = [], [], []
     for seed in sorted(data.seed.unique()):  # each seed's rows of the one design (its columns are per-run)
