@@ -14,7 +14,9 @@ Neither direction loses or mixes up a run: every cell is written under a tempora
 so a cell is complete or absent whatever moment a kill hits; a cell already archived is never overwritten by a
 different one (only a failed copy may give way to a finished re-run, and it is kept under ``.failed/``); and a
 cell is restored only into the store of the same recipe, when its own resolved recipe is the one the plan would
-run now (fields of where and how a store runs aside), by the store's own atomic publish.
+run now (fields of where and how a store runs aside), by the store's own atomic publish. Neither direction mixes
+two builds of a sigx/tiny warm start either (``sigx.ablation.cell.check_same_base`` says why): a run that started
+from other weights than the runs already there is refused with one line.
 """
 
 from __future__ import annotations
@@ -137,6 +139,38 @@ def _exclusive(out: Path):
         os.close(handle)
 
 
+def _build(summary) -> str | None:
+    """The digest of the warm-start build a run started from (``base_weights``), where its summary recorded one."""
+    digest = summary.get("base_weights") if isinstance(summary, dict) else None
+    return digest if isinstance(digest, str) and digest else None
+
+
+class OneBuild:
+    """The one warm-start build the finished runs at ``destination`` started from, as runs from ``source`` come
+    in: a run that recorded another is refused, so that moving runs never makes a mixture of two base models.
+    Runs that recorded none (not a sigx/tiny base, or made before sigx recorded it) cannot be checked and pass. A
+    source or destination that already holds two builds is copied as it is: its mixture is not made here (the
+    report names it, and a store of two builds runs no new cell: ``check_same_base``)."""
+
+    def __init__(self, source: AblationStore, destination: AblationStore, what: str):
+        found, _ = destination.base_weights()
+        self.digest, self.runs = max(found.items(), key=lambda item: item[1]) if found else (None, 0)
+        self.mixed = len(found) > 1 or len(source.base_weights()[0]) > 1
+        self.what = what
+
+    def admit(self, summary, source: Path, way_out: str) -> None:
+        digest = _build(summary)
+        if digest is None or self.mixed:
+            return
+        if self.digest is not None and digest != self.digest:
+            raise StoreError(f"{source}: started from the warm-start build with weights {digest}, and the "
+                             f"{self.runs} finished run(s) {self.what} from weights {self.digest} (a build's floating"
+                             f" point depends on the machine's CPU kernels; one analysis is of one base model): "
+                             f"{way_out}")
+        self.digest = digest
+        self.runs += 1
+
+
 def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome:
     """The finished cells of ``root`` not yet in ``out``, then the store's own files (the caller holds the lock)."""
     scratch = out / ".staging"  # cells being written; a killed archiving's leftovers are dropped here
@@ -155,6 +189,10 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
 
     outcome = ArchiveOutcome()
     store = AblationStore(root)
+    held_build = OneBuild(store, AblationStore(out), f"in the archive {out} started")
+    for cell_id in cell_ids:  # before anything is written: all of the store's runs go in, or none
+        if store.status(cell_id) == "done" and cell_status(read_json(out / cell_id / "summary.json")) != "done":
+            held_build.admit(store.summary(cell_id), store.cell_dir(cell_id), "archive this store to another directory")
     for cell_id in cell_ids:
         status = store.status(cell_id)
         if status == "pending":
@@ -244,6 +282,7 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
     lock."""
     archive = check_archive_of(archive, recipe_data)
     restored = []
+    store_build = OneBuild(AblationStore(archive), store, f"in the store {store.root} started")
     for cell in cells:
         source = archive / cell.id
         if store.status(cell.id) != "pending" or not (source.exists() or source.is_symlink()):
@@ -267,6 +306,9 @@ def restore_cells(store: AblationStore, archive: str | Path, recipe_data: dict, 
         changed = experiment_differences(made_by, cell.recipe.model_dump(mode="json"))
         if changed:
             raise StoreError(f"{source}: ran another recipe than this cell's (differs in {list_differences(changed)})")
+        if status == "done":
+            store_build.admit(summary, source, "restore it into a store of its own build, or remove it to run the "
+                                               "cell again")
         store.staging.mkdir(parents=True, exist_ok=True)
         staged = _write_cell(_cell_files(source), cell.id, store.staging)
         if store.finalize(staged, cell.id):

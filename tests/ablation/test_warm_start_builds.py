@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
@@ -100,6 +101,57 @@ def test_the_report_says_when_one_warm_start_came_in_two_builds(tmp_path, monkey
     relabel(1, None)  # older runs, recorded before the digest: nothing to compare, no claim either way
     line = build_report(load_ablation(root)).warm_start
     assert f"{key} (4 runs)" in line and "different weights" not in line, line
+
+
+def test_an_archive_neither_takes_nor_restores_a_run_of_another_build(tmp_path, monkeypatch):
+    """Moving cells between a store and an archive mixes no builds either: a store whose runs started from other
+    weights than the archive's is refused before anything is written, and an archived run of another build is not
+    restored into a store of this one (each with one line). A store that already holds two builds is archived as
+    it is (the mixture is not made by the move, and the report names it)."""
+    from sigx.ablation.archive import archive_store
+    from sigx.ablation.store import StoreError
+
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    fresh_process(monkeypatch)
+    root = Path(run_ablation(small_recipe(tmp_path / "m1", seeds=[0, 1])).root)
+    digest = json.loads(next(root.glob("*/seed0/summary.json")).read_text())["base_weights"]
+    archive = tmp_path / "archive"
+
+    def relabel(where: Path, seed: int, value):
+        for path in sorted(where.glob(f"*/seed{seed}/summary.json")):
+            summary = json.loads(path.read_text())
+            summary["base_weights"] = value
+            path.write_text(json.dumps(summary))
+
+    shutil.copytree(root, tmp_path / "elsewhere")
+    relabel(tmp_path / "elsewhere", 1, "0123456789abcdef")  # a store of two builds (made before sigx checked)
+    archive_store(tmp_path / "elsewhere", archive)  # is kept as it is: the report names its two builds
+    assert "built with different weights" in build_report(load_ablation(archive)).warm_start
+    shutil.rmtree(archive)
+
+    archive_store(root, archive)  # seeds 0 and 1, one build
+    relabel(root, 0, "0123456789abcdef")  # the store, all of it, from another machine's build
+    relabel(root, 1, "0123456789abcdef")
+    for seed in (0, 1):
+        shutil.rmtree(archive / "sspo" / f"seed{seed}")
+    held = {str(p.relative_to(archive)): p.read_bytes() for p in archive.rglob("*") if p.is_file()}
+    with pytest.raises(StoreError, match=r"sspo/seed0: started from the warm-start build with weights "
+                                         rf"0123456789abcdef, and the 6 finished run\(s\) in the archive "
+                                         rf"\S+archive started from weights {digest} \(.*\): archive this store to "
+                                         r"another directory$"):
+        archive_store(root, archive)
+    assert held == {str(p.relative_to(archive)): p.read_bytes() for p in archive.rglob("*") if p.is_file()}, \
+        "nothing written"
+
+    archive_store(root, tmp_path / "other-build")  # its own archive takes it
+    fresh_process(monkeypatch)
+    store = Path(run_ablation(small_recipe(tmp_path / "m2", seeds=[0])).root)  # seed 0 run here, this build
+    fresh_process(monkeypatch)
+    with pytest.raises(StoreError, match=r"seed1: started from the warm-start build with weights 0123456789abcdef, "
+                                         rf"and the 4 finished run\(s\) in the store \S+ started from weights "
+                                         rf"{digest} \(.*\): restore it into a store of its own build, or remove it"):
+        run_ablation(small_recipe(tmp_path / "m2", seeds=[0, 1]), restore_from=str(tmp_path / "other-build"))
+    assert {json.loads(p.read_text())["base_weights"] for p in store.glob("*/seed*/summary.json")} == {digest}
 
 
 def test_a_checkpoint_is_not_resumed_on_another_build(tmp_path, monkeypatch):
