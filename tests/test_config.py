@@ -117,6 +117,22 @@ def test_cli_train_unusable_model_or_backend_is_one_line(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("kind, why", [("file", "a file, not a model directory"),
+                                       ("folder", "a directory without config.json, not a saved model")])
+def test_a_model_path_that_holds_no_model_says_what_it_lacks(tmp_path, kind, why):
+    """transformers names the first loader that gave up (a tokenizer it could not instantiate, over five lines);
+    the line names the path and what it lacks instead."""
+    path = tmp_path / "r.yaml"
+    path.write_text("name: demo\n")
+    model = tmp_path / "model"
+    model.write_text("{}") if kind == "file" else (model / "tokenizer").mkdir(parents=True)
+    result = runner.invoke(app, ["train", str(path), "--set", f"model.name={model}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == (f"error: {path}: model.name: cannot load '{model}': {why}; name a model "
+                                     "directory (what save_pretrained writes: config.json, weights, tokenizer) or a "
+                                     "hub id in the local cache"), result.output
+
+
 def test_gspo_with_token_mean_gets_one_warning_line(tmp_path):
     from sigx.config import recipe_from_data, recipe_warnings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
@@ -37,14 +38,31 @@ def resolve_base(model_config: ModelConfig, task, task_config, log=print) -> str
     return str(ensure_tiny_base(model_config.tiny, task, task_config, log))
 
 
+def local_path_problem(name: str) -> str | None:
+    """Why a model name that is a path on this machine is no saved model (None when it may be one, or is no path).
+
+    Why here: transformers reports a directory without a model by the first of the loaders that gave up (a
+    tokenizer it could not instantiate), which names neither the path nor what it lacks."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return "a file, not a model directory"
+    if path.is_dir() and not (path / "config.json").is_file():
+        return "a directory without config.json, not a saved model"
+    return None
+
+
 def load_base(model_config: ModelConfig, task, task_config, device: str = "cpu", log=print):
     """(tokenizer, model, base path). The tokenizer pads on the left, as batched generation needs."""
     path = resolve_base(model_config, task, task_config, log)
+    not_a_model = local_path_problem(path)
+    if not_a_model:
+        raise RecipeError([f"model.name: cannot load {path!r}: {not_a_model}; name a model directory (what "
+                           "save_pretrained writes: config.json, weights, tokenizer) or a hub id in the local cache"])
     try:
         tokenizer = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[model_config.dtype]).to(device)
     except UNLOADABLE as err:  # a damaged or foreign checkpoint, a truncated weights file, no memory for it
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first_line = " ".join(str(err).split()) or type(err).__name__  # all of it, on one line (fail shortens)
         fix = (f"; the cached warm start is damaged: remove {path} and sigx builds it again"
                if model_config.name == "sigx/tiny" else "")
         raise RecipeError([f"model.name: cannot load {path!r}: {first_line}{fix}"]) from None

@@ -141,7 +141,8 @@ def test_a_model_that_cannot_load_stops_the_ablation_with_one_line(tmp_path, exe
     result = CliRunner().invoke(app, ["ablate", str(path)])
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and f"model.name: cannot load '{empty}'" in errors[0], result.output
+    assert len(errors) == 1 and f"model.name: cannot load '{empty}': a directory without config.json, not a " \
+        "saved model; name a model directory" in errors[0], result.output
     assert "Traceback" not in result.output
 
 
