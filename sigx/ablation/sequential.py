@@ -30,6 +30,7 @@ The control cell is a check of the set-up, not a main effect of the factorial: i
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -146,7 +147,8 @@ def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule
             last.update(mde_over=over)
             met, met_text = not over, f"every main effect's MDE <= {target_mde:g}"
             line = met_text if met else f"MDE above {target_mde:g}: " + ", ".join(
-                f"{term} {mde:.4f}" for term, mde in over.items())
+                f"{term} {mde:.4f}" if math.isfinite(mde) else f"{term} not estimable (no seed-to-seed variation, or "
+                "too few degrees of freedom)" for term, mde in over.items())
         if not any(d.get("seeds") == len(seeds) for d in plan.looks_done):
             plan.looks_done.append(last)
             write_json_atomic(Path(outcome.root) / FILE, asdict(plan))

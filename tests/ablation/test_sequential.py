@@ -62,6 +62,25 @@ def test_until_mde_adds_seeds_while_a_main_effect_mde_is_above_target_spending_a
     assert [p.name for p in Path(outcome.root).glob("*/seed2")] == []  # the third seed never ran
 
 
+def test_a_look_says_when_a_main_effect_has_no_mde_rather_than_printing_nan(tmp_path):
+    """Cells this small all reward 0: no seed-to-seed variation, so no MDE; the look counts it as over the target
+    (it cannot show otherwise) and says why, not 'nan'."""
+    import io
+
+    from rich.console import Console
+
+    from sigx.ablation.sequential import run_sequential
+
+    printed = io.StringIO()
+    recipe = small_recipe(tmp_path / "a", seeds=[0, 1], metric="final_reward", margin=0.02)
+    _, last = run_sequential(recipe, max_seeds=3, step=1, rule="mde", target_mde=0.02,
+                             console=Console(file=printed, width=400))
+    assert last["stopped"] == "the cap of 3 seeds reached"
+    why = "not estimable (no seed-to-seed variation, or too few degrees of freedom)"
+    assert f"look 1/2 at 2 seeds: MDE above 0.02: sspo {why}, sorl {why}" in printed.getvalue(), printed.getvalue()
+    assert "nan" not in printed.getvalue()
+
+
 def test_the_cli_refuses_unusable_sequential_flags_in_one_line(tmp_path):
     from typer.testing import CliRunner
 
