@@ -343,8 +343,9 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
     if columns_between and columns_between != factors:  # the archive's factor columns sit between seed and status
         raise ReportError(f"{runs_csv}: its factors are {', '.join(columns_between)}, the recipe's "
                           f"{', '.join(factors)}: name the recipe that made these runs")
-    if runs.cell.duplicated().any():
-        raise ReportError(f"{runs_csv}: run {runs.cell[runs.cell.duplicated()].iloc[0]!r} is listed twice")
+    if runs.cell.dropna().duplicated().any():  # (an empty id is the check of ids against combination and seed's)
+        twice = runs.cell.dropna()
+        raise ReportError(f"{runs_csv}: run {twice[twice.duplicated()].iloc[0]!r} is listed twice")
     _check_archived_values(runs, runs_csv, factors)
     archived = read_json(runs_csv.parent / "report.json")
     room = _archived_room(archived, runs)
@@ -369,8 +370,12 @@ def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str
     def bad(i, column: str, allowed: str):
         value = runs[column].iloc[i]
         shown = (repr(value) if isinstance(value, str) else str(bool(value)) if isinstance(value, (bool, np.bool_))
-                 else f"{float(value):g}")  # as the file has it: 'x', True, 0.5, inf
-        raise ReportError(f"{runs_csv}: run {str(runs.cell.iloc[i])!r}, column {column}: {shown} is not {allowed}")
+                 else "empty" if pd.isna(value) else f"{float(value):g}")  # as the file has it: 'x', True, 0.5, inf
+        raise ReportError(f"{runs_csv}: {run_label(i)}, column {column}: {shown} is not {allowed}")
+
+    def run_label(i) -> str:  # the run's id, or its line in the file where its id is empty
+        cell = runs.cell.iloc[i]
+        return f"run {cell!r}" if isinstance(cell, str) else f"line {i + 2} (its cell id empty)"
 
     for i, status in enumerate(runs.status):
         if status not in ("done", "failed", "missing"):

@@ -333,6 +333,8 @@ DAMAGED_TABLES = [  # (column, the run's new value, what the one-line error says
     ("clip_fraction", "True", "column clip_fraction: True is not a finite number (or empty)"),
     ("cell", "sorl/seed7", "column cell: 'sorl/seed7' is not 'baseline/seed0', its combination and seed"),
     ("sorl", "1", "the runs of 'baseline' differ in their factor columns"),
+    ("status", "", "run 'baseline/seed0', column status: empty is not done, failed or missing"),
+    ("cell", "", "line 2 (its cell id empty), column cell: empty is not 'baseline/seed0', its combination and seed"),
 ]
 
 
