@@ -171,3 +171,52 @@ def test_a_batch_of_demonstrations_encodes_each_string_as_one_call_per_string_do
         assert any(len(segments) > 2 for _, segments in examples)  # multi-turn episodes among them
         assert encode_demonstrations(tokenizer, task, examples) == [one_call_per_string(task, p, s) for p, s in examples]
     assert encode_demonstrations(tokenizer, task, []) == []
+
+
+def test_a_shape_that_cannot_fit_in_memory_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """Linux overcommits: an oversized model is not refused at allocation but killed mid-initialisation, without
+    a word. The build refuses it first, from its parameter count (16 bytes each: float32 weights, gradients, two
+    AdamW moments), with one line; nothing is built or cached."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from sigx import models
+    from sigx.cli import app
+    from sigx.config import RecipeError
+    from sigx.models.tiny import check_fits
+    from sigx.models.tokenizer import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer()
+    config = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    vocab = len(tokenizer)
+    # embeddings and head (untied), q/k/v with biases, o, the MLP's three matrices, two norms, the final norm
+    parameters = 2 * vocab * 32 + (32 * 32 + 32) + 2 * (32 * 16 + 16) + 32 * 32 + 3 * 32 * 64 + 2 * 32 + 32
+    check_fits(config.model_copy(update={"sft_steps": 0}), tokenizer, available=4 * parameters)  # weights alone
+    check_fits(config, tokenizer, available=16 * parameters)  # just fits
+    with pytest.raises(RecipeError) as err:
+        check_fits(config, tokenizer, available=16 * parameters - 1)
+    (line,) = err.value.problems
+    assert line == (f"model.tiny: sigx/tiny of this shape (hidden_size 32, num_layers 1, intermediate_size 64) has "
+                    f"{parameters / 1e6:,.1f}M parameters: its warm start needs {16 * parameters / 2**30:,.1f} GiB "
+                    "(float32 weights, gradients and AdamW's two moments) and this machine has 0.0 GiB available; "
+                    "make it smaller")
+
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models.tiny, "available_memory", lambda: 2**20)  # a machine with 1 MiB free
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: big\nlogging: {wandb: disabled, output_dir: " + str(tmp_path / "runs") + "}\n")
+    result = CliRunner().invoke(app, ["train", str(recipe)])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "model.tiny: sigx/tiny of this shape (hidden_size 128, num_layers 3" in errors[0]
+    assert "this machine has 0.0 GiB available; make it smaller" in errors[0]
+    assert [p.name for p in (tmp_path / "cache" / "tiny").iterdir() if p.is_dir()] == [], "nothing built"
+
+
+def test_an_allocation_refused_while_building_is_one_line_and_a_bug_is_not_hidden():
+    from sigx.models.tiny import out_of_memory
+
+    refused = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 4398046511104 bytes. Error code 12")
+    assert out_of_memory(refused) and out_of_memory(MemoryError()) and out_of_memory(torch.OutOfMemoryError("x"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sigx.config import TinyModelConfig, field_names_with_role
+from sigx.config import RecipeError, TinyModelConfig, field_names_with_role
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
@@ -188,6 +188,43 @@ def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=pr
     return losses
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give without swapping (Linux's MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits(config: TinyModelConfig, tokenizer, available: int | None = None) -> None:
+    """Refuse, before building, a shape whose warm start cannot fit in memory.
+
+    Why before: Linux hands out memory it does not have (overcommit), so an oversized model is not refused at
+    allocation but killed by the kernel mid-initialisation, with no message at all. The SFT warm start holds the
+    float32 weights, their gradients and AdamW's two moments: 16 bytes a parameter, activations aside (4 bytes
+    with no SFT steps: the weights alone)."""
+    with torch.device("meta"):  # the shape alone: no memory
+        parameters = sum(p.numel() for p in build_tiny_model(config, tokenizer).parameters())
+    need, held = (16 * parameters, "float32 weights, gradients and AdamW's two moments") if config.sft_steps else \
+        (4 * parameters, "float32 weights; no SFT steps")
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        raise RecipeError([f"model.tiny: sigx/tiny of this shape (hidden_size {config.hidden_size}, num_layers "
+                           f"{config.num_layers}, intermediate_size {config.intermediate_size}) has "
+                           f"{parameters / 1e6:,.1f}M parameters: its warm start needs {need / 2**30:,.1f} GiB "
+                           f"({held}) and this machine has "
+                           f"{available / 2**30:,.1f} GiB available; make it smaller"])
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """An allocation the machine refused (host or GPU), not a bug: PyTorch's CPU allocator raises a plain
+    RuntimeError ("can't allocate memory"), its GPU allocator ``torch.OutOfMemoryError``, Python ``MemoryError``."""
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "allocate memory" in str(err)
+
+
 def ensure_tiny_base(config: TinyModelConfig, task: Task, task_config, log=print) -> Path:
     """Path of the warm-started tiny model for this (model, task) config, building it once if needed.
 
@@ -208,9 +245,18 @@ def ensure_tiny_base(config: TinyModelConfig, task: Task, task_config, log=print
         phase = f" + a critique phase of {config.sft_critique_steps}" if config.sft_critique_steps else ""
         log(f"building sigx/tiny ({key}): SFT warm start, {config.sft_steps} steps{phase}")
         tokenizer = build_char_tokenizer()
+        check_fits(config, tokenizer)
         torch.manual_seed(config.sft_seed)  # the weight init too: a cached base must not depend on the process
-        model = build_tiny_model(config, tokenizer)
-        losses = sft_warm_start(model, tokenizer, task, config, log)
+        try:
+            model = build_tiny_model(config, tokenizer)
+            losses = sft_warm_start(model, tokenizer, task, config, log)
+        except (MemoryError, RuntimeError) as err:
+            if not out_of_memory(err):
+                raise
+            raise RecipeError([f"model.tiny: this machine's memory cannot build sigx/tiny of this shape (hidden_size "
+                               f"{config.hidden_size}, num_layers {config.num_layers}, intermediate_size "
+                               f"{config.intermediate_size}, sft_batch_size {config.sft_batch_size}): "
+                               f"{' '.join(str(err).split()) or type(err).__name__}; make it smaller"]) from None
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
