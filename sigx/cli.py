@@ -185,9 +185,18 @@ def validate(
     print_memory_plan(lines, gpu_memory, prompt_tokens, nproc)
 
 
+def warn_of_memory(r: Recipe, processes: int = 1, nproc: int = 1) -> None:
+    """One warning line before a run that this machine's memory cannot hold by sigx's plan (sigx.memory.shortfall)."""
+    from sigx.memory import shortfall
+
+    why = shortfall(r, processes, nproc)
+    if why:
+        console.print(f"[yellow]warning:[/yellow] {escape(why)}", highlight=False, soft_wrap=True)
+
+
 def print_memory_plan(lines: list | str, gpu_memory: float | None, prompt_tokens: int, nproc: int = 1) -> None:
     """The memory plan's table and total, or why it is unknown (``lines`` is then that reason)."""
-    from sigx.memory import GIB, gpu_total
+    from sigx.memory import GIB, gpu_total, line_name
 
     if isinstance(lines, str):
         typer.echo(f"memory plan: unknown ({lines})")
@@ -198,7 +207,7 @@ def print_memory_plan(lines: list | str, gpu_memory: float | None, prompt_tokens
     for column in ("component", "GiB", "what"):
         table.add_column(column)
     for line in lines:
-        table.add_row(line.component + ("" if line.on_gpu else " (host)"), f"{line.bytes / GIB:.3f}", line.note)
+        table.add_row(line_name(line), f"{line.bytes / GIB:.3f}", line.note)
     Console(width=140).print(table)
     total = gpu_total(lines) / GIB
     verdict = ""
@@ -244,6 +253,8 @@ def train(
         from sigx.engine.trainer import VLLM_WITH_NPROC
 
         fail([VLLM_WITH_NPROC])
+    if "LOCAL_RANK" not in os.environ:  # (once, by the launcher, not by each of its processes)
+        warn_of_memory(r, nproc=nproc)
     if nproc * nnodes > 1 and "LOCAL_RANK" not in os.environ:
         nodes = Nodes(nnodes, node_rank, master_addr, master_port) if nnodes > 1 else None
         launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model,
@@ -353,6 +364,8 @@ def ablate(
         fail(f"--until-mde: must be a positive effect size on the declared metric's scale (got {until_mde})")
     if seed_step is not None and seed_step < 1:
         fail(f"--seed-step: must be >= 1 (got {seed_step})")
+    if not dry_run and r.ablation.executor == "local":  # (a cluster's cells run on its machines, not this one)
+        warn_of_memory(r, processes=r.ablation.workers, nproc=r.ablation.nproc_per_cell)
     with one_line_errors():
         try:
             if sequential:

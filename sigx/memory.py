@@ -28,6 +28,7 @@ holds, measured on CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sigx.config import Recipe
 
@@ -186,6 +187,55 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None,
 
 def gpu_total(lines: list[Line]) -> float:
     return sum(line.bytes for line in lines if line.on_gpu)
+
+
+def available_host_memory() -> int | None:
+    """Bytes of memory this machine can give without swapping (Linux's MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def shortfall(recipe: Recipe, processes: int = 1, nproc: int = 1) -> str | None:
+    """Why this machine will not hold the run, by the plan at its lower bound (prompts of no tokens), or None.
+
+    Why a warning at start: a run too big for its machine fails only after its model is loaded and its first
+    rollout sampled, and on a CPU not even with a message (Linux overcommits, then its kernel kills the process).
+    Why the lower bound and a warning, not a refusal: the plan is an estimate (docs/gpu.md: within ~10% on what
+    it counts); only a run that cannot fit even with empty prompts is called out. ``processes``: runs side by side
+    on this machine (an ablation's workers); ``nproc``: the processes of one run (``sigx train --nproc``)."""
+    import torch
+
+    from sigx.config import RecipeError
+
+    try:
+        lines = plan(recipe, prompt_tokens=0, nproc=nproc)
+    except (ShapeUnknown, RecipeError):
+        return None  # a model whose shape is unknown here: nothing to compare; a bad recipe fails elsewhere
+    if torch.cuda.is_available():
+        if processes * nproc > 1:  # the GPUs are the other processes': asking would put a CUDA context on GPU 0
+            return None
+        need, have, where = gpu_total(lines), torch.cuda.mem_get_info()[0], "the GPU has"
+        largest = max((line for line in lines if line.on_gpu), key=lambda line: line.bytes)
+    else:
+        need = sum(line.bytes for line in lines) * processes * nproc
+        have, where = available_host_memory(), "this machine has"
+        largest = max(lines, key=lambda line: line.bytes)
+    if have is None or need <= have:
+        return None
+    side = f" ({processes * nproc} processes)" if processes * nproc > 1 else ""
+    return (f"by sigx's memory plan this run needs at least {need / GIB:,.1f} GiB{side} and {where} "
+            f"{have / GIB:,.1f} GiB free (its largest part: {line_name(largest)} {largest.bytes / GIB:,.1f} GiB): "
+            "it will likely stop for memory; `sigx validate` shows the plan (training.micro_batch_size or "
+            "micro_batch_tokens, training.lora.r, model.gradient_checkpointing, a smaller group shrink it)")
+
+
+def line_name(line: Line) -> str:
+    return line.component + ("" if line.on_gpu else " (host)")
 
 
 def _storage_bytes(tensors) -> int:

@@ -54,3 +54,41 @@ def test_a_plan_for_n_processes_divides_what_fsdp2_shards():
     split = {line.component: line.bytes for line in plan(load_recipe(RECIPES / "tiny.yaml", ["rollout.seeding=sample"]),
                                                          16, nproc=2)}
     assert split["rollout KV cache"] == one["rollout KV cache"] / 2  # each process samples half the groups
+
+
+def test_a_run_this_machine_cannot_hold_is_warned_of_once_and_still_runs(tmp_path, monkeypatch):
+    """On a CPU an oversized run is killed by the kernel with no message (Linux overcommits): `sigx train` and
+    `sigx ablate` say first that the plan, at its lower bound (prompts of no tokens), exceeds the memory
+    available, times the processes that will hold it side by side; they still run (the plan is an estimate)."""
+    import yaml
+
+    from sigx import memory
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "hardening"))
+    from hardening_fixtures import tiny_data
+
+    monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    data = tiny_data(tmp_path)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(path)
+    need = sum(line.bytes for line in plan(recipe, prompt_tokens=0))
+    monkeypatch.setattr(memory, "available_host_memory", lambda: int(need))  # just enough: no word
+    assert memory.shortfall(recipe) is None
+    monkeypatch.setattr(memory, "available_host_memory", lambda: int(need) - 1)
+    line = memory.shortfall(recipe)
+    assert line.startswith(f"by sigx's memory plan this run needs at least {need / 2**30:,.1f} GiB and this "
+                           "machine has 0.0 GiB free (its largest part: ") and "`sigx validate` shows the plan" in line
+    assert f"{2 * need / 2**30:,.1f} GiB (2 processes)" in memory.shortfall(recipe, processes=2)
+    monkeypatch.setattr(memory, "available_host_memory", lambda: None)  # not Linux: nothing to compare
+    assert memory.shortfall(recipe) is None
+
+    monkeypatch.setattr(memory, "available_host_memory", lambda: 1024)
+    result = CliRunner().invoke(app, ["train", str(path)])
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: by sigx's memory plan")]
+    assert result.exit_code == 0 and len(warnings) == 1, result.output
+    assert (tmp_path / "runs" / "hard" / "baseline" / "seed0" / "summary.json").is_file()
+    result = CliRunner().invoke(app, ["ablate", str(path), "--workers", "2", "--dry-run"])
+    assert "warning: by sigx's memory plan" not in result.output  # a dry run runs nothing
+    result = CliRunner().invoke(app, ["ablate", str(path)])
+    assert result.exit_code == 0 and result.output.count("warning: by sigx's memory plan") == 1, result.output

@@ -21,6 +21,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sigx.config import RecipeError, TinyModelConfig, field_names_with_role
+from sigx.memory import available_host_memory as available_memory
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
@@ -186,17 +187,6 @@ def sft_warm_start(model, tokenizer, task: Task, config: TinyModelConfig, log=pr
                 log(f"{name} step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f}")
     model.eval()
     return losses
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this machine can give without swapping (Linux's MemAvailable), or None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def check_fits(config: TinyModelConfig, tokenizer, available: int | None = None) -> None:
