@@ -28,9 +28,9 @@ holds, measured on CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from sigx.config import Recipe
+from sigx.host import available_memory as available_host_memory
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 GIB = 2**30
@@ -187,17 +187,6 @@ def plan(recipe: Recipe, prompt_tokens: int = 256, gpu_gib: float | None = None,
 
 def gpu_total(lines: list[Line]) -> float:
     return sum(line.bytes for line in lines if line.on_gpu)
-
-
-def available_host_memory() -> int | None:
-    """Bytes of memory this machine can give without swapping (Linux's MemAvailable), or None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def shortfall(recipe: Recipe, processes: int = 1, nproc: int = 1) -> str | None:

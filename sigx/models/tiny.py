@@ -21,7 +21,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sigx.config import RecipeError, TinyModelConfig, field_names_with_role
-from sigx.memory import available_host_memory as available_memory
+from sigx.host import available_memory
 from sigx.models.tokenizer import ALPHABET, build_char_tokenizer
 from sigx.tasks.base import Segment, Task
 
