@@ -373,9 +373,9 @@ def _check_archived_values(runs: pd.DataFrame, runs_csv: Path, factors: list[str
                  else "empty" if pd.isna(value) else f"{float(value):g}")  # as the file has it: 'x', True, 0.5, inf
         raise ReportError(f"{runs_csv}: {run_label(i)}, column {column}: {shown} is not {allowed}")
 
-    def run_label(i) -> str:  # the run's id, or its line in the file where its id is empty
+    def run_label(i) -> str:  # the run's id, or its row of the table (header aside) where its id is empty
         cell = runs.cell.iloc[i]
-        return f"run {cell!r}" if isinstance(cell, str) else f"line {i + 2} (its cell id empty)"
+        return f"run {cell!r}" if isinstance(cell, str) else f"run {i + 1} of the table (its cell id empty)"
 
     for i, status in enumerate(runs.status):
         if status not in ("done", "failed", "missing"):

@@ -334,7 +334,8 @@ DAMAGED_TABLES = [  # (column, the run's new value, what the one-line error says
     ("cell", "sorl/seed7", "column cell: 'sorl/seed7' is not 'baseline/seed0', its combination and seed"),
     ("sorl", "1", "the runs of 'baseline' differ in their factor columns"),
     ("status", "", "run 'baseline/seed0', column status: empty is not done, failed or missing"),
-    ("cell", "", "line 2 (its cell id empty), column cell: empty is not 'baseline/seed0', its combination and seed"),
+    ("cell", "", "run 1 of the table (its cell id empty), column cell: empty is not 'baseline/seed0', its "
+              "combination and seed"),
 ]
 
 
