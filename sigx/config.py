@@ -158,11 +158,12 @@ class TinyModelConfig(Strict):
     wrong step, so the starting policy is competent but imperfect and RL has room to improve it.
     """
 
-    hidden_size: int = Field(128, ge=16, le=16384, description="width of the Qwen2-architecture model")
-    num_layers: int = Field(3, ge=1, le=256, description="transformer layers")
-    num_heads: int = Field(4, ge=1, le=1024, description="attention heads (must divide hidden_size)")
+    hidden_size: int = Field(128, ge=16, le=16384, description="width of the Qwen2-architecture model (at most 16384; "
+                             "a shape whose warm start cannot fit in memory is refused before it is built)")
+    num_layers: int = Field(3, ge=1, le=256, description="transformer layers (at most 256)")
+    num_heads: int = Field(4, ge=1, le=1024, description="attention heads (must divide hidden_size; at most 1024)")
     num_kv_heads: int = Field(2, ge=1, description="key/value heads, grouped-query attention (must divide num_heads)")
-    intermediate_size: int = Field(384, ge=16, le=131072, description="MLP width")
+    intermediate_size: int = Field(384, ge=16, le=131072, description="MLP width (at most 131072)")
     tie_embeddings: bool = Field(False, description="share the input embedding and the output head")
     sft_steps: int = Field(1000, ge=0, description="steps of the SFT warm start (0: random weights, for benchmarks)")
     sft_batch_size: int = Field(64, ge=1, description="demonstrations per SFT step")
