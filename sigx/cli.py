@@ -350,6 +350,7 @@ def ablate(
     cli_overrides = [f"ablation.{k}={v}" for k, v in
                      (("workers", workers), ("executor", executor), ("ray.address", address)) if v is not None]
     r = load_or_fail(recipe, (set_ or []) + cli_overrides)
+    from sigx.ablation.looks import MAX_SEEDS
     from sigx.ablation.runner import run_ablation
     from sigx.ablation.store import StoreError
 
@@ -364,6 +365,8 @@ def ablate(
         fail(f"--until-mde: must be a positive effect size on the declared metric's scale (got {until_mde})")
     if seed_step is not None and seed_step < 1:
         fail(f"--seed-step: must be >= 1 (got {seed_step})")
+    if max_seeds is not None and max_seeds > MAX_SEEDS:  # (a schedule of looks that long would not be built)
+        fail(f"--max-seeds: at most {MAX_SEEDS} seeds per cell (got {max_seeds})")
     if not dry_run and r.ablation.executor == "local":  # (a cluster's cells run on its machines, not this one)
         warn_of_memory(r, processes=r.ablation.workers, nproc=r.ablation.nproc_per_cell)
     with one_line_errors():

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from sigx.ablation.store import StoreError
 from sigx.runs import read_json
@@ -15,6 +18,8 @@ ALPHA = 0.05
 #: the stopping rules: "resolved" stops when no declared gap is inconclusive, "mde" when every main effect's MDE
 #: is at most ``target_mde``; both spend alpha over the planned looks (sigx.ablation.sequential says why)
 RULES = ("resolved", "mde")
+#: the most seeds per cell a sequential plan may reach (thousands of runs a cell: far past any budget)
+MAX_SEEDS = 10_000
 
 
 @dataclass
@@ -60,14 +65,43 @@ class SequentialPlan:
                 f"at {self.alpha:g} / {self.looks} = {self.alpha_per_look:.4g} (Bonferroni alpha spending)")
 
 
+class _Look(BaseModel):
+    """A look done, as ``sequential.json`` records it: which look, at how many seeds (and what it found)."""
+
+    model_config = ConfigDict(extra="allow")
+    look: StrictInt = Field(ge=1)
+    seeds: StrictInt = Field(ge=1)
+
+
+class _PlanFile(BaseModel):
+    """``sequential.json``'s fields and what each may hold: a damaged or hand-edited file is one line naming the
+    field, not a traceback from the arithmetic of the looks."""
+
+    model_config = ConfigDict(extra="forbid")
+    first_seeds: list[Annotated[StrictInt, Field(ge=0)]] = Field(min_length=1)
+    step: StrictInt = Field(ge=1)
+    max_seeds: StrictInt = Field(ge=1, le=MAX_SEEDS)
+    alpha: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = ALPHA
+    looks_done: list[_Look] = []
+    rule: str = "resolved"
+    target_mde: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
 def load_plan(root: Path) -> SequentialPlan | None:
     data = read_json(root / FILE)
     if data is None:
         return None
     try:
-        plan = SequentialPlan(**data)
-    except TypeError:
-        raise StoreError(f"{root / FILE}: not a sigx sequential plan") from None
+        checked = _PlanFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise StoreError(f"{root / FILE}: not a sigx sequential plan ({where}: {first['msg']}); restore it from the "
+                         "archive or version control") from None
+    plan = SequentialPlan(**checked.model_dump())
+    if len(set(plan.first_seeds)) != len(plan.first_seeds) or plan.max_seeds < len(plan.first_seeds):
+        raise StoreError(f"{root / FILE}: not a sigx sequential plan (first_seeds {plan.first_seeds} repeat a seed "
+                         f"or exceed max_seeds {plan.max_seeds})")
     if plan.rule not in RULES or (plan.rule == "mde") != (plan.target_mde is not None):
         raise StoreError(f"{root / FILE}: not a sigx sequential plan (rule {plan.rule!r}, target_mde "
                          f"{plan.target_mde!r}; rules: {', '.join(RULES)}, an MDE target with 'mde' only)")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sigx.ablation.looks import look_alpha
+from sigx.ablation.store import StoreError
 from sigx.provenance import batch_key
 from sigx.report.metrics import METRICS
 from sigx.runs import (WRITTEN_INFINITY, UnreadableRecipe, cell_status, read_json, read_jsonl_lines,
@@ -284,7 +285,10 @@ def load_ablation(root: str | Path) -> Ablation:
     runs = complete_runs(pd.DataFrame(rows), room)
     curves = pd.DataFrame(curves, columns=["cell", "combination", "seed", "step", "reward"])
     design = full_design(**plan.get("design", {}))
-    alpha, sequential = look_alpha(root)
+    try:
+        alpha, sequential = look_alpha(root)
+    except StoreError as err:  # a damaged sequential.json: the level of every test is unknown, nothing to report
+        raise ReportError(str(err)) from None
     return Ablation(plan.get("name", root.name), root, factors, runs, curves, {i.name: i for i in infos}, design,
                     _stored_recipe(root / "recipe.yaml"), alpha, sequential, damage, room)
 

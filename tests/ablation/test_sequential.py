@@ -94,6 +94,7 @@ def test_the_cli_refuses_unusable_sequential_flags_in_one_line(tmp_path):
         (["--until-mde", "0", "--max-seeds", "4"], "--until-mde: must be a positive effect size"),
         (["--until-mde", "nan", "--max-seeds", "4"], "--until-mde: must be a positive effect size"),
         (["--max-seeds", "4"], "--max-seeds / --seed-step: only with --until-resolved or --until-mde"),
+        (["--until-mde", "0.02", "--max-seeds", "20000"], "--max-seeds: at most 10000 seeds per cell (got 20000)"),
     ]:
         result = CliRunner().invoke(app, ["ablate", str(path), *args])
         assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
@@ -108,7 +109,17 @@ def test_the_cli_refuses_unusable_sequential_flags_in_one_line(tmp_path):
 @pytest.mark.parametrize("plan", [{"first_seeds": [0], "step": 1, "max_seeds": 2, "rule": "whenever"},
                                   {"first_seeds": [0], "step": 1, "max_seeds": 2, "rule": "mde"},
                                   {"first_seeds": [0], "step": 1, "max_seeds": 2, "target_mde": 0.02},
-                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "stop": "now"}])
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "stop": "now"},
+                                  # what fuzzing the file found giving tracebacks: values of the wrong type
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "rule": "mde", "target_mde": None},
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "looks_done": [{"look": 1,
+                                                                                                  "seeds": {"a": 1}}]},
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "looks_done": [-0.0]},
+                                  {"first_seeds": [True], "step": 1, "max_seeds": 2},
+                                  {"first_seeds": [0, 0], "step": 1, "max_seeds": 2},
+                                  {"first_seeds": [0], "step": "x", "max_seeds": 2},
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 10**12},
+                                  {"first_seeds": [0], "step": 1, "max_seeds": 2, "alpha": None}])
 def test_a_damaged_sequential_plan_is_refused_in_one_line(tmp_path, plan):
     import json
 

@@ -98,6 +98,17 @@ def test_any_numeric_summary_key_is_a_metric_and_an_unknown_one_lists_them(tmp_p
     assert "--metric: 'nope' is no numeric summary key of abl's runs; allowed:" in line and "my_gate_mean" in line
 
 
+
+def test_a_damaged_sequential_plan_is_one_line_for_report(tmp_path, cwd):
+    """sequential.json sets the level of every test; a look whose seed count is an object made the report's
+    arithmetic raise a TypeError: now one line names the field."""
+    root = store(tmp_path / "abl")
+    (root / "sequential.json").write_text(json.dumps({"first_seeds": [0, 1], "step": 2, "max_seeds": 4,
+                                                      "looks_done": [{"look": 1, "seeds": {"a": 1}}]}))
+    line = one_error_line(report(root, tmp_path))
+    assert f"{root / 'sequential.json'}: not a sigx sequential plan (looks_done.0.seeds: Input should be a valid " \
+        "integer); restore it from the archive or version control" in line, line
+
 HOSTILE = [None, True, False, 0, -1, 1e308, "x", "", [], {}, [1, 2], {"a": 1}, "../../etc", "baseline/seed0", 2**70,
            "NaN", "\x00", ["sspo"], 3.5]
 
