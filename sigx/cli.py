@@ -253,13 +253,14 @@ def train(
         from sigx.engine.trainer import VLLM_WITH_NPROC
 
         fail([VLLM_WITH_NPROC])
-    if "LOCAL_RANK" not in os.environ:  # (once, by the launcher, not by each of its processes)
+    if "LOCAL_RANK" not in os.environ:  # the launcher (or a one-process run), not one of a --nproc run's processes
         warn_of_memory(r, nproc=nproc)
-    if nproc * nnodes > 1 and "LOCAL_RANK" not in os.environ:
-        nodes = Nodes(nnodes, node_rank, master_addr, master_port) if nnodes > 1 else None
-        launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model,
-                         ["--group", group] * bool(group) + ["--combination", combination] * bool(combination), nodes)
-        return
+        if nproc * nnodes > 1:
+            nodes = Nodes(nnodes, node_rank, master_addr, master_port) if nnodes > 1 else None
+            launch_processes(nproc, recipe, (set_ or []) + enable_overrides(enable), run_dir, fresh, save_model,
+                             ["--group", group] * bool(group) + ["--combination", combination] * bool(combination),
+                             nodes)
+            return
     import torch
 
     from sigx.engine.distributed import (abandon_processes, exit_finished_process, finish_processes,

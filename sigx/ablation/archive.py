@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sigx.ablation.store import AblationStore, StoreError, experiment_differences
+from sigx.ablation.store import AblationStore, StoreError, experiment_differences, recorded_build
 from sigx.runs import (RUN_FILES, UnreadableRecipe, cell_status, list_differences, read_json, read_stored_recipe,
                        write_json_atomic, write_text_atomic)
 
@@ -139,12 +139,6 @@ def _exclusive(out: Path):
         os.close(handle)
 
 
-def _build(summary) -> str | None:
-    """The digest of the warm-start build a run started from (``base_weights``), where its summary recorded one."""
-    digest = summary.get("base_weights") if isinstance(summary, dict) else None
-    return digest if isinstance(digest, str) and digest else None
-
-
 class OneBuild:
     """The one warm-start build the finished runs at ``destination`` started from, as runs from ``source`` come
     in: a run that recorded another is refused, so that moving runs never makes a mixture of two base models.
@@ -159,7 +153,7 @@ class OneBuild:
         self.what = what
 
     def admit(self, summary, source: Path, way_out: str) -> None:
-        digest = _build(summary)
+        digest = recorded_build(summary)
         if digest is None or self.mixed:
             return
         if self.digest is not None and digest != self.digest:
@@ -191,8 +185,9 @@ def _copy_finished(root: Path, out: Path, cell_ids: list[str]) -> ArchiveOutcome
     store = AblationStore(root)
     held_build = OneBuild(store, AblationStore(out), f"in the archive {out} started")
     for cell_id in cell_ids:  # before anything is written: all of the store's runs go in, or none
-        if store.status(cell_id) == "done" and cell_status(read_json(out / cell_id / "summary.json")) != "done":
-            held_build.admit(store.summary(cell_id), store.cell_dir(cell_id), "archive this store to another directory")
+        summary = store.summary(cell_id)
+        if cell_status(summary) == "done" and cell_status(read_json(out / cell_id / "summary.json")) != "done":
+            held_build.admit(summary, store.cell_dir(cell_id), "archive this store to another directory")
     for cell_id in cell_ids:
         status = store.status(cell_id)
         if status == "pending":

@@ -60,6 +60,13 @@ class StoreError(RuntimeError):
     """A run store that cannot be used as asked; the message is one line for the CLI."""
 
 
+def recorded_build(summary) -> str | None:
+    """The digest of the warm-start build a run started from (its summary's ``base_weights``), where it recorded
+    one (not a sigx/tiny base, or a run made before sigx recorded it: None)."""
+    digest = summary.get("base_weights") if isinstance(summary, dict) else None
+    return digest if isinstance(digest, str) and digest else None
+
+
 def store_root(recipe: Recipe) -> Path:
     return Path(recipe.ablation.output_dir) / recipe.name
 
@@ -99,8 +106,8 @@ class AblationStore:
         found: dict[str, int] = {}
         unrecorded = 0
         for summary in self.finished_summaries():
-            digest = summary.get("base_weights")
-            if isinstance(digest, str) and digest:
+            digest = recorded_build(summary)
+            if digest is not None:
                 found[digest] = found.get(digest, 0) + 1
             else:
                 unrecorded += 1
@@ -111,7 +118,7 @@ class AblationStore:
         they all recorded the same."""
         kinds = set()
         for summary in self.finished_summaries():
-            if summary.get("base_weights") == digest:
+            if recorded_build(summary) == digest:
                 record = summary.get("provenance")
                 kinds.add(record.get("cpu") if isinstance(record, dict) else None)
         return kinds.pop() if len(kinds) == 1 else None

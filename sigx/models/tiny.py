@@ -202,11 +202,15 @@ def check_fits(config: TinyModelConfig, tokenizer, available: int | None = None)
         (4 * parameters, "float32 weights; no SFT steps")
     available = available_memory() if available is None else available
     if available is not None and need > available:
-        raise RecipeError([f"model.tiny: sigx/tiny of this shape (hidden_size {config.hidden_size}, num_layers "
-                           f"{config.num_layers}, intermediate_size {config.intermediate_size}) has "
+        raise RecipeError([f"model.tiny: sigx/tiny of this shape ({shape_words(config)}) has "
                            f"{parameters / 1e6:,.1f}M parameters: its warm start needs {need / 2**30:,.1f} GiB "
                            f"({held}) and this machine has "
                            f"{available / 2**30:,.1f} GiB available; make it smaller"])
+
+
+def shape_words(config: TinyModelConfig) -> str:
+    return (f"hidden_size {config.hidden_size}, num_layers {config.num_layers}, intermediate_size "
+            f"{config.intermediate_size}")
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -243,9 +247,8 @@ def ensure_tiny_base(config: TinyModelConfig, task: Task, task_config, log=print
         except (MemoryError, RuntimeError) as err:
             if not out_of_memory(err):
                 raise
-            raise RecipeError([f"model.tiny: this machine's memory cannot build sigx/tiny of this shape (hidden_size "
-                               f"{config.hidden_size}, num_layers {config.num_layers}, intermediate_size "
-                               f"{config.intermediate_size}, sft_batch_size {config.sft_batch_size}): "
+            raise RecipeError([f"model.tiny: this machine's memory cannot build sigx/tiny of this shape "
+                               f"({shape_words(config)}, sft_batch_size {config.sft_batch_size}): "
                                f"{' '.join(str(err).split()) or type(err).__name__}; make it smaller"]) from None
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
         model.save_pretrained(tmp)

@@ -347,9 +347,9 @@ def load_archive(runs_csv: str | Path, recipe_path: str | Path) -> Ablation:
     if columns_between and columns_between != factors:  # the archive's factor columns sit between seed and status
         raise ReportError(f"{runs_csv}: its factors are {', '.join(columns_between)}, the recipe's "
                           f"{', '.join(factors)}: name the recipe that made these runs")
-    if runs.cell.dropna().duplicated().any():  # (an empty id is the check of ids against combination and seed's)
-        twice = runs.cell.dropna()
-        raise ReportError(f"{runs_csv}: run {twice[twice.duplicated()].iloc[0]!r} is listed twice")
+    named = runs.cell.dropna()  # (an empty id is for the check of ids against combination and seed)
+    if named.duplicated().any():
+        raise ReportError(f"{runs_csv}: run {named[named.duplicated()].iloc[0]!r} is listed twice")
     _check_archived_values(runs, runs_csv, factors)
     archived = read_json(runs_csv.parent / "report.json")
     room = _archived_room(archived, runs)
