@@ -426,16 +426,19 @@ def checked_analysis_options(format_: list[str] | None, metric: str | None, marg
                      "--recipe recipes/stress.yaml (an archived result, its store gone)  ·  sigx report "
                      "ablations/search-stress-ws2 --replicates results/search-stress/search-stress (does a second "
                      "warm start confirm the first's conclusions?)  ·  sigx report ablations/search-stress --seeds "
-                     "0-11 (whole seed blocks only; a later block is part-finished)")
+                     "0-11 (whole seed blocks only; a later block is part-finished)  ·  sigx report ablations/stress "
+                     "--overwrite (replace what results/stress/ holds though it is not an earlier state of this "
+                     "report)")
 def report(
     stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/); with --recipe, archived runs.csv files.", show_default=False)] = None,
     metric: Annotated[Optional[str], typer.Option(help="Metric of the effects and additivity tables (default: the recipe's ablation.metric, else final_reward): final_reward, reward_auc, final_critique_accuracy, tokens_per_s, or any numeric key of the runs' summary.json (a technique's own entries).", show_default=False)] = None,
-    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md).")] = None,
+    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md). report.json is written whatever is asked: it records the analysis and the runs the report covers.")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Additivity / equivalence margin (default: the recipe's ablation.margin, else 0.02).", show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Reports go to OUT/<ablation name>/.")] = Path("results"),
     recipe: Annotated[Optional[Path], typer.Option(help="Report archived runs (a runs.csv) made by this recipe.", show_default=False)] = None,
     replicates: Annotated[Optional[Path], typer.Option(help="A reference report.json (or its folder): test its conclusions (significant terms, synergistic / redundant gaps) on this ablation, e.g. the same factors on another warm start.", show_default=False)] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Analyse only these seeds' runs, e.g. 0-11 or 0,2,5-7 (whole blocks named before looking: the report's first line lists the seeds left out and how many of their runs had finished).", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the report in OUT/<name>/ even when it is not an earlier state of this one (another analysis, or runs this one lacks or reports otherwise); without it that is refused, and an update (more runs finished) is written silently.")] = False,
 ) -> None:
     """Compare an ablation's cells and test whether the techniques' gains add up (effects, interactions, gaps).
 
@@ -470,7 +473,8 @@ def report(
     for ablation in loaded:
         with one_line_errors():
             try:
-                _, written = generate_report(ablation, out, metric, margin, formats, console, replicates=replicates)
+                _, written = generate_report(ablation, out, metric, margin, formats, console, replicates=replicates,
+                                             overwrite=overwrite)
             except ReportError as err:
                 fail(str(err))
         typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
@@ -486,12 +490,13 @@ def compare(
     store_b: Annotated[Path, typer.Argument(help="Ablation run store B (another model, task or warm start).")],
     metric: Annotated[Optional[str], typer.Option(help="Metric compared (default: A's declared ablation.metric, else final_reward).", show_default=False)] = None,
     margin: Annotated[Optional[float], typer.Option(help="A difference inside +-margin is 'the same' (default: A's declared ablation.margin, else 0.02).", show_default=False)] = None,
-    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md).")] = None,
+    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md). compare.json is written whatever is asked: it records the analysis and the runs compared.")] = None,
     out: Annotated[Path, typer.Option(help="Files go to OUT/<A>-vs-<B>/.")] = Path("results"),
     recipe_a: Annotated[Optional[Path], typer.Option(help="A is an archived runs.csv (its store gone) made by this recipe.", show_default=False)] = None,
     recipe_b: Annotated[Optional[Path], typer.Option(help="B is an archived runs.csv made by this recipe.", show_default=False)] = None,
     seeds_a: Annotated[Optional[str], typer.Option(help="Compare only these seeds of A, e.g. 0-11 (whole blocks named before looking; the comparison's notes list what was left out).", show_default=False)] = None,
     seeds_b: Annotated[Optional[str], typer.Option(help="Compare only these seeds of B.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the comparison in OUT/<A>-vs-<B>/ even when it is not an earlier state of this one (see sigx report --overwrite).")] = False,
 ) -> None:
     """Is each effect (main effects, interactions, the control) different in store B than in store A?
 
@@ -500,6 +505,7 @@ def compare(
     margin, or inconclusive."""
     from sigx.report.compare import compare as compare_stores
     from sigx.report.generate import load_store
+    from sigx.report.keep import check_replaceable
     from sigx.report.load import ReportError
     from sigx.report.render import print_comparison, write_comparison
     from sigx.report.seeds import keep_seeds, parse_seeds
@@ -515,11 +521,12 @@ def compare(
             if seeds_b is not None:
                 b = keep_seeds(b, parse_seeds(seeds_b, "--seeds-b"), "--seeds-b")
             comparison = compare_stores(a, b, metric, margin)
+            folder = out / f"{a.name}-vs-{b.name}"
+            check_replaceable(folder, "compare.json", ("compare.md", "compare.csv"), comparison.covers, overwrite)
         except ReportError as err:
             fail(str(err))
         except RecipeError as err:  # --recipe-a / --recipe-b of an archive that does not load
             fail(err.problems)
-        folder = out / f"{a.name}-vs-{b.name}"
         folder.mkdir(parents=True, exist_ok=True)
         written = write_comparison(comparison, folder, formats)
     print_comparison(comparison, console)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sigx.report.keep import analysed, covers
 from sigx.report.load import Ablation, ReportError
 from sigx.report.stats import (ALPHA, DEFAULT_MARGIN, DEFAULT_METRIC, fit_model, holm, seed_fits, term_name, tost_p,
                                warm_start_line)
@@ -47,6 +48,7 @@ class Comparison:
     table: pd.DataFrame  # COLUMNS, one row per term both stores estimate
     only_in: dict[str, list[str]] = field(default_factory=dict)  # store name -> terms the other lacks
     notes: list[str] = field(default_factory=list)
+    covers: dict = field(default_factory=dict)  # the analysis and each side's finished runs (sigx.report.keep)
 
 
 def per_seed_effects(ab: Ablation, metric: str) -> tuple[dict[str, tuple[int, str, np.ndarray]], list[str]]:
@@ -151,5 +153,7 @@ def compare(a: Ablation, b: Ablation, metric: str | None = None, margin: float |
     table["verdict"] = [verdict(r.p_holm, r.p_same_holm, margin, alpha) for r in table.itertuples()]
     only_in = {a.name: [t for t in effects_a if t not in effects_b],
                b.name: [t for t in effects_b if t not in effects_a]}
+    record = covers({"metric": metric, "margin": margin, "seeds_a": analysed(a), "seeds_b": analysed(b)},
+                    {"A": a.runs, "B": b.runs})
     return Comparison(a.name, b.name, metric, margin, alpha, table[COLUMNS], {k: v for k, v in only_in.items() if v},
-                      notes)
+                      notes, record)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sigx.report.keep import check_replaceable, report_record
 from sigx.report.load import Ablation, load_ablation, load_archive
 from sigx.report.plots import write_plots
 from sigx.report.render import print_report, write_files
@@ -13,6 +14,7 @@ from sigx.report.replication import read_reference, replication
 from sigx.report.stats import Report, build_report
 
 FORMATS = ("md", "csv", "json")
+REPORT_FILES = ("report.md", "runs.csv", "cells.csv", "effects.csv", "additivity.csv", "room.csv", "replication.csv")
 
 
 def load_store(store: str | Path, recipe: str | Path | None = None) -> Ablation:
@@ -26,16 +28,19 @@ def load_store(store: str | Path, recipe: str | Path | None = None) -> Ablation:
 def generate_report(store: str | Path | Ablation, out_base: str | Path = "results", metric: str | None = None,
                     margin: float | None = None, formats: tuple[str, ...] = ("md",),
                     console: Console | None = None, recipe: str | Path | None = None,
-                    replicates: str | Path | None = None) -> tuple[Report, list[Path]]:
+                    replicates: str | Path | None = None, overwrite: bool = False) -> tuple[Report, list[Path]]:
     """``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so). ``store``
     is a run store's path, an archive's (with ``recipe``, see :func:`load_store`) or an ablation loaded by it.
-    ``replicates``: a reference report.json whose conclusions this ablation checks (sigx.report.replication)."""
+    ``replicates``: a reference report.json whose conclusions this ablation checks (sigx.report.replication).
+    A report already in OUT/<ablation>/ is replaced only by an update of it, or with ``overwrite``
+    (sigx.report.keep)."""
     reference = read_reference(replicates) if replicates is not None else None  # a bad one fails first
     ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
     report = build_report(ablation, metric, margin)
     if reference is not None:
         report.replication = replication(report, reference, report.alpha)
     out = Path(out_base) / ablation.name
+    check_replaceable(out, "report.json", REPORT_FILES, report_record(report), overwrite)
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)
     written = write_files(report, out, list(formats), plots) + plots

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sigx.report.compare import Comparison
+from sigx.report.keep import report_record
 from sigx.report.metrics import METRICS, metric_description
 from sigx.report.replication import summary_line
 from sigx.report.stats import Report
@@ -265,6 +266,7 @@ def as_json(report: Report) -> dict:
             "design": report.ablation.design, "cells": records(report.cells),
             "effects": records(report.effects.table), "additivity": records(report.additivity),
             "room": records(report.room), "room_measures": report.ablation.room, "alpha": report.alpha,
+            "covers": report_record(report),
             "seeds": report.ablation.seeds_analysed, "seed_subset": report.ablation.seed_subset,
             **({"replication": {"reference": report.replication.reference, "source": report.replication.source,
                                 "family": report.replication.family, "notes": report.replication.notes,
@@ -283,9 +285,8 @@ def write_files(report: Report, out: Path, formats: list[str], plots: list[Path]
                         ([("replication", report.replication.table)] if report.replication is not None else []):
             write_text_atomic(out / f"{name}.csv", df.to_csv(index=False))
             written.append(out / f"{name}.csv")
-    if "json" in formats:
-        write_json_atomic(out / "report.json", as_json(report))
-        written.append(out / "report.json")
+    write_json_atomic(out / "report.json", as_json(report))  # whatever --format asks: it records what the report
+    written.append(out / "report.json")                       # covers, which the next report into OUT checks
     return written
 
 
@@ -363,7 +364,7 @@ def comparison_markdown(c: Comparison) -> str:
 
 def comparison_json(c: Comparison) -> dict:
     return {"a": c.a, "b": c.b, "metric": c.metric, "margin": c.margin, "alpha": c.alpha, "only_in": c.only_in,
-            "notes": c.notes, "rows": _records(c.table)}
+            "notes": c.notes, "rows": _records(c.table), "covers": c.covers}
 
 
 def write_comparison(c: Comparison, out: Path, formats: list[str]) -> list[Path]:
@@ -374,9 +375,8 @@ def write_comparison(c: Comparison, out: Path, formats: list[str]) -> list[Path]
     if "csv" in formats:
         write_text_atomic(out / "compare.csv", c.table.to_csv(index=False))
         written.append(out / "compare.csv")
-    if "json" in formats:
-        write_json_atomic(out / "compare.json", comparison_json(c))
-        written.append(out / "compare.json")
+    write_json_atomic(out / "compare.json", comparison_json(c))  # whatever --format asks: see write_files
+    written.append(out / "compare.json")
     return written
 
 

@@ -1,9 +1,12 @@
-"""What the hardening tests share: the smallest recipe that trains, and the one-error-line check (the `cwd`
-fixture that must stay empty is in tests/conftest.py, shared with tests/test_hardening.py)."""
+"""What the hardening tests share: the smallest recipe that trains, a hand-made store to report, and the
+one-error-line check (the `cwd` fixture that must stay empty is in tests/conftest.py, shared with tests/test_hardening.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from sigx.runs import write_json_atomic
 
 
 def tiny_data(tmp_path: Path, **sections) -> dict:
@@ -18,6 +21,23 @@ def tiny_data(tmp_path: Path, **sections) -> dict:
     for section, value in sections.items():
         data[section] = {**data.get(section, {}), **value} if isinstance(value, dict) else value
     return data
+
+
+def store(root: Path, seeds=(0, 1), summaries=None, metrics=None, plan_cells=None) -> Path:
+    """A two-cell x seeds store (baseline, sspo) whose files the case replaces."""
+    cells = [{"id": f"{c}/seed{s}", "combination": c, "factors_on": [] if c == "baseline" else ["sspo"],
+              "techniques": [], "seed": s} for c in ("baseline", "sspo") for s in seeds]
+    write_json_atomic(root / "plan.json", {"name": root.name, "factors": ["sspo"], "seeds": list(seeds),
+                                           "cells": plan_cells if plan_cells is not None else cells})
+    for i, cell in enumerate(cells):
+        run = root / cell["id"]
+        run.mkdir(parents=True, exist_ok=True)
+        summary = (summaries or {}).get(cell["id"], {"status": "completed", "final_reward": 0.5 + 0.01 * i,
+                                                     "reward_auc": 0.4 + 0.01 * i})
+        (run / "summary.json").write_bytes(summary if isinstance(summary, bytes) else json.dumps(summary).encode())
+        rows = (metrics or {}).get(cell["id"], b'{"step": 0, "eval/reward": 0.5}\n{"step": 1, "eval/reward": 0.6}\n')
+        (run / "metrics.jsonl").write_bytes(rows)
+    return root
 
 
 def one_error_line(result) -> str:

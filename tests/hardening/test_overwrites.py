@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from hardening_fixtures import one_error_line, tiny_data
+from hardening_fixtures import one_error_line, store, tiny_data
 from sigx.cli import app
 from sigx.runs import write_json_atomic
 
@@ -68,3 +68,84 @@ def test_a_finished_cell_replaced_by_a_file_is_set_aside_with_its_cause_and_run_
     assert [p.read_text() for p in (store / ".failed").glob("sspo__seed0.not-a-directory.*")] == ["not a cell"]
     third = CliRunner().invoke(app, ["ablate", str(recipe)])
     assert third.exit_code == 0 and "0 run now" in " ".join(third.output.split()), third.output
+
+
+def _report(root: Path, out: Path, *args: str):
+    return CliRunner().invoke(app, ["report", str(root), "--out", str(out), "--format", "md", *args])
+
+
+def test_a_report_is_replaced_without_a_word_only_by_its_update(tmp_path, cwd):
+    """Regenerating as runs finish is silent; a report of other runs, or of the same runs analysed otherwise, is
+    refused in one line naming what would be lost, and --overwrite replaces it."""
+    out = tmp_path / "results"
+    root = store(tmp_path / "x" / "same")
+    (root / "sspo" / "seed1" / "summary.json").unlink()  # still running
+    assert _report(root, out).exit_code == 0
+    recorded = json.loads((out / "same" / "report.json").read_text())  # written whatever --format asks
+    assert sorted(recorded["covers"]["runs"]["same"]) == ["baseline/seed0", "baseline/seed1", "sspo/seed0"]
+    write_json_atomic(root / "sspo" / "seed1" / "summary.json",
+                      {"status": "completed", "final_reward": 0.5 + 0.01 * 3, "reward_auc": 0.4 + 0.01 * 3})
+    assert _report(root, out).exit_code == 0  # an update: one more run finished
+    kept = (out / "same" / "report.json").read_bytes()
+    assert len(json.loads(kept)["covers"]["runs"]["same"]) == 4
+
+    rerun = store(tmp_path / "y" / "same", summaries={"baseline/seed0": {"status": "completed", "final_reward": 0.9,
+                                                                         "reward_auc": 0.8}})
+    line = one_error_line(_report(rerun, out))
+    assert (f"{out / 'same'}: holds a report of 1 finished run(s) this one lacks or reports otherwise "
+            "(same baseline/seed0); write this one elsewhere (--out) or pass --overwrite to replace it") in line
+    line = one_error_line(_report(root, out, "--metric", "reward_auc"))
+    assert ("holds a report of another analysis (margin 0.02, metric final_reward, seeds all; this one: margin "
+            "0.02, metric reward_auc, seeds all)") in line
+    line = one_error_line(_report(root, out, "--seeds", "0"))
+    assert "seeds all; this one: margin 0.02, metric final_reward, seeds 0)" in line
+    assert (out / "same" / "report.json").read_bytes() == kept
+    assert _report(rerun, out, "--overwrite").exit_code == 0
+    assert json.loads((out / "same" / "report.json").read_text())["covers"]["runs"]["same"]["baseline/seed0"] == \
+        [0.9, 0.8]
+
+
+def test_report_files_sigx_cannot_attribute_are_not_replaced(tmp_path, cwd):
+    out, root = tmp_path / "results", store(tmp_path / "abl")
+    (out / "abl").mkdir(parents=True)
+    (out / "abl" / "report.md").write_text("# a report made by hand, or by a sigx that wrote no report.json\n")
+    line = one_error_line(_report(root, out))
+    assert f"{out / 'abl'}: holds report.md but no report.json saying which runs it reports" in line
+    (out / "abl" / "report.json").write_text('{"notes": []}')
+    line = one_error_line(_report(root, out))
+    assert f"{out / 'abl' / 'report.json'}: holds no record of the runs it reports" in line
+    assert _report(root, out, "--overwrite").exit_code == 0
+
+
+def test_a_report_json_from_before_the_record_is_read_from_its_runs_table(tmp_path, cwd):
+    """Reports committed before report.json recorded what it covers (results/*) are updated by their own runs."""
+    out, root = tmp_path / "results", store(tmp_path / "abl")
+    assert _report(root, out).exit_code == 0
+    path = out / "abl" / "report.json"
+    old = json.loads(path.read_text())
+    del old["covers"]
+    path.write_text(json.dumps(old))
+    assert _report(root, out).exit_code == 0
+    old["runs"][0]["final_reward"] += 0.01  # the same cell, another outcome: another run
+    path.write_text(json.dumps(old))
+    assert f"this one lacks or reports otherwise (abl {old['runs'][0]['cell']})" in one_error_line(_report(root, out))
+
+
+def test_a_comparison_is_replaced_without_a_word_only_by_its_update(tmp_path, cwd):
+    out = tmp_path / "results"
+    a, b = store(tmp_path / "a"), store(tmp_path / "b", seeds=(0, 1, 2))
+
+    def compare(first: Path, *args: str):
+        return CliRunner().invoke(app, ["compare", str(first), str(b), "--out", str(out), *args])
+
+    assert compare(a).exit_code == 0
+    assert compare(a).exit_code == 0  # the same runs again
+    kept = (out / "a-vs-b" / "compare.json").read_bytes()
+    other_a = store(tmp_path / "elsewhere" / "a", summaries={"sspo/seed1": {"status": "completed",
+                                                                             "final_reward": 0.1, "reward_auc": 0.1}})
+    line = one_error_line(compare(other_a))
+    assert f"{out / 'a-vs-b'}: holds a report of 1 finished run(s) this one lacks or reports otherwise (A sspo/seed1)" \
+        in line
+    assert "seeds_b 0-1)" in one_error_line(compare(a, "--seeds-b", "0-1"))
+    assert (out / "a-vs-b" / "compare.json").read_bytes() == kept
+    assert compare(other_a, "--overwrite").exit_code == 0

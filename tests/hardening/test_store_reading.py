@@ -8,26 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from hardening_fixtures import one_error_line, tiny_data
+from hardening_fixtures import one_error_line, store, tiny_data
 from sigx.cli import app
-from sigx.runs import write_json_atomic
-
-
-def store(root: Path, seeds=(0, 1), summaries=None, metrics=None, plan_cells=None) -> Path:
-    """A two-cell x seeds store (baseline, sspo) whose files the case replaces."""
-    cells = [{"id": f"{c}/seed{s}", "combination": c, "factors_on": [] if c == "baseline" else ["sspo"],
-              "techniques": [], "seed": s} for c in ("baseline", "sspo") for s in seeds]
-    write_json_atomic(root / "plan.json", {"name": root.name, "factors": ["sspo"], "seeds": list(seeds),
-                                           "cells": plan_cells if plan_cells is not None else cells})
-    for i, cell in enumerate(cells):
-        run = root / cell["id"]
-        run.mkdir(parents=True, exist_ok=True)
-        summary = (summaries or {}).get(cell["id"], {"status": "completed", "final_reward": 0.5 + 0.01 * i,
-                                                     "reward_auc": 0.4 + 0.01 * i})
-        (run / "summary.json").write_bytes(summary if isinstance(summary, bytes) else json.dumps(summary).encode())
-        rows = (metrics or {}).get(cell["id"], b'{"step": 0, "eval/reward": 0.5}\n{"step": 1, "eval/reward": 0.6}\n')
-        (run / "metrics.jsonl").write_bytes(rows)
-    return root
 
 
 def report(root: Path, tmp_path: Path):
