@@ -133,7 +133,10 @@ def test_a_report_json_from_before_the_record_is_read_from_its_runs_table(tmp_pa
 
 def test_a_comparison_is_replaced_without_a_word_only_by_its_update(tmp_path, cwd):
     out = tmp_path / "results"
-    a, b = store(tmp_path / "a"), store(tmp_path / "b", seeds=(0, 1, 2))
+    uneven = {f"{c}/seed{s}": {"status": "completed", "final_reward": 0.5 + 0.01 * s + 0.03 * s * s * (c == "sspo"),
+                               "reward_auc": 0.4 + 0.02 * s} for c in ("baseline", "sspo") for s in (0, 1, 2)}
+    a = store(tmp_path / "a", summaries=uneven)  # an effect that varies from seed to seed
+    b = store(tmp_path / "b", seeds=(0, 1, 2), summaries=uneven)
 
     def compare(first: Path, *args: str):
         return CliRunner().invoke(app, ["compare", str(first), str(b), "--out", str(out), *args])
@@ -141,8 +144,8 @@ def test_a_comparison_is_replaced_without_a_word_only_by_its_update(tmp_path, cw
     assert compare(a).exit_code == 0
     assert compare(a).exit_code == 0  # the same runs again
     kept = (out / "a-vs-b" / "compare.json").read_bytes()
-    other_a = store(tmp_path / "elsewhere" / "a", summaries={"sspo/seed1": {"status": "completed",
-                                                                             "final_reward": 0.1, "reward_auc": 0.1}})
+    other_a = store(tmp_path / "elsewhere" / "a", summaries={**uneven, "sspo/seed1": {
+        "status": "completed", "final_reward": 0.1, "reward_auc": 0.1}})
     line = one_error_line(compare(other_a))
     assert f"{out / 'a-vs-b'}: holds a report of 1 finished run(s) this one lacks or reports otherwise (A sspo/seed1)" \
         in line
