@@ -73,7 +73,7 @@ def _recorded(path: Path) -> dict | None:
 
 
 def _described(analysis: dict) -> str:
-    """e.g. "metric reward_auc, margin 0.05, seeds 0-15" (seeds "all" where no subset was chosen)."""
+    """e.g. "margin 0.05, metric reward_auc, seeds 0-15" (names in order; seeds "all" where no subset was chosen)."""
     return ", ".join(f"{k} {'all' if v is None else v}" for k, v in sorted(analysis.items())
                      if v is not None or k.startswith("seeds"))
 
