@@ -85,6 +85,7 @@ def check_replaceable(folder: Path, record_file: str, report_files: tuple[str, .
     if overwrite or not folder.is_dir():
         return
     advice = "write this one elsewhere (--out) or pass --overwrite to replace it"
+    kind = "comparison" if record_file == "compare.json" else "report"
     path = folder / record_file
     if not path.exists():
         present = [name for name in report_files if (folder / name).exists()]
@@ -97,7 +98,7 @@ def check_replaceable(folder: Path, record_file: str, report_files: tuple[str, .
         raise ReportError(f"{path}: holds no record of the runs it reports (written by an earlier sigx, or not "
                           f"sigx's); {advice}")
     if old["analysis"] != record["analysis"]:
-        raise ReportError(f"{folder}: holds a report of another analysis ({_described(old['analysis'])}; this "
+        raise ReportError(f"{folder}: holds a {kind} of another analysis ({_described(old['analysis'])}; this "
                           f"one: {_described(record['analysis'])}); {advice}")
     lost = []
     for store, runs in old["runs"].items():
@@ -105,7 +106,7 @@ def check_replaceable(folder: Path, record_file: str, report_files: tuple[str, .
         lost += [f"{store} {cell}" for cell, outcome in runs.items() if cell not in new or outcome != new[cell]]
     if lost:
         shown = ", ".join(lost[:EXAMPLES]) + (f" and {len(lost) - EXAMPLES} more" if len(lost) > EXAMPLES else "")
-        raise ReportError(f"{folder}: holds a report of {len(lost)} finished run(s) this one lacks or reports "
+        raise ReportError(f"{folder}: holds a {kind} of {len(lost)} finished run(s) this one lacks or reports "
                           f"otherwise ({shown}); {advice}")
 
 

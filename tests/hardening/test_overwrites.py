@@ -147,8 +147,8 @@ def test_a_comparison_is_replaced_without_a_word_only_by_its_update(tmp_path, cw
     other_a = store(tmp_path / "elsewhere" / "a", summaries={**uneven, "sspo/seed1": {
         "status": "completed", "final_reward": 0.1, "reward_auc": 0.1}})
     line = one_error_line(compare(other_a))
-    assert f"{out / 'a-vs-b'}: holds a report of 1 finished run(s) this one lacks or reports otherwise (A sspo/seed1)" \
-        in line
+    assert f"{out / 'a-vs-b'}: holds a comparison of 1 finished run(s) this one lacks or reports otherwise " \
+        "(A sspo/seed1)" in line
     assert "seeds_b 0-1)" in one_error_line(compare(a, "--seeds-b", "0-1"))
     assert (out / "a-vs-b" / "compare.json").read_bytes() == kept
     assert compare(other_a, "--overwrite").exit_code == 0
