@@ -30,7 +30,8 @@ from sigx.report.load import load_ablation
 from sigx.report.stats import build_report
 
 HERE = Path(__file__).resolve().parent
-DECLARED_SEEDS = 16
+sys.path.insert(0, str(HERE))  # the rehearsal beside it, run by path like this script
+from rehearse_step3 import DECLARED_SEEDS, extend_plan  # noqa: E402
 DECLARED_SD = json.loads((HERE / "search-stress" / "report.json").read_text())["residual_sd"]  # 0.0558, 240 df
 
 
@@ -61,12 +62,7 @@ def planted_store(base: Path, scratch: Path, runs: set[tuple[str, int]], last_se
         summary.update(seed=seed, cell_id=f"{summary_path.parent.parent.name}/seed{seed}",
                        reward_auc=0.5 + rng.gauss(0, DECLARED_SD))
         summary_path.write_text(json.dumps(summary))
-    plan = json.loads((scratch / "plan.json").read_text())
-    declared = [c for c in plan["cells"] if c["seed"] < DECLARED_SEEDS]
-    plan["seeds"] = list(range(last_seed + 1))
-    plan["cells"] = [dict(c, id=f"{c['id'].rsplit('/', 1)[0]}/seed{seed}", seed=seed)
-                     for seed in range(last_seed + 1) for c in declared if c["seed"] == seed % DECLARED_SEEDS]
-    (scratch / "plan.json").write_text(json.dumps(plan))
+    extend_plan(scratch, last_seed)
     return scratch
 
 

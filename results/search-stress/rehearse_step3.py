@@ -43,13 +43,18 @@ def plant(store: Path, sd: float, last_seed: int, rng: random.Random) -> int:
             summary.update(seed=seed, cell_id=f"{cell.name}/seed{seed}",
                            reward_auc=summary["reward_auc"] + rng.gauss(0, sd))
             (run / "summary.json").write_text(json.dumps(summary))
+    extend_plan(store, last_seed)
+    return len(list(store.glob("*/seed*/summary.json")))
+
+
+def extend_plan(store: Path, last_seed: int) -> None:
+    """The store's plan lists seeds 0..last_seed, each seed's cells those of the declared seed it repeats."""
     plan = json.loads((store / "plan.json").read_text())
     declared = [c for c in plan["cells"] if c["seed"] < DECLARED_SEEDS]
     plan["seeds"] = list(range(last_seed + 1))
     plan["cells"] = [dict(c, id=f"{c['id'].rsplit('/', 1)[0]}/seed{seed}", seed=seed)
                      for seed in range(last_seed + 1) for c in declared if c["seed"] == seed % DECLARED_SEEDS]
     (store / "plan.json").write_text(json.dumps(plan))
-    return len(list(store.glob("*/seed*/summary.json")))
 
 
 def main(scratch: str, sd: float, last_seed: int) -> int:

@@ -30,16 +30,18 @@ OUTCOMES = ("final_reward", "reward_auc")  # what identifies a finished run's re
 EXAMPLES = 3  # runs named in a refusal
 
 
-def _value(x):
+def json_value(x):
+    """A table's value as plain JSON at full precision (a numpy scalar as its Python value), NaN as null: how
+    report.json writes its tables (sigx.report.render), so a recorded outcome compares equal to its re-read."""
     if hasattr(x, "item"):
         x = x.item()
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 def finished_runs(runs: pd.DataFrame | list[dict]) -> dict[str, list]:
     """cell id -> its outcomes (OUTCOMES, null where absent) for each finished run of a runs table."""
     rows = runs.to_dict(orient="records") if isinstance(runs, pd.DataFrame) else runs
-    return {str(r["cell"]): [_value(r.get(k)) for k in OUTCOMES] for r in rows
+    return {str(r["cell"]): [json_value(r.get(k)) for k in OUTCOMES] for r in rows
             if isinstance(r, dict) and r.get("status") == "done" and "cell" in r}
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sigx.report.compare import Comparison
-from sigx.report.keep import report_record
+from sigx.report.keep import json_value, report_record
 from sigx.report.metrics import METRICS, metric_description
 from sigx.report.replication import summary_line
 from sigx.report.stats import Report
@@ -249,11 +249,7 @@ def _made_with(report: Report) -> str:
 
 def _records(df) -> list[dict]:
     """Rows as plain JSON values at full precision (a p-value of 1e-20 stays 1e-20), NaN as null."""
-    def value(x):
-        if hasattr(x, "item"):
-            x = x.item()
-        return None if isinstance(x, float) and math.isnan(x) else x
-    return [{k: value(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+    return [{k: json_value(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
 def as_json(report: Report) -> dict:
