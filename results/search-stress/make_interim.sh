@@ -57,7 +57,9 @@ OMP_NUM_THREADS=1 .venv/bin/python results/search-stress/done_when.py "$INTERIM/
   echo "when its runs are in, whatever this one says. Seeds 16 on were added after reading the declared 16-seed report,"
   echo "so these tests are not at a clean 5% (../README.md, the extension's section)."
   echo
-  echo "- [the interim report](search-stress/report.md) (every run archived; a cell's seeds are those below it lacks)"
+  echo "- [the interim report](search-stress/report.md) (every run archived; the runs it lacks are listed below). Its"
+  echo "  effects table fits every run; its additivity gaps are seed-paired, so they use only the seeds that hold every"
+  echo "  cell, and while a cell lacks its extension seeds those are the declared report's seeds 0-15"
   echo "- [every verdict of the declared 16-seed report beside this one's](verdict_changes.md)"
   echo "- [issue #25's three criteria on it](done_when.md) (written down; not the decision)"
   echo

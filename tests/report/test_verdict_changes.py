@@ -74,7 +74,7 @@ def test_main_reads_report_folders_and_prints_the_count(verdict_changes, tmp_pat
         (tmp_path / name / "report.json").write_text(json.dumps(data))
     assert verdict_changes.main(str(tmp_path / "declared"), str(tmp_path / "extension")) == 0
     out = capsys.readouterr().out
-    assert out.startswith("# Verdicts at 16 seeds (declared) and 32 (extension, decided after reading)")
+    assert out.startswith("# Verdicts at 16 seeds (declared) and 32 seeds (extension, decided after reading)")
     assert "4 of 7 verdicts change." in out
 
 
@@ -83,3 +83,15 @@ def test_a_missing_report_is_one_line_naming_it(verdict_changes, tmp_path):
         verdict_changes.main(str(tmp_path / "nowhere"), str(tmp_path / "nowhere"))
     message = str(stop.value.code)
     assert "nowhere" in message and "\n" not in message
+
+
+def test_a_report_of_an_incomplete_store_says_its_terms_and_gaps_rest_on_different_seeds(verdict_changes):
+    # the interim (make_interim.sh): terms fitted on every finished run (seeds 0-31), gaps paired over the seeds that
+    # hold every cell (0-15); one count alone would misstate one or the other
+    interim = dict(extended(), additivity=[gap("gcrl + sspo", "redundant", -0.05, 16)],
+                   runs=[{"seed": seed, "status": "done"} for seed in range(32)] + [{"seed": 40, "status": "failed"}])
+    assert verdict_changes.seeds(interim) == "32 seeds, gaps on 16"
+    assert verdict_changes.seeds(dict(interim, runs=interim["runs"][:16])) == "16 seeds"  # complete: one count
+    assert verdict_changes.seeds(declared()) == "16 seeds"  # a report without its runs table: the gaps' count
+    lines, _, _ = verdict_changes.table(declared(), interim)
+    assert lines[0] == "| kind | term or gap | 16 seeds (declared) | 32 seeds, gaps on 16 (extension) | changes |"
