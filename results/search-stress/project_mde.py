@@ -18,6 +18,8 @@ own declaration (0.0188 at 32 seeds, from `sigx.report.stats.detectable` on the 
 Run on 2026-12-04 00:33 UTC (AVX2 Zen 3, ~1 min): the 446 runs archived now (174 of the extension's 272): every main
 effect's MDE 0.0220 (> 0.02); all 544: 0.0188, as declared; 612: 0.0177. So a report on the runs archived so far
 could not meet #25's bar; the extension's last 98 runs are needed.
+Rerun 2026-12-04 03:40 UTC after the report's standard errors became each run's own (HC2, Bell-McCaffrey df):
+0.0220, 0.0187 (the control's runs no longer weigh in the terms' noise), 0.0177.
 """
 
 import json

@@ -27,7 +27,8 @@ HOW_TO_READ = """\
 treatment level), with the seed as a block (cells with the same seed share prompts and noise draws);
 effect = 2 x coefficient = mean with the term "on" minus mean with it "off", averaged over the other factors.
 A main effect is what a factor adds on average; a 2-way effect A x B is half the difference between A's effect
-with B on and with B off. p-values are Holm-corrected over all terms. *within +-{margin}*: the effect is shown
+with B on and with B off. Standard errors weigh each run's own noise (HC2, Bell-McCaffrey df: where every run
+weighs the same, as in a complete design's terms, the pooled ones). p-values are Holm-corrected over all terms. *within +-{margin}*: the effect is shown
 smaller than the margin (equivalence: two one-sided tests, Holm over the terms); only there does this report
 claim "no effect". *MDE* is the smallest true effect called significant with 80% probability under that same
 Holm rule; an effect that is neither significant nor shown within the margin is unresolved, not absent.

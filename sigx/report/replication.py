@@ -100,7 +100,7 @@ def check_estimates(report: Report) -> tuple[dict, dict]:
     """The check's terms and gaps: key -> (estimate, se, df, p)."""
     terms = {}
     for _, row in report.effects.table.iterrows():
-        terms[row.term] = (row.effect, row.se, report.effects.residual_df, row.p)
+        terms[row.term] = (row.effect, row.se, row.df, row.p)
     gaps = {}
     if "gap" in report.additivity:
         for _, row in report.additivity.iterrows():

@@ -9,9 +9,12 @@ Conventions, so that the numbers can be read without the code:
   plus **seed as a block** (one dummy per seed). Cells with the same seed share their prompts and noise draws
   (common random numbers), so seed-to-seed variation common to all cells is taken out of the error.
 - **Effect** (Yates): 2 x coefficient = mean with the term's sign +1 minus mean with it -1, averaged over the
-  other factors. Standard errors from the residual variance (``residual_df`` degrees of freedom), 95% t-intervals,
-  p-values Holm-corrected over all terms. An effect averages every cell, so unequal noise across cells averages
-  out and the pooled variance keeps its level (checked by simulation with the stress experiment's 13x pattern).
+  other factors. Standard errors HC2 (each run's own squared residual over 1 - its leverage) with Bell and
+  McCaffrey's df (``Model.estimate`` says why), 95% t-intervals, p-values Holm-corrected over all terms. A term
+  of a complete design without a control averages every cell with equal weights, and there both equal the
+  pooled variance's (residual df): unequal noise across cells averages out (checked by simulation with the
+  stress experiment's 13x pattern); an incomplete store's terms and a positive control weigh cells unequally,
+  and there they do not.
   **Equivalence** (TOST at the margin, Holm over the terms): "no effect" is claimed only where it is shown.
 - **MDE** (minimum detectable effect) under the rule the report calls significance by: Holm over the m terms
   (or gaps) of the family, whose first step is a test at alpha/m, so (t_{1-alpha/(2m)} + t_0.8) x SE: a true
@@ -173,8 +176,19 @@ class Model:
 
     @cached_property
     def cov(self) -> np.ndarray:
-        """The coefficients' covariance (statsmodels' cov_params: the residual variance x (X'X)^-1)."""
+        """The coefficients' pooled covariance (statsmodels' cov_params: the residual variance x (X'X)^-1)."""
         return np.asarray(self.fit.cov_params(), dtype=float)
+
+    @cached_property
+    def _runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """exog, (X'X)^-1, each run's leverage h and HC2 variance e^2 / (1 - h) (0 for a run alone in fixing a
+        parameter, h = 1: its residual is 0 and says nothing of its noise)."""
+        exog = np.asarray(self.fit.model.exog, dtype=float)
+        bread = np.asarray(self.fit.normalized_cov_params, dtype=float)
+        leverage = np.einsum("ij,jk,ik->i", exog, bread, exog)
+        alone = leverage > 1 - 1e-9
+        variance = np.where(alone, 0.0, np.asarray(self.fit.resid) ** 2 / np.where(alone, 1.0, 1 - leverage))
+        return exog, bread, leverage, variance
 
     def contrast(self, weights: np.ndarray) -> np.ndarray:
         """A contrast on the intercept and terms, padded with zeros for the seed blocks (they cancel)."""
@@ -183,18 +197,52 @@ class Model:
         return c
 
     def estimate(self, weights: np.ndarray) -> dict[str, float]:
-        """value, se, 95% CI and p of a linear contrast of the model's cell means (NaN without replicates): the
-        t-test statsmodels' ``t_test`` makes (c'b, sqrt(c' V c), t on the residual df), from the fit's
-        coefficients and covariance read once, since a report tests hundreds of contrasts of one fit (checked
-        against ``t_test`` in tests/report/test_report_stats.py)."""
+        """value, se, df, 95% CI and p of a linear contrast of the model's cell means (NaN without replicates).
+
+        Why not the pooled variance: cells' noise differs (13x in the stress experiment), and a contrast that
+        weighs runs unequally (a positive control's one cell against the rest; any term once some cells lack
+        seeds) then gets a pooled standard error that is too small or too large: in the extension-interim's design
+        (results/search-stress) with its cells' noise, pooled 95% intervals of null terms covered 91%; with a
+        quarter of a factorial's cells 7x noisier and half their seeds missing, 75%. So the standard error is
+        HC2's (each run's own squared residual over 1 - its leverage; statsmodels' ``cov_type="HC2"``) and the
+        t-test's df Bell and McCaffrey's (the Satterthwaite df of that variance were the noise equal), the pair
+        Imbens and Kolesar (2016, "Robust standard errors in small samples: some practical advice", REStat)
+        recommend for few runs: 94-95% coverage in those two cases. Where every run weighs the same (a term of a
+        complete factorial or fraction without a control) both equal the pooled fit's exactly (standard error from
+        the residual variance, residual df); with a control, whose runs weigh nothing in the terms, the terms'
+        rest on the other cells' noise alone and move slightly (the flagship's projected MDE 0.0188 -> 0.0187). A
+        contrast that leans on a run whose noise cannot be seen (alone in fixing a parameter, h = 1: a cell's one
+        run) falls back to the pooled variance and residual df (``pooled`` True)."""
         c = self.contrast(weights)
         value = float(c @ self.params)
         if self.df <= 0:
-            return {"value": value, "se": math.nan, "low": math.nan, "high": math.nan, "p": math.nan}
-        se = math.sqrt(max(float(c @ self.cov @ c), 0.0))
-        half = t_ppf(1 - ALPHA / 2, self.df) * se
+            return {"value": value, "se": math.nan, "df": 0, "low": math.nan, "high": math.nan, "p": math.nan,
+                    "pooled": False}
+        exog, bread, leverage, variance = self._runs
+        a = exog @ (bread @ c)  # each run's weight in the estimate: value = a . y
+        scale = max(float(np.max(np.abs(a))), 1e-300)
+        pooled = bool(np.any(np.abs(a[leverage > 1 - 1e-9]) > 1e-9 * scale))
+        df = bell_mccaffrey_df(a, exog, bread, leverage) if not pooled else math.nan
+        if pooled or not df > 0:
+            se, df = math.sqrt(max(float(c @ self.cov @ c), 0.0)), float(self.df)
+        else:
+            se = math.sqrt(float(a**2 @ variance))
+        half = t_ppf(1 - ALPHA / 2, df) * se
         t = abs(value) / se if se > 0 else (math.inf if value else math.nan)  # (as t_test: a 0 se is p 0, or NaN)
-        return {"value": value, "se": se, "low": value - half, "high": value + half, "p": 2 * t_sf(t, self.df)}
+        return {"value": value, "se": se, "df": df, "low": value - half, "high": value + half, "p": 2 * t_sf(t, df),
+                "pooled": pooled}
+
+
+def bell_mccaffrey_df(a: np.ndarray, exog: np.ndarray, bread: np.ndarray, leverage: np.ndarray) -> float:
+    """Bell and McCaffrey's degrees of freedom for the HC2 variance of the estimate a . y of an OLS fit:
+    (tr G'G)^2 / tr (G'G)^2 with G'G = D M D, M = I - H the residual maker and D = diag(a / sqrt(1 - h)). Computed
+    in O(n p^2), without the n x n matrix M: tr G'G = sum a^2, and ||D M D||_F^2 = sum d^4 - 2 sum d^4 h +
+    tr((B X'D^2X)^2), B = (X'X)^-1 (checked against the definition in tests/report/test_report_stats.py)."""
+    free = leverage < 1 - 1e-9  # a run alone in fixing a parameter: weight 0 here (the caller checked)
+    d2 = np.where(free, a**2 / np.where(free, 1 - leverage, 1.0), 0.0)
+    weighted = bread @ (exog.T * d2) @ exog
+    denominator = float(np.sum(d2**2) - 2 * np.sum(d2**2 * leverage) + np.trace(weighted @ weighted))
+    return float(np.sum(a**2) ** 2 / denominator) if denominator > 0 else math.nan
 
 
 def design_matrix(data: pd.DataFrame, factors: list[str], terms: list[tuple[str, ...]], blocked: bool,
@@ -289,7 +337,7 @@ class Effects:
     notes: list[str] = field(default_factory=list)
 
 
-COLUMNS = ["term", "order", "role", "effect", "se", "ci_low", "ci_high", "p", "p_holm", "p_equivalent",
+COLUMNS = ["term", "order", "role", "effect", "se", "df", "ci_low", "ci_high", "p", "p_holm", "p_equivalent",
            "p_equivalent_holm", "mde", "unpaired_width_ratio"]
 
 
@@ -299,7 +347,7 @@ def factorial_effects(ab: Ablation, metric: str, model: Model | None = None, unp
     unpaired = unpaired or fit_model(ab, metric, blocked=False)
     if model.fit is None:
         return Effects(pd.DataFrame(columns=COLUMNS), math.nan, 0, model.notes)
-    rows = []
+    rows, pooled = [], []
     width = 1 + len(model.terms) + len(model.controls)
     estimated = [(t, 1 + i, 2.0) for i, t in enumerate(model.terms)]  # effect = 2 x coefficient (-1/+1 coding)
     estimated += [((c,), 1 + len(model.terms) + i, 1.0) for i, c in enumerate(model.controls)]  # 0/1: itself
@@ -311,12 +359,17 @@ def factorial_effects(ab: Ablation, metric: str, model: Model | None = None, unp
         u = unpaired.estimate(weights) if same else None
         ratio = (u["high"] - u["low"]) / (e["high"] - e["low"]) if u and e["high"] > e["low"] else math.nan
         role = ab.info[t[0]].role if len(t) == 1 else "interaction"
+        if e["pooled"]:
+            pooled.append(term_name(t))
         rows.append({"term": term_name(t), "order": len(t), "role": role, "effect": e["value"], "se": e["se"],
-                     "ci_low": e["low"], "ci_high": e["high"], "p": e["p"],
-                     "p_equivalent": tost_p(e["value"], e["se"], model.df, margin),
-                     "mde": detectable(e["se"], model.df, len(estimated), alpha), "unpaired_width_ratio": ratio})
+                     "df": e["df"], "ci_low": e["low"], "ci_high": e["high"], "p": e["p"],
+                     "p_equivalent": tost_p(e["value"], e["se"], e["df"], margin),
+                     "mde": detectable(e["se"], e["df"], len(estimated), alpha), "unpaired_width_ratio": ratio})
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.endswith("_holm")])
     notes = list(model.notes)
+    if pooled:
+        notes.append(f"{', '.join(pooled)}: a cell with one run weighs in the estimate, so its noise cannot be "
+                     "seen: standard error from the pooled residual variance instead of each run's own (HC2)")
     table["p_holm"] = holm(table["p"])
     table["p_equivalent_holm"] = holm(table["p_equivalent"])
     if model.df > 0:
