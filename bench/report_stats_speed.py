@@ -12,6 +12,10 @@ Then, 2026-12-03 19:20 UTC, same machine, HEAD / change in one sitting: factoria
 additivity_table 84.1 / 53.3 ms, when the model's rows were selected by column before row (the runs table's
 text columns are slow to copy), the design went to statsmodels as a numpy array instead of a DataFrame, and
 Holm's NaN handling moved to numpy (results/stress's report.json: all 2228 numbers equal to 1e-9).
+Then, 2026-12-04 04:15 UTC, same kind of machine, before / after the HC2 standard errors with Bell-McCaffrey df
+(dca2ed0), three alternating runs each: factorial_effects 15.7, 13.7, 11.5 / 25.1, 23.1, 21.9 ms and
+additivity_table 63.1, 58.0, 45.2 / 65.8, 57.2, 62.9 ms: ~10 ms more per effects table (each contrast's df is an
+O(n p^2) product), nothing a report or the simulation tests notice.
 """
 
 from __future__ import annotations
