@@ -160,6 +160,29 @@ def brute_force_bell_mccaffrey(model, weights) -> float:
     return float(np.trace(g) ** 2 / np.trace(g @ g))
 
 
+def test_a_contrast_leaning_on_a_one_run_cell_falls_back_to_the_pooled_variance_with_a_note():
+    """A positive control whose cell has one finished run: that run alone fixes the control's coefficient
+    (leverage 1, residual 0), so its noise cannot be seen and HC2 would call the control exact. Its standard error
+    is then the pooled one on the residual df, and the report says so; the terms, which do not lean on that run,
+    keep HC2 with their own df."""
+    from sigx.report.stats import factorial_effects, fit_model
+
+    control = {"lr": FactorInfo("lr", "field", "control", "lr=2e-05", (1e-4, 2e-5))}
+    ab = planted(["sspo", "staleness", "lr"], range(5), lambda on: 0.6 - 0.2 * ("lr" in on),
+                 np.random.default_rng(3), info=control,
+                 points=[p + (0,) for p in itertools.product((0, 1), repeat=2)] + [(0, 0, 1)])
+    runs = ab.runs[~((ab.runs.lr == 1) & (ab.runs.seed > 0))].reset_index(drop=True)
+    ab = Ablation(ab.name, None, ab.factors, runs, ab.curves, ab.info)
+    model = fit_model(ab, "final_reward")
+    effects = factorial_effects(ab, "final_reward")
+    lr = effects.table.set_index("term").loc["lr"]
+    pooled = model.fit.t_test(model.contrast(np.array([0.0, 0.0, 0.0, 0.0, 1.0])))
+    assert lr.se == pytest.approx(float(np.asarray(pooled.sd).ravel()[0])) and lr.df == model.df
+    assert any(note.startswith("lr: a cell with one run weighs in the estimate") for note in effects.notes)
+    sspo = model.estimate(np.array([0.0, 2.0, 0.0, 0.0, 0.0]))
+    assert not sspo["pooled"] and effects.table.set_index("term").loc["sspo", "se"] == pytest.approx(sspo["se"])
+
+
 def test_a_contrasts_t_test_is_hc2_with_bell_mccaffrey_df_and_the_t_helpers_are_scipys():
     """Model.estimate computes the t-test from the fit read once (a report tests hundreds of contrasts of one
     fit): its standard error must be statsmodels' HC2 (``cov_type="HC2"``), its df Bell and McCaffrey's (from
