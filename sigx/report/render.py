@@ -30,8 +30,8 @@ A main effect is what a factor adds on average; a 2-way effect A x B is half the
 with B on and with B off. Standard errors weigh each run's own noise (HC2, Bell-McCaffrey df: where every run
 weighs the same, as in a complete design's terms, the pooled ones). p-values are Holm-corrected over all terms.
 *within +-{margin}*: the effect is shown smaller than the margin (equivalence: two one-sided tests, Holm over the
-terms); only there does this report claim "no effect". *MDE* is the smallest true effect called significant with 80% probability under that same
-Holm rule; an effect that is neither significant nor shown within the margin is unresolved, not absent.
+terms); only there does this report claim "no effect". *MDE* is the smallest true effect called significant
+with 80% probability under that same Holm rule; an effect that is neither significant nor shown within the margin is unresolved, not absent.
 *Additivity*: for each set of techniques, in each regime, the observed gain over that regime's baseline against
 the sum of its members' own gains; the gap (observed - sum) with a seed-paired 95% t-interval (each seed's own
 estimate of the gap, so cells of unequal noise are weighed as they are; seeds - 1 degrees of freedom). Over the

@@ -58,6 +58,8 @@ from sigx.report.metrics import METRICS
 
 ALPHA = 0.05
 POWER = 0.8
+#: a run's leverage above this fixes a parameter alone (h = 1): its residual is 0 and says nothing of its noise
+ALONE = 1 - 1e-9
 
 
 def mean_ci(values: pd.Series) -> tuple[float, float, float]:
@@ -186,7 +188,7 @@ class Model:
         exog = np.asarray(self.fit.model.exog, dtype=float)
         bread = np.asarray(self.fit.normalized_cov_params, dtype=float)
         leverage = np.einsum("ij,jk,ik->i", exog, bread, exog)
-        alone = leverage > 1 - 1e-9
+        alone = leverage > ALONE
         variance = np.where(alone, 0.0, np.asarray(self.fit.resid) ** 2 / np.where(alone, 1.0, 1 - leverage))
         return exog, bread, leverage, variance
 
@@ -221,7 +223,7 @@ class Model:
         exog, bread, leverage, variance = self._runs
         a = exog @ (bread @ c)  # each run's weight in the estimate: value = a . y
         scale = max(float(np.max(np.abs(a))), 1e-300)
-        pooled = bool(np.any(np.abs(a[leverage > 1 - 1e-9]) > 1e-9 * scale))
+        pooled = bool(np.any(np.abs(a[leverage > ALONE]) > 1e-9 * scale))
         df = bell_mccaffrey_df(a, exog, bread, leverage) if not pooled else math.nan
         if pooled or not df > 0:
             se, df = math.sqrt(max(float(c @ self.cov @ c), 0.0)), float(self.df)
@@ -238,7 +240,7 @@ def bell_mccaffrey_df(a: np.ndarray, exog: np.ndarray, bread: np.ndarray, levera
     (tr G'G)^2 / tr (G'G)^2 with G'G = D M D, M = I - H the residual maker and D = diag(a / sqrt(1 - h)). Computed
     in O(n p^2), without the n x n matrix M: tr G'G = sum a^2, and ||D M D||_F^2 = sum d^4 - 2 sum d^4 h +
     tr((B X'D^2X)^2), B = (X'X)^-1 (checked against the definition in tests/report/test_report_stats.py)."""
-    free = leverage < 1 - 1e-9  # a run alone in fixing a parameter: weight 0 here (the caller checked)
+    free = leverage <= ALONE  # a run alone in fixing a parameter: weight 0 here (the caller checked)
     d2 = np.where(free, a**2 / np.where(free, 1 - leverage, 1.0), 0.0)
     weighted = bread @ (exog.T * d2) @ exog
     denominator = float(np.sum(d2**2) - 2 * np.sum(d2**2 * leverage) + np.trace(weighted @ weighted))
