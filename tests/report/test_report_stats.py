@@ -237,3 +237,34 @@ def test_a_contrasts_t_test_is_hc2_with_bell_mccaffrey_df_and_the_t_helpers_are_
         assert t_cdf(x, df) == stats.t.cdf(x, df) and t_sf(x, df) == stats.t.sf(x, df)
         assert t_ppf(q, df) == stats.t.ppf(q, df)
     assert tost_p(0.01, 0.004, 9, 0.02) == max(stats.t.sf(0.03 / 0.004, 9), stats.t.cdf(-0.01 / 0.004, 9))
+
+
+def test_a_batch_shift_across_the_design_is_tested_with_the_verdicts_hc2_standard_error():
+    """The batch line's level shift, where a batch cuts across the design, weighs runs unequally: its interval and
+    p must be HC2's with Bell-McCaffrey's df on the fit with the batch column, as every verdict's, not the pooled
+    t-test's. Here the later batch holds most of the noisy cells' runs, drawn at random (a batch laid out
+    symmetrically over the cells can give both standard errors equal, and the test could not tell them apart)."""
+    import statsmodels.api as sm
+
+    from sigx.report.stats import ALPHA, batch_lines, fit_model
+
+    rng = np.random.default_rng(12)
+    ab = planted(THREE, range(6), truth, rng, noise_sd=0.01)
+    noisy = ab.runs.sspo.to_numpy() == 1
+    ab.runs.loc[noisy, "final_reward"] += rng.normal(0, 0.08, noisy.sum())  # SSPO's cells 8x noisier
+    later = rng.random(len(noisy)) < np.where(noisy, 0.7, 0.15)  # the later batch: mostly noisy cells' runs
+    ab.runs["batch"] = np.where(later, "commit bbb", "commit aaa")
+    model = fit_model(ab, "final_reward")
+    line = [entry for entry in batch_lines(ab, "final_reward", model) if entry.startswith("batch 'commit bbb'")]
+    exog = np.column_stack([model.fit.model.exog, later.astype(float)])
+    hc2 = sm.OLS(model.fit.model.endog, exog).fit(cov_type="HC2")
+    value, se = float(hc2.params[-1]), float(np.sqrt(hc2.cov_params()[-1, -1]))
+    shifted = sm.OLS(model.fit.model.endog, exog).fit()
+    df = brute_force_bell_mccaffrey(type(model)(shifted, model.factors, model.terms, model.blocked),
+                                    np.eye(exog.shape[1])[-1])
+    half = stats.t.ppf(1 - ALPHA / 2, df) * se
+    p = 2 * stats.t.sf(abs(value) / se, df)
+    assert line == [f"batch 'commit bbb' vs 'commit aaa': {value:+.4f} [{value - half:+.4f}, {value + half:+.4f}], "
+                    f"p {p:.3g} (a level shift estimated beside the model's terms)"]
+    pooled = shifted.t_test(np.eye(exog.shape[1])[-1])
+    assert abs(float(np.asarray(pooled.sd).ravel()[0]) - se) > 0.05 * se  # the two differ here: the test can tell
