@@ -420,6 +420,11 @@ def checked_analysis_options(format_: list[str] | None, metric: str | None, marg
     return formats
 
 
+def superseded(removed: list[str], kind: str) -> str:
+    """The end of the 'written to' line naming the earlier files a report or comparison replaced by removing them."""
+    return f"; removed the earlier {kind}'s {', '.join(removed)} (not written by this one)" if removed else ""
+
+
 @app.command(epilog="Examples:  sigx report  ·  sigx report ablations/stress  ·  sigx report ablations/stress --metric "
                      "reward_auc (not the declared metric: the report says so first)  ·  sigx report ablations/tiny "
                      "--format md --format csv --format json --out results  ·  sigx report results/stress/runs.csv "
@@ -432,7 +437,7 @@ def checked_analysis_options(format_: list[str] | None, metric: str | None, marg
 def report(
     stores: Annotated[Optional[list[Path]], typer.Argument(help="Ablation run stores (default: every one under ablations/); with --recipe, archived runs.csv files.", show_default=False)] = None,
     metric: Annotated[Optional[str], typer.Option(help="Metric of the effects and additivity tables (default: the recipe's ablation.metric, else final_reward): final_reward, reward_auc, final_critique_accuracy, tokens_per_s, or any numeric key of the runs' summary.json (a technique's own entries).", show_default=False)] = None,
-    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md). report.json is written whatever is asked: it records the analysis and the runs the report covers.")] = None,
+    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md). report.json is written whatever is asked: it records the analysis and the runs the report covers. Files of an earlier report in the folder that this one does not write are removed.")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Additivity / equivalence margin (default: the recipe's ablation.margin, else 0.02).", show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Reports go to OUT/<ablation name>/.")] = Path("results"),
     recipe: Annotated[Optional[Path], typer.Option(help="Report archived runs (a runs.csv) made by this recipe.", show_default=False)] = None,
@@ -473,11 +478,12 @@ def report(
     for ablation in loaded:
         with one_line_errors():
             try:
-                _, written = generate_report(ablation, out, metric, margin, formats, console, replicates=replicates,
-                                             overwrite=overwrite)
+                _, written, removed = generate_report(ablation, out, metric, margin, formats, console,
+                                                      replicates=replicates, overwrite=overwrite)
             except ReportError as err:
                 fail(str(err))
-        typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})")
+        typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})"
+                   + superseded(removed, "report"))
 
 
 @app.command(epilog="Examples:  sigx compare ablations/screen2-search_p1 ablations/screen2-search_p1-dense (is "
@@ -490,7 +496,7 @@ def compare(
     store_b: Annotated[Path, typer.Argument(help="Ablation run store B (another model, task or warm start).")],
     metric: Annotated[Optional[str], typer.Option(help="Metric compared (default: A's declared ablation.metric, else final_reward).", show_default=False)] = None,
     margin: Annotated[Optional[float], typer.Option(help="A difference inside +-margin is 'the same' (default: A's declared ablation.margin, else 0.02).", show_default=False)] = None,
-    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md). compare.json is written whatever is asked: it records the analysis and the runs compared.")] = None,
+    format_: Annotated[Optional[list[str]], typer.Option("--format", help="md, csv or json (repeatable; default md). compare.json is written whatever is asked: it records the analysis and the runs compared. Files of an earlier comparison in the folder that this one does not write are removed.")] = None,
     out: Annotated[Path, typer.Option(help="Files go to OUT/<A>-vs-<B>/.")] = Path("results"),
     recipe_a: Annotated[Optional[Path], typer.Option(help="A is an archived runs.csv (its store gone) made by this recipe.", show_default=False)] = None,
     recipe_b: Annotated[Optional[Path], typer.Option(help="B is an archived runs.csv made by this recipe.", show_default=False)] = None,
@@ -505,7 +511,7 @@ def compare(
     margin, or inconclusive."""
     from sigx.report.compare import compare as compare_stores
     from sigx.report.generate import load_store
-    from sigx.report.keep import check_replaceable
+    from sigx.report.keep import check_replaceable, remove_stale
     from sigx.report.load import ReportError
     from sigx.report.render import print_comparison, write_comparison
     from sigx.report.seeds import keep_seeds, parse_seeds
@@ -529,8 +535,10 @@ def compare(
             fail(err.problems)
         folder.mkdir(parents=True, exist_ok=True)
         written = write_comparison(comparison, folder, formats)
+        removed = remove_stale(folder, ("compare.json", "compare.md", "compare.csv"), written)
     print_comparison(comparison, console)
-    typer.echo(f"comparison written to {folder}/ ({', '.join(p.name for p in written)})")
+    typer.echo(f"comparison written to {folder}/ ({', '.join(p.name for p in written)})"
+               + superseded(removed, "comparison"))
 
 
 @app.command(epilog="Examples:  sigx archive ablations/stress results/stress/archive (add the store's finished cells "

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sigx.report.keep import check_replaceable, report_record
+from sigx.report.keep import check_replaceable, remove_stale, report_record
 from sigx.report.load import Ablation, load_ablation, load_archive
-from sigx.report.plots import write_plots
+from sigx.report.plots import PLOT_FILES, write_plots
 from sigx.report.render import print_report, write_files
 from sigx.report.replication import read_reference, replication
 from sigx.report.stats import Report, build_report
@@ -28,12 +28,14 @@ def load_store(store: str | Path, recipe: str | Path | None = None) -> Ablation:
 def generate_report(store: str | Path | Ablation, out_base: str | Path = "results", metric: str | None = None,
                     margin: float | None = None, formats: tuple[str, ...] = ("md",),
                     console: Console | None = None, recipe: str | Path | None = None,
-                    replicates: str | Path | None = None, overwrite: bool = False) -> tuple[Report, list[Path]]:
+                    replicates: str | Path | None = None,
+                    overwrite: bool = False) -> tuple[Report, list[Path], list[str]]:
     """``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so). ``store``
     is a run store's path, an archive's (with ``recipe``, see :func:`load_store`) or an ablation loaded by it.
     ``replicates``: a reference report.json whose conclusions this ablation checks (sigx.report.replication).
     A report already in OUT/<ablation>/ is replaced only by an update of it, or with ``overwrite``
-    (sigx.report.keep)."""
+    (sigx.report.keep); the earlier report's files this one does not write are then removed, and named in the
+    third value returned (the report, the files written, the files removed)."""
     reference = read_reference(replicates) if replicates is not None else None  # a bad one fails first
     ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
     report = build_report(ablation, metric, margin)
@@ -44,6 +46,7 @@ def generate_report(store: str | Path | Ablation, out_base: str | Path = "result
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)
     written = write_files(report, out, list(formats), plots) + plots
+    removed = remove_stale(out, ("report.json",) + REPORT_FILES + PLOT_FILES, written)
     if console is not None:
         print_report(report, console)
-    return report, written
+    return report, written, removed

@@ -112,6 +112,20 @@ def check_replaceable(folder: Path, record_file: str, report_files: tuple[str, .
                           f"otherwise ({shown}); {advice}")
 
 
+def remove_stale(folder: Path, report_files: tuple[str, ...], written: list[Path]) -> list[str]:
+    """Remove the files an earlier report (or comparison) left in ``folder`` that this one did not write, and
+    return their names. Why: a folder holds one report; an update written with fewer formats (md alone after md,
+    csv and json) or fewer plots (an archive has no curves) would otherwise leave the earlier runs.csv or
+    reward_curves.png beside it, read as this report's while covering fewer runs. Only sigx's own file names are
+    touched (anything else in the folder stays), and only after :func:`check_replaceable` allowed the replacement
+    and this report's files were written: what is removed was superseded by them (an update, or --overwrite)."""
+    mine = {path.name for path in written}
+    stale = [name for name in report_files if name not in mine and (folder / name).is_file()]
+    for name in stale:
+        (folder / name).unlink()
+    return stale
+
+
 def analysed(ablation) -> str | None:
     """The seeds a report of part of an ablation's seeds analyses ('0-15'); None for all of them."""
     seeds = ablation.seeds_analysed

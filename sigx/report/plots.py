@@ -132,6 +132,9 @@ def interaction_plots(report: Report, path: Path) -> None:
     _save(fig, path)
 
 
+PLOT_FILES = ("reward_curves.png", "effects.png", "interactions_heatmap.png", "interaction_plots.png")  # any report's
+
+
 def write_plots(report: Report, out: Path) -> list[Path]:
     paths = []
     drawers = [("reward_curves.png", reward_curves)] if len(report.ablation.curves) else []  # archives have none

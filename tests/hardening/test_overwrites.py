@@ -152,3 +152,38 @@ def test_a_comparison_is_replaced_without_a_word_only_by_its_update(tmp_path, cw
     assert "seeds_b 0-1)" in one_error_line(compare(a, "--seeds-b", "0-1"))
     assert (out / "a-vs-b" / "compare.json").read_bytes() == kept
     assert compare(other_a, "--overwrite").exit_code == 0
+
+
+def test_an_update_removes_the_earlier_reports_files_it_does_not_write_and_says_so(tmp_path, cwd):
+    """A folder holds one report: an update written with fewer formats must not leave the earlier runs.csv (fewer
+    runs) beside it, read as this report's. Files sigx does not write stay."""
+    out = tmp_path / "results"
+    root = store(tmp_path / "x" / "abl")
+    (root / "sspo" / "seed1" / "summary.json").unlink()  # still running
+    assert _report(root, out, "--format", "csv").exit_code == 0
+    folder = out / "abl"
+    assert (folder / "runs.csv").is_file() and (folder / "report.md").is_file()
+    (folder / "notes.txt").write_text("mine")
+    write_json_atomic(root / "sspo" / "seed1" / "summary.json",
+                      {"status": "completed", "final_reward": 0.53, "reward_auc": 0.43})
+    result = _report(root, out)  # md alone (and report.json, always)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert ("removed the earlier report's runs.csv, cells.csv, effects.csv, additivity.csv, room.csv (not written "
+            "by this one)") in said
+    assert not list(folder.glob("*.csv")) and (folder / "notes.txt").read_text() == "mine"
+    assert len(json.loads((folder / "report.json").read_text())["covers"]["runs"]["abl"]) == 4
+    again = _report(root, out)
+    assert again.exit_code == 0 and "removed" not in again.output
+
+
+def test_a_comparison_update_removes_the_earlier_csv_it_does_not_write(tmp_path, cwd):
+    out = tmp_path / "results"
+    a, b = store(tmp_path / "a"), store(tmp_path / "b")
+    runner = CliRunner()
+    first = runner.invoke(app, ["compare", str(a), str(b), "--out", str(out), "--format", "csv"])
+    assert first.exit_code == 0, first.output
+    assert (out / "a-vs-b" / "compare.csv").is_file()
+    second = runner.invoke(app, ["compare", str(a), str(b), "--out", str(out)])
+    assert second.exit_code == 0 and "removed the earlier comparison's compare.csv" in " ".join(second.output.split())
+    assert sorted(p.name for p in (out / "a-vs-b").iterdir()) == ["compare.json", "compare.md"]
