@@ -449,7 +449,7 @@ def report(
 
     The analysis (metric, margin) is the one the recipe declared in its ablation section; another is allowed, and
     the report's first line says it was chosen at report time."""
-    from sigx.report.generate import generate_report, load_store
+    from sigx.report.generate import load_store, prepare_report, write_report
     from sigx.report.load import ReportError, find_ablations
     from sigx.report.seeds import keep_seeds, parse_seeds
 
@@ -475,13 +475,16 @@ def report(
             fail(f"{first_of[name]} and {store} are both ablation {name!r}: their reports would overwrite each "
                  f"other in {out / name}/; report them one at a time, each with its own --out")
         first_of[name] = store
-    for ablation in loaded:
+    reports = []
+    for ablation in loaded:  # every folder checked before any is written
         with one_line_errors():
             try:
-                _, written, removed = generate_report(ablation, out, metric, margin, formats, console,
-                                                      replicates=replicates, overwrite=overwrite)
+                reports.append(prepare_report(ablation, out, metric, margin, replicates, overwrite))
             except ReportError as err:
                 fail(str(err))
+    for report in reports:
+        with one_line_errors():
+            written, removed = write_report(report, out, formats, console)
         typer.echo(f"report written to {written[0].parent}/ ({', '.join(p.name for p in written)})"
                    + superseded(removed, "report"))
 

@@ -1,4 +1,5 @@
-"""``generate_report``: one ablation store in, ``results/<ablation>/`` out (tables, PNGs) and the terminal view."""
+"""One ablation store in, ``results/<ablation>/`` out (tables, PNGs) and the terminal view: ``prepare_report``
+(the analysis, and whether its folder may take it), then ``write_report``; ``generate_report`` does both."""
 
 from __future__ import annotations
 
@@ -25,28 +26,45 @@ def load_store(store: str | Path, recipe: str | Path | None = None) -> Ablation:
     return load_ablation(store)
 
 
-def generate_report(store: str | Path | Ablation, out_base: str | Path = "results", metric: str | None = None,
-                    margin: float | None = None, formats: tuple[str, ...] = ("md",),
-                    console: Console | None = None, recipe: str | Path | None = None,
-                    replicates: str | Path | None = None,
-                    overwrite: bool = False) -> tuple[Report, list[Path], list[str]]:
-    """``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so). ``store``
-    is a run store's path, an archive's (with ``recipe``, see :func:`load_store`) or an ablation loaded by it.
+def prepare_report(ablation: Ablation, out_base: str | Path = "results", metric: str | None = None,
+                   margin: float | None = None, replicates: str | Path | None = None,
+                   overwrite: bool = False) -> Report:
+    """The report of one loaded ablation, after checking that it may be written to OUT/<ablation>/: a report
+    already there is replaced only by an update of it, or with ``overwrite`` (sigx.report.keep); else ReportError.
+    ``metric`` / ``margin`` None: the ones the recipe declares (else final_reward / 0.02, said so).
     ``replicates``: a reference report.json whose conclusions this ablation checks (sigx.report.replication).
-    A report already in OUT/<ablation>/ is replaced only by an update of it, or with ``overwrite``
-    (sigx.report.keep); the earlier report's files this one does not write are then removed, and named in the
-    third value returned (the report, the files written, the files removed)."""
+    Separate from :func:`write_report` so that a command reporting several stores checks every folder before it
+    writes any (a refusal of the second must not leave the first replaced)."""
     reference = read_reference(replicates) if replicates is not None else None  # a bad one fails first
-    ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
     report = build_report(ablation, metric, margin)
     if reference is not None:
         report.replication = replication(report, reference, report.alpha)
-    out = Path(out_base) / ablation.name
-    check_replaceable(out, "report.json", REPORT_FILES, report_record(report), overwrite)
+    check_replaceable(Path(out_base) / ablation.name, "report.json", REPORT_FILES, report_record(report), overwrite)
+    return report
+
+
+def write_report(report: Report, out_base: str | Path = "results", formats: tuple[str, ...] = ("md",),
+                 console: Console | None = None) -> tuple[list[Path], list[str]]:
+    """Write a prepared report to OUT/<ablation>/ (the files written) and remove the earlier report's files this
+    one does not write (their names: see sigx.report.keep.remove_stale)."""
+    out = Path(out_base) / report.ablation.name
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)
     written = write_files(report, out, list(formats), plots) + plots
     removed = remove_stale(out, ("report.json",) + REPORT_FILES + PLOT_FILES, written)
     if console is not None:
         print_report(report, console)
-    return report, written, removed
+    return written, removed
+
+
+def generate_report(store: str | Path | Ablation, out_base: str | Path = "results", metric: str | None = None,
+                    margin: float | None = None, formats: tuple[str, ...] = ("md",),
+                    console: Console | None = None, recipe: str | Path | None = None,
+                    replicates: str | Path | None = None,
+                    overwrite: bool = False) -> tuple[Report, list[Path], list[str]]:
+    """One store (a run store's path, an archive's with ``recipe``: see :func:`load_store`, or an ablation loaded
+    by it) reported and written: :func:`prepare_report` then :func:`write_report`. Returns the report, the files
+    written and the earlier report's files removed."""
+    ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
+    report = prepare_report(ablation, out_base, metric, margin, replicates, overwrite)
+    return (report, *write_report(report, out_base, formats, console))

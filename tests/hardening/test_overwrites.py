@@ -187,3 +187,15 @@ def test_a_comparison_update_removes_the_earlier_csv_it_does_not_write(tmp_path,
     second = runner.invoke(app, ["compare", str(a), str(b), "--out", str(out)])
     assert second.exit_code == 0 and "removed the earlier comparison's compare.csv" in " ".join(second.output.split())
     assert sorted(p.name for p in (out / "a-vs-b").iterdir()) == ["compare.json", "compare.md"]
+
+
+def test_a_report_of_several_stores_checks_every_folder_before_writing_any(tmp_path, cwd):
+    """`sigx report A B`: when B's folder holds a report B's would not update, nothing is written, A's folder
+    included (a refusal must not leave half of the command done)."""
+    out = tmp_path / "results"
+    a, b = store(tmp_path / "x" / "first"), store(tmp_path / "x" / "second")
+    assert _report(b, out, "--metric", "reward_auc").exit_code == 0
+    kept = (out / "second" / "report.json").read_bytes()
+    line = one_error_line(CliRunner().invoke(app, ["report", str(a), str(b), "--out", str(out)]))
+    assert f"{out / 'second'}: holds a report of another analysis" in line
+    assert not (out / "first").exists() and (out / "second" / "report.json").read_bytes() == kept
