@@ -1228,9 +1228,11 @@ def read_recipe_file(path: Path) -> Any:
                            "sections"]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        position = getattr(err, "position", None)  # a reader error (a character YAML forbids) has no mark
+        where = (f": line {mark.line + 1}, column {mark.column + 1}" if mark
+                 else f": character {position + 1}" if isinstance(position, int) else "")
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise RecipeError([f"{path}:{where}: invalid YAML: {problem}"]) from None
+        raise RecipeError([f"{path}{where}: invalid YAML: {problem}"]) from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

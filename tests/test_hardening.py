@@ -19,6 +19,7 @@ BOMB = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x]"] + [
 RECIPES = [
     ("syntax.yaml", "training: {lr: 1e-4\n", "invalid YAML"),
     ("tabs.yaml", "training:\n\t lr: 1\n", "invalid YAML"),
+    ("control.yaml", "name: x\n\x07\n", "control.yaml: character 9: invalid YAML: unacceptable character #x0007"),
     ("list.yaml", "- a\n- b\n", "must be a mapping of sections"),
     ("scalar.yaml", "42\n", "must be a mapping of sections"),
     ("unknown.yaml", "trainig: {lr: 1e-4}\n", "trainig: unknown field; allowed: name, seed"),
