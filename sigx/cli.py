@@ -6,6 +6,7 @@ stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -348,7 +349,9 @@ def ablate(
     set_: SetOption = None,
 ) -> None:
     """Run the 2^k on/off matrix of techniques x seeds on shared engines; resumes where a previous run stopped."""
-    cli_overrides = [f"ablation.{k}={v}" for k, v in
+    # --set values are read as YAML; these options' are taken as given (JSON-quoted strings, so an address such as
+    # [::1]:6379 or one with ': ' stays a string, not a YAML list or mapping)
+    cli_overrides = [f"ablation.{k}={v if k == 'workers' else json.dumps(v)}" for k, v in
                      (("workers", workers), ("executor", executor), ("ray.address", address)) if v is not None]
     r = load_or_fail(recipe, (set_ or []) + cli_overrides)
     from sigx.ablation.looks import MAX_SEEDS

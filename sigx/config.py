@@ -800,10 +800,28 @@ def _known_executor(name: str) -> str:
     return name
 
 
+def _ray_address(value: str) -> str:
+    """The forms ``ray.init`` connects to: auto, local, HOST:PORT (a cluster's GCS) or ray://HOST[:PORT] (Ray
+    Client), HOST a name, IPv4 or [IPv6]: checked when the recipe is read, not when the first cell is submitted."""
+    if value in ("auto", "local"):
+        return value
+    client = value.startswith("ray://")
+    parts = urlsplit(value if client else f"//{value}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535
+        port = 0
+    if not parts.hostname or parts.path or parts.query or parts.fragment or parts.username or port == 0 \
+            or (port is None and not client):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ValueError(f"{shown} is not a Ray address; allowed: auto, local, HOST:PORT, ray://HOST[:PORT]")
+    return value
+
+
 class RayConfig(Strict):
     """``executor: ray``: each cell a Ray task."""
 
-    address: str | None = Field(None, description="address of an existing cluster (default: RAY_ADDRESS's where set, else start a local one; 'auto': the cluster last started on this machine)")
+    address: Annotated[str, AfterValidator(_ray_address)] | None = Field(None, description="address of an existing cluster (default: RAY_ADDRESS's where set, else start a local one; 'auto': the cluster last started on this machine)")
     gpus_per_cell: float | None = Field(None, ge=0, description="num_gpus of a cell's task (default: 1 if the "
                                         "cluster has GPUs, else 0)")
     cpus_per_cell: float = Field(1.0, gt=0, description="num_cpus of a cell's task (and its torch threads)")

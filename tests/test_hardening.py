@@ -54,6 +54,9 @@ RECIPES = [
     ("technique.yaml", "techniques: {sspo: {tau_pos: 0}}\n", "techniques.sspo.tau_pos: Input should be greater than 0"),
     ("judge.yaml", "techniques: {search_p1: {judge: gpt}}\n", "techniques.search_p1.judge: Input should be 'rules' or 'llm'"),
     ("gcrl.yaml", "techniques: {gcrl: {critique_groups: batch}}\n", "techniques.gcrl.critique_groups"),
+    ("ray.yaml", "ablation: {ray: {address: 'head'}}\n",
+     "ablation.ray.address: 'head' is not a Ray address; allowed: auto, local, HOST:PORT, ray://HOST[:PORT]"),
+    ("ray-port.yaml", "ablation: {ray: {address: 'ray://head:99999'}}\n", "'ray://head:99999' is not a Ray address"),
 ]
 
 
@@ -86,6 +89,8 @@ CLI = [
     (["validate", str(TINY), "--set", "seed=99999999999999999999"], "seed: 999999999999... is beyond a 64-bit integer"),
     (["ablate", str(TINY), "--executor", "slurmm"], "ablation.executor"),
     (["ablate", str(TINY), "--workers", "0"], "ablation.workers"),
+    (["ablate", str(TINY), "--executor", "ray", "--address", "a: b"],
+     "ablation.ray.address: 'a: b' is not a Ray address"),
     (["report", "--metric", "../loss", "nowhere"], "--metric: '../loss' is not a summary key"),
     (["report", "--format", "pdf", "nowhere"], "--format: unknown format pdf"),
     (["report", "--margin", "0", "nowhere"], "--margin: must be in (0, 1]"),
@@ -330,3 +335,11 @@ def test_a_damaged_cached_warm_start_is_one_line_saying_how_to_rebuild_it(damage
     (line,) = err.value.problems
     assert line.startswith(f"model.name: cannot load {str(built)!r}: ") and "\n" not in line
     assert line.endswith(f"; the cached warm start is damaged: remove {built} and sigx builds it again")
+
+
+def test_a_ray_address_in_each_form_ray_connects_to_is_accepted(cwd):
+    """auto, local, HOST:PORT (IPv4, a name, [IPv6]) and ray://HOST[:PORT], given on the command line as they are
+    (an IPv6 head's brackets are not read as YAML)."""
+    for address in ["auto", "local", "10.0.0.1:6379", "head-0:6379", "[::1]:6379", "ray://head:10001", "ray://head"]:
+        result = CliRunner().invoke(app, ["ablate", str(TINY), "--dry-run", "--executor", "ray", "--address", address])
+        assert result.exit_code == 0, (address, result.output)
