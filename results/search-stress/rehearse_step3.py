@@ -13,7 +13,8 @@ whether each file is made, and each branch of the seed rule taken, is checked:
     python results/search-stress/rehearse_step3.py /tmp/rehearsal 0.05 31    # rule adds seeds 32-35: waits
 
 Run on 2026-12-03 (all three: the report, verdict_changes.md, done_when.md and report.{md,json} made, or
-the wait said).
+the wait said), and again on 2026-12-04 at 05:40 UTC on sigx `9ac7d1a` (after the report's HC2 standard errors
+and its removal of an earlier report's files): the same three outcomes.
 """
 
 import json
