@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from sigx.report.load import load_ablation
-from sigx.report.stats import build_report
+from sigx.report.build import build_report
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the rehearsal beside it, run by path like this script

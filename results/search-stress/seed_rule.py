@@ -14,7 +14,7 @@ import sys
 
 from sigx.ablation.sequential import mde_over
 from sigx.report.load import load_ablation
-from sigx.report.stats import build_report
+from sigx.report.build import build_report
 
 TARGET = 0.02
 # the seeds each look adds while an MDE is above TARGET: the declared rule (8, 12), then the extension (16, 32)

@@ -101,7 +101,7 @@ def run_sequential(recipe: Recipe, max_seeds: int, step: int | None = None, rule
     looks. A dry run checks the plan, prints it and the next look's cells, and writes nothing."""
     from sigx.ablation.runner import run_ablation
     from sigx.report.load import load_ablation
-    from sigx.report.stats import build_report
+    from sigx.report.build import build_report
 
     if rule not in RULES:
         raise ValueError(f"rule: {rule!r}; allowed: {', '.join(RULES)}")

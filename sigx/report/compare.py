@@ -31,8 +31,9 @@ from scipy import stats
 
 from sigx.report.keep import analysed, covers
 from sigx.report.load import Ablation, ReportError
-from sigx.report.stats import (ALPHA, DEFAULT_MARGIN, DEFAULT_METRIC, fit_model, holm, seed_fits, term_name, tost_p,
-                               warm_start_line)
+from sigx.report.batches import warm_start_line
+from sigx.report.build import DEFAULT_MARGIN, DEFAULT_METRIC
+from sigx.report.stats import ALPHA, fit_model, holm, seed_fits, term_name, tost_p
 
 COLUMNS = ["term", "order", "role", "effect_a", "effect_b", "seeds_a", "seeds_b", "difference", "se", "df",
            "ci_low", "ci_high", "p", "p_holm", "p_same", "p_same_holm", "verdict"]

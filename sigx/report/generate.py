@@ -12,7 +12,7 @@ from sigx.report.load import Ablation, load_ablation, load_archive
 from sigx.report.plots import PLOT_FILES, write_plots
 from sigx.report.render import print_report, write_files
 from sigx.report.replication import read_reference, replication
-from sigx.report.stats import Report, build_report
+from sigx.report.build import Report, build_report
 
 FORMATS = ("md", "csv", "json")
 REPORT_FILES = ("report.md", "runs.csv", "cells.csv", "effects.csv", "additivity.csv", "room.csv", "replication.csv")

@@ -133,7 +133,7 @@ def analysed(ablation) -> str | None:
 
 
 def report_record(report) -> dict:
-    """The ``covers`` record of a :class:`sigx.report.stats.Report`: its analysis (metric, margin, seed subset,
+    """The ``covers`` record of a :class:`sigx.report.build.Report`: its analysis (metric, margin, seed subset,
     the reference it replicates) and its finished runs."""
     replication = getattr(report, "replication", None)
     return covers({"metric": report.metric, "margin": report.margin, "seeds": analysed(report.ablation),

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sigx.report.metrics import metric_description  # noqa: E402
-from sigx.report.stats import Report  # noqa: E402
+from sigx.report.build import Report  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

@@ -14,7 +14,7 @@ def test_until_resolved_runs_the_planned_looks_records_them_and_the_report_tests
     from sigx.ablation.looks import load_plan
     from sigx.ablation.sequential import run_until_resolved
     from sigx.report.load import load_ablation
-    from sigx.report.stats import build_report
+    from sigx.report.build import build_report
 
     undeclared = small_recipe(tmp_path, seeds=[0, 1])
     with pytest.raises(RecipeError, match="ablation.metric: --until-resolved stops on the declared metric"):
@@ -39,7 +39,7 @@ def test_until_mde_adds_seeds_while_a_main_effect_mde_is_above_target_spending_a
     from sigx.ablation.looks import load_plan
     from sigx.ablation.sequential import run_sequential
     from sigx.report.load import load_ablation
-    from sigx.report.stats import build_report
+    from sigx.report.build import build_report
 
     # Cells this small all reward 0 (no variance, no MDE at all); their step time varies from run to run, so it
     # stands in for a metric with seed-to-seed noise: the store logic is what is tested.

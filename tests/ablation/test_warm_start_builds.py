@@ -18,7 +18,7 @@ from sigx.cli import app
 from sigx.config import load_recipe
 from sigx.models.tiny import warm_start_weights
 from sigx.report.load import load_ablation
-from sigx.report.stats import build_report
+from sigx.report.build import build_report
 from sigx.train import run_training
 
 

@@ -18,7 +18,8 @@ from sigx.cli import app
 from sigx.report.load import Ablation, ReportError
 from sigx.report.render import as_json, markdown
 from sigx.report.replication import conclusions, read_reference, replication
-from sigx.report.stats import ALPHA, Report, additivity_table, build_report, factorial_effects
+from sigx.report.build import Report, build_report
+from sigx.report.stats import ALPHA, additivity_table, factorial_effects
 
 
 

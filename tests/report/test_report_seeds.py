@@ -11,7 +11,7 @@ from test_report import make_store, noise
 from sigx.cli import app
 from sigx.report.load import ReportError, load_ablation
 from sigx.report.seeds import keep_seeds, parse_seeds, span
-from sigx.report.stats import build_report
+from sigx.report.build import build_report
 
 FACTORS = ["sspo", "sorl"]
 

@@ -11,7 +11,8 @@ from scipy import stats
 
 from sigx.design import alias_lines, describe, make_design
 from sigx.report.load import Ablation, FactorInfo
-from sigx.report.stats import additivity_table, build_report, detectable
+from sigx.report.build import build_report
+from sigx.report.stats import additivity_table, detectable
 
 THREE = ["search_p1", "sspo", "sorl"]
 
@@ -246,7 +247,8 @@ def test_a_batch_shift_across_the_design_is_tested_with_the_verdicts_hc2_standar
     symmetrically over the cells can give both standard errors equal, and the test could not tell them apart)."""
     import statsmodels.api as sm
 
-    from sigx.report.stats import ALPHA, batch_lines, fit_model
+    from sigx.report.batches import batch_lines
+    from sigx.report.stats import ALPHA, fit_model
 
     rng = np.random.default_rng(12)
     ab = planted(THREE, range(6), truth, rng, noise_sd=0.01)
