@@ -191,3 +191,14 @@ def test_slurm_kill_minus_nine_then_same_command_resumes_with_no_duplicate_and_n
     for cell_id in after:
         steps = [r["step"] for r in read_jsonl(root / cell_id / "metrics.jsonl")]
         assert steps == list(range(13)), (cell_id, steps)
+
+
+def test_more_local_workers_than_devices_is_said_before_they_start():
+    """Workers beyond the GPUs take turns; beyond the CPU cores (no GPU) they share the cores at one thread each,
+    so the ablation is no faster and each holds its own model: both said in one line, nothing when they fit."""
+    from sigx.ablation.launchers.local import sharing_warning
+
+    assert sharing_warning(2, 0, 2) is None and sharing_warning(4, 4, 2) is None
+    assert sharing_warning(3, 0, 2) == ("3 workers on 2 CPU core(s): each gets 1 thread and they share the cores "
+                                        "(no faster than --workers 2; each holds its own model in memory)")
+    assert sharing_warning(5, 4, 64) == "5 workers on 4 GPU(s): workers share GPUs round-robin"

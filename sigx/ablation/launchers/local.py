@@ -37,6 +37,18 @@ def _worker_run_cell(store_root: str, recipe_data: dict, cell_id: str, group: st
                     console=log_console())
 
 
+def sharing_warning(workers: int, gpus: int, cpus: int) -> str | None:
+    """What more workers than devices means, said before they start: on GPUs they take turns round-robin; on CPUs
+    each worker gets one thread and they share the cores, so the ablation runs no faster than with ``cpus``
+    workers while each holds its own copy of the model (memory) and its runs' wall times read slower."""
+    if gpus and workers > gpus:
+        return f"{workers} workers on {gpus} GPU(s): workers share GPUs round-robin"
+    if not gpus and workers > cpus:
+        return (f"{workers} workers on {cpus} CPU core(s): each gets 1 thread and they share the cores (no faster "
+                f"than --workers {cpus}; each holds its own model in memory)")
+    return None
+
+
 @register_launcher
 class LocalLauncher(Launcher):
     name = "local"
@@ -62,8 +74,9 @@ class LocalLauncher(Launcher):
 
         workers = self.config.workers
         gpus = torch.cuda.device_count()
-        if gpus and workers > gpus:
-            self.console.print(f"[yellow]{workers} workers on {gpus} GPU(s): workers share GPUs round-robin[/yellow]")
+        warning = sharing_warning(workers, gpus, os.cpu_count() or 1)
+        if warning:
+            self.console.print(f"[yellow]{warning}[/yellow]")
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch/CUDA state
         progress_queue = ctx.Queue()
         device_queue = None
