@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sigx.report.keep import analysed, covers
-from sigx.report.load import Ablation, ReportError
 from sigx.report.batches import warm_start_line
 from sigx.report.build import DEFAULT_MARGIN, DEFAULT_METRIC
+from sigx.report.keep import analysed, covers
+from sigx.report.load import Ablation, ReportError
 from sigx.report.stats import ALPHA, fit_model, holm, seed_fits, term_name, tost_p
 
 COLUMNS = ["term", "order", "role", "effect_a", "effect_b", "seeds_a", "seeds_b", "difference", "se", "df",

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sigx.report.build import Report, build_report
 from sigx.report.keep import check_replaceable, remove_stale, report_record
 from sigx.report.load import Ablation, load_ablation, load_archive
 from sigx.report.plots import PLOT_FILES, write_plots
 from sigx.report.render import print_report, write_files
 from sigx.report.replication import read_reference, replication
-from sigx.report.build import Report, build_report
 
 FORMATS = ("md", "csv", "json")
 REPORT_FILES = ("report.md", "runs.csv", "cells.csv", "effects.csv", "additivity.csv", "room.csv", "replication.csv")

@@ -9,11 +9,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from sigx.report.build import Report
 from sigx.report.compare import Comparison
 from sigx.report.keep import json_value, report_record
 from sigx.report.metrics import METRICS, metric_description
 from sigx.report.replication import summary_line
-from sigx.report.build import Report
 from sigx.runs import write_json_atomic, write_text_atomic
 
 SHORT = {"final_reward": "final reward", "reward_auc": "reward AUC",

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sigx.report.load import ReportError, is_number
 from sigx.report.build import Replication, Report
+from sigx.report.load import ReportError, is_number
 from sigx.report.stats import ALPHA, holm, t_ppf
 
 COLUMNS = ["kind", "conclusion", "reference_estimate", "reference_verdict", "estimate", "se", "df", "ci_low",

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from test_report_error_rates import FACTORS, store
 
 from sigx.cli import app
+from sigx.report.build import Report, build_report
 from sigx.report.load import Ablation, ReportError
 from sigx.report.render import as_json, markdown
 from sigx.report.replication import conclusions, read_reference, replication
-from sigx.report.build import Report, build_report
 from sigx.report.stats import ALPHA, additivity_table, factorial_effects
 
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from sigx.cli import app
 from sigx.config import recipe_from_data
-from sigx.report.load import load_ablation, load_archive
 from sigx.report.build import build_report
+from sigx.report.load import load_ablation, load_archive
 from sigx.report.stats import seeds_to_resolve
 from sigx.runs import write_json_atomic
 

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from sigx.design import alias_lines, describe, make_design
-from sigx.report.load import Ablation, FactorInfo
 from sigx.report.build import build_report
+from sigx.report.load import Ablation, FactorInfo
 from sigx.report.stats import additivity_table, detectable
 
 THREE = ["search_p1", "sspo", "sorl"]
