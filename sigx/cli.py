@@ -519,7 +519,7 @@ def compare(
     from sigx.report.generate import load_store
     from sigx.report.keep import check_replaceable, remove_stale
     from sigx.report.load import ReportError
-    from sigx.report.render import print_comparison, write_comparison
+    from sigx.report.render import COMPARISON_FILES, print_comparison, write_comparison
     from sigx.report.seeds import keep_seeds, parse_seeds
 
     formats = checked_analysis_options(format_, metric, margin, out)
@@ -534,14 +534,14 @@ def compare(
                 b = keep_seeds(b, parse_seeds(seeds_b, "--seeds-b"), "--seeds-b")
             comparison = compare_stores(a, b, metric, margin)
             folder = out / f"{a.name}-vs-{b.name}"
-            check_replaceable(folder, "compare.json", ("compare.md", "compare.csv"), comparison.covers, overwrite)
+            check_replaceable(folder, "compare.json", COMPARISON_FILES, comparison.covers, overwrite)
         except ReportError as err:
             fail(str(err))
         except RecipeError as err:  # --recipe-a / --recipe-b of an archive that does not load
             fail(err.problems)
         folder.mkdir(parents=True, exist_ok=True)
         written = write_comparison(comparison, folder, formats)
-        removed = remove_stale(folder, ("compare.json", "compare.md", "compare.csv"), written)
+        removed = remove_stale(folder, ("compare.json",) + COMPARISON_FILES, written)
     print_comparison(comparison, console)
     typer.echo(f"comparison written to {folder}/ ({', '.join(p.name for p in written)})"
                + superseded(removed, "comparison"))

@@ -1,5 +1,5 @@
 """One ablation store in, ``results/<ablation>/`` out (tables, PNGs) and the terminal view: ``prepare_report``
-(the analysis, and whether its folder may take it), then ``write_report``; ``generate_report`` does both."""
+(the analysis, and whether its folder may take it), then ``write_report``."""
 
 from __future__ import annotations
 
@@ -56,15 +56,3 @@ def write_report(report: Report, out_base: str | Path = "results", formats: tupl
         print_report(report, console)
     return written, removed
 
-
-def generate_report(store: str | Path | Ablation, out_base: str | Path = "results", metric: str | None = None,
-                    margin: float | None = None, formats: tuple[str, ...] = ("md",),
-                    console: Console | None = None, recipe: str | Path | None = None,
-                    replicates: str | Path | None = None,
-                    overwrite: bool = False) -> tuple[Report, list[Path], list[str]]:
-    """One store (a run store's path, an archive's with ``recipe``: see :func:`load_store`, or an ablation loaded
-    by it) reported and written: :func:`prepare_report` then :func:`write_report`. Returns the report, the files
-    written and the earlier report's files removed."""
-    ablation = store if isinstance(store, Ablation) else load_store(store, recipe)
-    report = prepare_report(ablation, out_base, metric, margin, replicates, overwrite)
-    return (report, *write_report(report, out_base, formats, console))

@@ -132,16 +132,16 @@ def interaction_plots(report: Report, path: Path) -> None:
     _save(fig, path)
 
 
-PLOT_FILES = ("reward_curves.png", "effects.png", "interactions_heatmap.png", "interaction_plots.png")  # any report's
+DRAWERS = {"reward_curves.png": reward_curves, "effects.png": effects_plot,
+           "interactions_heatmap.png": interaction_heatmap, "interaction_plots.png": interaction_plots}
+PLOT_FILES = tuple(DRAWERS)  # every plot a report may write
 
 
 def write_plots(report: Report, out: Path) -> list[Path]:
-    paths = []
-    drawers = [("reward_curves.png", reward_curves)] if len(report.ablation.curves) else []  # archives have none
-    drawers += [("effects.png", effects_plot)]
+    names = ["reward_curves.png"] if len(report.ablation.curves) else []  # archives have none
+    names += ["effects.png"]
     if len(report.ablation.of_role("technique", "regime")) >= 2:
-        drawers += [("interactions_heatmap.png", interaction_heatmap), ("interaction_plots.png", interaction_plots)]
-    for name, draw in drawers:
-        draw(report, out / name)
-        paths.append(out / name)
-    return paths
+        names += ["interactions_heatmap.png", "interaction_plots.png"]
+    for name in names:
+        DRAWERS[name](report, out / name)
+    return [out / name for name in names]

@@ -31,7 +31,8 @@ with B on and with B off. Standard errors weigh each run's own noise (HC2, Bell-
 weighs the same, as in a complete design's terms, the pooled ones). p-values are Holm-corrected over all terms.
 *within +-{margin}*: the effect is shown smaller than the margin (equivalence: two one-sided tests, Holm over the
 terms); only there does this report claim "no effect". *MDE* is the smallest true effect called significant
-with 80% probability under that same Holm rule; an effect that is neither significant nor shown within the margin is unresolved, not absent.
+with 80% probability under that same Holm rule; an effect that is neither significant nor shown within the
+margin is unresolved, not absent.
 *Additivity*: for each set of techniques, in each regime, the observed gain over that regime's baseline against
 the sum of its members' own gains; the gap (observed - sum) with a seed-paired 95% t-interval (each seed's own
 estimate of the gap, so cells of unequal noise are weighed as they are; seeds - 1 degrees of freedom). Over the
@@ -362,6 +363,9 @@ def comparison_markdown(c: Comparison) -> str:
 def comparison_json(c: Comparison) -> dict:
     return {"a": c.a, "b": c.b, "metric": c.metric, "margin": c.margin, "alpha": c.alpha, "only_in": c.only_in,
             "notes": c.notes, "rows": _records(c.table), "covers": c.covers}
+
+
+COMPARISON_FILES = ("compare.md", "compare.csv")  # beside compare.json, which every comparison writes
 
 
 def write_comparison(c: Comparison, out: Path, formats: list[str]) -> list[Path]:

@@ -182,14 +182,14 @@ class Model:
 
     @cached_property
     def _runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """exog, (X'X)^-1, each run's leverage h and HC2 variance e^2 / (1 - h) (0 for a run alone in fixing a
+        """exog, (X'X)^-1, each run's leverage h and HC2 inflation 1 / (1 - h) (0 for a run alone in fixing a
         parameter, h = 1: its residual is 0 and says nothing of its noise)."""
         exog = np.asarray(self.fit.model.exog, dtype=float)
         bread = np.asarray(self.fit.normalized_cov_params, dtype=float)
         leverage = np.einsum("ij,jk,ik->i", exog, bread, exog)
         alone = leverage > ALONE
-        variance = np.where(alone, 0.0, np.asarray(self.fit.resid) ** 2 / np.where(alone, 1.0, 1 - leverage))
-        return exog, bread, leverage, variance
+        inflation = np.where(alone, 0.0, 1 / np.where(alone, 1.0, 1 - leverage))
+        return exog, bread, leverage, inflation
 
     def contrast(self, weights: np.ndarray) -> np.ndarray:
         """A contrast on the intercept and terms, padded with zeros for the seed blocks (they cancel)."""
@@ -219,28 +219,29 @@ class Model:
         if self.df <= 0:
             return {"value": value, "se": math.nan, "df": 0, "low": math.nan, "high": math.nan, "p": math.nan,
                     "pooled": False}
-        exog, bread, leverage, variance = self._runs
+        exog, bread, leverage, inflation = self._runs
         a = exog @ (bread @ c)  # each run's weight in the estimate: value = a . y
         scale = max(float(np.max(np.abs(a))), 1e-300)
         pooled = bool(np.any(np.abs(a[leverage > ALONE]) > 1e-9 * scale))
-        df = bell_mccaffrey_df(a, exog, bread, leverage) if not pooled else math.nan
+        df = bell_mccaffrey_df(a, exog, bread, leverage, inflation) if not pooled else math.nan
         if pooled or not df > 0:
             se, df = math.sqrt(max(float(c @ self.cov @ c), 0.0)), float(self.df)
         else:
-            se = math.sqrt(float(a**2 @ variance))
+            se = math.sqrt(float(a**2 * inflation @ np.asarray(self.fit.resid) ** 2))
         half = t_ppf(1 - ALPHA / 2, df) * se
         t = abs(value) / se if se > 0 else (math.inf if value else math.nan)  # (as t_test: a 0 se is p 0, or NaN)
         return {"value": value, "se": se, "df": df, "low": value - half, "high": value + half, "p": 2 * t_sf(t, df),
                 "pooled": pooled}
 
 
-def bell_mccaffrey_df(a: np.ndarray, exog: np.ndarray, bread: np.ndarray, leverage: np.ndarray) -> float:
+def bell_mccaffrey_df(a: np.ndarray, exog: np.ndarray, bread: np.ndarray, leverage: np.ndarray,
+                      inflation: np.ndarray) -> float:
     """Bell and McCaffrey's degrees of freedom for the HC2 variance of the estimate a . y of an OLS fit:
     (tr G'G)^2 / tr (G'G)^2 with G'G = D M D, M = I - H the residual maker and D = diag(a / sqrt(1 - h)). Computed
     in O(n p^2), without the n x n matrix M: tr G'G = sum a^2, and ||D M D||_F^2 = sum d^4 - 2 sum d^4 h +
-    tr((B X'D^2X)^2), B = (X'X)^-1 (checked against the definition in tests/report/test_report_stats.py)."""
-    free = leverage <= ALONE  # a run alone in fixing a parameter: weight 0 here (the caller checked)
-    d2 = np.where(free, a**2 / np.where(free, 1 - leverage, 1.0), 0.0)
+    tr((B X'D^2X)^2), B = (X'X)^-1 (checked against the definition in tests/report/test_report_stats.py).
+    ``inflation``: 1 / (1 - h), 0 for a run alone in fixing a parameter (weight 0 here: the caller checked)."""
+    d2 = a**2 * inflation
     weighted = bread @ (exog.T * d2) @ exog
     denominator = float(np.sum(d2**2) - 2 * np.sum(d2**2 * leverage) + np.trace(weighted @ weighted))
     return float(np.sum(a**2) ** 2 / denominator) if denominator > 0 else math.nan
