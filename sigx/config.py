@@ -272,11 +272,17 @@ class GSM8KTaskConfig(Strict):
     seed: int = Field(1234, description="seed of the held-out order")
 
 
+def _shown(value, width: int) -> str:
+    """A value quoted for an error line, cut to ``width`` characters (a hostile recipe's long value stays one line)."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _http_url(value: str) -> str:
     """An http(s) URL with a host: a server's address checked when the recipe is read, not at the first search."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        shown = _shown(value, 60)
         raise ValueError(f"{shown} is not an http(s) URL with a host (http://HOST[:PORT]/PATH)")
     return value
 
@@ -400,7 +406,7 @@ def _task_section(value: Any) -> Any:
         raise ValueError("the task section is a mapping with the task's name and its fields")
     name = value.get("name", DEFAULT_TASK)
     if not isinstance(name, str) or name not in TASK_CONFIGS:
-        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        shown = _shown(name, 40)
         raise ValueError(f"unknown task {shown}; allowed: {', '.join(TASK_CONFIGS)}")
     return TASK_CONFIGS[name].model_validate(value)
 
@@ -721,7 +727,7 @@ def register_technique_config(name: str, config: type[TechniqueConfig]) -> None:
 # --------------------------------------------------------------------------------------------------- ablation
 def _known_technique(name: str) -> str:
     if name not in technique_order():
-        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        shown = _shown(name, 40)
         raise ValueError(f"unknown technique {shown}; a factor is a technique ({', '.join(technique_order())}) or a "
                          "recipe field at two levels, e.g. {rollout.staleness: [0, 4]}")
     return name
@@ -795,7 +801,7 @@ def register_executor(name: str) -> None:
 
 def _known_executor(name: str) -> str:
     if name not in EXECUTORS:
-        shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+        shown = _shown(name, 40)
         raise ValueError(f"unknown executor {shown}; allowed: {', '.join(EXECUTORS)}")
     return name
 
@@ -813,7 +819,7 @@ def _ray_address(value: str) -> str:
         port = 0
     if not parts.hostname or parts.path or parts.query or parts.fragment or parts.username or port == 0 \
             or (port is None and not client):
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        shown = _shown(value, 60)
         raise ValueError(f"{shown} is not a Ray address; allowed: auto, local, HOST:PORT, ray://HOST[:PORT]")
     return value
 
