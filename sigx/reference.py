@@ -13,7 +13,7 @@ from sigx.config import EXECUTORS, TASK_CONFIGS, AblationConfig, FieldFactor, Re
 
 HEADER = """# Recipe reference
 
-Every field of a sigx recipe, generated from the schema in `sigx/config.py` (`python -m sigx.reference >
+Every field of a sigx recipe, generated from the schema in `sigx/config/` (`python -m sigx.reference >
 docs/recipe.md`; a test keeps this file and the schema in step). A recipe is one YAML file; every section and
 field is optional, unknown keys are errors, and any field can be overridden from the command line with
 `--set section.field=value` (parsed as YAML).
