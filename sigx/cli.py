@@ -151,7 +151,9 @@ def load_or_fail(recipe: Path, overrides: list[str]) -> Recipe:
     return loaded
 
 
-@app.command(epilog="Example:  sigx validate recipes/stress.yaml --set training.lr=3e-5")
+@app.command(short_help="Check a recipe: one line per problem, or 'ok' and one run's estimated GPU memory.",
+             epilog="Examples:  sigx validate recipes/stress.yaml --set training.lr=3e-5  ·  sigx validate "
+                    "recipes/full.yaml --set training.lora.r=16 --gpu-memory 80")
 def validate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,
@@ -161,9 +163,7 @@ def validate(
     nproc: Annotated[int, typer.Option(min=1, max=1024, help="The memory plan per process of a run on this many (sigx train --nproc).")] = 1,
 ) -> None:
     """Check a recipe: prints one line per problem (field path and what is allowed), or 'ok' and the estimated
-    memory of one run on its GPU (weights, gradients, optimizer, activations, rollout; docs/gpu.md).
-
-    Example: sigx validate recipes/full.yaml --set training.lora.r=16 --gpu-memory 80"""
+    memory of one run on its GPU (weights, gradients, optimizer, activations, rollout; docs/gpu.md)."""
     r = load_or_fail(recipe, set_ or [])
     from sigx.ablation.plan import expand, undeclarable_metric
 
@@ -547,9 +547,11 @@ def compare(
                + superseded(removed, "comparison"))
 
 
-@app.command(epilog="Examples:  sigx archive ablations/stress results/stress/archive (add the store's finished cells "
-                     "to the archive; run it again as more finish)  ·  then, on another machine: sigx ablate "
-                     "recipes/stress.yaml --restore-from results/stress/archive")
+@app.command(short_help="Copy an ablation's finished cells into an archive that `sigx report` and `sigx ablate "
+                        "--restore-from` read.",
+             epilog="Examples:  sigx archive ablations/stress results/stress/archive (add the store's finished cells "
+                    "to the archive; run it again as more finish)  ·  then, on another machine: sigx ablate "
+                    "recipes/stress.yaml --restore-from results/stress/archive")
 def archive(
     store: Annotated[Path, typer.Argument(help="An ablation run store (ablations/<recipe name>).")],
     out: Annotated[Path, typer.Argument(help="The archive: a new directory, or one this command wrote for the same recipe.")],

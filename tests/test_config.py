@@ -165,6 +165,18 @@ def test_every_help_shows_an_example(command):
     assert result.exit_code == 0 and "Example" in result.output, result.output
 
 
+def test_each_command_is_one_sentence_in_the_command_list():
+    """`sigx --help` lists a command by its short help: a docstring whose first paragraph runs over lines is
+    printed with its line breaks there (a lone word on a line at 80 columns), so such a command says it in one."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        shown = command.short_help or (command.help or "").split("\n\n")[0]
+        assert shown and "\n" not in shown, (name, shown)
+        assert len(shown) <= 120, (name, len(shown))
+
+
 def test_field_roles_declared_once_give_the_lists_each_check_uses():
     """The roles on the fields derive what was six hand-kept lists in four modules; these are their values."""
     from sigx.ablation.store import STORE_RESUMABLE_CHANGES
