@@ -6,6 +6,7 @@ stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -574,6 +575,18 @@ def archive(
         if outcome.damaged else ""
     typer.echo(f"{out}: {len(outcome.archived)} cell(s) archived now, {len(outcome.unchanged)} already there"
                f"{replaced}{damaged}")
+
+
+def _paragraphs_in_one_line(commands) -> None:
+    """Each command's help with its paragraphs' line breaks removed: Typer prints a docstring's later paragraphs
+    with the line breaks of the source, which wrap at another width than the terminal's ('run' alone on a
+    line); a paragraph of one line is wrapped by rich at the terminal's width."""
+    for info in commands:
+        text = info.help or inspect.getdoc(info.callback) or ""
+        info.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in text.split("\n\n"))
+
+
+_paragraphs_in_one_line(app.registered_commands)
 
 
 def main() -> None:

@@ -167,7 +167,8 @@ def test_every_help_shows_an_example(command):
 
 def test_each_command_is_one_sentence_in_the_command_list():
     """`sigx --help` lists a command by its short help: a docstring whose first paragraph runs over lines is
-    printed with its line breaks there (a lone word on a line at 80 columns), so such a command says it in one."""
+    printed with its line breaks there (a lone word on a line at 80 columns), so such a command says it in one;
+    and `sigx CMD --help` prints each paragraph wrapped at the terminal's width, not the source's."""
     import typer.main
 
     group = typer.main.get_command(app)
@@ -175,6 +176,7 @@ def test_each_command_is_one_sentence_in_the_command_list():
         shown = command.short_help or (command.help or "").split("\n\n")[0]
         assert shown and "\n" not in shown, (name, shown)
         assert len(shown) <= 120, (name, len(shown))
+        assert all("\n" not in paragraph for paragraph in command.help.split("\n\n")), name  # rich wraps them
 
 
 def test_field_roles_declared_once_give_the_lists_each_check_uses():
