@@ -26,8 +26,10 @@ def test_unknown_field_lists_the_allowed_ones():
 
 
 def test_literal_names_the_allowed_values():
-    [line] = problems({"rollout": {"backend": "sglang"}})
-    assert line == "r.yaml: rollout.backend: Input should be 'hf', 'hf_synced' or 'vllm' (got 'sglang')"
+    [line] = problems({"rollout": {"decoder": "paged"}})
+    assert line == "r.yaml: rollout.decoder: Input should be 'dynamic' or 'static' (got 'paged')"
+    [line] = problems({"rollout": {"backend": "sglang"}})  # a registry's names: the same line, from the registry
+    assert line == "r.yaml: rollout.backend: unknown rollout backend 'sglang'; allowed: hf, hf_synced, vllm"
 
 
 def test_task_fields_depend_on_the_task():

@@ -1,18 +1,22 @@
-"""Adding a technique, a task and a launcher touches no file of sigx: each is its own code plus one registration
-call, made here, in the test file alone (docs/engine.md, "Adding a ..."). The registrations are undone after
-each test, so that the rest of the suite sees only the built-in plug-ins."""
+"""Adding a technique, a task, a launcher, an advantage estimator or a baseline loss touches no file of sigx: each
+is its own code plus one registration call, made here, in the test file alone (docs/engine.md, "Adding a ...").
+The registrations are undone after each test, so that the rest of the suite sees only the built-in plug-ins."""
 
 import json
 from typing import Literal
 
 import pytest
+import torch
 import yaml
 from pydantic import Field
 from typer.testing import CliRunner
 
 import sigx.ablation.launchers as launchers
 import sigx.config as config
+import sigx.engine.advantages as advantages
+import sigx.engine.backends as backends
 import sigx.engine.hooks as hooks
+import sigx.engine.losses as losses
 import sigx.tasks as tasks
 from sigx.ablation.cell import run_cell
 from sigx.ablation.launchers import Event, Launcher, payload, register_launcher
@@ -77,12 +81,39 @@ class InlineLauncher(Launcher):
         return results
 
 
+def leave_one_out_advantages(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """RLOO (Ahmadian et al. 2024, arXiv 2402.14740): A_i = r_i - mean_{j != i in i's group} r_j = k/(k-1) (r_i -
+    mean). Counts its calls, so a test sees the trainer use it."""
+    leave_one_out_advantages.calls += 1
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    sums = torch.zeros(len(counts), dtype=rewards.dtype).index_add_(0, inverse, rewards)
+    k = counts[inverse].to(rewards.dtype)
+    return (rewards - (sums[inverse] - rewards) / (k - 1).clamp(min=1)) * (k > 1)
+
+
+leave_one_out_advantages.calls = 0
+
+
+def unclipped_loss(x, settings):
+    """REINFORCE with the importance ratio, no trust region: loss_t = -r_t A, r_t = exp(logp_t - logp_old_t).
+    Reads ``training.lr`` as its settings, only to be a loss with training settings (a baseline loss). Counts its
+    calls."""
+    unclipped_loss.calls += 1
+    ratio = torch.exp(x.logprobs - x.old_logprobs)
+    return -ratio * x.advantages[:, None], {"clip_fraction": torch.zeros(()), "ratio_mean": ratio.detach().mean()}
+
+
+unclipped_loss.calls = 0
+
+
 @pytest.fixture
 def plugins():
     """Register the three plug-ins (one call each), and undo it afterwards."""
     saved = [(d, dict(d)) for d in (hooks.TECHNIQUES, config.TECHNIQUE_CONFIGS, tasks.TASKS, config.TASK_CONFIGS,
-                                    launchers.LAUNCHERS)]
-    executors = list(config.EXECUTORS)
+                                    launchers.LAUNCHERS, advantages.ADVANTAGE_ESTIMATORS, losses.POLICY_LOSSES,
+                                    backends.ROLLOUT_BACKENDS)]
+    names = [(n, list(n)) for n in (config.EXECUTORS, config.ADVANTAGE_NAMES, config.POLICY_LOSS_NAMES,
+                                     config.ROLLOUT_BACKEND_NAMES)]
     register_technique(RewardBonus)
     register_task("countdown", CountdownTask, config=CountdownConfig)
     register_launcher(InlineLauncher)
@@ -91,7 +122,8 @@ def plugins():
     for registry, before in saved:
         registry.clear()
         registry.update(before)
-    config.EXECUTORS[:] = executors
+    for registry, before in names:
+        registry[:] = before
 
 
 SMALL = {
@@ -133,10 +165,49 @@ def test_names_stay_unknown_without_their_registration():
     for data, expected in [({"task": {"name": "countdown"}}, "task: unknown task 'countdown'; allowed: arithmetic"),
                            ({"techniques": {"reward_bonus": {}}}, "techniques.reward_bonus: unknown field"),
                            ({"ablation": {"executor": "inline"}}, "ablation.executor: unknown executor 'inline'; "
-                                                                  "allowed: local, ray, slurm")]:
+                                                                  "allowed: local, ray, slurm"),
+                           ({"training": {"advantage": "rloo"}}, "training.advantage: unknown advantage estimator "
+                                                                 "'rloo'; allowed: grpo, dr_grpo"),
+                           ({"training": {"policy_loss": "sspo"}}, "training.policy_loss: unknown policy loss "
+                                                                   "'sspo'; allowed: ppo_clip, gspo"),
+                           ({"rollout": {"backend": "sglang"}}, "rollout.backend: unknown rollout backend 'sglang'; "
+                                                                "allowed: hf, hf_synced, vllm")]:
         with pytest.raises(RecipeError) as err:
             recipe_from_data(data, "r.yaml")
         assert expected in err.value.problems[0]
+
+
+def test_the_recipes_names_are_the_engines_registries():
+    """What a recipe may name is the registries' content: the built-in names the config knows before the engine is
+    imported are exactly the engine's registrations (a technique's own loss is no baseline loss)."""
+    import sigx.techniques  # noqa: F401  (registers the technique losses)
+
+    assert list(config.ADVANTAGE_NAMES) == list(advantages.ADVANTAGE_ESTIMATORS)
+    assert list(config.ROLLOUT_BACKEND_NAMES) == list(backends.ROLLOUT_BACKENDS)
+    assert list(config.POLICY_LOSS_NAMES) == [n for n, spec in losses.POLICY_LOSSES.items() if spec.training_settings]
+    assert {"sspo", "sorl"} <= set(losses.POLICY_LOSSES) - set(config.POLICY_LOSS_NAMES)
+
+
+def test_a_registered_estimator_and_loss_are_recipe_names_and_the_run_uses_them(plugins, tmp_path):
+    advantages.register_advantage("rloo")(leave_one_out_advantages)
+    losses.register_policy_loss("unclipped", zero_at_zero_advantage=True, training_settings=lambda t: t.lr)(
+        unclipped_loss)
+    rewards, groups = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0]), torch.tensor([0, 0, 0, 1, 1, 1])
+    # group 0: 1 - (0 + 0)/2, 0 - (1 + 0)/2, ...; group 1: every reward equals the others' mean
+    assert torch.equal(leave_one_out_advantages(rewards, groups), torch.tensor([1.0, -0.5, -0.5, 0.0, 0.0, 0.0]))
+    data = {**SMALL, "task": {"name": "arithmetic", "eval_prompts": 8}, "techniques": {},
+            "training": {**SMALL["training"], "advantage": "rloo", "policy_loss": "unclipped",
+                         "skip_zero_advantage": False}}  # the loss runs even where every group's reward is equal
+    recipe = recipe_from_data(data)
+    assert (recipe.training.advantage, recipe.training.policy_loss) == ("rloo", "unclipped")
+    assert hooks.resolve_policy_loss([], recipe.training).name == "unclipped"
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    estimated, lost = leave_one_out_advantages.calls, unclipped_loss.calls
+    result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert leave_one_out_advantages.calls - estimated == 3  # one call per step
+    assert unclipped_loss.calls - lost == 3 * 2  # one per mini-batch (2 a step: SMALL's default), each step
 
 
 def test_a_technique_that_needs_more_of_a_task_says_what_is_missing(plugins):

@@ -19,15 +19,16 @@ One module per job, imported here so that ``from sigx.config import ...`` names 
 
 from sigx.config.ablation import (EXECUTORS, MAX_COMBINATION, MAX_LABEL, AblationConfig, FieldFactor, RayConfig,
                                   SlurmConfig, level_label, register_executor)
-from sigx.config.base import (FIELD_PROBLEM, MAX_INT, MAX_NEW_TOKENS, MAX_TEXT, ROLES, RecipeError, Strict,
-                              field_names_with_role, role, roles_of)
+from sigx.config.base import (FIELD_PROBLEM, MAX_INT, MAX_NEW_TOKENS, MAX_TEXT, ROLES, Names, RecipeError, Strict,
+                              field_names_with_role, names_of, role, roles_of)
 from sigx.config.loading import (apply_overrides, field_factor_problems, format_validation_error, load_recipe,
                                  parse_override, recipe_from_data, set_path)
 from sigx.config.reading import MAX_RECIPE_VALUES, RecipeLoader, read_recipe_file
 from sigx.config.recipe import (COMPUTE_LAYOUT_FIELDS, EXECUTION_FIELDS, FACTOR_SECTIONS, MAX_SEED,
                                 RESUMABLE_CHANGES, Recipe, default_recipe_like, fields_with_role, recipe_warnings)
-from sigx.config.sections import (ENGINE_FIELDS, LoggingConfig, LoRAConfig, ModelConfig, RolloutConfig,
-                                  TinyModelConfig, TrainingConfig)
+from sigx.config.sections import (ADVANTAGE_NAMES, ENGINE_FIELDS, POLICY_LOSS_NAMES, ROLLOUT_BACKEND_NAMES,
+                                  LoggingConfig, LoRAConfig, ModelConfig, RolloutConfig, TinyModelConfig,
+                                  TrainingConfig)
 from sigx.config.tasks import (DEFAULT_TASK, TASK_CONFIGS, ArithmeticTaskConfig, GSM8KTaskConfig, QADataSource,
                                QASearchTaskConfig, RetrieverConfig, SearchTaskConfig, TaskConfig,
                                register_task_config)
@@ -36,6 +37,7 @@ from sigx.config.techniques import (TECHNIQUE_CONFIGS, TECHNIQUE_ORDER, GCRLConf
                                     register_technique_config, technique_order)
 
 __all__ = [
+    "ADVANTAGE_NAMES", "Names", "POLICY_LOSS_NAMES", "ROLLOUT_BACKEND_NAMES", "names_of",
     "AblationConfig", "ArithmeticTaskConfig", "COMPUTE_LAYOUT_FIELDS", "DEFAULT_TASK", "ENGINE_FIELDS",
     "EXECUTION_FIELDS", "EXECUTORS", "FACTOR_SECTIONS", "FIELD_PROBLEM", "FieldFactor", "GCRLConfig",
     "GSM8KTaskConfig", "LLMJudgeConfig", "LoRAConfig", "LoggingConfig", "MAX_COMBINATION", "MAX_INT", "MAX_LABEL",

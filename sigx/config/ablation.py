@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from sigx.config.base import Strict, quoted, role
+from sigx.config.base import Names, Strict, quoted, role
 from sigx.config.techniques import technique_order
 from sigx.design import make_design
 
@@ -78,21 +78,14 @@ Factor = Annotated[Union[Annotated[TechniqueName, Tag("technique")], Annotated[F
 
 #: where an ablation's cells may run (``ablation.executor``): the built-in launchers' names, and those added by
 #: ``register_launcher`` in sigx.ablation.launchers (through register_executor)
-EXECUTORS: list[str] = ["local", "ray", "slurm"]
+EXECUTORS = Names("executor", ["local", "ray", "slurm"])
+ExecutorName = EXECUTORS.field
 
 
 def register_executor(name: str) -> None:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name or ""):
         raise ValueError(f"launcher name {name!r}: lowercase letters, digits and _, starting with a letter")
-    if name not in EXECUTORS:
-        EXECUTORS.append(name)
-
-
-def _known_executor(name: str) -> str:
-    if name not in EXECUTORS:
-        shown = quoted(name, 40)
-        raise ValueError(f"unknown executor {shown}; allowed: {', '.join(EXECUTORS)}")
-    return name
+    EXECUTORS.register(name)
 
 
 def _ray_address(value: str) -> str:
@@ -177,7 +170,7 @@ class AblationConfig(Strict):
     output_dir: str = Field("ablations", min_length=1, max_length=4096,
                             description="run store root; the ablation goes to <output_dir>/<name>",
                             **role("execution"))
-    executor: Annotated[str, AfterValidator(_known_executor)] = Field(
+    executor: ExecutorName = Field(
         "local", description="where cells run: local (this process, or `workers` processes), ray (a Ray "
         "cluster, see ray), slurm (Slurm jobs through submitit, see slurm)", **role("execution"))
     workers: int = Field(1, ge=1, description="local: cells run in parallel, one process (and one GPU, if any) "

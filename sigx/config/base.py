@@ -3,10 +3,11 @@ checks of values that several sections hold (an http(s) URL, a value quoted for 
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 
 
 class RecipeError(ValueError):
@@ -119,6 +120,43 @@ def quoted(value, width: int) -> str:
     """A value quoted for an error line, cut to ``width`` characters (a hostile recipe's long value stays one line)."""
     text = repr(value)
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+class Names(list):
+    """The names a recipe field may hold where a registry holds the things named (policy losses, advantage
+    estimators, rollout backends, launchers): the built-in names from the start, so a recipe is checked without
+    importing the engine, and each name a plug-in registers, so that a recipe naming a registered one is as valid
+    as a built-in one. The field's annotation is ``names.field`` (a str checked against the list when the recipe is
+    read); the recipe reference lists the names from it."""
+
+    def __init__(self, what: str, built_in: list[str]):
+        super().__init__(built_in)
+        self.what = what
+
+    def register(self, name: str) -> None:
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_+-]*", name):
+            raise ValueError(f"{self.what} name {name!r}: lowercase letters, digits, _, + and -, starting with a "
+                             "letter")
+        if name not in self:
+            self.append(name)
+
+    def check(self, value: str) -> str:
+        if value not in self:
+            raise ValueError(f"unknown {self.what} {quoted(value, 40)}; allowed: {', '.join(self)}")
+        return value
+
+    @property
+    def field(self) -> Any:
+        return Annotated[str, AfterValidator(self.check)]
+
+
+def names_of(field_info) -> Names | None:
+    """The Names a pydantic field's value is checked against, if any (for the recipe reference)."""
+    for meta in getattr(field_info, "metadata", ()):
+        names = getattr(getattr(meta, "func", None), "__self__", None)
+        if isinstance(names, Names):
+            return names
+    return None
 
 
 def http_url(value: str) -> str:

@@ -7,7 +7,18 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from sigx.config.base import FIELD_PROBLEM, MAX_NEW_TOKENS, Strict, Switch, field_names_with_role, role
+from sigx.config.base import FIELD_PROBLEM, MAX_NEW_TOKENS, Names, Strict, Switch, field_names_with_role, role
+
+
+#: what ``rollout.backend``, ``training.advantage`` and ``training.policy_loss`` may name: the built-in ones here,
+#: and those registered in the engine's registries (sigx.engine.backends, .advantages, .losses), which add their
+#: names here, so that a recipe naming a registered one is valid
+ROLLOUT_BACKEND_NAMES = Names("rollout backend", ["hf", "hf_synced", "vllm"])
+ADVANTAGE_NAMES = Names("advantage estimator", ["grpo", "dr_grpo"])
+POLICY_LOSS_NAMES = Names("policy loss", ["ppo_clip", "gspo"])
+RolloutBackendName = ROLLOUT_BACKEND_NAMES.field
+AdvantageName = ADVANTAGE_NAMES.field
+PolicyLossName = POLICY_LOSS_NAMES.field
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -76,11 +87,11 @@ class RolloutConfig(Strict):
     on CPU: what the weight-sync tests use; on a GPU without vLLM, with ``dtype: bfloat16``, ``decoder: static``
     and ``compile: true``, the fast transformers rollout: bf16 weights, so no per-step casts)."""
 
-    backend: Literal["hf", "hf_synced", "vllm"] = Field("hf", description="hf: sample from the training model "
-                                                        "itself (CPU default); hf_synced: a separate pushed copy "
-                                                        "(in dtype bfloat16 with decoder static: the GPU choice "
-                                                        "without vLLM); vllm: the colocated GPU engine",
-                                                        **role("engine"))
+    backend: RolloutBackendName = Field("hf", description="hf: sample from the training model "
+                                 "itself (CPU default); hf_synced: a separate pushed copy (in dtype bfloat16 with "
+                                 "decoder static: the GPU choice without vLLM); vllm: the colocated GPU engine; or a "
+                                 "backend registered with sigx.engine.backends.register_rollout_backend",
+                                 **role("engine"))
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, le=MAX_NEW_TOKENS, description="per agent turn (at most 2^20: beyond any "
                                 "model's context)")
@@ -157,10 +168,11 @@ class TrainingConfig(Strict):
     prompts_per_step: int = Field(16, ge=1, description="prompts per rollout batch (each sampled group_size times)")
     inner_epochs: int = Field(1, ge=1, description="passes over each rollout batch (PPO epochs)")
     mini_batches: int = Field(2, ge=1, description="optimizer steps per pass; >1 makes later updates off-policy")
-    advantage: Literal["grpo", "dr_grpo"] = Field("grpo", description="grpo: (r - mean) / std per group; dr_grpo: "
-                                                  "r - mean (Dr. GRPO)")
-    policy_loss: Literal["ppo_clip", "gspo"] = Field("ppo_clip", description="the baseline's loss (SSPO and SORL "
-                                                     "replace it when enabled): GRPO's token clip or GSPO")
+    advantage: AdvantageName = Field("grpo", description="grpo: (r - mean) / std per group; dr_grpo: r - mean (Dr. "
+                                     "GRPO); or an estimator registered with sigx.engine.advantages.register_advantage")
+    policy_loss: PolicyLossName = Field("ppo_clip", description="the baseline's loss (SSPO and SORL replace it when "
+                                        "enabled): GRPO's token clip or GSPO; or a loss registered with "
+                                        "sigx.engine.losses.register_policy_loss and training_settings")
     clip_eps: float = Field(0.2, gt=0, description="PPO band, low side [1 - eps, ...] (ppo_clip)")
     clip_eps_high: float | None = Field(None, gt=0, description="DAPO clip-higher; defaults to clip_eps")
     gspo_clip_eps: float = Field(3e-4, gt=0, description="GSPO's sequence-ratio band, low side (GSPO v2 sec. 5.1)")

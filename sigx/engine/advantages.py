@@ -11,14 +11,19 @@ from typing import Callable
 
 import torch
 
+from sigx.config import ADVANTAGE_NAMES
+
 AdvantageEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
 
 
 def register_advantage(name: str):
+    """Decorator: register ``fn(rewards [N], groups [N]) -> advantages [N]`` under ``name``; from then on
+    ``training.advantage: <name>`` is a valid recipe field."""
     def wrap(fn: AdvantageEstimator) -> AdvantageEstimator:
         if name in ADVANTAGE_ESTIMATORS:
             raise ValueError(f"advantage estimator {name!r} is registered twice")
+        ADVANTAGE_NAMES.register(name)
         ADVANTAGE_ESTIMATORS[name] = fn
         return fn
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sigx.config import RecipeError, RolloutConfig
+from sigx.config import ROLLOUT_BACKEND_NAMES, RecipeError, RolloutConfig
 from sigx.engine.rollout import (ROLLOUT_DTYPES, HFRolloutBackend, RolloutBackend, SyncedHFRolloutBackend,
                                  use_chat_template)
 
@@ -18,9 +18,12 @@ ROLLOUT_BACKENDS: dict[str, BackendFactory] = {}
 
 
 def register_rollout_backend(name: str):
+    """Decorator: register ``factory(model, tokenizer, rollout section, model_path, seed) -> RolloutBackend`` under
+    ``name``; from then on ``rollout.backend: <name>`` is a valid recipe field."""
     def wrap(factory: BackendFactory) -> BackendFactory:
         if name in ROLLOUT_BACKENDS:
             raise ValueError(f"rollout backend {name!r} is registered twice")
+        ROLLOUT_BACKEND_NAMES.register(name)
         ROLLOUT_BACKENDS[name] = factory
         return factory
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from sigx.config import TrainingConfig
+from sigx.config import POLICY_LOSS_NAMES, TrainingConfig
 
 AGGREGATIONS = ("token-mean", "seq-mean")
 
@@ -80,13 +80,19 @@ POLICY_LOSSES: dict[str, PolicyLossSpec] = {}
 
 def register_policy_loss(name: str, *, zero_at_zero_advantage: bool = False, aggregation: str | None = None,
                          training_settings: Callable[[TrainingConfig], Any] | None = None):
-    """Decorator: register ``fn(inputs, settings) -> (per-token loss, diagnostics)`` under ``name``."""
+    """Decorator: register ``fn(inputs, settings) -> (per-token loss, diagnostics)`` under ``name``.
+
+    A loss that reads its settings off the training section (``training_settings``, as ppo_clip's band) is a
+    baseline loss: ``training.policy_loss: <name>`` is then a valid recipe field. A technique's loss gets the
+    technique's own section as its settings and is named by the technique (``Technique.policy_loss``) instead."""
     if aggregation is not None and aggregation not in AGGREGATIONS:
         raise ValueError(f"policy loss {name!r}: unknown aggregation {aggregation!r}; allowed: {', '.join(AGGREGATIONS)}")
 
     def wrap(fn: PolicyLossFn) -> PolicyLossFn:
         if name in POLICY_LOSSES:
             raise ValueError(f"policy loss {name!r} is registered twice")
+        if training_settings is not None:
+            POLICY_LOSS_NAMES.register(name)
         POLICY_LOSSES[name] = PolicyLossSpec(name, fn, zero_at_zero_advantage, aggregation, training_settings)
         return fn
 
