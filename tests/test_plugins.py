@@ -81,17 +81,18 @@ class InlineLauncher(Launcher):
         return results
 
 
-def leave_one_out_advantages(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """RLOO (Ahmadian et al. 2024, arXiv 2402.14740): A_i = r_i - mean_{j != i in i's group} r_j = k/(k-1) (r_i -
-    mean). Counts its calls, so a test sees the trainer use it."""
-    leave_one_out_advantages.calls += 1
-    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(counts), dtype=rewards.dtype).index_add_(0, inverse, rewards)
-    k = counts[inverse].to(rewards.dtype)
-    return (rewards - (sums[inverse] - rewards) / (k - 1).clamp(min=1)) * (k > 1)
+def median_baseline_advantages(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """A_i = r_i - median(r_group(i)) (torch's median: the lower middle value of an even group). Counts its calls,
+    so a test sees the trainer use it."""
+    median_baseline_advantages.calls += 1
+    out = torch.zeros_like(rewards)
+    for group in groups.unique():
+        member = groups == group
+        out[member] = rewards[member] - rewards[member].median()
+    return out
 
 
-leave_one_out_advantages.calls = 0
+median_baseline_advantages.calls = 0
 
 
 def unclipped_loss(x, settings):
@@ -166,8 +167,9 @@ def test_names_stay_unknown_without_their_registration():
                            ({"techniques": {"reward_bonus": {}}}, "techniques.reward_bonus: unknown field"),
                            ({"ablation": {"executor": "inline"}}, "ablation.executor: unknown executor 'inline'; "
                                                                   "allowed: local, ray, slurm"),
-                           ({"training": {"advantage": "rloo"}}, "training.advantage: unknown advantage estimator "
-                                                                 "'rloo'; allowed: grpo, dr_grpo"),
+                           ({"training": {"advantage": "median_baseline"}}, "training.advantage: unknown advantage "
+                                                                            "estimator 'median_baseline'; allowed: "
+                                                                            "grpo, dr_grpo, rloo"),
                            ({"training": {"policy_loss": "sspo"}}, "training.policy_loss: unknown policy loss "
                                                                    "'sspo'; allowed: ppo_clip, gspo"),
                            ({"rollout": {"backend": "sglang"}}, "rollout.backend: unknown rollout backend 'sglang'; "
@@ -189,24 +191,24 @@ def test_the_recipes_names_are_the_engines_registries():
 
 
 def test_a_registered_estimator_and_loss_are_recipe_names_and_the_run_uses_them(plugins, tmp_path):
-    advantages.register_advantage("rloo")(leave_one_out_advantages)
+    advantages.register_advantage("median_baseline")(median_baseline_advantages)
     losses.register_policy_loss("unclipped", zero_at_zero_advantage=True, training_settings=lambda t: t.lr)(
         unclipped_loss)
-    rewards, groups = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0]), torch.tensor([0, 0, 0, 1, 1, 1])
-    # group 0: 1 - (0 + 0)/2, 0 - (1 + 0)/2, ...; group 1: every reward equals the others' mean
-    assert torch.equal(leave_one_out_advantages(rewards, groups), torch.tensor([1.0, -0.5, -0.5, 0.0, 0.0, 0.0]))
+    rewards, groups = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 1.0, 1.0]), torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    # group 0: median 0 -> 1, 0, 0; group 1 (1, 0.5, 1, 1): lower middle value 1 -> 0, -0.5, 0, 0
+    assert torch.equal(median_baseline_advantages(rewards, groups), torch.tensor([1.0, 0.0, 0.0, 0.0, -0.5, 0.0, 0.0]))
     data = {**SMALL, "task": {"name": "arithmetic", "eval_prompts": 8}, "techniques": {},
-            "training": {**SMALL["training"], "advantage": "rloo", "policy_loss": "unclipped",
+            "training": {**SMALL["training"], "advantage": "median_baseline", "policy_loss": "unclipped",
                          "skip_zero_advantage": False}}  # the loss runs even where every group's reward is equal
     recipe = recipe_from_data(data)
-    assert (recipe.training.advantage, recipe.training.policy_loss) == ("rloo", "unclipped")
+    assert (recipe.training.advantage, recipe.training.policy_loss) == ("median_baseline", "unclipped")
     assert hooks.resolve_policy_loss([], recipe.training).name == "unclipped"
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(data))
-    estimated, lost = leave_one_out_advantages.calls, unclipped_loss.calls
+    estimated, lost = median_baseline_advantages.calls, unclipped_loss.calls
     result = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert leave_one_out_advantages.calls - estimated == 3  # one call per step
+    assert median_baseline_advantages.calls - estimated == 3  # one call per step
     assert unclipped_loss.calls - lost == 3 * 2  # one per mini-batch (2 a step: SMALL's default), each step
 
 

@@ -14,7 +14,7 @@ from sigx.config.base import FIELD_PROBLEM, MAX_NEW_TOKENS, Names, Strict, Switc
 #: and those registered in the engine's registries (sigx.engine.backends, .advantages, .losses), which add their
 #: names here, so that a recipe naming a registered one is valid
 ROLLOUT_BACKEND_NAMES = Names("rollout backend", ["hf", "hf_synced", "vllm"])
-ADVANTAGE_NAMES = Names("advantage estimator", ["grpo", "dr_grpo"])
+ADVANTAGE_NAMES = Names("advantage estimator", ["grpo", "dr_grpo", "rloo"])
 POLICY_LOSS_NAMES = Names("policy loss", ["ppo_clip", "gspo"])
 RolloutBackendName = ROLLOUT_BACKEND_NAMES.field
 AdvantageName = ADVANTAGE_NAMES.field
@@ -169,7 +169,8 @@ class TrainingConfig(Strict):
     inner_epochs: int = Field(1, ge=1, description="passes over each rollout batch (PPO epochs)")
     mini_batches: int = Field(2, ge=1, description="optimizer steps per pass; >1 makes later updates off-policy")
     advantage: AdvantageName = Field("grpo", description="grpo: (r - mean) / std per group; dr_grpo: r - mean (Dr. "
-                                     "GRPO); or an estimator registered with sigx.engine.advantages.register_advantage")
+                                     "GRPO); rloo: r - the mean of the group's other rewards (RLOO); or an estimator "
+                                     "registered with sigx.engine.advantages.register_advantage")
     policy_loss: PolicyLossName = Field("ppo_clip", description="the baseline's loss (SSPO and SORL replace it when "
                                         "enabled): GRPO's token clip or GSPO; or a loss registered with "
                                         "sigx.engine.losses.register_policy_loss and training_settings")

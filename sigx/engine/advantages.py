@@ -66,3 +66,18 @@ def dr_grpo_advantages(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Ten
     no division by the group's std, which otherwise up-weights near-uniform groups."""
     mean, _ = _group_stats(rewards, groups)
     return rewards - mean
+
+
+@register_advantage("rloo")
+def rloo_advantages(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """RLOO, REINFORCE leave-one-out (Ahmadian et al. 2024, arXiv 2402.14740; Kool et al. 2019)::
+
+        A_i = r_i - 1/(k-1) sum_{j != i, j in group(i)} r_j  =  k/(k-1) (r_i - mean(r_group(i)))
+
+    k the size of i's group: each sample's baseline is the mean of the others' rewards, so it does not depend on
+    the sample's own (TRL's RLOOTrainer and verl's ``rloo``). A group of one has no other sample: 0, as GRPO's and
+    Dr. GRPO's here (verl's leaves its raw reward)."""
+    mean, _ = _group_stats(rewards, groups)
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    k = counts[inverse].to(rewards.dtype)
+    return (rewards - mean) * k / (k - 1).clamp(min=1)

@@ -29,3 +29,15 @@ def test_groups_need_not_be_contiguous_or_equal_sized():
 def test_uniform_group_gets_zero_advantage():
     adv = ADVANTAGE_ESTIMATORS["grpo"](torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0, 0, 0]))
     assert adv.abs().max().item() == 0.0
+
+
+def test_rloo_baselines_each_sample_by_the_others_mean():
+    # group 0: 1, 0, 0, 1 -> 1 - (0 + 0 + 1)/3 = 2/3, 0 - (1 + 0 + 1)/3 = -2/3
+    # group 1: 1, 1, 1, 0 -> 1 - (1 + 1 + 0)/3 = 1/3, 0 - (1 + 1 + 1)/3 = -1; group 2, alone: 0
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 9.0], dtype=torch.float64)
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2])
+    adv = ADVANTAGE_ESTIMATORS["rloo"](rewards, groups)
+    expected = torch.tensor([2 / 3, -2 / 3, -2 / 3, 2 / 3, 1 / 3, 1 / 3, 1 / 3, -1.0, 0.0], dtype=torch.float64)
+    assert torch.allclose(adv, expected, atol=1e-15, rtol=0)
+    # k/(k-1) times Dr. GRPO's, group by group
+    assert torch.allclose(adv[:8], ADVANTAGE_ESTIMATORS["dr_grpo"](rewards, groups)[:8] * 4 / 3, atol=1e-15, rtol=0)
