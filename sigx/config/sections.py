@@ -87,11 +87,10 @@ class RolloutConfig(Strict):
     on CPU: what the weight-sync tests use; on a GPU without vLLM, with ``dtype: bfloat16``, ``decoder: static``
     and ``compile: true``, the fast transformers rollout: bf16 weights, so no per-step casts)."""
 
-    backend: RolloutBackendName = Field("hf", description="hf: sample from the training model "
-                                 "itself (CPU default); hf_synced: a separate pushed copy (in dtype bfloat16 with "
-                                 "decoder static: the GPU choice without vLLM); vllm: the colocated GPU engine; or a "
-                                 "backend registered with sigx.engine.backends.register_rollout_backend",
-                                 **role("engine"))
+    backend: RolloutBackendName = Field(
+        "hf", description="hf: sample from the training model itself (CPU default); hf_synced: a separate pushed "
+        "copy (in dtype bfloat16 with decoder static: the GPU choice without vLLM); vllm: the colocated GPU engine; "
+        "or a backend registered with sigx.engine.backends.register_rollout_backend", **role("engine"))
     group_size: int = Field(8, ge=2, description="k responses sampled per prompt (the GRPO group)")
     max_new_tokens: int = Field(48, ge=1, le=MAX_NEW_TOKENS, description="per agent turn (at most 2^20: beyond any "
                                 "model's context)")
