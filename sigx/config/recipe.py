@@ -72,10 +72,10 @@ def recipe_warnings(recipe: Recipe) -> list[str]:
     """Settings that are valid but probably not what the recipe's author meant: one line each."""
     out = []
     t, techniques = recipe.training, recipe.techniques
-    if t.policy_loss == "gspo" and t.loss_aggregation == "token-mean" and not (techniques.sspo.enabled or
-                                                                               techniques.sorl.enabled):
-        out.append("training.policy_loss: gspo with loss_aggregation token-mean is not GSPO's objective, which "
-                   "averages per sequence (arXiv 2507.18071 Eq. 5); set training.loss_aggregation: seq-mean")
+    if t.policy_loss == "gspo" and t.loss_aggregation != "seq-mean" and not (techniques.sspo.enabled or
+                                                                             techniques.sorl.enabled):
+        out.append(f"training.policy_loss: gspo with loss_aggregation {t.loss_aggregation} is not GSPO's objective, "
+                   "which averages per sequence (arXiv 2507.18071 Eq. 5); set training.loss_aggregation: seq-mean")
     return out
 
 

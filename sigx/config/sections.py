@@ -177,9 +177,12 @@ class TrainingConfig(Strict):
     clip_eps_high: float | None = Field(None, gt=0, description="DAPO clip-higher; defaults to clip_eps")
     gspo_clip_eps: float = Field(3e-4, gt=0, description="GSPO's sequence-ratio band, low side (GSPO v2 sec. 5.1)")
     gspo_clip_eps_high: float = Field(4e-4, gt=0, description="GSPO's sequence-ratio band, high side (sec. 5.1)")
-    loss_aggregation: Literal["token-mean", "seq-mean"] = Field(
+    loss_aggregation: Literal["token-mean", "seq-mean", "token-sum-norm"] = Field(
         "token-mean", description="token-mean: every generated token weighs the same (DAPO); seq-mean: every "
-        "sequence (GRPO, GSPO). A loss that defines its own (SSPO) ignores it")
+        "sequence (GRPO, GSPO); token-sum-norm: the tokens' sum over a constant, the sequences x the policy's token "
+        "budget per episode (rollout.max_new_tokens x the task's turns), so a response's weight grows with its "
+        "length and not with its group's (Dr. GRPO, arXiv 2503.20783 §3.2; TRL's loss_type dr_grpo). A loss that "
+        "defines its own (SSPO) ignores it")
     kl_beta: float = Field(0.0, ge=0, description="weight of the k3 KL to the frozen base policy (0: none)")
     eval_every: int = Field(10, ge=1, description="steps between held-out evaluations (and at the last step)")
     eval_samples: int = Field(4, ge=1, description="sampled responses per held-out prompt at evaluation")

@@ -46,9 +46,12 @@ def place(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
 
 def loss_share(micro: RolloutBatch, mini: RolloutBatch, aggregation: str) -> float:
     """The micro-batch's share of the mini-batch's loss normaliser, so that the accumulated gradient is the
-    mini-batch's exactly: its share of generated tokens (token-mean) or of non-empty sequences. The normaliser
-    counts every row of the mini-batch, those left out for a zero advantage included."""
+    mini-batch's exactly: its share of generated tokens (token-mean), of rows (token-sum-norm, whose normaliser
+    is rows x a constant) or of non-empty sequences (seq-mean). The normaliser counts every row of the
+    mini-batch, those left out for a zero advantage included."""
     if aggregation == "token-mean":
         return float(micro.loss_mask.sum() / mini.loss_mask.sum().clamp_min(1))
+    if aggregation == "token-sum-norm":
+        return len(micro) / max(len(mini), 1)
     has_tokens = lambda b: float((b.loss_mask.sum(-1) > 0).sum())  # noqa: E731
     return has_tokens(micro) / max(has_tokens(mini), 1.0)

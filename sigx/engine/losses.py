@@ -17,6 +17,7 @@ The built-in losses (each function's docstring has its formula):
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,7 +25,8 @@ import torch
 
 from sigx.config import POLICY_LOSS_NAMES, TrainingConfig
 
-AGGREGATIONS = ("token-mean", "seq-mean")
+#: the loss aggregations, as the recipe names them (training.loss_aggregation)
+AGGREGATIONS: tuple[str, ...] = typing.get_args(TrainingConfig.model_fields["loss_aggregation"].annotation)
 
 
 @dataclass
@@ -224,14 +226,25 @@ def rollout_correction(old_logprobs: torch.Tensor, sampling_logprobs: torch.Tens
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
-def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """``token-mean``: every generated token weighs the same (DAPO); ``seq-mean``: every sequence weighs the
-    same, its tokens averaged first (the original GRPO, GSPO, GMPO, SAPO)."""
+def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, mode: str, max_tokens: int | None = None) -> torch.Tensor:
+    """Per-token losses [B, T] to one number::
+
+        token-mean      sum_i,t m_it l_it / sum_i,t m_it                 every generated token weighs the same (DAPO)
+        seq-mean        mean_i (sum_t m_it l_it / sum_t m_it)            every sequence (GRPO, GSPO, GMPO, SAPO)
+        token-sum-norm  sum_i,t m_it l_it / (B * max_tokens)              a constant normaliser (Dr. GRPO §3.2)
+
+    ``token-sum-norm`` is TRL's ``loss_type="dr_grpo"`` (its ``max_completion_length`` is ``max_tokens``, the
+    policy's token budget per sequence): neither a sequence's length nor the batch's token count rescales a
+    token's gradient."""
     if mode == "token-mean":
         return masked_mean(per_token, mask)
     if mode == "seq-mean":
         has_tokens = (mask.sum(-1) > 0).float()
         return masked_mean(masked_mean(per_token, mask, dim=-1), has_tokens)
+    if mode == "token-sum-norm":
+        if not max_tokens:
+            raise ValueError("loss aggregation token-sum-norm needs max_tokens, the token budget per sequence")
+        return (per_token * mask).sum() / (per_token.shape[0] * max_tokens)
     raise ValueError(f"unknown loss aggregation {mode!r}; allowed: {', '.join(AGGREGATIONS)}")
 
 

@@ -97,6 +97,7 @@ class GRPOTrainer:
         self.techniques = list(techniques)
         self.policy_loss = resolve_policy_loss(self.techniques, t)  # the loss in force, its settings bound
         self.aggregation = self.policy_loss.aggregation(t)  # the loss's own (SSPO: seq-mean), else the recipe's
+        self.token_budget = recipe.rollout.max_new_tokens * self.task.max_turns  # token-sum-norm's constant
         self.estimate_advantages = advantage_estimator(t.advantage)
         # on a GPU the fused kernel (one launch per step, as transformers' default adamw_torch_fused); on a CPU
         # the default implementation, whose results the CPU tests and measured tables were made with
@@ -192,7 +193,7 @@ class GRPOTrainer:
             kl = kl_k3(logp, micro.ref_logprobs)
             per_token = per_token + t.kl_beta * kl
             diag["kl"] = masked_mean(kl.detach(), micro.loss_mask)
-        loss = aggregate_loss(per_token, micro.loss_mask, self.aggregation)
+        loss = aggregate_loss(per_token, micro.loss_mask, self.aggregation, self.token_budget)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at update {n_updates}")
         (loss * share).backward()

@@ -60,6 +60,22 @@ def test_aggregation_modes():
     mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     assert aggregate_loss(per_token, mask, "token-mean").item() == pytest.approx(6 / 3)
     assert aggregate_loss(per_token, mask, "seq-mean").item() == pytest.approx((2 + 2) / 2)
+    # Dr. GRPO's constant normaliser (TRL's loss_type dr_grpo: sum(l * m) / (B * max_completion_length))
+    assert aggregate_loss(per_token, mask, "token-sum-norm", max_tokens=4).item() == pytest.approx(6 / (2 * 4))
+    with pytest.raises(ValueError, match="token-sum-norm needs max_tokens"):
+        aggregate_loss(per_token, mask, "token-sum-norm")
+
+
+def test_a_token_weighs_the_same_under_token_sum_norm_whatever_the_lengths():
+    """Dr. GRPO §3.2: token-mean and seq-mean divide a token's gradient by its batch's or its sequence's token
+    count; the constant normaliser does not, so a token's gradient is A / (B * max_tokens) in any batch."""
+    logp = torch.zeros(2, 5, requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    aggregate_loss(-logp * torch.tensor([[1.0], [1.0]]), mask, "token-sum-norm", max_tokens=8).backward()
+    assert torch.equal(logp.grad, -mask / (2 * 8))
+    logp.grad = None
+    aggregate_loss(-logp, mask, "seq-mean").backward()  # the lone token of row 1 weighs 5x each token of row 0
+    assert logp.grad[1, 0].item() == pytest.approx(5 * logp.grad[0, 0].item())
 
 
 def test_kl_k3_hand_computed():

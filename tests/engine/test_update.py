@@ -74,7 +74,7 @@ def test_micro_batches_by_rows_and_by_token_budget(engine):
     assert whole.tolist() == [3, 0] and micro.input_ids.shape == (2, 5)
 
 
-@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean"])
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean", "token-sum-norm"])
 @pytest.mark.parametrize("bound", [["training.micro_batch_size=3"], ["training.micro_batch_tokens=60"],
                                    ["training.micro_batch_size=2", "training.micro_batch_tokens=40"]])
 def test_micro_batching_accumulates_to_the_same_update(engine, trajectories, aggregation, bound):
@@ -90,7 +90,8 @@ def test_micro_batching_accumulates_to_the_same_update(engine, trajectories, agg
     assert m_whole["entropy"] == pytest.approx(m_micro["entropy"], rel=1e-4)
 
 
-@pytest.mark.parametrize("overrides", [[], ["training.micro_batch_size=3"], ["training.inner_epochs=2"]])
+@pytest.mark.parametrize("overrides", [[], ["training.micro_batch_size=3"], ["training.inner_epochs=2"],
+                                       ["training.micro_batch_size=3", "training.loss_aggregation=token-sum-norm"]])
 def test_rows_with_zero_advantage_are_left_out_and_the_update_is_unchanged(engine, trajectories, overrides):
     n = len(trajectories)
     advantages = torch.linspace(-1, 1, n)
