@@ -183,6 +183,10 @@ class TrainingConfig(Strict):
         "budget per episode (rollout.max_new_tokens x the task's turns), so a response's weight grows with its "
         "length and not with its group's (Dr. GRPO, arXiv 2503.20783 §3.2; TRL's loss_type dr_grpo). A loss that "
         "defines its own (SSPO) ignores it")
+    mask_truncated: bool = Field(False, description="leave responses the token budget cut (rollout.max_new_tokens "
+                                 "in their last turn) out of the loss, their rewards still in their group's "
+                                 "advantages: DAPO's overlong filtering (arXiv 2503.14476 §3.4), TRL's "
+                                 "mask_truncated_completions")
     kl_beta: float = Field(0.0, ge=0, description="weight of the k3 KL to the frozen base policy (0: none)")
     eval_every: int = Field(10, ge=1, description="steps between held-out evaluations (and at the last step)")
     eval_samples: int = Field(4, ge=1, description="sampled responses per held-out prompt at evaluation")

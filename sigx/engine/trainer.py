@@ -293,7 +293,7 @@ class GRPOTrainer:
         trajectories = self.rollout()
         t1 = time.perf_counter()
         advantages = self.advantages(trajectories)
-        batch = collate(trajectories, advantages, self.tokenizer.pad_token_id)
+        batch = collate(trajectories, advantages, self.tokenizer.pad_token_id, self.recipe.training.mask_truncated)
         update_metrics = self.update(batch)
         t2 = time.perf_counter()
         metrics = step_metrics(trajectories, advantages, update_metrics, t1 - t0, t2 - t1,

@@ -86,7 +86,10 @@ class RolloutBatch:
         return RolloutBatch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
 
 
-def collate(trajectories: list[Trajectory], advantages: torch.Tensor, pad_id: int) -> RolloutBatch:
+def collate(trajectories: list[Trajectory], advantages: torch.Tensor, pad_id: int,
+            mask_truncated: bool = False) -> RolloutBatch:
+    """The step's trajectories as one padded batch. ``mask_truncated``: a trajectory the token budget cut keeps
+    no loss token (DAPO's overlong filtering), so it adds nothing to the loss nor to its normaliser."""
     width = max(len(t.prompt_ids) + len(t.completion_ids) for t in trajectories)
     n = len(trajectories)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
@@ -98,7 +101,8 @@ def collate(trajectories: list[Trajectory], advantages: torch.Tensor, pad_id: in
         p, c = len(t.prompt_ids), len(t.completion_ids)
         input_ids[i, : p + c] = torch.tensor(t.prompt_ids + t.completion_ids)
         attention[i, : p + c] = 1
-        loss_mask[i, p : p + c] = torch.tensor(t.loss_mask, dtype=torch.float32)
+        if not (mask_truncated and t.truncated):
+            loss_mask[i, p : p + c] = torch.tensor(t.loss_mask, dtype=torch.float32)
         turn_ids[i, p : p + c] = torch.tensor(t.turn_ids)
         if len(t.sampling_logprobs) == c:
             sampling[i, p : p + c] = torch.tensor(t.sampling_logprobs, dtype=torch.float32)

@@ -2,6 +2,7 @@
 budget, each cut to its longest row) accumulate to the whole mini-batch's gradient, and rows left out for a
 zero advantage were contributing exactly nothing. Checked against the plain path on the same rollout."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,25 @@ def test_losses_that_declare_it_give_zero_advantage_rows_no_gradient_and_no_infl
     keep = ~zero
     alone, _ = loss_fn(PolicyLossInputs(logp.detach()[keep], old[keep], advantages[keep], mask[keep], turns[keep]))
     assert torch.allclose(alone, loss.detach()[keep], atol=1e-7)
+
+
+def test_masked_truncated_responses_train_as_if_left_out_their_rewards_kept(engine, trajectories):
+    """training.mask_truncated (DAPO's overlong filtering): a truncated response keeps its place in its group's
+    advantages but adds nothing to the update, so the update equals one over the other rows alone (in one
+    mini-batch, where token-mean's normaliser then counts the same tokens)."""
+    cut = [dataclasses.replace(t, truncated=i % 3 == 0) for i, t in enumerate(trajectories)]
+    advantages = torch.linspace(-1, 1, len(cut))
+    kept = [i for i, t in enumerate(cut) if not t.truncated]
+    batch = collate(cut, advantages, engine.tokenizer.pad_token_id, mask_truncated=True)
+    assert batch.loss_mask[[i for i, t in enumerate(cut) if t.truncated]].sum() == 0
+    assert torch.equal(batch.loss_mask[kept], collate(cut, advantages, engine.tokenizer.pad_token_id).loss_mask[kept])
+    one = ["training.mini_batches=1", "training.skip_zero_advantage=false"]
+    recipe = load_recipe(RECIPES / "tiny.yaml", SHORT + SMALL + one + ["training.mask_truncated=true"])
+    trainer = GRPOTrainer(recipe, engine)
+    trainer.optimizer = torch.optim.SGD(engine.model.parameters(), lr=1.0)
+    trainer.update(batch)
+    masked = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    alone, _, _ = _update(engine, [cut[i] for i in kept], advantages[kept], one)
+    plain, _, _ = _update(engine, cut, advantages, one)
+    assert _same_weights(masked, alone)
+    assert not _same_weights(masked, plain)  # the truncated rows did move the plain update
