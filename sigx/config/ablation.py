@@ -109,7 +109,9 @@ def _ray_address(value: str) -> str:
 class RayConfig(Strict):
     """``executor: ray``: each cell a Ray task."""
 
-    address: Annotated[str, AfterValidator(_ray_address)] | None = Field(None, description="address of an existing cluster (default: RAY_ADDRESS's where set, else start a local one; 'auto': the cluster last started on this machine)")
+    address: Annotated[str, AfterValidator(_ray_address)] | None = Field(
+        None, description="address of an existing cluster (default: RAY_ADDRESS's where set, else start a local one; "
+        "'auto': the cluster last started on this machine)")
     gpus_per_cell: float | None = Field(None, ge=0, description="num_gpus of a cell's task (default: 1 if the "
                                         "cluster has GPUs, else 0)")
     cpus_per_cell: float = Field(1.0, gt=0, description="num_cpus of a cell's task (and its torch threads)")

@@ -226,7 +226,8 @@ def rollout_correction(old_logprobs: torch.Tensor, sampling_logprobs: torch.Tens
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
-def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, mode: str, max_tokens: int | None = None) -> torch.Tensor:
+def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor, mode: str,
+                   max_tokens: int | None = None) -> torch.Tensor:
     """Per-token losses [B, T] to one number::
 
         token-mean      sum_i,t m_it l_it / sum_i,t m_it                 every generated token weighs the same (DAPO)
