@@ -41,7 +41,7 @@ RECIPES = [
     ("bigseed.yaml", f"seed: {2**63}\n", "seed: 922337203685... is beyond a 64-bit integer (at most 9223372036854775807)"),
     ("negseed.yaml", "seed: -1\n", "seed: Input should be greater than or equal to 0"),
     ("task.yaml", "task: {name: chess}\n", "task: unknown task 'chess'; allowed: arithmetic, search, gsm8k"),
-    ("backend.yaml", "rollout: {backend: sglang}\n", "rollout.backend: Input should be"),
+    ("backend.yaml", "rollout: {backend: sglang}\n", "rollout.backend: unknown rollout backend 'sglang'; allowed: hf,"),
     ("batch.yaml", "training: {mini_batches: 1000}\n", "exceeds the sequences per step"),
     ("ops.yaml", "task: {min_ops: 3, max_ops: 2}\n", "min_ops (3) must be <= max_ops (2)"),
     ("heads.yaml", "model: {tiny: {hidden_size: 100, num_heads: 3}}\n", "must be divisible by num_heads"),
