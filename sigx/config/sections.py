@@ -203,9 +203,10 @@ class TrainingConfig(Strict):
         "budget gets a micro-batch of its own. Combines with micro_batch_size. None: no token bound",
         **role("layout"))
     skip_zero_advantage: bool = Field(
-        True, description="leave rows whose advantage is exactly 0 out of the forward/backward: with no KL term "
-        "and a loss proportional to the advantage their gradient is exactly zero, and the loss normaliser still "
-        "counts them, so the update is the same for less work. Loss diagnostics then cover the trained rows",
+        True, description="leave rows whose advantage is exactly 0 (or with no loss token left: mask_truncated) out "
+        "of the forward/backward: with no KL term and a loss proportional to the advantage their gradient is exactly "
+        "zero, and the loss normaliser still counts them, so the update is the same for less work. Loss diagnostics "
+        "then cover the trained rows",
         **role("layout"))
     rollout_correction: Literal["off", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] = Field(
         "off", description="importance correction for the gap between the sampling engine and the trainer (a "

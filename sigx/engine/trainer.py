@@ -255,7 +255,10 @@ class GRPOTrainer:
         # gradient checkpointing on, which transformers applies only in train mode
         epochs = [torch.chunk(torch.randperm(len(batch), generator=self.shuffler), t.mini_batches)
                   for _ in range(t.inner_epochs)]
-        trainable = (batch.advantages != 0) if self.skips_zero_advantage else torch.ones(len(batch), dtype=torch.bool)
+        # rows whose gradient is exactly zero get no pass: advantage 0 under a per-row loss, or no loss token left
+        # (mask_truncated); every row stays in the loss normaliser
+        trainable = ((batch.advantages != 0) & (batch.loss_mask.sum(-1) > 0)) if self.skips_zero_advantage \
+            else torch.ones(len(batch), dtype=torch.bool)
         stale = self.behaviour.staleness > 0
         if stale:  # the behaviour log-probs are the (older) sampling weights', for every trained row
             with self.behaviour.in_force(self.model):

@@ -171,13 +171,24 @@ def test_masked_truncated_responses_train_as_if_left_out_their_rewards_kept(engi
     batch = collate(cut, advantages, engine.tokenizer.pad_token_id, mask_truncated=True)
     assert batch.loss_mask[[i for i, t in enumerate(cut) if t.truncated]].sum() == 0
     assert torch.equal(batch.loss_mask[kept], collate(cut, advantages, engine.tokenizer.pad_token_id).loss_mask[kept])
-    one = ["training.mini_batches=1", "training.skip_zero_advantage=false"]
-    recipe = load_recipe(RECIPES / "tiny.yaml", SHORT + SMALL + one + ["training.mask_truncated=true"])
-    trainer = GRPOTrainer(recipe, engine)
-    trainer.optimizer = torch.optim.SGD(engine.model.parameters(), lr=1.0)
-    trainer.update(batch)
-    masked = {k: v.clone() for k, v in engine.model.state_dict().items()}
-    alone, _, _ = _update(engine, [cut[i] for i in kept], advantages[kept], one)
-    plain, _, _ = _update(engine, cut, advantages, one)
-    assert _same_weights(masked, alone)
-    assert not _same_weights(masked, plain)  # the truncated rows did move the plain update
+    one = ["training.mini_batches=1"]
+    updates = {}
+    for skip in ("false", "true"):  # with the skip on, the masked rows (no loss token) get no forward at all
+        recipe = load_recipe(RECIPES / "tiny.yaml", SHORT + SMALL + one + [f"training.skip_zero_advantage={skip}"])
+        trainer = GRPOTrainer(recipe, engine)
+        trainer.optimizer = torch.optim.SGD(engine.model.parameters(), lr=1.0)
+        rows = []
+        hook = engine.model.register_forward_pre_hook(lambda m, a, kw: rows.append(kw["input_ids"].shape[0]),
+                                                      with_kwargs=True)
+        try:
+            metrics = trainer.update(batch)
+        finally:
+            hook.remove()
+        updates[skip] = {k: v.clone() for k, v in engine.model.state_dict().items()}, sum(rows), metrics
+    every = one + ["training.skip_zero_advantage=false"]
+    alone, _, _ = _update(engine, [cut[i] for i in kept], advantages[kept], every)
+    plain, _, _ = _update(engine, cut, advantages, every)
+    assert _same_weights(updates["false"][0], alone) and _same_weights(updates["true"][0], alone)
+    assert not _same_weights(updates["false"][0], plain)  # the truncated rows did move the plain update
+    assert updates["false"][1] == len(cut) and updates["true"][1] == len(kept)  # (no advantage is exactly 0 here)
+    assert updates["true"][2]["trained_fraction"] == pytest.approx(len(kept) / len(cut))
