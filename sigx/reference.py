@@ -67,8 +67,8 @@ def section(model: type[BaseModel], title: str, lines: list[str], seen: set) -> 
     for name, field in model.model_fields.items():
         nested = [m for m in _nested(field.annotation) if m not in seen]
         kind = "section" if nested and name != "factors" or name == "task" else _type(field.annotation)
-        if names_of(field) is not None:  # choices of a registry, checked when a recipe is read
-            kind = " \\| ".join(f"`{n}`" for n in names_of(field))
+        if (names := names_of(field)) is not None:  # choices of a registry, checked when a recipe is read
+            kind = " \\| ".join(f"`{n}`" for n in names)
         elif (model, name) == (AblationConfig, "factors"):
             kind = "list of " + " \\| ".join(f"`{n}`" for n in technique_order()) + " or FieldFactor"
         lines.append(f"| `{name}` | {kind} | {_default(field)} | {(field.description or '').replace('|', '/')} |")
