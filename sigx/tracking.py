@@ -31,7 +31,12 @@ class Tracker:
         if env_mode is not None and env_mode not in WANDB_MODES:
             raise RecipeError([f"WANDB_MODE={env_mode[:40]}: not a W&B mode (it overrides logging.wandb); allowed: "
                                f"{', '.join(WANDB_MODES[:4])}, or unset it"])
-        import wandb
+        try:
+            import wandb
+        except ImportError as err:  # a hard dependency, but an image built without it (the GPU's) is a traceback
+            raise RecipeError([f"logging.wandb: {mode} needs the wandb package, which cannot be imported "
+                               f"({type(err).__name__}: {err}); pip install wandb, or set logging.wandb: "
+                               "disabled"]) from None
 
         def start(how: str):
             return wandb.init(
