@@ -5,6 +5,7 @@ whether a run fits the stated GPU memory."""
 import re
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
 from sigx.cli import app
@@ -56,6 +57,31 @@ def test_a_plan_for_n_processes_divides_what_fsdp2_shards():
     assert split["rollout KV cache"] == one["rollout KV cache"] / 2  # each process samples half the groups
 
 
+def test_on_a_gpu_the_plan_is_weighed_against_the_gpus_free_memory_and_only_for_one_process(tmp_path, monkeypatch):
+    """With a GPU, what the run puts on it (not host memory) is compared with the free memory CUDA reports; a run
+    of several processes is not asked about (asking would put a CUDA context on GPU 0 for each of them)."""
+    import yaml
+
+    from sigx import memory
+    from sigx.memory import gpu_total
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "hardening"))
+    from hardening_fixtures import tiny_data
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_data(tmp_path)))
+    recipe = load_recipe(path)
+    need = gpu_total(plan(recipe, prompt_tokens=0))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(memory, "available_host_memory", lambda: 0)  # not what a GPU run is weighed against
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need), 80 * 2**30))
+    assert memory.shortfall(recipe) is None
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need) - 1, 80 * 2**30))
+    assert memory.shortfall(recipe).startswith(f"by sigx's memory plan this run needs at least {need / 2**30:,.1f} "
+                                               "GiB and the GPU has 0.0 GiB free")
+    assert memory.shortfall(recipe, processes=2) is None and memory.shortfall(recipe, nproc=2) is None
+
+
 def test_a_run_this_machine_cannot_hold_is_warned_of_once_and_still_runs(tmp_path, monkeypatch):
     """On a CPU an oversized run is killed by the kernel with no message (Linux overcommits): `sigx train` and
     `sigx ablate` say first that the plan, at its lower bound (prompts of no tokens), exceeds the memory
@@ -68,6 +94,7 @@ def test_a_run_this_machine_cannot_hold_is_warned_of_once_and_still_runs(tmp_pat
     from hardening_fixtures import tiny_data
 
     monkeypatch.setenv("SIGX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU's path, also on a machine with a GPU
     data = tiny_data(tmp_path)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(data))
