@@ -12,7 +12,7 @@ import time
 
 import pytest
 import yaml
-from qa_data import build_world
+from qa_data import build_world, needs_bm25s
 from test_retrievers import RetrievalStub
 
 from sigx.config import RecipeError, recipe_from_data
@@ -173,6 +173,7 @@ def _task_without_rebuild(tmp_path):
     return build_task(recipe_from_data({"task": config}).task)
 
 
+@needs_bm25s
 def test_verl_format_rows_and_a_missing_file(tmp_path):
     build_world(tmp_path)
     (tmp_path / "train.jsonl").write_text(json.dumps(
@@ -222,6 +223,7 @@ def tiny_qa_recipe(tmp_path, retriever: dict, **training) -> dict:
     }
 
 
+@needs_bm25s
 def test_the_tiny_model_trains_end_to_end_on_bm25_and_reports_each_held_out_set(tmp_path):
     from sigx.train import run_training
 
@@ -269,6 +271,7 @@ def _corpus_lines(tmp_path):
     return (tmp_path / "data" / "corpus.jsonl").read_text().splitlines()
 
 
+@needs_bm25s
 def test_null_answers_are_skipped_and_numbers_read_as_text(tmp_path):
     build_world(tmp_path)
     (tmp_path / "train.jsonl").write_text(json.dumps({"question": "q", "golden_answers": [None, 1969, "1969 AD"],

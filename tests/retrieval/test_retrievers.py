@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from json_stub import JsonStubServer
-from qa_data import build_world
+from qa_data import build_world, needs_bm25s
 
 from sigx.nodes import free_port
 from sigx.retrieval import Passage, RetrievalError
@@ -31,6 +31,7 @@ CORPUS = [
 
 
 # ------------------------------------------------------------------------------------------------ BM25
+@needs_bm25s
 def test_bm25_ranks_the_passage_that_holds_the_query_terms_first(tmp_path):
     retriever = BM25Retriever.open(write_corpus(tmp_path / "corpus.jsonl", CORPUS), log=lambda *_: None)
     found = retriever.search(["capital of Italy", "bowed string instrument", "Germany largest city", "zebra"], k=3)
@@ -40,6 +41,7 @@ def test_bm25_ranks_the_passage_that_holds_the_query_terms_first(tmp_path):
     assert found[3] == []
 
 
+@needs_bm25s
 def test_bm25_finds_each_person_of_a_generated_world_by_name(tmp_path):
     facts = build_world(tmp_path)
     retriever = BM25Retriever.open(tmp_path / "corpus.jsonl", log=lambda *_: None)
@@ -48,6 +50,7 @@ def test_bm25_finds_each_person_of_a_generated_world_by_name(tmp_path):
     assert all(hits[0].title.lower() == n and facts[n][0].title() in hits[0].text for n, hits in zip(names, found))
 
 
+@needs_bm25s
 def test_the_bm25_index_is_built_once_cached_beside_the_corpus_and_rebuilt_when_the_corpus_changes(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.jsonl", CORPUS)
     logs = []
@@ -62,6 +65,7 @@ def test_the_bm25_index_is_built_once_cached_beside_the_corpus_and_rebuilt_when_
     assert not list((tmp_path / "corpus.jsonl.bm25s").glob(".build-*"))  # nothing half written is left
 
 
+@needs_bm25s
 @pytest.mark.parametrize("damaged", ["params.index.json", "vocab.index.json", "data.csc.index.npy",
                                      "indptr.csc.index.npy"])
 def test_a_damaged_cached_index_is_built_again(tmp_path, damaged):
@@ -83,6 +87,7 @@ def test_search_r1_contents_rows_are_read_as_title_and_text(tmp_path):
                                                  contents="\"Art Brut\"\nArt Brut are a rock band.")]
 
 
+@needs_bm25s
 @pytest.mark.parametrize("content, message", [
     (None, "is not a file"),
     ('{"id": "1", "text": "ok"}\n{"id": 2, "text": \n', "line 2: not JSON"),
@@ -101,6 +106,16 @@ def test_a_bad_corpus_is_one_line_naming_the_field_file_and_line(tmp_path, conte
         BM25Retriever.open(path, log=lambda *_: None)
     assert len(err.value.problems) == 1 and "\n" not in str(err.value)
     assert str(err.value).startswith("task.retriever.corpus: ") and message in str(err.value)
+
+
+def test_without_the_bm25s_package_kind_bm25_is_one_line_saying_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bm25s" else find_spec(name, *a))
+    with pytest.raises(RetrievalError) as err:
+        BM25Retriever.open(write_corpus(tmp_path / "corpus.jsonl", CORPUS), log=lambda *_: None)
+    assert str(err.value) == "task.retriever: kind bm25 needs the bm25s package: pip install 'sigx[search]'"
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
