@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Every GPU check in one run of 8-9 minutes, on a GPU machine without network (the device tool's H100/H200).
-# Each part's limit is set from the H100 run of 2026-11-26 (bench 150M ~145 s, 0.5B ~140 s with more steps, the
-# suite not done in 150 s with -n 8); each part prints how far into the run it started, to tune them.
+# Each part's limit is set from the runs so far: H100 2026-11-26 (bench 150M ~145 s, 0.5B ~140 s with more steps,
+# the suite not done in 150 s with -n 8); H200 2026-12-04 (train 24 s, bench 150M 136 s, 0.5B 120 s, memory 25 s
+# each, the suite at 86% after 110 s with -n 14); each part prints how far into the run it started, to tune them.
 #
 #   bash bench/gpu_check.sh [OUT]            # from the repository root; OUT defaults to $OUT or /tmp/gpu-check
 #
 # What it needs beside the checkout (carried with the device tool's `carry`):
-#   .whl/          wheels for what the GPU image lacks: pydantic, pydantic-core, annotated-types,
-#                  typing-inspection, typing-extensions, peft, accelerate, psutil (sigx); trl, datasets, dill,
-#                  multiprocess, xxhash,
-#                  pyarrow... (the TRL bench; it is skipped, with a line saying so, when trl cannot be imported)
+#   .whl/          wheels for what the GPU image lacks (its 2026-11 image has peft, accelerate, psutil,
+#                  pyarrow, xxhash): pydantic, pydantic-core, annotated-types, typing-inspection,
+#                  typing-extensions (sigx); trl, datasets, dill, multiprocess (the TRL bench, skipped with a line
+#                  saying so when trl cannot be imported); bm25s (its tests skip without it). The set of
+#                  2026-12-04: pydantic 2.14.4, pydantic-core 2.50.5, annotated-types 0.8.0, typing-inspection
+#                  0.4.5, typing-extensions 4.16.0, trl 1.16.0, datasets 4.7.0, dill 0.4.0, multiprocess 0.70.18
+#                  (cp312 wheels: `pip download --no-deps --only-binary=:all: --python-version 3.12 ...`)
 #   .sigx-cache/   a built tiny model (SIGX_CACHE), so that no 2-minute warm start runs on the GPU's clock
+# The checkout must travel under the device tool's 64 MiB: results/search-stress (its archives, ~120 MB) is moved
+# aside for the call and back after it; the tests that read its scripts are then left out (below).
 # What it does, each part under its own time limit, all output under OUT (one log per part):
 #   1. a short `sigx train` of the demo recipe
 #   2. bench/trl_step.py, sigx against TRL's GRPOTrainer, on a 150M-parameter shape of the built-in model, sigx
@@ -96,7 +102,9 @@ part memory_05b_lora 45 $PY bench/gpu_memory.py recipes/tiny.yaml $SHAPE_05B --s
 IGNORE=""
 $PY -c "import peft" 2>/dev/null || IGNORE="--ignore=tests/engine/test_lora.py --ignore=tests/engine/test_distributed.py \
  --ignore=tests/test_memory.py"
+[ -d results/search-stress ] || IGNORE="$IGNORE --ignore=tests/report/test_done_when.py \
+ --ignore=tests/report/test_project_mde.py --ignore=tests/report/test_verdict_changes.py"
 # shellcheck disable=SC2086
-part tests 110 $PY -m pytest -o addopts="" -v --tb=line -rfE -p no:cacheprovider -n $WORKERS $TESTS \
+part tests 190 $PY -m pytest -o addopts="" -v --tb=line -rfE -p no:cacheprovider -n $WORKERS $TESTS \
   -k "not ray" -m "not multiprocess" $IGNORE
 echo "== done in $(( $(date +%s) - started ))s; logs in $OUT"

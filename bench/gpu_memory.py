@@ -3,7 +3,7 @@
     python bench/gpu_memory.py RECIPE [--set FIELD=VALUE ...] [--steps 2] [--prompt-tokens N]
 
 Prints the plan's GPU total and each line, then torch.cuda.max_memory_allocated() over a `steps`-step run of the
-recipe (the whole run: loading, rollout, update), and their ratio. On a CPU it prints the plan and says there is
+recipe (the whole run: loading, rollout, update of every row, zero advantage or not), and their ratio. On a CPU it prints the plan and says there is
 no peak to read (bench/memory_check.py is the CPU check).
 """
 
@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=16)
     args = parser.parse_args()
+    # skip_zero_advantage off: a randomly initialised model earns reward 0 everywhere, every row's advantage is 0,
+    # and the update the plan sizes would be skipped (the H200 run of 2026-12-04 measured no update that way)
     recipe = load_recipe(args.recipe, args.set + [f"training.steps={args.steps}", f"training.eval_every={args.steps}",
-                                                  "training.checkpoint_every=0", "logging.wandb=disabled"])
+                                                  "training.checkpoint_every=0", "logging.wandb=disabled",
+                                                  "training.skip_zero_advantage=false"])
     lines = plan(recipe, args.prompt_tokens)
     for line in lines:
         print(f"  plan {line.component:22} {line.bytes / GIB:8.3f} GiB  {line.note}")

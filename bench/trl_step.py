@@ -158,7 +158,9 @@ def child(side: str, recipe_path: str, overrides: list[str], profile: bool) -> N
 
 def summarize(result: dict, warmup: int) -> dict:
     steps = result["steps"][warmup:]
-    out = {"step_s": statistics.median(s["step_s"] for s in steps),
+    out = {"each_step": [(s["step_s"], s.get("rollout_s", float("nan")), s.get("train_s", float("nan")))
+                         for s in result["steps"]],
+           "step_s": statistics.median(s["step_s"] for s in steps),
            "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["step_s"] for s in steps),
            "peak_memory_mb": result["peak_memory_mb"], "steps": len(steps),
            "reward": statistics.mean(s["reward"] for s in result["steps"])}
@@ -212,6 +214,9 @@ def main() -> None:
         print(f"| {name} | {x['step_s']:.2f} s | {x.get('rollout_s', float('nan')):.2f} s / {x.get('train_s', float('nan')):.2f} s "
               f"| {x['tokens_per_s']:.0f} | {x.get('rollout_tokens_per_s', float('nan')):.0f} | "
               f"{x.get('train_tokens_per_s', float('nan')):.0f} | {x['peak_memory_mb']:.0f} MB |")
+    for side, name in [("sigx", "sigx"), ("trl", "TRL")]:  # every step, the warm-up ones too: a slow one shows
+        print(f"{name} steps (total / rollout / update, s): " + ", ".join(
+            f"{t:.2f}/{r:.2f}/{u:.2f}" for t, r, u in results[side]["each_step"]))
     print(f"\nsigx trained {results['sigx']['trained_fraction']:.0%} of the rows over the measured steps (the rest "
           "had advantage exactly 0: no gradient, left out of the update)")
     ratio = results["sigx"]["step_s"] / results["trl"]["step_s"]
