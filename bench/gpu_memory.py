@@ -3,8 +3,8 @@
     python bench/gpu_memory.py RECIPE [--set FIELD=VALUE ...] [--steps 2] [--prompt-tokens N]
 
 Prints the plan's GPU total and each line, then torch.cuda.max_memory_allocated() over a `steps`-step run of the
-recipe (the whole run: loading, rollout, update of every row, zero advantage or not), and their ratio. On a CPU it prints the plan and says there is
-no peak to read (bench/memory_check.py is the CPU check).
+recipe (the whole run: loading, rollout, an update of every row, zero advantage or not), and their ratio. On a CPU
+it prints the plan and says there is no peak to read (bench/memory_check.py is the CPU check).
 """
 
 from __future__ import annotations
