@@ -6,7 +6,8 @@
 #
 #   bash bench/gpu_check.sh [OUT]            # from the repository root; OUT defaults to $OUT or /tmp/gpu-check
 #
-# What it needs beside the checkout (carried with the device tool's `carry`):
+# What it needs beside the checkout (carried with the device tool's `carry`; `bash bench/gpu_prepare.sh` makes both
+# and prints the call):
 #   .whl/          wheels for what the GPU image lacks (its 2026-11 image has peft, accelerate, psutil,
 #                  pyarrow, xxhash): pydantic, pydantic-core, annotated-types, typing-inspection,
 #                  typing-extensions (sigx); trl, datasets, dill, multiprocess (the TRL bench, skipped with a line
