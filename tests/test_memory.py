@@ -78,7 +78,7 @@ def test_on_a_gpu_the_plan_is_weighed_against_the_gpus_free_memory_and_only_for_
     assert memory.shortfall(recipe) is None
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need) - 1, 80 * 2**30))
     assert memory.shortfall(recipe).startswith(f"by sigx's memory plan this run needs at least {need / 2**30:,.1f} "
-                                               "GiB and the GPU has 0.0 GiB free")
+                                               f"GiB and the GPU has {(need - 1) / 2**30:,.1f} GiB free")
     assert memory.shortfall(recipe, processes=2) is None and memory.shortfall(recipe, nproc=2) is None
 
 
