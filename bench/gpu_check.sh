@@ -11,10 +11,8 @@
 #   .whl/          wheels for what the GPU image lacks (its 2026-11 image has peft, accelerate, psutil,
 #                  pyarrow, xxhash): pydantic, pydantic-core, annotated-types, typing-inspection,
 #                  typing-extensions (sigx); trl, datasets, dill, multiprocess (the TRL bench, skipped with a line
-#                  saying so when trl cannot be imported); bm25s (its tests skip without it). The set of
-#                  2026-12-04: pydantic 2.14.4, pydantic-core 2.50.5, annotated-types 0.8.0, typing-inspection
-#                  0.4.5, typing-extensions 4.16.0, trl 1.16.0, datasets 4.7.0, dill 0.4.0, multiprocess 0.70.18
-#                  (cp312 wheels: `pip download --no-deps --only-binary=:all: --python-version 3.12 ...`)
+#                  saying so when trl cannot be imported); bm25s (its tests skip without it). The pinned
+#                  versions are bench/gpu_prepare.sh's WHEELS, the one list of them
 #   .sigx-cache/   a built tiny model (SIGX_CACHE), so that no 2-minute warm start runs on the GPU's clock
 # The checkout must travel under the device tool's 64 MiB: results/search-stress (its archives, ~120 MB) is moved
 # aside for the call and back after it; the tests that read its scripts are then left out (below).
