@@ -158,8 +158,8 @@ def child(side: str, recipe_path: str, overrides: list[str], profile: bool) -> N
 
 def summarize(result: dict, warmup: int) -> dict:
     steps = result["steps"][warmup:]
-    out = {"each_step": [(s["step_s"], s.get("rollout_s", float("nan")), s.get("train_s", float("nan")))
-                         for s in result["steps"]],
+    out = {"each_step": [(s["step_s"], s.get("rollout_s", float("nan")), s.get("train_s", float("nan")),
+                          s["tokens"]) for s in result["steps"]],
            "step_s": statistics.median(s["step_s"] for s in steps),
            "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["step_s"] for s in steps),
            "peak_memory_mb": result["peak_memory_mb"], "steps": len(steps),
@@ -174,6 +174,13 @@ def summarize(result: dict, warmup: int) -> dict:
         out["rollout_tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(s["rollout_s"] for s in steps)
         out["train_tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(s["train_s"] for s in steps)
     return out
+
+
+def print_steps(side: str, result: dict) -> None:
+    """Every step, the warm-up ones too, with the tokens it generated: a slow one shows, and whether it is slow
+    because it generated more."""
+    print(f"{side} steps (total / rollout / update s, generated tokens): " + ", ".join(
+        f"{t:.2f}/{r:.2f}/{u:.2f} {n:.0f}" for t, r, u, n in result["each_step"]), flush=True)
 
 
 def main() -> None:
@@ -200,6 +207,7 @@ def main() -> None:
         if out.returncode or not line:
             sys.exit(f"{side} side failed:\n{out.stderr[-3000:]}")
         results[side] = summarize(json.loads(line[0][len("RESULT "):]), args.warmup)
+        print_steps(side, results[side])  # now: a limit that cuts the next side short leaves these figures
     recipe = load_recipe(args.recipe, overrides)
     r, t = recipe.rollout, recipe.training
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
@@ -214,9 +222,6 @@ def main() -> None:
         print(f"| {name} | {x['step_s']:.2f} s | {x.get('rollout_s', float('nan')):.2f} s / {x.get('train_s', float('nan')):.2f} s "
               f"| {x['tokens_per_s']:.0f} | {x.get('rollout_tokens_per_s', float('nan')):.0f} | "
               f"{x.get('train_tokens_per_s', float('nan')):.0f} | {x['peak_memory_mb']:.0f} MB |")
-    for side, name in [("sigx", "sigx"), ("trl", "TRL")]:  # every step, the warm-up ones too: a slow one shows
-        print(f"{name} steps (total / rollout / update, s): " + ", ".join(
-            f"{t:.2f}/{r:.2f}/{u:.2f}" for t, r, u in results[side]["each_step"]))
     print(f"\nsigx trained {results['sigx']['trained_fraction']:.0%} of the rows over the measured steps (the rest "
           "had advantage exactly 0: no gradient, left out of the update)")
     ratio = results["sigx"]["step_s"] / results["trl"]["step_s"]
