@@ -35,17 +35,22 @@ SIGX_CACHE=$PWD/.sigx-cache OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$PY" -m sigx.
   --run-dir "$(mktemp -d)/run" --fresh > /tmp/gpu-prepare-train.log 2>&1 ||
   { tail -n 5 /tmp/gpu-prepare-train.log; echo "building the tiny model failed (log: /tmp/gpu-prepare-train.log)"; exit 1; }
 echo "tiny model in .sigx-cache: $(ls .sigx-cache/tiny | grep -v lock | tr '\n' ' ')"
-tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n 1 | cut -f1)
-aside=$(git ls-files -z results/search-stress | xargs -0 du -cb 2>/dev/null | tail -n 1 | cut -f1)
+# du fails on tracked files that are not there (results/search-stress already moved aside): its total still counts
+tracked=$( (git ls-files -z | xargs -0 du -cb 2>/dev/null || true) | tail -n 1 | cut -f1)
+aside=$( (git ls-files -z results/search-stress | xargs -0 du -cb 2>/dev/null || true) | tail -n 1 | cut -f1)
 carried=$(du -sb .whl .sigx-cache | awk '{s += $1} END {print s}')
 echo "would travel: $(( (tracked - aside + carried) / 2**20 )) MiB with results/search-stress moved aside" \
      "($(( (tracked + carried) / 2**20 )) MiB with it; the limit is 64 MiB)"
 cat <<'EOF'
 Then, with `status` saying a GPU is lent and no sitting running:
   mv results/search-stress /tmp/search-stress-aside
-  device run, carry [".whl", ".sigx-cache"], timeout_s 595, command:
+  device run, carry [".whl", ".sigx-cache"], timeout_s 595, command (the measurements, ~8 minutes):
     mkdir -p /tmp/gc; timeout 565 bash bench/gpu_check.sh /tmp/gc > /tmp/gc/console.log 2>&1;
     echo "gpu_check rc=$?" >> /tmp/gc/console.log; tar czf $OUT/gpu-check.tgz -C /tmp gc;
     cp /tmp/gc/console.log $OUT/; cat /tmp/gc/console.log
+  at once, while the machine is warm (it goes back after 30 s idle), the same carry, timeout_s 280 (the suite):
+    mkdir -p /tmp/gs; GPU_CHECK_PARTS=suite timeout 265 bash bench/gpu_check.sh /tmp/gs > /tmp/gs/console.log 2>&1;
+    echo "gpu_check rc=$?" >> /tmp/gs/console.log; tar czf $OUT/gpu-suite.tgz -C /tmp gs;
+    grep -A 12 "^>>> " /tmp/gs/tests.log | tail -c 9000; tail -n 5 /tmp/gs/tests.log
   give_back, then: mv /tmp/search-stress-aside results/search-stress && git status --short
 EOF
