@@ -34,7 +34,7 @@
 # Both model shapes are randomly initialised (sft_steps 0): the benchmark times the machinery, not learning.
 #
 # Rehearse it on a CPU before spending GPU time (the flow, the flags, the logs; about 3 minutes on 2 cores):
-#   GPU_CHECK_SMOKE=1 PYTHON=/path/to/python-with-trl bash bench/gpu_check.sh /tmp/gpu-check-smoke
+#   GPU_CHECK_SMOKE=1 GPU_CHECK_PARTS=all PYTHON=/path/to/python-with-trl bash bench/gpu_check.sh /tmp/gpu-check-smoke
 # (the tiny shape, 16 new tokens, two test files; no wheels installed; nothing it prints is a GPU figure)
 set -uo pipefail
 SMOKE=${GPU_CHECK_SMOKE:-}
