@@ -112,7 +112,8 @@ fi
 IGNORE=""
 $PY -c "import peft" 2>/dev/null || IGNORE="--ignore=tests/engine/test_lora.py --ignore=tests/engine/test_distributed.py \
  --ignore=tests/test_memory.py"
-# a file, not the folder: on the device the folder was there, empty, with its files moved aside (2026-12-04)
+# a file, not the folder: with the folder moved aside, `-d` still passed on the device and its scripts' tests
+# ran and erred (2026-12-04; why the folder was there is not known)
 [ -f results/search-stress/done_when.py ] || IGNORE="$IGNORE --ignore=tests/report/test_done_when.py \
  --ignore=tests/report/test_project_mde.py --ignore=tests/report/test_verdict_changes.py"
 # shellcheck disable=SC2086
