@@ -6,7 +6,8 @@
 # the suite not done in 150 s with -n 8); H200 2026-12-04 (train 24 s, bench 150M 136 s, 0.5B 120 s, memory 25 s
 # and, with LoRA, 45 s (its limit then), the suite at 86% after 110 s with -n 14); H200 2026-12-04 at 14:06 (train
 # 28 s, bench 150M 150 s, 0.5B cut at 130 s with nothing printed, memory 33 s, LoRA 52 s; the suite to 100% in
-# 230 s with -n 16); each part prints how far into the run it started, to tune them.
+# 230 s with -n 16); each part prints how far into the run it started, to tune them. The measurements' limits
+# add up to 530 s (the wheels' install and nvidia-smi before them ~12 s): under the 565 s the call gives them.
 #
 #   bash bench/gpu_check.sh [OUT]                          # parts 1-4; OUT defaults to $OUT or /tmp/gpu-check
 #   GPU_CHECK_PARTS=suite bash bench/gpu_check.sh [OUT]    # part 5 alone (GPU_CHECK_PARTS=all: all five)
@@ -27,7 +28,9 @@
 #      with the GPU rollout (a bf16 copy of the policy fed by the in-place push, static cache, compiled decode
 #      step: rollout.backend/dtype/decoder/compile), then (--profile) the share of a step the GPU is busy
 #   3. the bench on a Qwen2.5-0.5B-shaped model (hidden 896, 24 layers, 14 heads, 2 kv heads, intermediate 4864)
-#   4. the memory plan against the peak a short run allocates (bench/gpu_memory.py; 0.5B shape, full and LoRA r=16)
+#   4. the memory plan against the peak a short run allocates (bench/gpu_memory.py; 0.5B shape, full and LoRA r=16),
+#      then bench/sdpa_shapes.py on the 150M shape: whether a sequence length the process has not seen costs the
+#      update a new attention plan (cuDNN's), the guess at why its update swings from step to step
 #   5. the test suite on CUDA (pytest -n 14, each result named as it ends and each failure's reason written when
 #      it is known, bench/pytest_live_failures.py: twice pytest never printed its summary; the Ray executor and
 #      the 2-process CPU tests left out: one GPU cannot host a 2-process NCCL run)
@@ -70,9 +73,10 @@ SHAPE_150M="--set model.tiny.hidden_size=1024 --set model.tiny.num_layers=12 --s
 SHAPE_05B="--set model.tiny.hidden_size=896 --set model.tiny.num_layers=24 --set model.tiny.num_heads=14 \
  --set model.tiny.num_kv_heads=2 --set model.tiny.intermediate_size=4864 --set model.tiny.sft_steps=0"
 BENCH="--set training.autocast=bfloat16 --set rollout.max_new_tokens=256 --set training.skip_zero_advantage=false"
-TESTS=tests WORKERS=14 TRAIN_STEPS=20
+TESTS=tests WORKERS=14 TRAIN_STEPS=20 SDPA_SIZE=""
 if [ -n "$SMOKE" ]; then
   SHAPE_150M="" SHAPE_05B="" TESTS="tests/engine/test_sampler.py tests/engine/test_rollout_correction.py" WORKERS=2 TRAIN_STEPS=4
+  SDPA_SIZE="--widths 2 --rows 8"
   BENCH="--set rollout.max_new_tokens=16 --set training.skip_zero_advantage=false"
 fi
 
@@ -105,6 +109,9 @@ part memory_05b 45 $PY bench/gpu_memory.py recipes/tiny.yaml $SHAPE_05B --set ro
 # shellcheck disable=SC2086
 part memory_05b_lora 60 $PY bench/gpu_memory.py recipes/tiny.yaml $SHAPE_05B --set rollout.max_new_tokens=64 \
   --set training.lora.r=16
+# shellcheck disable=SC2086
+part sdpa_shapes_150m 45 $PY bench/sdpa_shapes.py recipes/tiny.yaml $SHAPE_150M --set training.autocast=bfloat16 \
+  $SDPA_SIZE
 fi
 [ "$PARTS" = measure ] && { echo "== done in $(( $(date +%s) - started ))s; logs in $OUT (the suite: GPU_CHECK_PARTS=suite)"; exit 0; }
 # the suite on CUDA, last (the measurements above matter more in a short lease); tests of optional packages
