@@ -42,6 +42,32 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+class UpdateShapes:
+    """The (rows, length) of every micro-batch the trainer's update and log-prob passes run, step by step, and
+    how many of them the process had not run before: a cost paid per new shape (an attention plan) shows as slow
+    steps that bring many new ones (docs/gpu.md, the 150M update's swing). It only watches: the trainer's own
+    micro-batching is called unchanged."""
+
+    def __init__(self, trainer):
+        self.seen: set[tuple[int, int]] = set()
+        self.current: list[tuple[int, int]] = []
+        layout = trainer._micro_batches
+
+        def recorded(batch, rows=None):
+            parts = layout(batch, rows)
+            self.current.extend(tuple(micro.input_ids.shape) for _, micro in parts)
+            return parts
+
+        trainer._micro_batches = recorded
+
+    def take(self) -> dict:
+        """The step just run: its micro-batches, and the distinct shapes among them the process had not seen."""
+        shapes, self.current = self.current, []
+        new = set(shapes) - self.seen
+        self.seen |= new
+        return {"micro_batches": len(shapes), "new_shapes": len(new)}
+
+
 def run_sigx(recipe, profile: bool = False) -> dict:
     from sigx.engine.shared import SharedEngine
     from sigx.engine.trainer import GRPOTrainer
@@ -49,10 +75,11 @@ def run_sigx(recipe, profile: bool = False) -> dict:
 
     engine = SharedEngine(recipe, log=lambda m: None)
     trainer = GRPOTrainer(recipe, engine, build(recipe, engine))
-    rows = [trainer.step().metrics for _ in range(recipe.training.steps)]
+    shapes = UpdateShapes(trainer)
+    rows = [(trainer.step().metrics, shapes.take()) for _ in range(recipe.training.steps)]
     out = {"steps": [{"step_s": r["step_s"], "rollout_s": r["rollout_s"], "train_s": r["train_s"],
                       "tokens": r["rollout_tokens_per_s"] * r["rollout_s"], "reward": r["reward"],
-                      "trained_fraction": r["trained_fraction"]} for r in rows]}
+                      "trained_fraction": r["trained_fraction"], **shaped} for r, shaped in rows]}
     if profile and torch.cuda.is_available():  # after the timed steps: the profiler cannot disturb them
         sys.path.insert(0, str(Path(__file__).parent))
         from gpu_profile import gpu_busy
@@ -159,7 +186,7 @@ def child(side: str, recipe_path: str, overrides: list[str], profile: bool) -> N
 def summarize(result: dict, warmup: int) -> dict:
     steps = result["steps"][warmup:]
     out = {"each_step": [(s["step_s"], s.get("rollout_s", float("nan")), s.get("train_s", float("nan")),
-                          s["tokens"]) for s in result["steps"]],
+                          s["tokens"], s.get("micro_batches"), s.get("new_shapes")) for s in result["steps"]],
            "step_s": statistics.median(s["step_s"] for s in steps),
            "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["step_s"] for s in steps),
            "peak_memory_mb": result["peak_memory_mb"], "steps": len(steps),
@@ -178,9 +205,12 @@ def summarize(result: dict, warmup: int) -> dict:
 
 def print_steps(side: str, result: dict) -> None:
     """Every step, the warm-up ones too, with the tokens it generated: a slow one shows, and whether it is slow
-    because it generated more."""
-    print(f"{side} steps (total / rollout / update s, generated tokens): " + ", ".join(
-        f"{t:.2f}/{r:.2f}/{u:.2f} {n:.0f}" for t, r, u, n in result["each_step"]), flush=True)
+    because it generated more; for sigx also its micro-batches and how many of their shapes were new."""
+    shaped = result["each_step"][0][4] is not None
+    print(f"{side} steps (total / rollout / update s, generated tokens"
+          + (", micro-batches (new shapes)" if shaped else "") + "): " + ", ".join(
+              f"{t:.2f}/{r:.2f}/{u:.2f} {n:.0f}" + (f" {m} ({new})" if shaped else "")
+              for t, r, u, n, m, new in result["each_step"]), flush=True)
 
 
 def main() -> None:
