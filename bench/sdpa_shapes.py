@@ -98,7 +98,7 @@ def main() -> None:
     recipe = load_recipe(args.recipe, args.overrides + ["logging.wandb=disabled"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     task = build_task(recipe.task)
-    tokenizer, model, _ = load_base(recipe.model, task, recipe.task, device, log=lambda m: None)
+    _, model, _ = load_base(recipe.model, task, recipe.task, device, log=lambda m: None)
     vocab = model.config.vocab_size
     dtype = recipe.training.autocast
     autocast = (lambda: torch.autocast("cuda", dtype=getattr(torch, dtype))) if device == "cuda" and dtype != "off" \
