@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -73,9 +74,12 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         return AblationOutcome(str(store.root), cells, status)
 
     started = time.time()
+    # names this invocation's two lines: without it, two sittings started in the same second by one process are
+    # the same line, and an archive's merge of session logs (one line, one sitting) would keep only one of them
+    session = uuid.uuid4().hex
     with store.lock():
         store.prepare(recipe, cells)
-        store.record_session({"event": "started", "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        store.record_session({"event": "started", "session": session, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                               "host": socket.gethostname(), "pid": os.getpid(), "executor": a.executor,
                               "workers": a.workers, "provenance": provenance()})
         for cell_id, why in store.set_aside_unreadable(cells):
@@ -111,7 +115,7 @@ def run_ablation(recipe: Recipe, console: Console | None = None, dry_run: bool =
         wall = time.time() - started
         engines = {r["pid"]: r["engine_setup_s"] for r in results}
         store.record_session({
-            "event": "finished", "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": wall,
+            "event": "finished", "session": session, "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": wall,
             "host": socket.gethostname(), "pid": os.getpid(), "executor": a.executor, "workers": a.workers,
             "cells_run": len(results), "cells_failed": sum(r["status"] == "failed" for r in results),
             "engines_built": len(engines), "engine_setup_s": sum(engines.values()),

@@ -4,7 +4,8 @@ Layout::
 
     recipe.yaml                 the resolved recipe (every default filled in)
     plan.json                   the cells, in order, with their techniques and seed
-    sessions.jsonl              one line per ``sigx ablate`` invocation (executor, cells run, wall time)
+    sessions.jsonl              a started and a finished line per ``sigx ablate`` invocation, sharing its session id
+                                (executor, cells run, wall time)
     <combination>/seed<k>/      one finished cell: config.json, metrics.jsonl, summary.json (+ wandb/)
     .staging/                   cells being run; an interrupted one's is kept if it holds a checkpoint
     .failed/                    earlier attempts of cells re-run by ``--retry-failed`` (kept, never deleted)
